@@ -1,0 +1,17 @@
+//! The parts of wharf that the server and the client must agree on byte for byte.
+//!
+//! - [`limits`]: every protocol-level bound (frame size, path length, page size) as a named constant.
+//! - [`frame`]: length-prefixed MessagePack framing, with the length checked before anything is decoded.
+//! - [`proto`]: the messages of the control stream and the typed error codes.
+//! - [`path`]: the normalisation of remote paths, so that both ends agree on what `/a/../b` means.
+//! - [`tls`]: certificate fingerprints, rustls and quinn configuration.
+//! - [`net`]: UDP sockets with explicitly sized buffers.
+//!
+//! `PROTOCOL.md` beside this crate describes the same wire in prose, for implementers in other languages.
+
+pub mod frame;
+pub mod limits;
+pub mod net;
+pub mod path;
+pub mod proto;
+pub mod tls;

@@ -1,0 +1,245 @@
+//! Messages of the control stream.
+//!
+//! The client sends [`Request`]s; the server answers each with one or more [`Response`]s carrying the
+//! same id. Every request ends with exactly one *final* reply ([`Reply::is_final`]); a listing may send
+//! non-final `entries` pages before it. Requests run concurrently on the server, so replies to different
+//! ids may arrive in any order. All structs travel as MessagePack maps with the field names shown here
+//! (`rmp_serde::to_vec_named`); enums are tagged by a string field (`op`, `type`, `code`, `kind`).
+
+use serde::{Deserialize, Serialize};
+
+/// One client request: an id the client picks, and the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, unique among its requests still in flight, never 0.
+    pub id: u32,
+    /// What to do.
+    pub cmd: Command,
+}
+
+/// The commands a client can send. Paths are UTF-8, `/` being the user's home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Authenticate. Must be the first request on a connection.
+    Login { user: String, password: String },
+    /// Metadata of one path; symlinks inside the home are followed.
+    Stat { path: String },
+    /// The entries of a directory, in pages.
+    List { path: String },
+    /// Create a directory; with `parents`, create missing ancestors and accept an existing directory.
+    Mkdir { path: String, parents: bool },
+    /// Remove an empty directory.
+    Rmdir { path: String },
+    /// Remove a file or symlink; with `recursive`, also a directory and everything below it.
+    Remove { path: String, recursive: bool },
+    /// Rename `from` to `to`; an existing file at `to` is replaced, an existing directory is not.
+    Rename { from: String, to: String },
+    /// The user's quota: bytes used, reserved and allowed.
+    Quota,
+}
+
+/// One server message: the id of the request it answers (0 for a notice) and the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u32,
+    pub reply: Reply,
+}
+
+/// What the server says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The request succeeded and has nothing to return.
+    Ok,
+    /// The request failed.
+    Error(ErrorReply),
+    /// Login succeeded.
+    LoggedIn { user: String, quota: QuotaInfo },
+    /// Answer to `stat`.
+    Stat { entry: Entry },
+    /// One page of a listing; the last page has `done` set (and may be empty).
+    Entries { entries: Vec<Entry>, done: bool },
+    /// Answer to `quota`.
+    Quota { quota: QuotaInfo },
+    /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
+    Notice { message: String },
+}
+
+impl Reply {
+    /// True if no further reply will follow for this request id.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            Reply::Entries { done: false, .. } | Reply::Notice { .. }
+        )
+    }
+
+    /// Shorthand for an error reply.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error(ErrorReply {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+/// A failed request: a machine-readable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Typed error codes. They travel as snake_case strings; a client must treat an unknown code as
+/// [`ErrorCode::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The path or one of its parents does not exist.
+    NotFound,
+    /// The operation is not allowed, including any attempt to leave the home.
+    PermissionDenied,
+    /// The target already exists.
+    Exists,
+    /// A directory was needed but something else is there.
+    NotADirectory,
+    /// A file was needed but a directory is there.
+    IsADirectory,
+    /// The directory is not empty.
+    NotEmpty,
+    /// The path is malformed: NUL, backslash, too long, or the home itself where that makes no sense.
+    InvalidPath,
+    /// The operation would take the user past their quota.
+    QuotaExceeded,
+    /// Wrong user name or password. Deliberately does not say which.
+    AuthFailed,
+    /// Too many failed logins from this address; try again later.
+    TooManyAttempts,
+    /// A command other than `login` arrived before a successful login.
+    NotLoggedIn,
+    /// `login` arrived on a connection that is already logged in.
+    AlreadyLoggedIn,
+    /// The request is well-formed MessagePack but not a valid request (bad id, bad fields).
+    BadRequest,
+    /// The request id is already in use by a request still in flight.
+    DuplicateId,
+    /// The server is at a limit (requests in flight, connections); retry later.
+    Busy,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The filesystem reported an error not covered above.
+    Io,
+    /// A code this client does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The code's wire name, e.g. `not_found`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Exists => "exists",
+            ErrorCode::NotADirectory => "not_a_directory",
+            ErrorCode::IsADirectory => "is_a_directory",
+            ErrorCode::NotEmpty => "not_empty",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::DuplicateId => "duplicate_id",
+            ErrorCode::Busy => "busy",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Io => "io",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Metadata of one directory entry or stat result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The final path component (for `stat` of the root: `/`).
+    pub name: String,
+    pub kind: EntryKind,
+    /// Size in bytes (for a symlink: the length of its target).
+    pub size: u64,
+    /// Unix permission bits, e.g. `0o644`.
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// What an entry is. Listings do not follow symlinks, so a symlink shows as itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Sockets, FIFOs, devices.
+    #[serde(other)]
+    Other,
+}
+
+/// A user's space: `used` bytes stored, `reserved` bytes promised to uploads in progress, and the
+/// `limit` (absent when unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaInfo {
+    pub used: u64,
+    pub reserved: u64,
+    pub limit: Option<u64>,
+}
+
+/// QUIC application close codes the server (and client) use when closing a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum CloseCode {
+    /// Normal close: the peer said goodbye.
+    Normal = 0,
+    /// The peer broke the protocol: bad frame, bad stream, bad message. The reason says which.
+    ProtocolError = 1,
+    /// Too many failed logins on this connection.
+    TooManyFailures = 2,
+    /// No successful login within the allowed time.
+    LoginTimeout = 3,
+    /// The server is shutting down.
+    ShuttingDown = 4,
+    /// The server refused the connection: too many connections in total or from this address.
+    TooManyConnections = 5,
+    /// The logged-in session sent nothing for too long.
+    Idle = 6,
+}
+
+impl CloseCode {
+    /// The code as a QUIC varint.
+    pub fn varint(self) -> quinn::VarInt {
+        quinn::VarInt::from_u32(self as u32)
+    }
+
+    /// Maps a received close code back, if it is one of ours.
+    pub fn from_u64(code: u64) -> Option<CloseCode> {
+        [
+            CloseCode::Normal,
+            CloseCode::ProtocolError,
+            CloseCode::TooManyFailures,
+            CloseCode::LoginTimeout,
+            CloseCode::ShuttingDown,
+            CloseCode::TooManyConnections,
+            CloseCode::Idle,
+        ]
+        .into_iter()
+        .find(|c| *c as u64 == code)
+    }
+}
