@@ -1,0 +1,150 @@
+//! Authentication: "who is this?" and nothing more.
+//!
+//! [`Authenticator::login`] applies the throttle, loads the user record, verifies the password off
+//! the executor and writes one audit line per attempt (target `audit`, routed to `var/log/audit.log`).
+//! What a user may do once known (home, quota) is decided elsewhere.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wharf_common::limits::MAX_PASSWORD_LEN;
+use wharf_common::proto::ErrorCode;
+
+use crate::blocking::BlockingPool;
+use crate::config::AuthSettings;
+use crate::password::Passwords;
+use crate::throttle::{Throttle, Verdict};
+use crate::users::{UserRecord, UserStore};
+
+/// Why a login failed, as told to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password; deliberately indistinguishable.
+    #[error("login failed: wrong user name or password")]
+    Failed,
+    /// The source address failed too often recently.
+    #[error("too many failed logins from your address; try again later")]
+    TooManyAttempts,
+    /// The password is longer than the protocol allows.
+    #[error("password longer than {MAX_PASSWORD_LEN} bytes")]
+    PasswordTooLong,
+    /// The user store could not be read.
+    #[error("the server cannot check logins right now")]
+    Unavailable,
+}
+
+impl LoginError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LoginError::Failed => ErrorCode::AuthFailed,
+            LoginError::TooManyAttempts => ErrorCode::TooManyAttempts,
+            LoginError::PasswordTooLong => ErrorCode::BadRequest,
+            LoginError::Unavailable => ErrorCode::Io,
+        }
+    }
+}
+
+/// Checks logins against the user store.
+#[derive(Debug)]
+pub struct Authenticator {
+    users: UserStore,
+    passwords: Passwords,
+    throttle: Mutex<Throttle>,
+    files: BlockingPool,
+}
+
+impl Authenticator {
+    pub fn new(
+        users: UserStore,
+        passwords: Passwords,
+        settings: &AuthSettings,
+        files: BlockingPool,
+    ) -> Self {
+        Authenticator {
+            users,
+            passwords,
+            throttle: Mutex::new(Throttle::new(settings)),
+            files,
+        }
+    }
+
+    /// Checks one login attempt from `ip`.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<UserRecord, LoginError> {
+        let result = self.check(user, password, ip).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(LoginError::Failed) => "failure",
+            Err(LoginError::TooManyAttempts) => "throttled",
+            Err(LoginError::PasswordTooLong) => "malformed",
+            Err(LoginError::Unavailable) => "error",
+        };
+        // `{:?}` quotes and escapes the name, so a hostile name cannot forge audit lines.
+        tracing::info!(target: "audit", user = ?user, %ip, result = outcome, "login");
+        result
+    }
+
+    async fn check(
+        &self,
+        user: &str,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<UserRecord, LoginError> {
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(LoginError::PasswordTooLong);
+        }
+        let verdict = self.lock_throttle().verdict(ip, user, Instant::now());
+        match verdict {
+            Verdict::Refuse => return Err(LoginError::TooManyAttempts),
+            Verdict::Delay(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+            Verdict::Delay(_) => {}
+        }
+        let store = self.users.clone();
+        let name = user.to_owned();
+        // An invalid name is treated exactly like an unknown one.
+        let record = match self.files.run(move || store.load(&name)).await {
+            Ok(record) => record,
+            Err(crate::users::UserError::InvalidName(_)) => None,
+            Err(err) => {
+                tracing::error!(%err, "cannot read user record");
+                return Err(LoginError::Unavailable);
+            }
+        };
+        let stored = record.as_ref().map(|r| r.password.clone());
+        if self.passwords.verify(stored, password).await
+            && let Some(record) = record
+        {
+            self.lock_throttle().record_success(ip, user);
+            return Ok(record);
+        }
+        self.lock_throttle()
+            .record_failure(ip, user, Instant::now());
+        Err(LoginError::Failed)
+    }
+
+    /// Reloads a user's record, e.g. to pick up a changed quota.
+    pub async fn reload(&self, user: &str) -> Option<UserRecord> {
+        let store = self.users.clone();
+        let name = user.to_owned();
+        self.files
+            .run(move || store.load(&name))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // The throttle holds only counters; a panic elsewhere cannot leave it inconsistent.
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Shared handle.
+pub type SharedAuthenticator = Arc<Authenticator>;

@@ -1,0 +1,309 @@
+//! The `wharfd` command line: `setup`, `user add|passwd|del|list|quota`, and `serve` (the default).
+
+use std::io::{BufRead as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::password::{Passwords, random_password};
+use crate::size::{Quota, format_bytes};
+use crate::storage::Storage as _;
+use crate::storage::fs::FsStorage;
+use crate::users::{UserRecord, UserStore, validate_name};
+
+#[derive(Debug, Parser)]
+#[command(name = "wharfd", version, about = "wharf file server over QUIC")]
+struct Cli {
+    /// Server root holding certs/, etc/ and var/.
+    #[arg(long, global = true, default_value = ".")]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the certificate, the default configuration and the var/ layout.
+    Setup {
+        /// Extra DNS name or IP address for the certificate (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Replace an existing certificate (clients that pinned the old one will refuse the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// Run the server (the default command).
+    Serve {
+        /// UDP address to listen on, overriding the configuration.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user and their home.
+    Add {
+        name: String,
+        /// Disk quota: 500MiB, 10GB, 2G or unlimited (default from the configuration).
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<Quota>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user (their home stays unless --purge).
+    Del {
+        name: String,
+        /// Also delete the user's home and everything in it.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List users with their quota and usage.
+    List,
+    /// Set a user's quota.
+    Quota { name: String, size: Quota },
+}
+
+/// Entry point of the binary: parses arguments, runs, and maps errors to exit codes
+/// (0 success, 1 failure, 2 usage).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wharfd: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let layout = Layout::new(cli.root);
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::Setup { hosts, force } => {
+            let report = crate::setup::setup(&layout, &hosts, force)?;
+            let verb = if report.cert_created {
+                "generated"
+            } else {
+                "kept existing"
+            };
+            println!("{verb} certificate {}", layout.cert().display());
+            if report.config_created {
+                println!("wrote {}", layout.config().display());
+            }
+            println!("fingerprint {}", report.fingerprint);
+            Ok(())
+        }
+        Command::User { action } => user_command(&layout, action),
+        Command::Serve { listen } => serve(&layout, listen),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
+    std::fs::create_dir_all(layout.homes())?;
+    let pool = crate::blocking::BlockingPool::new(config.server.blocking_ops);
+    FsStorage::open(&layout.homes(), pool)
+        .with_context(|| format!("opening {}", layout.homes().display()))
+}
+
+fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
+    let config = Config::load(&layout.config())?;
+    let store = UserStore::new(layout.users());
+    std::fs::create_dir_all(layout.users())?;
+    let rt = runtime()?;
+    match action {
+        UserCommand::Add {
+            name,
+            quota,
+            password_stdin,
+        } => {
+            validate_name(&name)?;
+            if store.load(&name)?.is_some() {
+                bail!("user {name:?} already exists");
+            }
+            let quota = match quota {
+                Some(quota) => quota,
+                None => config.default_quota().map_err(anyhow::Error::msg)?,
+            };
+            let password = read_new_password(password_stdin)?;
+            let hash = Passwords::new(&config.auth)?.hash(&password)?;
+            rt.block_on(storage(layout, &config)?.create_home(&name))?;
+            store.create(&UserRecord {
+                name: name.clone(),
+                password: hash,
+                quota: quota.limit(),
+            })?;
+            println!("added user {name} with quota {quota}");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let mut record = store.get(&name)?;
+            let password = read_new_password(password_stdin)?;
+            record.password = Passwords::new(&config.auth)?.hash(&password)?;
+            store.save(&record)?;
+            println!("password changed for {name}");
+        }
+        UserCommand::Del { name, purge } => {
+            store.remove(&name)?;
+            if purge {
+                rt.block_on(storage(layout, &config)?.remove_home(&name))?;
+                println!("deleted user {name} and their home");
+            } else {
+                println!(
+                    "deleted user {name} (home kept in {})",
+                    layout.homes().join(&name).display()
+                );
+            }
+        }
+        UserCommand::List => {
+            let storage = storage(layout, &config)?;
+            println!("{:<32} {:>12} {:>12}", "USER", "QUOTA", "USED");
+            for user in store.list()? {
+                let used = rt.block_on(async {
+                    let home = storage.open_home(&user.name).await?;
+                    home.usage().await
+                });
+                let used = used.map_or_else(|err| format!("? ({})", err.code), format_bytes);
+                println!(
+                    "{:<32} {:>12} {:>12}",
+                    user.name,
+                    Quota::from_limit(user.quota).to_string(),
+                    used
+                );
+            }
+        }
+        UserCommand::Quota { name, size } => {
+            let mut record = store.get(&name)?;
+            record.quota = size.limit();
+            store.save(&record)?;
+            println!("quota of {name} set to {size}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads a new password: one line of standard input, or twice from a hidden prompt.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("New password: ").context("reading the password")?;
+        let second =
+            rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("the password must not be empty");
+    }
+    if password.len() > wharf_common::limits::MAX_PASSWORD_LEN {
+        bail!(
+            "the password is longer than {} bytes",
+            wharf_common::limits::MAX_PASSWORD_LEN
+        );
+    }
+    Ok(password)
+}
+
+fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let report = crate::setup::setup(layout, &[], false)?;
+    let config = Config::load(&layout.config())?;
+    let _guards = crate::logging::init(layout, &config.log.level).context("opening the logs")?;
+    let demo_password = create_demo_user(layout, &config)?;
+    let listen = listen.unwrap_or(config.server.listen);
+
+    let rt = runtime()?;
+    rt.block_on(async {
+        let server = crate::server::Server::bind(layout, config, listen)?;
+        let addr = server.local_addr()?;
+        announce(layout, addr, &report.fingerprint, demo_password.as_deref())?;
+        server.run(crate::server::shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
+/// Creates the user `demo` with a random password when there are no users at all.
+fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<Option<String>> {
+    let store = UserStore::new(layout.users());
+    if !store.list()?.is_empty() {
+        return Ok(None);
+    }
+    let password = random_password(16);
+    let hash = Passwords::new(&config.auth)?.hash(&password)?;
+    let quota = config.default_quota().map_err(anyhow::Error::msg)?;
+    let storage = Arc::new(storage(layout, config)?);
+    runtime()?.block_on(storage.create_home("demo"))?;
+    store.create(&UserRecord {
+        name: "demo".into(),
+        password: hash,
+        quota: quota.limit(),
+    })?;
+    Ok(Some(password))
+}
+
+/// Prints the machine-readable `listening on` line (tests read it) and, once, the demo login.
+fn announce(
+    layout: &Layout,
+    addr: SocketAddr,
+    fingerprint: &str,
+    demo: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "wharfd listening on {addr}")?;
+    writeln!(out, "certificate fingerprint {fingerprint}")?;
+    if let Some(password) = demo {
+        let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+            "localhost".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        let cert = std::fs::canonicalize(layout.cert()).unwrap_or_else(|_| layout.cert());
+        writeln!(
+            out,
+            "created user demo with password {password} (shown only this once)"
+        )?;
+        writeln!(out, "connect with:")?;
+        writeln!(
+            out,
+            "  wharf --ca {} demo@{host}:{}",
+            cert.display(),
+            addr.port()
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! One module per control-stream command. Each parses its paths, acts through the user's [`Home`],
+//! and returns its final [`Reply`]; [`dispatch`] turns errors into error replies.
+//!
+//! `login` is not here: it is only valid before a session exists and lives in [`crate::conn::login`].
+
+mod list;
+mod mkdir;
+mod quota;
+mod remove;
+mod rename;
+mod rmdir;
+mod stat;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Command, ErrorCode, Reply, Response};
+
+use crate::context::ServerContext;
+use crate::quota::Ledger;
+use crate::storage::{Home, StorageError};
+
+/// A logged-in user's view of the server.
+pub struct Session {
+    pub user: String,
+    pub home: Arc<dyn Home>,
+    pub ledger: Arc<Ledger>,
+    pub ctx: Arc<ServerContext>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends the non-final replies of one request (listing pages).
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub id: u32,
+    pub replies: &'a mpsc::Sender<Response>,
+}
+
+impl Progress<'_> {
+    /// Sends one intermediate reply; false if the connection is gone.
+    pub async fn send(&self, reply: Reply) -> bool {
+        self.replies
+            .send(Response { id: self.id, reply })
+            .await
+            .is_ok()
+    }
+}
+
+/// What a command returns: its final reply, or the error to send instead.
+pub type CmdResult = Result<Reply, StorageError>;
+
+/// Parses a wire path into a [`RemotePath`], refusing malformed ones with `invalid_path`.
+pub fn parse_path(raw: &str) -> Result<RemotePath, StorageError> {
+    RemotePath::parse(raw)
+        .map_err(|err| StorageError::new(ErrorCode::InvalidPath, format!("{raw:?}: {err}")))
+}
+
+/// Runs one command and returns its final reply.
+pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply {
+    let result = match cmd {
+        Command::Login { .. } => {
+            return Reply::error(
+                ErrorCode::AlreadyLoggedIn,
+                format!("already logged in as {}", session.user),
+            );
+        }
+        Command::Stat { path } => stat::run(session, &path).await,
+        Command::List { path } => list::run(session, &path, progress).await,
+        Command::Mkdir { path, parents } => mkdir::run(session, &path, parents).await,
+        Command::Rmdir { path } => rmdir::run(session, &path).await,
+        Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
+        Command::Rename { from, to } => rename::run(session, &from, &to).await,
+        Command::Quota => quota::run(session).await,
+    };
+    result.unwrap_or_else(|err| Reply::error(err.code, err.message))
+}

@@ -1,0 +1,11 @@
+//! `remove {path, recursive}` → `ok`: deletes a file, a symlink, or with `recursive` a tree, and gives
+//! the freed bytes back to the quota.
+
+use super::{CmdResult, Session, parse_path};
+use wharf_common::proto::Reply;
+
+pub async fn run(session: &Session, path: &str, recursive: bool) -> CmdResult {
+    let freed = session.home.remove(&parse_path(path)?, recursive).await?;
+    session.ledger.release(freed);
+    Ok(Reply::Ok)
+}

@@ -1,0 +1,248 @@
+//! The server configuration, read from `etc/wharfd.toml`.
+//!
+//! The committed `etc/wharfd.toml` is the documentation: it lists every setting with its default and a
+//! comment, and `wharfd setup` copies it into new roots. A test checks that it parses to exactly
+//! [`Config::default`], so the two cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wharf_common::net::TransportSettings;
+
+use crate::size::Quota;
+
+/// The documented default configuration file.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../etc/wharfd.toml");
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    pub users: UserSettings,
+    pub transport: TransportSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_requests_in_flight: usize,
+    pub blocking_ops: usize,
+    pub session_idle_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::from((
+                std::net::Ipv6Addr::UNSPECIFIED,
+                wharf_common::limits::DEFAULT_PORT,
+            )),
+            max_connections: 1000,
+            max_connections_per_ip: 32,
+            max_requests_in_flight: 32,
+            blocking_ops: 64,
+            session_idle_secs: 900,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub login_timeout_secs: u64,
+    pub max_failures_per_connection: u32,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub max_concurrent_hashes: usize,
+    pub throttle_base_delay_ms: u64,
+    pub throttle_max_delay_ms: u64,
+    pub throttle_window_secs: u64,
+    pub max_failures_per_ip: u32,
+    pub throttle_table_size: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            login_timeout_secs: 10,
+            max_failures_per_connection: 3,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 2,
+            throttle_base_delay_ms: 200,
+            throttle_max_delay_ms: 5000,
+            throttle_window_secs: 900,
+            max_failures_per_ip: 30,
+            throttle_table_size: 10_000,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSettings {
+    pub default_quota: String,
+}
+
+impl Default for UserSettings {
+    fn default() -> Self {
+        UserSettings {
+            default_quota: "1GiB".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file at `path`, or the defaults if it does not exist.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown,
+                    source,
+                });
+            }
+        };
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The quota for users added without `--quota`.
+    pub fn default_quota(&self) -> Result<Quota, String> {
+        self.users
+            .default_quota
+            .parse()
+            .map_err(|e: crate::size::SizeError| e.to_string())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let a = &self.auth;
+        if a.argon2_memory_kib < 19456 || a.argon2_iterations < 2 || a.argon2_parallelism < 1 {
+            return Err("argon2 parameters below the floor of m=19456 KiB, t=2, p=1".into());
+        }
+        let positive = [
+            ("server.max_connections", self.server.max_connections),
+            (
+                "server.max_connections_per_ip",
+                self.server.max_connections_per_ip,
+            ),
+            (
+                "server.max_requests_in_flight",
+                self.server.max_requests_in_flight,
+            ),
+            ("server.blocking_ops", self.server.blocking_ops),
+            ("auth.max_concurrent_hashes", a.max_concurrent_hashes),
+            ("auth.throttle_table_size", a.throttle_table_size),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if a.login_timeout_secs == 0 || a.max_failures_per_connection == 0 {
+            return Err(
+                "auth.login_timeout_secs and auth.max_failures_per_connection must be at least 1"
+                    .into(),
+            );
+        }
+        self.default_quota().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_file_documents_exactly_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).expect("etc/wharfd.toml parses");
+        assert_eq!(parsed, Config::default());
+        assert!(parsed.validate().is_ok());
+    }
+
+    #[test]
+    fn every_setting_has_a_comment() {
+        let mut previous = "";
+        for line in DEFAULT_CONFIG_TOML.lines() {
+            let is_setting = line.contains('=') && !line.starts_with('#');
+            if is_setting && !previous.starts_with('#') && !previous.contains('=') {
+                panic!("setting without a comment above it: {line}");
+            }
+            previous = line;
+        }
+    }
+
+    #[test]
+    fn refuses_weak_argon2_and_unknown_keys() {
+        let weak = "[auth]\nargon2_memory_kib = 1024\n";
+        let config: Config = toml::from_str(weak).expect("parses");
+        assert!(config.validate().is_err());
+        assert!(toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err());
+    }
+}

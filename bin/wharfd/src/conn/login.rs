@@ -1,0 +1,122 @@
+//! The login phase: nothing but `login` is served until one succeeds.
+
+use std::sync::Arc;
+
+use wharf_common::frame::write_message;
+use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
+
+use super::Close;
+use super::io::{Incoming, spawn_reader};
+use crate::cmd::Session;
+use crate::context::ServerContext;
+
+/// A logged-in connection, ready for requests.
+pub struct LoggedIn {
+    pub session: Session,
+    pub send: quinn::SendStream,
+    pub requests: tokio::sync::mpsc::Receiver<Incoming>,
+}
+
+/// Accepts the control stream and serves logins until one succeeds or the connection must close.
+pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<LoggedIn, Close> {
+    let (mut send, recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|err| Close::new(CloseCode::Normal, format!("no control stream: {err}")))?;
+    let mut requests = spawn_reader(recv);
+    let ip = conn.remote_address().ip();
+    let max_failures = ctx.config.auth.max_failures_per_connection;
+    let mut failures = 0;
+    loop {
+        let Request { id, cmd } = requests
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(Close::new(CloseCode::Normal, "control stream closed")))?;
+        let Command::Login { user, password } = cmd else {
+            reply(
+                &mut send,
+                id,
+                Reply::error(ErrorCode::NotLoggedIn, "log in first"),
+            )
+            .await?;
+            continue;
+        };
+        match ctx.auth.login(&user, password, ip).await {
+            Ok(record) => {
+                let session = open_session(ctx, record).await;
+                let session = match session {
+                    Ok(session) => session,
+                    Err(reply_err) => {
+                        reply(&mut send, id, reply_err).await?;
+                        return Err(Close::new(CloseCode::Normal, "home unavailable"));
+                    }
+                };
+                tracing::Span::current().record("user", session.user.as_str());
+                let quota = session.ledger.info();
+                reply(
+                    &mut send,
+                    id,
+                    Reply::LoggedIn {
+                        user: session.user.clone(),
+                        quota,
+                    },
+                )
+                .await?;
+                return Ok(LoggedIn {
+                    session,
+                    send,
+                    requests,
+                });
+            }
+            Err(err) => {
+                failures += 1;
+                reply(&mut send, id, Reply::error(err.code(), err.to_string())).await?;
+                if failures >= max_failures {
+                    // Let the error reply reach the client before the close overtakes it.
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped())
+                        .await;
+                    return Err(Close::new(
+                        CloseCode::TooManyFailures,
+                        "too many failed logins",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn open_session(
+    ctx: &Arc<ServerContext>,
+    record: crate::users::UserRecord,
+) -> Result<Session, Reply> {
+    let unavailable = |err: crate::storage::StorageError| {
+        tracing::error!(user = %record.name, %err, "cannot open home");
+        Reply::error(
+            ErrorCode::Io,
+            "your home directory is unavailable; tell the administrator",
+        )
+    };
+    let home = ctx
+        .storage
+        .open_home(&record.name)
+        .await
+        .map_err(unavailable)?;
+    let ledger = ctx
+        .quotas
+        .ledger(&record.name, home.as_ref(), record.quota)
+        .await
+        .map_err(unavailable)?;
+    Ok(Session {
+        user: record.name,
+        home,
+        ledger,
+        ctx: ctx.clone(),
+    })
+}
+
+async fn reply(send: &mut quinn::SendStream, id: u32, reply: Reply) -> Result<(), Close> {
+    write_message(send, &Response { id, reply })
+        .await
+        .map_err(|err| Close::new(CloseCode::Normal, format!("reply failed: {err}")))
+}

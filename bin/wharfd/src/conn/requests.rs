@@ -1,0 +1,164 @@
+//! The session phase: requests run concurrently, each in its own task, replies funnel through one
+//! writer.
+//!
+//! Rules enforced here: request id 0 is reserved (protocol error); an id already in flight is
+//! answered with `duplicate_id`; past `max_requests_in_flight` new requests get `busy`; with nothing
+//! in flight for `session_idle_secs` the session is closed; on shutdown, running requests get the
+//! grace period, new ones get `shutting_down`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use wharf_common::limits::NOTICE_ID;
+use wharf_common::proto::{CloseCode, ErrorCode, Reply, Request, Response};
+
+use super::Close;
+use super::io::spawn_writer;
+use super::login::LoggedIn;
+use crate::cmd::{Progress, Session, dispatch};
+use crate::context::ServerContext;
+
+/// Ids of the requests in flight, so that a reused id is caught.
+type InFlight = Arc<Mutex<HashSet<u32>>>;
+
+pub async fn run(
+    logged_in: LoggedIn,
+    ctx: Arc<ServerContext>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Close {
+    let LoggedIn {
+        session,
+        send,
+        mut requests,
+    } = logged_in;
+    let session = Arc::new(session);
+    let (replies, writer) = spawn_writer(send);
+    let in_flight: InFlight = Arc::default();
+    let permits = Arc::new(Semaphore::new(ctx.config.server.max_requests_in_flight));
+    let idle = ctx.config.server.session_idle();
+    let mut tasks = JoinSet::new();
+    let mut idle_deadline = Instant::now() + idle;
+
+    let close = loop {
+        tokio::select! {
+            incoming = requests.recv() => {
+                let request = match incoming {
+                    Some(Ok(request)) => request,
+                    Some(Err(close)) => break close,
+                    None => break Close::new(CloseCode::Normal, "control stream closed"),
+                };
+                idle_deadline = Instant::now() + idle;
+                if request.id == NOTICE_ID {
+                    break Close::new(CloseCode::ProtocolError, "request id 0 is reserved");
+                }
+                start(request, &session, &replies, &in_flight, &permits, &mut tasks).await;
+            }
+            Some(_) = tasks.join_next() => {
+                idle_deadline = Instant::now() + idle;
+            }
+            () = sleep_until(idle_deadline), if tasks.is_empty() => {
+                break Close::new(CloseCode::Idle, "session idle for too long");
+            }
+            () = super::stopping(shutdown) => {
+                break drain_for_shutdown(&ctx, &mut tasks, &replies, &mut requests).await;
+            }
+        }
+    };
+    if close.code == CloseCode::Normal {
+        // The client is done sending; let what it asked for finish.
+        while tasks.join_next().await.is_some() {}
+    }
+    tasks.abort_all();
+    drop(replies);
+    let _ = writer.await;
+    close
+}
+
+/// Admits one request and spawns its task, or answers at once why not.
+async fn start(
+    request: Request,
+    session: &Arc<Session>,
+    replies: &mpsc::Sender<Response>,
+    in_flight: &InFlight,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+) {
+    let Request { id, cmd } = request;
+    let refuse = |code, message: &str| Response {
+        id,
+        reply: Reply::error(code, message),
+    };
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let _ = replies
+            .send(refuse(ErrorCode::Busy, "too many requests in flight"))
+            .await;
+        return;
+    };
+    if !lock(in_flight).insert(id) {
+        let _ = replies
+            .send(refuse(
+                ErrorCode::DuplicateId,
+                "request id already in flight",
+            ))
+            .await;
+        return;
+    }
+    let session = session.clone();
+    let replies = replies.clone();
+    let in_flight = in_flight.clone();
+    tasks.spawn(async move {
+        let reply = dispatch(
+            &session,
+            cmd,
+            &Progress {
+                id,
+                replies: &replies,
+            },
+        )
+        .await;
+        // Free the id before the final reply leaves, so the client may reuse it as soon as it sees it.
+        lock(&in_flight).remove(&id);
+        drop(permit);
+        let _ = replies.send(Response { id, reply }).await;
+    });
+}
+
+/// On shutdown: refuse new requests, give running ones the grace period, then say goodbye.
+async fn drain_for_shutdown(
+    ctx: &ServerContext,
+    tasks: &mut JoinSet<()>,
+    replies: &mpsc::Sender<Response>,
+    requests: &mut mpsc::Receiver<super::io::Incoming>,
+) -> Close {
+    let grace = ctx.config.server.shutdown_grace();
+    let deadline = Instant::now() + grace;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => if done.is_none() { break },
+            Some(Ok(request)) = requests.recv() => {
+                let reply = Reply::error(ErrorCode::ShuttingDown, "server shutting down");
+                let _ = replies.send(Response { id: request.id, reply }).await;
+            }
+            () = sleep_until(deadline) => break,
+        }
+    }
+    let notice = Reply::Notice {
+        message: "server shutting down".into(),
+    };
+    let _ = replies
+        .send(Response {
+            id: NOTICE_ID,
+            reply: notice,
+        })
+        .await;
+    Close::new(CloseCode::ShuttingDown, "server shutting down")
+}
+
+fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,108 @@
+//! Admission control: at most N connections in total and M from one address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Counts open connections by address.
+#[derive(Debug)]
+pub struct ConnectionLimiter {
+    open: Mutex<Counts>,
+    max_total: usize,
+    max_per_ip: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Total,
+    PerIp,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static [u8] {
+        match self {
+            Refusal::Total => b"server connection limit reached",
+            Refusal::PerIp => b"too many connections from your address",
+        }
+    }
+}
+
+/// An admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Admission {
+    limiter: Arc<ConnectionLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimiter {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnectionLimiter> {
+        Arc::new(ConnectionLimiter {
+            open: Mutex::default(),
+            max_total,
+            max_per_ip,
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Admits a connection from `ip`, or says which limit stops it.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+        let mut counts = self.counts();
+        if counts.total >= self.max_total {
+            return Err(Refusal::Total);
+        }
+        let from_ip = counts.by_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *from_ip += 1;
+        counts.total += 1;
+        Ok(Admission {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut counts = self.limiter.counts();
+        counts.total -= 1;
+        if let Some(from_ip) = counts.by_ip.get_mut(&self.ip) {
+            *from_ip -= 1;
+            if *from_ip == 0 {
+                counts.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_ip_and_total_and_frees_on_drop() {
+        let limiter = ConnectionLimiter::new(3, 2);
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let first = limiter.admit(a).expect("first");
+        let _second = limiter.admit(a).expect("second");
+        assert_eq!(limiter.admit(a).err(), Some(Refusal::PerIp));
+        let _third = limiter.admit(b).expect("other address");
+        assert_eq!(limiter.admit(b).err(), Some(Refusal::Total));
+        drop(first);
+        assert!(limiter.admit(a).is_ok());
+    }
+}

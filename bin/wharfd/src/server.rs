@@ -1,0 +1,183 @@
+//! The QUIC endpoint and the accept loop.
+//!
+//! [`Server::bind`] builds everything from a root and its configuration; [`Server::run`] accepts until
+//! the shutdown future completes, then tells every connection to stop (a `watch` channel), waits for
+//! them (each holds a clone of an mpsc sender; all dropped means all done), and closes the endpoint.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
+use wharf_common::net::bind_udp;
+use wharf_common::proto::CloseCode;
+
+use crate::auth::Authenticator;
+use crate::blocking::BlockingPool;
+use crate::config::Config;
+use crate::context::ServerContext;
+use crate::layout::Layout;
+use crate::limiter::ConnectionLimiter;
+use crate::password::Passwords;
+use crate::quota::QuotaBook;
+use crate::storage::fs::FsStorage;
+use crate::users::UserStore;
+
+/// A bound, ready server.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    ctx: Arc<ServerContext>,
+    limiter: Arc<ConnectionLimiter>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads the certificate, opens storage and binds the UDP socket on `listen`.
+    pub fn bind(layout: &Layout, config: Config, listen: SocketAddr) -> anyhow::Result<Server> {
+        let certs = wharf_common::tls::load_certs(&layout.cert())?;
+        let key = wharf_common::tls::load_key(&layout.key())?;
+        let crypto = wharf_common::tls::server_crypto(certs, key)?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(Arc::new(config.transport.transport_config(false)));
+        server_config.migration(true);
+
+        let bound = bind_udp(listen, config.transport.socket_buffer)
+            .with_context(|| format!("binding UDP {listen}"))?;
+        tracing::info!(
+            requested = config.transport.socket_buffer,
+            recv = bound.recv_buffer,
+            send = bound.send_buffer,
+            "UDP socket buffers granted by the kernel"
+        );
+        if bound.recv_buffer < config.transport.socket_buffer {
+            tracing::warn!(
+                "receive buffer smaller than asked for; raise net.core.rmem_max for full speed"
+            );
+        }
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            bound.socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .context("creating the QUIC endpoint")?;
+
+        let files = BlockingPool::new(config.server.blocking_ops);
+        let passwords = Passwords::new(&config.auth)?;
+        let auth = Authenticator::new(
+            UserStore::new(layout.users()),
+            passwords,
+            &config.auth,
+            files.clone(),
+        );
+        let storage = FsStorage::open(&layout.homes(), files)
+            .with_context(|| format!("opening {}", layout.homes().display()))?;
+        let limiter = ConnectionLimiter::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        );
+        let ctx = ServerContext {
+            config,
+            auth,
+            storage: Arc::new(storage),
+            quotas: QuotaBook::default(),
+        };
+        Ok(Server {
+            endpoint,
+            ctx: Arc::new(ctx),
+            limiter,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Accepts connections until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            let incoming = tokio::select! {
+                incoming = self.endpoint.accept() => incoming,
+                () = &mut shutdown => break,
+            };
+            let Some(incoming) = incoming else { break };
+            if !incoming.remote_address_validated() {
+                // Stateless retry: the client must prove it owns its address before we spend anything.
+                let _ = incoming.retry();
+                continue;
+            }
+            let remote = incoming.remote_address();
+            let admission = self.limiter.admit(remote.ip());
+            let ctx = self.ctx.clone();
+            let stop = stop_rx.clone();
+            let done = done_tx.clone();
+            let span = tracing::info_span!("conn", %remote, user = tracing::field::Empty);
+            tokio::spawn(
+                async move {
+                    let conn = match incoming.await {
+                        Ok(conn) => conn,
+                        Err(err) => {
+                            tracing::debug!(%err, "handshake failed");
+                            return;
+                        }
+                    };
+                    match admission {
+                        Ok(_admitted) => crate::conn::handle(conn, ctx, stop).await,
+                        Err(refusal) => {
+                            tracing::warn!(?refusal, "connection refused");
+                            conn.close(CloseCode::TooManyConnections.varint(), refusal.reason());
+                        }
+                    }
+                    drop(done);
+                }
+                .instrument(span),
+            );
+        }
+
+        tracing::info!("shutting down: no new connections");
+        self.endpoint.set_server_config(None);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        let grace = self.ctx.config.server.shutdown_grace() + Duration::from_secs(5);
+        if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
+        self.endpoint
+            .close(CloseCode::ShuttingDown.varint(), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,319 @@
+//! The filesystem backend: homes under `var/homes/`, each reached only through a cap-std [`Dir`].
+//!
+//! No path is ever joined onto a host path as a string. Each operation hands a relative path to the
+//! home's directory handle, and cap-std resolves it with openat2 `RESOLVE_BENEATH` (or an equivalent
+//! manual walk), so `..`, absolute symlinks and symlinks that climb out all fail with
+//! `PermissionDenied`. Recursive walks open subdirectories with `O_NOFOLLOW`, so a directory swapped for
+//! a symlink mid-walk is refused rather than followed. All of it runs on the blocking pool.
+
+use std::io;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use cap_fs_ext::DirExt as _;
+use cap_std::fs::{Dir, Metadata, PermissionsExt as _};
+use tokio::sync::mpsc;
+use wharf_common::limits::LIST_PAGE_ENTRIES;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, EntryKind, ErrorCode};
+
+use super::{Home, Listing, Storage, StorageError, StorageResult};
+use crate::blocking::BlockingPool;
+
+/// Homes as directories below one host directory.
+#[derive(Debug)]
+pub struct FsStorage {
+    homes: Arc<Dir>,
+    pool: BlockingPool,
+}
+
+impl FsStorage {
+    /// Opens the directory that holds the homes. This is the only use of ambient authority.
+    pub fn open(homes: &std::path::Path, pool: BlockingPool) -> io::Result<FsStorage> {
+        let homes = Dir::open_ambient_dir(homes, cap_std::ambient_authority())?;
+        Ok(FsStorage {
+            homes: Arc::new(homes),
+            pool,
+        })
+    }
+}
+
+fn home_error(err: &io::Error, user: &str) -> StorageError {
+    StorageError::new(ErrorCode::Io, format!("home of {user:?}: {err}"))
+}
+
+#[async_trait]
+impl Storage for FsStorage {
+    async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
+        let homes = self.homes.clone();
+        let name = user.to_owned();
+        let dir = self.pool.run(move || homes.open_dir_nofollow(&name)).await;
+        let dir = dir.map_err(|err| home_error(&err, user))?;
+        Ok(Arc::new(FsHome {
+            dir: Arc::new(dir),
+            pool: self.pool.clone(),
+        }))
+    }
+
+    async fn create_home(&self, user: &str) -> StorageResult<()> {
+        let homes = self.homes.clone();
+        let name = user.to_owned();
+        let created = self
+            .pool
+            .run(move || match homes.create_dir(&name) {
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Ok(()) => homes.set_permissions(&name, cap_std::fs::Permissions::from_mode(0o700)),
+                Err(err) => Err(err),
+            })
+            .await;
+        created.map_err(|err| home_error(&err, user))
+    }
+
+    async fn remove_home(&self, user: &str) -> StorageResult<()> {
+        let homes = self.homes.clone();
+        let name = user.to_owned();
+        let removed = self
+            .pool
+            .run(move || match homes.remove_dir_all(&name) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            })
+            .await;
+        removed.map_err(|err| home_error(&err, user))
+    }
+}
+
+/// One user's home directory handle.
+#[derive(Debug)]
+pub struct FsHome {
+    dir: Arc<Dir>,
+    pool: BlockingPool,
+}
+
+impl FsHome {
+    /// Runs `op` on the blocking pool with the home handle and an owned copy of `path`, mapping I/O
+    /// errors to wire errors that name `path`.
+    async fn with_path<T, F>(&self, path: &RemotePath, op: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir, &RemotePath) -> io::Result<T> + Send + 'static,
+    {
+        let dir = self.dir.clone();
+        let path = path.clone();
+        self.pool
+            .run(move || op(&dir, &path).map_err(|err| StorageError::from_io(&err, &path)))
+            .await
+    }
+}
+
+fn refuse_root(path: &RemotePath, what: &str) -> StorageResult<()> {
+    if path.is_root() {
+        return Err(StorageError::new(
+            ErrorCode::InvalidPath,
+            format!("/: cannot {what} your home directory"),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Home for FsHome {
+    async fn stat(&self, path: &RemotePath) -> StorageResult<Entry> {
+        self.with_path(path, |dir, path| {
+            let meta = dir.metadata(path.relative())?;
+            Ok(entry(path.file_name().unwrap_or("/").to_owned(), &meta))
+        })
+        .await
+    }
+
+    async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
+        let reader = self
+            .with_path(path, |dir, path| dir.read_dir(path.relative()))
+            .await?;
+        let (tx, rx) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        let shown = path.clone();
+        // Each page is read on the pool and the permit released before the page is sent, so a client
+        // that reads slowly holds no blocking thread.
+        tokio::spawn(async move {
+            let mut reader = Some(reader);
+            while let Some(mut entries) = reader.take() {
+                let shown_page = shown.clone();
+                let (page, more) = pool
+                    .run(move || {
+                        let page = read_page(&mut entries, &shown_page);
+                        let more = matches!(&page, Ok(p) if p.len() == LIST_PAGE_ENTRIES);
+                        (page, more.then_some(entries))
+                    })
+                    .await;
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    return;
+                }
+                reader = more;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()> {
+        if path.is_root() {
+            return if parents {
+                Ok(())
+            } else {
+                Err(StorageError::new(ErrorCode::Exists, "/: already exists"))
+            };
+        }
+        self.with_path(path, move |dir, path| {
+            if parents {
+                dir.create_dir_all(path.relative())
+            } else {
+                dir.create_dir(path.relative())
+            }
+        })
+        .await
+    }
+
+    async fn rmdir(&self, path: &RemotePath) -> StorageResult<()> {
+        refuse_root(path, "remove")?;
+        self.with_path(path, |dir, path| dir.remove_dir(path.relative()))
+            .await
+    }
+
+    async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64> {
+        refuse_root(path, "remove")?;
+        self.with_path(path, move |dir, path| {
+            let rel = path.relative();
+            let meta = dir.symlink_metadata(rel)?;
+            if meta.is_dir() {
+                if !recursive {
+                    return Err(io::Error::from(io::ErrorKind::IsADirectory));
+                }
+                let freed = remove_tree(&dir.open_dir_nofollow(rel)?)?;
+                dir.remove_dir(rel)?;
+                return Ok(freed);
+            }
+            dir.remove_file(rel)?;
+            Ok(file_bytes(&meta))
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> StorageResult<u64> {
+        refuse_root(from, "rename")?;
+        refuse_root(to, "replace")?;
+        let to_owned = to.clone();
+        self.with_path(from, move |dir, from| {
+            let replaced = match dir.symlink_metadata(to_owned.relative()) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+                Ok(meta) => file_bytes(&meta),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => 0,
+                Err(err) => return Err(err),
+            };
+            dir.rename(from.relative(), dir, to_owned.relative())?;
+            Ok(replaced)
+        })
+        .await
+        .map_err(|err| match err.code {
+            // The kernel says EINVAL for moving a directory into itself.
+            ErrorCode::InvalidPath => StorageError::new(
+                ErrorCode::InvalidPath,
+                format!("{from} -> {to}: cannot move a directory into itself"),
+            ),
+            _ => err,
+        })
+    }
+
+    async fn usage(&self) -> StorageResult<u64> {
+        self.with_path(&RemotePath::root(), |dir, _| tree_bytes(dir))
+            .await
+    }
+}
+
+/// Reads up to one page of entries. Non-UTF-8 names (which wharf never creates) are shown lossily.
+fn read_page(entries: &mut cap_std::fs::ReadDir, path: &RemotePath) -> StorageResult<Vec<Entry>> {
+    let mut page = Vec::with_capacity(LIST_PAGE_ENTRIES);
+    for item in entries.by_ref() {
+        let item = item.map_err(|err| StorageError::from_io(&err, path))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        match item.metadata() {
+            Ok(meta) => page.push(entry(name, &meta)),
+            // Removed between readdir and stat: it is simply gone.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(StorageError::from_io(&err, path)),
+        }
+        if page.len() == LIST_PAGE_ENTRIES {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+fn entry(name: String, meta: &Metadata) -> Entry {
+    let kind = if meta.is_symlink() {
+        EntryKind::Symlink
+    } else if meta.is_dir() {
+        EntryKind::Dir
+    } else if meta.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Entry {
+        name,
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        mtime,
+    }
+}
+
+/// Bytes a non-directory entry counts against the quota: regular files only.
+fn file_bytes(meta: &Metadata) -> u64 {
+    if meta.is_file() { meta.len() } else { 0 }
+}
+
+/// Sums the regular files below `dir`, without following symlinks.
+fn tree_bytes(dir: &Dir) -> io::Result<u64> {
+    let mut total = 0u64;
+    for item in dir.entries()? {
+        let item = item?;
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        total += if meta.is_dir() {
+            tree_bytes(&dir.open_dir_nofollow(item.file_name())?)?
+        } else {
+            file_bytes(&meta)
+        };
+    }
+    Ok(total)
+}
+
+/// Empties `dir` depth first, never following symlinks, and returns the bytes of the files removed.
+fn remove_tree(dir: &Dir) -> io::Result<u64> {
+    let mut freed = 0u64;
+    for item in dir.entries()? {
+        let item = item?;
+        let name = item.file_name();
+        let meta = dir.symlink_metadata(&name)?;
+        if meta.is_dir() {
+            freed += remove_tree(&dir.open_dir_nofollow(&name)?)?;
+            dir.remove_dir(&name)?;
+        } else {
+            dir.remove_file(&name)?;
+            freed += file_bytes(&meta);
+        }
+    }
+    Ok(freed)
+}

@@ -1,0 +1,98 @@
+//! The storage layer: the only way the server touches users' files.
+//!
+//! [`Storage`] manages homes; [`Home`] is one user's home, and every path it takes is a
+//! [`RemotePath`] resolved *beneath* that home. A backend can only narrow what a user reaches, never
+//! widen it. The filesystem backend ([`fs::FsStorage`]) resolves through a cap-std directory handle
+//! (openat2 `RESOLVE_BENEATH` on Linux); another backend, such as object storage, implements the same
+//! two traits.
+
+pub mod fs;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, ErrorCode};
+
+/// A failed storage operation: a wire error code and a message that names the remote path only,
+/// never a server-side path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl StorageError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> StorageError {
+        StorageError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Maps an I/O error on `path` to its wire code. This is the one place where that mapping lives.
+    pub fn from_io(err: &std::io::Error, path: &RemotePath) -> StorageError {
+        use std::io::ErrorKind as K;
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            let what = "too many levels of symbolic links";
+            return StorageError::new(ErrorCode::InvalidPath, format!("{path}: {what}"));
+        }
+        let (code, what) = match err.kind() {
+            K::NotFound => (ErrorCode::NotFound, "no such file or directory".to_owned()),
+            // cap-std reports any attempt to resolve outside the home (`..`, absolute or escaping
+            // symlinks) as PermissionDenied.
+            K::PermissionDenied => (ErrorCode::PermissionDenied, "permission denied".to_owned()),
+            K::AlreadyExists => (ErrorCode::Exists, "already exists".to_owned()),
+            K::NotADirectory => (ErrorCode::NotADirectory, "not a directory".to_owned()),
+            K::IsADirectory => (ErrorCode::IsADirectory, "is a directory".to_owned()),
+            K::DirectoryNotEmpty => (ErrorCode::NotEmpty, "directory not empty".to_owned()),
+            K::InvalidFilename | K::InvalidInput => {
+                (ErrorCode::InvalidPath, "invalid path".to_owned())
+            }
+            K::QuotaExceeded => (ErrorCode::QuotaExceeded, "disk quota exceeded".to_owned()),
+            K::StorageFull => (ErrorCode::Io, "no space left on the server".to_owned()),
+            kind => (ErrorCode::Io, format!("I/O error ({kind})")),
+        };
+        StorageError::new(code, format!("{path}: {what}"))
+    }
+}
+
+/// Convenience alias.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Pages of a directory listing, produced as the client consumes them. The channel is bounded, so a
+/// huge directory is never held in memory at once.
+pub type Listing = mpsc::Receiver<StorageResult<Vec<Entry>>>;
+
+/// All homes.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Opens `user`'s home. The user name has been validated by the user store.
+    async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>>;
+    /// Creates `user`'s home if it does not exist.
+    async fn create_home(&self, user: &str) -> StorageResult<()>;
+    /// Deletes `user`'s home and everything in it.
+    async fn remove_home(&self, user: &str) -> StorageResult<()>;
+}
+
+/// One user's home. Every path is resolved beneath it.
+#[async_trait]
+pub trait Home: Send + Sync + 'static {
+    /// Metadata of `path`, following symlinks that stay inside the home.
+    async fn stat(&self, path: &RemotePath) -> StorageResult<Entry>;
+    /// The entries of the directory `path`, without following symlinks, in pages of at most
+    /// [`wharf_common::limits::LIST_PAGE_ENTRIES`].
+    async fn list(&self, path: &RemotePath) -> StorageResult<Listing>;
+    /// Creates a directory; with `parents`, its missing ancestors too, and an existing directory is fine.
+    async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()>;
+    /// Removes an empty directory.
+    async fn rmdir(&self, path: &RemotePath) -> StorageResult<()>;
+    /// Removes a file or symlink, or with `recursive` a directory tree. Returns the bytes freed.
+    async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64>;
+    /// Renames `from` to `to`, replacing a file at `to`. Returns the bytes freed by the replaced file.
+    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> StorageResult<u64>;
+    /// Bytes used by regular files in the home.
+    async fn usage(&self) -> StorageResult<u64>;
+}

@@ -1,0 +1,228 @@
+//! User records: one TOML file per user in `var/users/`, written atomically.
+//!
+//! A record holds the Argon2id PHC string and the quota, nothing else: the home is always
+//! `var/homes/NAME`. The server reads the record at every login, so `wharfd user ...` changes take
+//! effect without a restart.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use wharf_common::limits::MAX_USER_LEN;
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    pub name: String,
+    /// Argon2id hash in PHC string form (`$argon2id$v=19$m=...`).
+    pub password: String,
+    /// Bytes allowed; absent when unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+}
+
+/// Why a user record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(
+        "invalid user name {0:?}: use 1-{MAX_USER_LEN} of a-z 0-9 _ . -, starting with a letter or _"
+    )]
+    InvalidName(String),
+    #[error("user {0:?} does not exist")]
+    NoSuchUser(String),
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    #[error("user record {path} is corrupt: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("user store I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Checks a user name: it becomes a file name and a directory name, so it is kept to a safe alphabet.
+pub fn validate_name(name: &str) -> Result<(), UserError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if first_ok && rest_ok && name.len() <= MAX_USER_LEN {
+        Ok(())
+    } else {
+        Err(UserError::InvalidName(name.to_owned()))
+    }
+}
+
+/// The directory of user records.
+#[derive(Debug, Clone)]
+pub struct UserStore {
+    dir: PathBuf,
+}
+
+impl UserStore {
+    pub fn new(dir: impl Into<PathBuf>) -> UserStore {
+        UserStore { dir: dir.into() }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, UserError> {
+        validate_name(name)?;
+        Ok(self.dir.join(format!("{name}.toml")))
+    }
+
+    /// The record of `name`, or `None` if there is none.
+    pub fn load(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
+        let path = self.path(name)?;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io_error(&path, source)),
+        };
+        let record: UserRecord = toml::from_str(&text).map_err(|err| UserError::Corrupt {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        if record.name != name {
+            return Err(UserError::Corrupt {
+                path: path.display().to_string(),
+                message: format!("record names user {:?}", record.name),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// The record of `name`, which must exist.
+    pub fn get(&self, name: &str) -> Result<UserRecord, UserError> {
+        self.load(name)?
+            .ok_or_else(|| UserError::NoSuchUser(name.to_owned()))
+    }
+
+    /// Writes `record` atomically: a temporary file is written and synced, then renamed over the old
+    /// record, and the directory is synced. A crash leaves the old record or the new one, never a mix.
+    pub fn save(&self, record: &UserRecord) -> Result<(), UserError> {
+        let path = self.path(&record.name)?;
+        let text = toml::to_string(record).map_err(|err| UserError::Corrupt {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        let temp = self.dir.join(format!(".{}.toml.tmp", record.name));
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&temp, &path)?;
+            fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|source| io_error(&path, source))
+    }
+
+    /// Saves a record for a user that must not exist yet.
+    pub fn create(&self, record: &UserRecord) -> Result<(), UserError> {
+        if self.load(&record.name)?.is_some() {
+            return Err(UserError::Exists(record.name.clone()));
+        }
+        self.save(record)
+    }
+
+    /// Deletes the record of `name`, which must exist.
+    pub fn remove(&self, name: &str) -> Result<(), UserError> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(UserError::NoSuchUser(name.to_owned()))
+            }
+            Err(source) => Err(io_error(&path, source)),
+        }
+    }
+
+    /// Every user, sorted by name.
+    pub fn list(&self) -> Result<Vec<UserRecord>, UserError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(io_error(&self.dir, source)),
+        };
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error(&self.dir, source))?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
+                continue;
+            };
+            if validate_name(name).is_ok()
+                && let Some(record) = self.load(name)?
+            {
+                users.push(record);
+            }
+        }
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+}
+
+fn io_error(path: &std::path::Path, source: std::io::Error) -> UserError {
+    UserError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_kept_to_a_safe_alphabet() {
+        for good in ["ann", "anna", "_svc", "a.b-c_9"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "Ann",
+            "a/b",
+            "a b",
+            "a\0",
+            &"x".repeat(33),
+            "-x",
+            "9lives",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_list_sorted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = UserStore::new(dir.path());
+        let bob = UserRecord {
+            name: "bob".into(),
+            password: "$argon2id$x".into(),
+            quota: None,
+        };
+        let ann = UserRecord {
+            name: "ann".into(),
+            password: "$argon2id$y".into(),
+            quota: Some(5),
+        };
+        store.create(&bob).expect("create bob");
+        store.create(&ann).expect("create ann");
+        assert!(matches!(store.create(&ann), Err(UserError::Exists(_))));
+        assert_eq!(store.get("ann").expect("ann"), ann);
+        let names: Vec<_> = store
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["ann", "bob"]);
+        store.remove("bob").expect("remove");
+        assert!(store.load("bob").expect("load").is_none());
+        assert!(matches!(store.remove("bob"), Err(UserError::NoSuchUser(_))));
+    }
+}
