@@ -5,7 +5,8 @@
 //! - [`proto`]: the messages of the control stream and the typed error codes.
 //! - [`path`]: the normalisation of remote paths, so that both ends agree on what `/a/../b` means.
 //! - [`tls`]: certificate fingerprints, rustls and quinn configuration.
-//! - [`net`]: UDP sockets with explicitly sized buffers.
+//! - [`net`]: UDP sockets with explicitly sized buffers, and the QUIC transport limits.
+//! - [`units`]: byte counts for people.
 //!
 //! `PROTOCOL.md` beside this crate describes the same wire in prose, for implementers in other languages.
 
@@ -15,3 +16,4 @@ pub mod net;
 pub mod path;
 pub mod proto;
 pub mod tls;
+pub mod units;

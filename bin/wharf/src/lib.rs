@@ -1,1 +1,26 @@
-//! placeholder
+//! wharf, the client: an interactive shell and a batch runner for wharfd servers.
+//!
+//! [`session::Session`] is the API: connect (with the host trust of [`trust`]), log in, and run
+//! commands. The shell ([`shell`]), batch mode ([`batch`]) and the integration tests are all built on
+//! it; [`commands`] defines the command language once, and [`exec`] runs it.
+
+pub mod batch;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod exec;
+pub mod format;
+pub mod local;
+pub mod rpc;
+pub mod session;
+pub mod shell;
+pub mod target;
+pub mod trust;
+
+/// wharf's configuration directory: `$XDG_CONFIG_HOME/wharf`, or `~/.config/wharf`.
+pub fn config_dir() -> std::path::PathBuf {
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|dir| !dir.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir).join("wharf"),
+        None => local::home_dir().join(".config").join("wharf"),
+    }
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `wharf` binary: see the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    wharf::cli::main()
+}

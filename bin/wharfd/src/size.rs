@@ -77,20 +77,7 @@ fn parse_bytes(text: &str) -> Option<u64> {
     (bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
-/// Formats a byte count with a binary unit, e.g. `1.5 GiB`, `512 B`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use wharf_common::units::format_bytes;
 
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,12 +111,5 @@ mod tests {
         for bad in ["", "MiB", "10XB", "-5", "1e400G", "99999999999999999999T"] {
             assert!(bad.parse::<Quota>().is_err(), "{bad:?} should be refused");
         }
-    }
-
-    #[test]
-    fn formats_with_binary_units() {
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(3 << 30), "3.0 GiB");
     }
 }

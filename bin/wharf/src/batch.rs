@@ -1,0 +1,86 @@
+//! Batch mode: `-c "CMD; CMD"`, `-b FILE`, or commands on a standard input that is not a terminal.
+//! Commands run in order and the first failure stops the batch.
+
+use crate::commands::{Parsed, parse_line};
+use crate::error::{ClientError, Result};
+use crate::exec::{Flow, execute};
+use crate::session::Session;
+
+/// Splits a script into command lines at newlines and at `;` outside quotes.
+pub fn split_script(script: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in script.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quote != Some('\'') {
+            escaped = true;
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else if c == '\'' || c == '"' {
+            quote = Some(c);
+        } else if c == ';' || c == '\n' {
+            commands.push(std::mem::take(&mut current));
+            continue;
+        }
+        current.push(c);
+    }
+    commands.push(current);
+    commands
+        .into_iter()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// Runs every command of `script`, stopping at the first failure.
+pub async fn run(session: &Session, script: &str) -> Result<()> {
+    let mut stdout = std::io::stdout();
+    for line in split_script(script) {
+        let command = match parse_line(&line)? {
+            Parsed::Empty => continue,
+            Parsed::Help(text) => {
+                print!("{text}");
+                continue;
+            }
+            Parsed::Command(command) => command,
+        };
+        let flow = execute(session, command, &mut stdout)
+            .await
+            .map_err(|err| annotate(err, &line))?;
+        if flow == Flow::Exit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Prefixes a failing command's error with the command, so a long batch says which line failed.
+fn annotate(err: ClientError, line: &str) -> ClientError {
+    match err {
+        ClientError::Remote { code, message } => ClientError::Remote {
+            code,
+            message: format!("{line}: {message}"),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_unquoted_semicolons_and_newlines() {
+        assert_eq!(split_script("ls; cd a ;pwd"), ["ls", "cd a", "pwd"]);
+        assert_eq!(
+            split_script("mkdir 'a;b'; ls \"c;d\"\n\n stat e\\;f"),
+            ["mkdir 'a;b'", "ls \"c;d\"", "stat e\\;f"]
+        );
+        assert!(split_script(" ; \n").is_empty());
+    }
+}

@@ -1,0 +1,194 @@
+//! The `wharf` command line: connect, log in, then run the shell or a batch.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::error::{ClientError, Result};
+use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
+use crate::target::Target;
+use crate::trust::KnownHosts;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a command failed
+  2  usage error (arguments, or a batch command that does not parse)
+  3  connection or host key problem (unreachable, certificate unknown or changed, connection lost)
+  4  authentication failed
+
+The password is taken from WHARF_PASSWORD, or asked for on the terminal.";
+
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about = "wharf client: a shell for wharfd file servers", after_help = EXIT_CODES)]
+struct Args {
+    /// Trust the server certificate(s) in FILE (a CA, or the server's own certificate) instead of
+    /// known_hosts pinning.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Known-hosts file for certificate pinning [default: ~/.config/wharf/known_hosts].
+    #[arg(long, value_name = "FILE", conflicts_with = "ca")]
+    known_hosts: Option<PathBuf>,
+    /// Trust and record a server seen for the first time without asking.
+    #[arg(long)]
+    accept_new_host: bool,
+    /// Run these commands (separated by ';') and exit.
+    #[arg(short = 'c', value_name = "COMMANDS", conflicts_with = "batch")]
+    commands: Option<String>,
+    /// Run the commands in FILE (one per line) and exit.
+    #[arg(short = 'b', value_name = "FILE")]
+    batch: Option<PathBuf>,
+    /// The server: [USER@]HOST[:PORT] (port 4433 by default).
+    target: Target,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("wharf: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, &runtime) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wharf: {err}");
+            err.exit()
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Where the commands come from.
+enum Mode {
+    Interactive,
+    Script(String),
+}
+
+fn run(args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let mode = if let Some(commands) = &args.commands {
+        Mode::Script(commands.clone())
+    } else if let Some(file) = &args.batch {
+        let script = std::fs::read_to_string(file).map_err(|err| {
+            ClientError::Usage(format!("cannot read batch file {}: {err}", file.display()))
+        })?;
+        Mode::Script(script)
+    } else if std::io::stdin().is_terminal() {
+        Mode::Interactive
+    } else {
+        let mut script = String::new();
+        std::io::stdin()
+            .read_to_string(&mut script)
+            .map_err(|err| ClientError::local("reading commands from standard input", err))?;
+        Mode::Script(script)
+    };
+    let interactive = matches!(mode, Mode::Interactive);
+    let user = match &args.target.user {
+        Some(user) => user.clone(),
+        None => std::env::var("USER")
+            .map_err(|_| ClientError::Usage("no user name: use USER@HOST".into()))?,
+    };
+    let options = ConnectOptions::new(args.target.clone(), trust(&args, interactive));
+
+    let session = runtime.block_on(Session::connect(&options))?;
+    log_in(&session, &user, runtime)?;
+    let session = Arc::new(session);
+    let outcome = match mode {
+        Mode::Interactive => crate::shell::run(session.clone(), runtime),
+        Mode::Script(script) => runtime.block_on(crate::batch::run(&session, &script)),
+    };
+    if let Ok(session) = Arc::try_unwrap(session) {
+        runtime.block_on(session.close());
+    }
+    outcome
+}
+
+fn trust(args: &Args, interactive: bool) -> Trust {
+    if let Some(ca) = &args.ca {
+        return Trust::Ca(ca.clone());
+    }
+    let known_hosts = KnownHosts::new(
+        args.known_hosts
+            .clone()
+            .unwrap_or_else(KnownHosts::default_path),
+    );
+    let unknown = if args.accept_new_host {
+        UnknownHost::Accept
+    } else if interactive {
+        let ask: AskUser = Arc::new(|host, fingerprint| {
+            // Called inside the async connect: let the runtime move other work off this thread.
+            tokio::task::block_in_place(|| ask_about_host(host, fingerprint))
+        });
+        UnknownHost::Ask(ask)
+    } else {
+        UnknownHost::Refuse
+    };
+    Trust::Pinned {
+        known_hosts,
+        unknown,
+    }
+}
+
+fn ask_about_host(host: &str, fingerprint: &str) -> bool {
+    eprint!(
+        "The authenticity of host '{host}' can't be established.\n\
+         Its certificate fingerprint is {fingerprint}.\n\
+         Are you sure you want to continue connecting (yes/no)? "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+}
+
+/// Logs in with `WHARF_PASSWORD`, or asks on the terminal (up to three times, like ssh).
+fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    if let Ok(password) = std::env::var("WHARF_PASSWORD") {
+        return runtime.block_on(session.login(user, &password)).map(|_| ());
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let prompt = format!("{user}@{}'s password: ", session.host());
+        let password = rpassword::prompt_password(prompt).map_err(|err| {
+            ClientError::Auth(format!(
+                "no password: set WHARF_PASSWORD or use a terminal ({err})"
+            ))
+        })?;
+        match runtime.block_on(session.login(user, &password)) {
+            Err(ClientError::Auth(message)) if attempt < 3 => eprintln!("{message}"),
+            other => return other.map(|_| ()),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Client errors and the exit codes they map to.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | a command failed (remote error, local file error) |
+//! | 2 | usage: bad arguments, or a batch command that does not parse |
+//! | 3 | connection or host key: unreachable, handshake failed, certificate unknown or changed, connection lost |
+//! | 4 | authentication: wrong user or password, too many attempts, no password available |
+
+use std::process::ExitCode;
+
+use wharf_common::proto::ErrorCode;
+
+use crate::trust::HostKeyError;
+
+/// Everything that can go wrong in the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad arguments or command syntax.
+    #[error("{0}")]
+    Usage(String),
+    /// The server could not be reached or the handshake failed.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    /// The server's certificate is not trusted.
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+    /// The server refused the login.
+    #[error("{0}")]
+    Auth(String),
+    /// The connection ended during the session.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// The server answered a request with an error.
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Local {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server sent something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            ClientError::Connect { .. }
+            | ClientError::HostKey(_)
+            | ClientError::ConnectionLost(_) => 3,
+            ClientError::Protocol(_) => 3,
+            ClientError::Auth(_) => 4,
+            ClientError::Remote { .. } | ClientError::Local { .. } => 1,
+        }
+    }
+
+    /// The exit code as an [`ExitCode`].
+    pub fn exit(&self) -> ExitCode {
+        ExitCode::from(self.exit_code())
+    }
+
+    /// True if the session cannot go on after this error.
+    pub fn is_fatal(&self) -> bool {
+        self.exit_code() >= 3
+    }
+
+    pub fn local(context: impl Into<String>, source: std::io::Error) -> ClientError {
+        ClientError::Local {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,161 @@
+//! How entries, times and quotas are shown.
+
+use wharf_common::proto::{Entry, EntryKind, QuotaInfo};
+pub use wharf_common::units::format_bytes as human_bytes;
+
+/// `drwxr-xr-x`-style type and permission string.
+pub fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let kind_char = match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::File => '-',
+        EntryKind::Other => '?',
+    };
+    let mut text = String::with_capacity(10);
+    text.push(kind_char);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 0o7;
+        text.push(if bits & 4 != 0 { 'r' } else { '-' });
+        text.push(if bits & 2 != 0 { 'w' } else { '-' });
+        text.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    text
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM` in UTC.
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The name as listed: directories get a trailing `/`, symlinks an `@`.
+pub fn display_name(entry: &Entry) -> String {
+    match entry.kind {
+        EntryKind::Dir => format!("{}/", entry.name),
+        EntryKind::Symlink => format!("{}@", entry.name),
+        _ => entry.name.clone(),
+    }
+}
+
+/// One `ls -l` line.
+pub fn long_line(entry: &Entry) -> String {
+    format!(
+        "{} {:>12} {} {}",
+        mode_string(entry.kind, entry.mode),
+        entry.size,
+        format_time(entry.mtime),
+        display_name(entry)
+    )
+}
+
+/// Names laid out in columns, filled down then across, to fit `width` characters.
+pub fn columns(names: &[String], width: usize) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let cell = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 2;
+    let per_row = (width / cell).max(1);
+    let rows = names.len().div_ceil(per_row);
+    let mut text = String::new();
+    for row in 0..rows {
+        let mut line = String::new();
+        for col in 0..per_row {
+            if let Some(name) = names.get(col * rows + row) {
+                line.push_str(&format!("{name:<cell$}"));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Sorts by name and drops dot-files unless `all`.
+pub fn prepare(mut entries: Vec<Entry>, all: bool) -> Vec<Entry> {
+    entries.retain(|e| all || !e.name.starts_with('.'));
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries
+}
+
+/// `stat` output.
+pub fn stat_text(path: &str, entry: &Entry) -> String {
+    let kind = match entry.kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "directory",
+        EntryKind::Symlink => "symbolic link",
+        EntryKind::Other => "other",
+    };
+    format!(
+        "    Path: {path}\n    Type: {kind}\n    Size: {} ({})\n    Mode: {:04o} ({})\nModified: {} UTC\n",
+        entry.size,
+        human_bytes(entry.size),
+        entry.mode,
+        mode_string(entry.kind, entry.mode),
+        format_time(entry.mtime),
+    )
+}
+
+/// `quota` output.
+pub fn quota_text(quota: &QuotaInfo) -> String {
+    let limit = match quota.limit {
+        Some(limit) => {
+            let percent = if limit == 0 {
+                100.0
+            } else {
+                quota.used as f64 * 100.0 / limit as f64
+            };
+            format!("{} ({percent:.1}% used)", human_bytes(limit))
+        }
+        None => "unlimited".to_owned(),
+    };
+    format!(
+        "used:     {} ({} bytes)\nreserved: {}\nlimit:    {limit}\n",
+        human_bytes(quota.used),
+        quota.used,
+        human_bytes(quota.reserved)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_times() {
+        assert_eq!(mode_string(EntryKind::Dir, 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string(EntryKind::File, 0o640), "-rw-r-----");
+        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn columns_fill_down_then_across() {
+        let names: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(columns(&names, 9), "a  c  e\nb  d\n");
+        assert_eq!(columns(&[], 80), "");
+    }
+}

@@ -1,0 +1,75 @@
+//! The local side of the shell: `lcd`, `lpwd`, `lls`.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use std::os::unix::fs::PermissionsExt as _;
+use wharf_common::proto::{Entry, EntryKind};
+
+use crate::error::{ClientError, Result};
+
+/// The user's home directory, for `lcd` without an argument.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// Changes the process's working directory.
+pub fn change_dir(path: Option<&str>) -> Result<PathBuf> {
+    let target = path.map_or_else(home_dir, PathBuf::from);
+    std::env::set_current_dir(&target)
+        .map_err(|err| ClientError::local(format!("lcd {}", target.display()), err))?;
+    current_dir()
+}
+
+pub fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|err| ClientError::local("lpwd", err))
+}
+
+/// Entries of a local directory (or the one entry for a file), in the same shape as remote ones.
+pub fn entries(path: &Path) -> Result<Vec<Entry>> {
+    let context = || format!("lls {}", path.display());
+    let meta = std::fs::symlink_metadata(path).map_err(|err| ClientError::local(context(), err))?;
+    if !meta.is_dir() {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        return Ok(vec![entry(name, &meta)]);
+    }
+    let mut entries = Vec::new();
+    for item in std::fs::read_dir(path).map_err(|err| ClientError::local(context(), err))? {
+        let item = item.map_err(|err| ClientError::local(context(), err))?;
+        if let Ok(meta) = item.metadata() {
+            entries.push(entry(
+                item.file_name().to_string_lossy().into_owned(),
+                &meta,
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+fn entry(name: String, meta: &std::fs::Metadata) -> Entry {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_symlink() {
+        EntryKind::Symlink
+    } else if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Entry {
+        name,
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        mtime,
+    }
+}

@@ -1,0 +1,148 @@
+//! Request/reply multiplexing over the control stream.
+//!
+//! Any number of requests may be in flight: each gets a fresh id, and a reader task routes every
+//! reply to the channel of the request it answers. A request ends with its final reply
+//! ([`Reply::is_final`]); listings send pages before it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use wharf_common::frame::{read_message, write_message};
+use wharf_common::limits::NOTICE_ID;
+use wharf_common::proto::{CloseCode, Command, Reply, Request, Response};
+
+use crate::error::{ClientError, Result};
+
+type Pending = Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>>;
+
+/// The client side of the control stream.
+#[derive(Debug)]
+pub struct Rpc {
+    conn: quinn::Connection,
+    send: tokio::sync::Mutex<quinn::SendStream>,
+    pending: Pending,
+    next_id: AtomicU32,
+}
+
+impl Rpc {
+    /// Starts routing replies from `recv`.
+    pub fn start(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Rpc {
+        let pending = Pending::default();
+        tokio::spawn(route_replies(recv, pending.clone()));
+        Rpc {
+            conn,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU32::new(1),
+        }
+    }
+
+    /// Sends `cmd` and returns the channel its replies arrive on.
+    pub async fn request(&self, cmd: Command) -> Result<mpsc::Receiver<Reply>> {
+        let (tx, rx) = mpsc::channel(16);
+        let id = self.register(tx);
+        let mut send = self.send.lock().await;
+        if let Err(err) = write_message(&mut *send, &Request { id, cmd }).await {
+            lock(&self.pending).remove(&id);
+            return Err(self.lost(err.to_string()));
+        }
+        Ok(rx)
+    }
+
+    /// Sends `cmd` and waits for its final reply; an error reply becomes [`ClientError::Remote`].
+    pub async fn call(&self, cmd: Command) -> Result<Reply> {
+        let mut replies = self.request(cmd).await?;
+        self.next_reply(&mut replies).await
+    }
+
+    /// The next reply on a request's channel, with error replies and a lost connection as errors.
+    pub async fn next_reply(&self, replies: &mut mpsc::Receiver<Reply>) -> Result<Reply> {
+        match replies.recv().await {
+            Some(Reply::Error(err)) => Err(ClientError::Remote {
+                code: err.code,
+                message: err.message,
+            }),
+            Some(reply) => Ok(reply),
+            None => Err(self.lost("control stream closed".into())),
+        }
+    }
+
+    fn register(&self, tx: mpsc::Sender<Reply>) -> u32 {
+        let mut pending = lock(&self.pending);
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != NOTICE_ID && !pending.contains_key(&id) {
+                pending.insert(id, tx);
+                return id;
+            }
+        }
+    }
+
+    /// The error for a connection that went away, with the server's reason when it gave one.
+    pub fn lost(&self, fallback: String) -> ClientError {
+        match self.conn.close_reason() {
+            Some(reason) => closed_error(&reason),
+            None => ClientError::ConnectionLost(fallback),
+        }
+    }
+}
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Reply>>> {
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
+    loop {
+        let Response { id, reply } = match read_message::<Response, _>(&mut recv).await {
+            Ok(Some(response)) => response,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::debug!(%err, "control stream ended");
+                break;
+            }
+        };
+        if id == NOTICE_ID {
+            if let Reply::Notice { message } = &reply {
+                eprintln!("wharf: server says: {message}");
+            }
+            continue;
+        }
+        let is_final = reply.is_final();
+        let tx = {
+            let mut pending = lock(&pending);
+            if is_final {
+                pending.remove(&id)
+            } else {
+                pending.get(&id).cloned()
+            }
+        };
+        if let Some(tx) = tx {
+            // A caller that stopped listening simply misses the rest.
+            let _ = tx.send(reply).await;
+        }
+    }
+    // Dropping the senders wakes every waiting caller with "connection lost".
+    lock(&pending).clear();
+}
+
+/// Explains why the server closed the connection.
+pub fn closed_error(reason: &quinn::ConnectionError) -> ClientError {
+    let quinn::ConnectionError::ApplicationClosed(close) = reason else {
+        return ClientError::ConnectionLost(reason.to_string());
+    };
+    let text = String::from_utf8_lossy(&close.reason).into_owned();
+    match CloseCode::from_u64(close.error_code.into_inner()) {
+        Some(CloseCode::TooManyFailures) => ClientError::Auth(format!("login failed: {text}")),
+        Some(CloseCode::TooManyConnections) => ClientError::Connect {
+            target: "server".into(),
+            reason: format!("refused: {text}"),
+        },
+        Some(CloseCode::ProtocolError) => ClientError::Protocol(text),
+        Some(code) => ClientError::ConnectionLost(format!("{text} ({code:?})")),
+        None => ClientError::ConnectionLost(format!("closed with unknown code: {text}")),
+    }
+}

@@ -1,0 +1,397 @@
+//! [`Session`]: a logged-in connection to a wharf server, the API the shell, batch mode and tests use.
+//!
+//! The session keeps the remote working directory on the client: every request carries an absolute
+//! path, which is what lets requests run concurrently and be pipelined without ordering hazards.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wharf_common::net::{TransportSettings, bind_udp};
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{CloseCode, Command, Entry, EntryKind, ErrorCode, QuotaInfo, Reply};
+
+use crate::error::{ClientError, Result};
+use crate::rpc::Rpc;
+use crate::target::Target;
+use crate::trust::{HostKeyError, KnownHosts, PinVerifier, ca_verifier};
+
+/// Asked about an unknown host: `(host_key, fingerprint) -> trust it?`.
+pub type AskUser = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What to do when `known_hosts` has no entry for the server.
+#[derive(Clone)]
+pub enum UnknownHost {
+    /// Refuse (batch mode without `--accept-new-host`).
+    Refuse,
+    /// Trust and record it (`--accept-new-host`).
+    Accept,
+    /// Ask the user.
+    Ask(AskUser),
+}
+
+impl std::fmt::Debug for UnknownHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnknownHost::Refuse => "Refuse",
+            UnknownHost::Accept => "Accept",
+            UnknownHost::Ask(_) => "Ask",
+        })
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Verify against the certificates in this file (a CA, or the server's own certificate).
+    Ca(PathBuf),
+    /// Pin the certificate's fingerprint in a known-hosts file.
+    Pinned {
+        known_hosts: KnownHosts,
+        unknown: UnknownHost,
+    },
+}
+
+/// Everything needed to reach a server.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub target: Target,
+    pub trust: Trust,
+    pub transport: TransportSettings,
+    pub connect_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(target: Target, trust: Trust) -> ConnectOptions {
+        ConnectOptions {
+            target,
+            trust,
+            transport: TransportSettings::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection to a wharf server.
+#[derive(Debug)]
+pub struct Session {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    rpc: Rpc,
+    host: String,
+    user: Mutex<Option<String>>,
+    cwd: Mutex<RemotePath>,
+}
+
+impl Session {
+    /// Connects and checks the server's certificate. Nothing secret has been sent when this returns.
+    pub async fn connect(options: &ConnectOptions) -> Result<Session> {
+        let target = &options.target;
+        let connect_error = |reason: String| ClientError::Connect {
+            target: target.host_key(),
+            reason,
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
+            .collect();
+
+        let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
+            match &options.trust {
+                Trust::Ca(file) => (ca_verifier(file)?, None, None),
+                Trust::Pinned { known_hosts, .. } => {
+                    let pin = known_hosts.lookup(&target.host_key())?;
+                    let (verifier, observed) =
+                        PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
+                    (verifier, pin, Some(observed))
+                }
+            };
+        let crypto = wharf_common::tls::client_crypto(verifier)
+            .map_err(|err| connect_error(err.to_string()))?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+        client_config.transport_config(Arc::new(options.transport.transport_config(true)));
+
+        let mut last_error = connect_error("no address found".into());
+        for addr in addrs {
+            let local: SocketAddr = if addr.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            }
+            .parse()
+            .map_err(|_| connect_error("bad local address".into()))?;
+            let bound = bind_udp(local, options.transport.socket_buffer)
+                .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                None,
+                bound.socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(|err| connect_error(err.to_string()))?;
+            let connecting = endpoint
+                .connect_with(client_config.clone(), addr, &target.host)
+                .map_err(|err| connect_error(err.to_string()))?;
+            let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(err)) => {
+                    if let (Some(pin), Some(observed)) = (&pin, &observed) {
+                        let seen = observed.lock().ok().and_then(|o| o.fingerprint.clone());
+                        if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
+                            return Err(changed(options, pin, presented));
+                        }
+                    }
+                    last_error = match &err {
+                        quinn::ConnectionError::ApplicationClosed(_) => {
+                            crate::rpc::closed_error(&err)
+                        }
+                        _ => connect_error(err.to_string()),
+                    };
+                    continue;
+                }
+                Err(_) => {
+                    last_error = connect_error(format!(
+                        "no answer from {addr} within {:?}",
+                        options.connect_timeout
+                    ));
+                    continue;
+                }
+            };
+            if let (
+                Trust::Pinned {
+                    known_hosts,
+                    unknown,
+                },
+                None,
+            ) = (&options.trust, &pin)
+            {
+                let seen = observed
+                    .as_ref()
+                    .and_then(|o| o.lock().ok().and_then(|o| o.fingerprint.clone()));
+                let fingerprint =
+                    seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
+                if let Err(err) =
+                    trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
+                {
+                    conn.close(CloseCode::Normal.varint(), b"host not trusted");
+                    return Err(err.into());
+                }
+            }
+            let (send, recv) = conn
+                .open_bi()
+                .await
+                .map_err(|err| crate::rpc::closed_error(&err))?;
+            let rpc = Rpc::start(conn.clone(), send, recv);
+            return Ok(Session {
+                endpoint,
+                conn,
+                rpc,
+                host: target.host.clone(),
+                user: Mutex::new(None),
+                cwd: Mutex::new(RemotePath::root()),
+            });
+        }
+        Err(last_error)
+    }
+
+    /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
+    /// server closes the connection.
+    pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
+        let cmd = Command::Login {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
+        match self.rpc.call(cmd).await {
+            Ok(Reply::LoggedIn { user, quota }) => {
+                *lock(&self.user) = Some(user);
+                Ok(quota)
+            }
+            Ok(other) => Err(unexpected(&other)),
+            Err(ClientError::Remote {
+                code: ErrorCode::AuthFailed | ErrorCode::TooManyAttempts,
+                message,
+            }) => Err(ClientError::Auth(message)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Connects, checks the server and logs in.
+    pub async fn open(options: &ConnectOptions, user: &str, password: &str) -> Result<Session> {
+        let session = Session::connect(options).await?;
+        session.login(user, password).await?;
+        Ok(session)
+    }
+
+    /// The logged-in user name (empty before login).
+    pub fn user(&self) -> String {
+        lock(&self.user).clone().unwrap_or_default()
+    }
+
+    /// The host as given on the command line.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The remote working directory.
+    pub fn cwd(&self) -> RemotePath {
+        lock(&self.cwd).clone()
+    }
+
+    /// Resolves `raw` against the working directory.
+    pub fn resolve(&self, raw: &str) -> Result<RemotePath> {
+        self.cwd().join(raw).map_err(|err| ClientError::Remote {
+            code: ErrorCode::InvalidPath,
+            message: format!("{raw:?}: {err}"),
+        })
+    }
+
+    /// Changes the working directory to `raw`, which must be a directory.
+    pub async fn cd(&self, raw: &str) -> Result<RemotePath> {
+        let path = self.resolve(raw)?;
+        let entry = self.stat(&path).await?;
+        if entry.kind != EntryKind::Dir {
+            return Err(ClientError::Remote {
+                code: ErrorCode::NotADirectory,
+                message: format!("{path}: not a directory"),
+            });
+        }
+        *lock(&self.cwd) = path.clone();
+        Ok(path)
+    }
+
+    pub async fn stat(&self, path: &RemotePath) -> Result<Entry> {
+        match self
+            .rpc
+            .call(Command::Stat {
+                path: path.to_string(),
+            })
+            .await?
+        {
+            Reply::Stat { entry } => Ok(entry),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// All entries of a directory, in the server's order.
+    pub async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
+        let mut replies = self
+            .rpc
+            .request(Command::List {
+                path: path.to_string(),
+            })
+            .await?;
+        let mut all = Vec::new();
+        loop {
+            match self.rpc.next_reply(&mut replies).await? {
+                Reply::Entries { entries, done } => {
+                    all.extend(entries);
+                    if done {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    pub async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<()> {
+        self.expect_ok(Command::Mkdir {
+            path: path.to_string(),
+            parents,
+        })
+        .await
+    }
+
+    pub async fn rmdir(&self, path: &RemotePath) -> Result<()> {
+        self.expect_ok(Command::Rmdir {
+            path: path.to_string(),
+        })
+        .await
+    }
+
+    pub async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<()> {
+        self.expect_ok(Command::Remove {
+            path: path.to_string(),
+            recursive,
+        })
+        .await
+    }
+
+    pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
+        self.expect_ok(Command::Rename {
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+        .await
+    }
+
+    pub async fn quota(&self) -> Result<QuotaInfo> {
+        match self.rpc.call(Command::Quota).await? {
+            Reply::Quota { quota } => Ok(quota),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn expect_ok(&self, cmd: Command) -> Result<()> {
+        match self.rpc.call(cmd).await? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Closes the connection politely and waits briefly for the close to reach the server.
+    pub async fn close(self) {
+        self.conn.close(CloseCode::Normal.varint(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+fn changed(options: &ConnectOptions, pin: &crate::trust::Pin, presented: String) -> ClientError {
+    let file = match &options.trust {
+        Trust::Pinned { known_hosts, .. } => known_hosts.path().display().to_string(),
+        Trust::Ca(_) => String::new(),
+    };
+    HostKeyError::Changed {
+        host: options.target.host_key(),
+        expected: pin.fingerprint.clone(),
+        presented,
+        file,
+        line: pin.line,
+    }
+    .into()
+}
+
+fn trust_new_host(
+    host_key: &str,
+    fingerprint: &str,
+    known_hosts: &KnownHosts,
+    unknown: &UnknownHost,
+) -> Result<(), HostKeyError> {
+    let accepted = match unknown {
+        UnknownHost::Accept => true,
+        UnknownHost::Refuse => {
+            return Err(HostKeyError::Unknown {
+                host: host_key.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+            });
+        }
+        UnknownHost::Ask(ask) => ask(host_key, fingerprint),
+    };
+    if !accepted {
+        return Err(HostKeyError::Declined {
+            host: host_key.to_owned(),
+        });
+    }
+    known_hosts.add(host_key, fingerprint)
+}

@@ -1,0 +1,236 @@
+//! Tab completion: command names, remote paths and local paths.
+//!
+//! reedline's completer is synchronous; remote listings are fetched with the runtime handle's
+//! `block_on` (the shell thread is not a runtime thread) and cached briefly, so that repeated Tabs
+//! do not each wait for a round trip. The shell clears the cache after every command, since a
+//! command may have changed the directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reedline::{Completer, CompletionResult, Span, Suggestion};
+use tokio::runtime::Handle;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, EntryKind};
+
+use crate::commands::{LOCAL_PATH_COMMANDS, command_names};
+use crate::session::Session;
+
+/// How long a remote listing is reused for completion.
+const LISTING_TTL: Duration = Duration::from_secs(5);
+/// How long completion waits for a listing before giving up quietly.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Recently fetched remote listings.
+pub type ListingCache = Arc<Mutex<HashMap<RemotePath, (Instant, Arc<Vec<Entry>>)>>>;
+
+pub struct WharfCompleter {
+    session: Arc<Session>,
+    runtime: Handle,
+    cache: ListingCache,
+    commands: Vec<String>,
+}
+
+impl WharfCompleter {
+    pub fn new(session: Arc<Session>, runtime: Handle, cache: ListingCache) -> WharfCompleter {
+        WharfCompleter {
+            session,
+            runtime,
+            cache,
+            commands: command_names(),
+        }
+    }
+
+    fn remote_entries(&self, dir: &RemotePath) -> Arc<Vec<Entry>> {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((when, entries)) = cache.get(dir)
+            && when.elapsed() < LISTING_TTL
+        {
+            return entries.clone();
+        }
+        let fetched = self.runtime.block_on(tokio::time::timeout(
+            LISTING_TIMEOUT,
+            self.session.list(dir),
+        ));
+        let entries = Arc::new(fetched.ok().and_then(Result::ok).unwrap_or_default());
+        cache.insert(dir.clone(), (Instant::now(), entries.clone()));
+        entries
+    }
+}
+
+impl Completer for WharfCompleter {
+    fn complete(&mut self, line: &str, pos: usize) -> CompletionResult {
+        let before = &line[..pos.min(line.len())];
+        let word = current_word(before);
+        let span = Span::new(word.start, pos);
+        let is_command = before[..word.start].trim().is_empty();
+        let suggestions = if is_command {
+            self.commands
+                .iter()
+                .filter(|name| name.starts_with(&word.text))
+                .map(|name| suggestion(name.clone(), span, true))
+                .collect()
+        } else {
+            let command = before.split_whitespace().next().unwrap_or_default();
+            let (dir_part, prefix) = match word.text.rfind('/') {
+                Some(cut) => (&word.text[..=cut], &word.text[cut + 1..]),
+                None => ("", word.text.as_str()),
+            };
+            let candidates: Vec<(String, bool)> = if LOCAL_PATH_COMMANDS.contains(&command) {
+                local_candidates(dir_part)
+            } else {
+                match self
+                    .session
+                    .resolve(if dir_part.is_empty() { "." } else { dir_part })
+                {
+                    Ok(dir) => self
+                        .remote_entries(&dir)
+                        .iter()
+                        .map(|e| (e.name.clone(), e.kind == EntryKind::Dir))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            };
+            let mut matches: Vec<Suggestion> = candidates
+                .into_iter()
+                .filter(|(name, _)| {
+                    name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.'))
+                })
+                .map(|(name, is_dir)| {
+                    let path = format!("{dir_part}{name}{}", if is_dir { "/" } else { "" });
+                    suggestion(escape(&path), span, !is_dir)
+                })
+                .collect();
+            matches.sort_by(|a, b| a.value.cmp(&b.value));
+            matches
+        };
+        CompletionResult::fresh(suggestions)
+    }
+}
+
+fn suggestion(value: String, span: Span, append_whitespace: bool) -> Suggestion {
+    Suggestion {
+        value,
+        span,
+        append_whitespace,
+        ..Default::default()
+    }
+}
+
+fn local_candidates(dir_part: &str) -> Vec<(String, bool)> {
+    let dir = if dir_part.is_empty() {
+        Path::new(".")
+    } else {
+        Path::new(dir_part)
+    };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.path().is_dir(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The word under the cursor: where it starts in the line, and its text with quoting removed.
+#[derive(Debug, PartialEq, Eq)]
+struct Word {
+    start: usize,
+    text: String,
+}
+
+fn current_word(before: &str) -> Word {
+    let mut start = 0;
+    let mut text = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (index, c) in before.char_indices() {
+        if escaped {
+            text.push(c);
+            escaped = false;
+        } else if c == '\\' && quote != Some('\'') {
+            escaped = true;
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            } else {
+                text.push(c);
+            }
+        } else if c == '\'' || c == '"' {
+            quote = Some(c);
+        } else if c.is_whitespace() {
+            start = index + c.len_utf8();
+            text.clear();
+        } else {
+            text.push(c);
+        }
+    }
+    Word { start, text }
+}
+
+/// Escapes characters the command-line parser would otherwise split or interpret.
+fn escape(path: &str) -> String {
+    let mut escaped = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c.is_whitespace() || "'\"\\;#$`".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_word_under_the_cursor() {
+        assert_eq!(
+            current_word("ls -l my\\ di"),
+            Word {
+                start: 6,
+                text: "my di".into()
+            }
+        );
+        assert_eq!(
+            current_word("cd 'a b/c"),
+            Word {
+                start: 3,
+                text: "a b/c".into()
+            }
+        );
+        assert_eq!(
+            current_word("mk"),
+            Word {
+                start: 0,
+                text: "mk".into()
+            }
+        );
+        assert_eq!(
+            current_word("ls "),
+            Word {
+                start: 3,
+                text: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn escapes_what_the_parser_would_split() {
+        assert_eq!(escape("my dir/a;b"), "my\\ dir/a\\;b");
+        let round_trip = shlex::split(&format!("stat {}", escape("x y'z"))).expect("parses");
+        assert_eq!(round_trip, ["stat", "x y'z"]);
+    }
+}

@@ -1,0 +1,107 @@
+//! The interactive shell: reedline with history, completion and the `user@host:/cwd> ` prompt.
+//!
+//! The shell loop runs on the main thread, outside the async runtime, and runs each command with
+//! `block_on`. Errors print as one line and the shell goes on, unless the connection itself is gone.
+
+mod completer;
+mod prompt;
+
+use std::sync::Arc;
+
+use reedline::{
+    ColumnarMenu, Emacs, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder as _, Reedline,
+    ReedlineEvent, ReedlineMenu, Signal, default_emacs_keybindings,
+};
+
+use crate::commands::{Parsed, parse_line};
+use crate::error::{ClientError, Result};
+use crate::exec::{Flow, execute};
+use crate::session::Session;
+use completer::{ListingCache, WharfCompleter};
+use prompt::WharfPrompt;
+
+/// Most lines kept in the history file.
+const HISTORY_LINES: usize = 10_000;
+
+/// The history file: `$XDG_CONFIG_HOME/wharf/history` or `~/.config/wharf/history`.
+pub fn history_path() -> std::path::PathBuf {
+    crate::config_dir().join("history")
+}
+
+fn editor(
+    session: Arc<Session>,
+    runtime: tokio::runtime::Handle,
+    cache: ListingCache,
+) -> Result<Reedline> {
+    let path = history_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| ClientError::local(format!("creating {}", dir.display()), err))?;
+    }
+    let history = FileBackedHistory::with_file(HISTORY_LINES, path.clone()).map_err(|err| {
+        ClientError::local(
+            format!("history {}", path.display()),
+            std::io::Error::other(err.to_string()),
+        )
+    })?;
+    let mut keybindings = default_emacs_keybindings();
+    keybindings.add_binding(
+        KeyModifiers::NONE,
+        KeyCode::Tab,
+        ReedlineEvent::UntilFound(vec![
+            ReedlineEvent::Menu("completion_menu".to_owned()),
+            ReedlineEvent::MenuNext,
+        ]),
+    );
+    let menu = ColumnarMenu::default().with_name("completion_menu");
+    Ok(Reedline::create()
+        .with_history(Box::new(history))
+        .with_completer(Box::new(WharfCompleter::new(
+            session,
+            runtime,
+            cache.clone(),
+        )))
+        .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
+        .with_edit_mode(Box::new(Emacs::new(keybindings))))
+}
+
+/// Runs the shell until `exit`, Ctrl-D, or a lost connection.
+pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let cache = ListingCache::default();
+    let mut line_editor = editor(session.clone(), runtime.handle().clone(), cache.clone())?;
+    let prompt = WharfPrompt::new(session.clone());
+    let mut stdout = std::io::stdout();
+    loop {
+        let signal = line_editor
+            .read_line(&prompt)
+            .map_err(|err| ClientError::local("reading the command line", err))?;
+        let line = match signal {
+            Signal::Success(line) => line,
+            Signal::CtrlD => break,
+            // Ctrl-C clears the line; anything else reedline may add later is ignored too.
+            _ => continue,
+        };
+        let outcome = match parse_line(&line) {
+            Ok(Parsed::Empty) => continue,
+            Ok(Parsed::Help(text)) => {
+                print!("{text}");
+                continue;
+            }
+            Ok(Parsed::Command(command)) => {
+                runtime.block_on(execute(&session, command, &mut stdout))
+            }
+            Err(err) => Err(err),
+        };
+        cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        match outcome {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Exit) => break,
+            Err(err) if err.is_fatal() => return Err(err),
+            Err(err) => eprintln!("error: {err}"),
+        }
+    }
+    Ok(())
+}
