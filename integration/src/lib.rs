@@ -1,1 +1,29 @@
-//! placeholder
+//! Test support for wharf's end-to-end tests: real `wharfd` processes on `127.0.0.1:0` with
+//! temporary roots ([`server`]), clients built on the `wharf` library or the `wharf` binary
+//! ([`client`]), and a pseudo-terminal with a small terminal emulator for the shell ([`pty`]).
+//!
+//! The binaries are the ones cargo builds for `cargo test --workspace`, found next to the test
+//! executable in `target/<profile>/`.
+
+pub mod client;
+pub mod pty;
+pub mod server;
+
+use std::path::PathBuf;
+
+/// Path of a workspace binary (`wharfd` or `wharf`) built by cargo for this test run.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}

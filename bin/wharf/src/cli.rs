@@ -41,6 +41,9 @@ struct Args {
     /// Run the commands in FILE (one per line) and exit.
     #[arg(short = 'b', value_name = "FILE")]
     batch: Option<PathBuf>,
+    /// Seconds to wait for the server to answer the handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    connect_timeout: u64,
     /// The server: [USER@]HOST[:PORT] (port 4433 by default).
     target: Target,
 }
@@ -117,7 +120,8 @@ fn run(args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
         None => std::env::var("USER")
             .map_err(|_| ClientError::Usage("no user name: use USER@HOST".into()))?,
     };
-    let options = ConnectOptions::new(args.target.clone(), trust(&args, interactive));
+    let mut options = ConnectOptions::new(args.target.clone(), trust(&args, interactive));
+    options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
 
     let session = runtime.block_on(Session::connect(&options))?;
     log_in(&session, &user, runtime)?;

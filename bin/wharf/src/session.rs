@@ -60,6 +60,8 @@ pub struct ConnectOptions {
     pub trust: Trust,
     pub transport: TransportSettings,
     pub connect_timeout: Duration,
+    /// Local address to send from (any address of the right family when `None`).
+    pub bind_ip: Option<std::net::IpAddr>,
 }
 
 impl ConnectOptions {
@@ -69,6 +71,7 @@ impl ConnectOptions {
             trust,
             transport: TransportSettings::default(),
             connect_timeout: Duration::from_secs(10),
+            bind_ip: None,
         }
     }
 }
@@ -114,13 +117,11 @@ impl Session {
 
         let mut last_error = connect_error("no address found".into());
         for addr in addrs {
-            let local: SocketAddr = if addr.is_ipv6() {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            }
-            .parse()
-            .map_err(|_| connect_error("bad local address".into()))?;
+            let local = match options.bind_ip {
+                Some(ip) => SocketAddr::new(ip, 0),
+                None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+                None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            };
             let bound = bind_udp(local, options.transport.socket_buffer)
                 .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
             let endpoint = quinn::Endpoint::new(
@@ -331,6 +332,17 @@ impl Session {
             Reply::Quota { quota } => Ok(quota),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Sends any command and returns its final reply, unchecked. For protocol tests and tools that
+    /// need to send what the typed methods would refuse to.
+    pub async fn call_raw(&self, cmd: Command) -> Result<Reply> {
+        self.rpc.call(cmd).await
+    }
+
+    /// Completes when the connection closes, with the reason as an error.
+    pub async fn closed(&self) -> ClientError {
+        crate::rpc::closed_error(&self.conn.closed().await)
     }
 
     async fn expect_ok(&self, cmd: Command) -> Result<()> {

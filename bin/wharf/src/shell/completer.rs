@@ -53,10 +53,11 @@ impl WharfCompleter {
         {
             return entries.clone();
         }
-        let fetched = self.runtime.block_on(tokio::time::timeout(
-            LISTING_TIMEOUT,
-            self.session.list(dir),
-        ));
+        // The timer must be created inside the runtime, hence the async block.
+        let session = &self.session;
+        let fetched = self
+            .runtime
+            .block_on(async { tokio::time::timeout(LISTING_TIMEOUT, session.list(dir)).await });
         let entries = Arc::new(fetched.ok().and_then(Result::ok).unwrap_or_default());
         cache.insert(dir.clone(), (Instant::now(), entries.clone()));
         entries

@@ -62,6 +62,9 @@ fn editor(
             cache.clone(),
         )))
         .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
+        // Like bash: a lone match completes in place, and a shared prefix is filled in.
+        .with_quick_completions(true)
+        .with_partial_completions(true)
         .with_edit_mode(Box::new(Emacs::new(keybindings))))
 }
 

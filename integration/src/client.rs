@@ -1,0 +1,72 @@
+//! Clients for tests: library sessions trusting the server's certificate, and the `wharf` binary.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use wharf::session::{ConnectOptions, Session, Trust};
+use wharf::target::Target;
+
+use crate::binary;
+use crate::server::TestServer;
+
+/// Connection options for `server`, trusting its certificate as a CA.
+pub fn options(server: &TestServer) -> ConnectOptions {
+    let target = Target {
+        user: None,
+        host: "127.0.0.1".into(),
+        port: server.addr().port(),
+    };
+    ConnectOptions::new(target, Trust::Ca(server.cert()))
+}
+
+/// Options that send from a chosen loopback address (127.0.0.0/8 is all ours).
+pub fn options_from(server: &TestServer, ip: [u8; 4]) -> ConnectOptions {
+    let mut options = options(server);
+    options.bind_ip = Some(IpAddr::from(ip));
+    options
+}
+
+/// A logged-in session, which must succeed.
+pub async fn login(server: &TestServer, user: &str, password: &str) -> Session {
+    Session::open(&options(server), user, password)
+        .await
+        .unwrap_or_else(|err| panic!("login as {user} failed: {err}\n{}", server.log()))
+}
+
+/// Runs the `wharf` binary with `args`, `HOME` in `home`, and `WHARF_PASSWORD` if given.
+pub fn wharf(home: &Path, password: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(binary("wharf"));
+    command
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("WHARF_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    if let Some(password) = password {
+        command.env("WHARF_PASSWORD", password);
+    }
+    let mut child = command.spawn().expect("spawn wharf");
+    if let Some(text) = stdin {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wharf output")
+}
+
+/// `USER@127.0.0.1:PORT` for `server`.
+pub fn target(server: &TestServer, user: &str) -> String {
+    format!("{user}@127.0.0.1:{}", server.addr().port())
+}
+
+/// Output as text, for assertions and failure messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

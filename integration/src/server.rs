@@ -1,0 +1,191 @@
+//! A real `wharfd` process with a temporary root.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::binary;
+
+/// How long a server gets to start or stop before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server root in a temporary directory, and the server process once started.
+pub struct TestServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+}
+
+impl TestServer {
+    /// A fresh root with `wharfd setup` done and `config` (TOML) as `etc/wharfd.toml`.
+    pub fn new(config: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary root");
+        let server = TestServer {
+            dir,
+            child: None,
+            addr: None,
+        };
+        let setup = server.wharfd(&["setup"], None);
+        assert!(
+            setup.status.success(),
+            "setup failed: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("write config");
+        server
+    }
+
+    /// Starts a server with the default configuration and the given users (name, password).
+    pub fn with_users(users: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer::new("");
+        for (name, password) in users {
+            server.add_user(name, password, "100MiB");
+        }
+        server.start();
+        server
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.root().join("certs/server.crt")
+    }
+
+    /// A user's home directory on the server's disk.
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.root().join("var/homes").join(user)
+    }
+
+    /// Runs `wharfd --root ROOT ARGS...`, with `stdin` fed in if given.
+    pub fn wharfd(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(binary("wharfd"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wharfd");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(input);
+        child.wait_with_output().expect("wharfd output")
+    }
+
+    /// `wharfd user add NAME --quota QUOTA --password-stdin`, which must succeed.
+    pub fn add_user(&mut self, name: &str, password: &str, quota: &str) {
+        let out = self.wharfd(
+            &["user", "add", name, "--quota", quota, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `wharfd serve --listen 127.0.0.1:0` and waits for its `listening on` line.
+    pub fn start(&mut self) {
+        self.start_on(SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+
+    /// Starts the server on a given address (to come back on the same port after a restart).
+    pub fn start_on(&mut self, listen: SocketAddr) {
+        assert!(self.child.is_none(), "server already running");
+        let log = std::fs::File::create(self.root().join("server-stderr.log")).expect("stderr log");
+        let mut child = Command::new(binary("wharfd"))
+            .arg("--root")
+            .arg(self.root())
+            .args(["serve", "--listen", &listen.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn wharfd serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("wharfd listening on ") {
+                    let _ = tx.send(addr.parse::<SocketAddr>().expect("address"));
+                }
+            }
+        });
+        self.child = Some(child);
+        let addr = rx
+            .recv_timeout(START_TIMEOUT)
+            .unwrap_or_else(|_| panic!("server did not start:\n{}", self.log()));
+        self.addr = Some(addr);
+    }
+
+    /// The address the running server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("server started")
+    }
+
+    /// The server's stderr so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root().join("server-stderr.log")).unwrap_or_default()
+    }
+
+    /// The audit log (complete once the server has stopped).
+    pub fn audit_log(&self) -> String {
+        std::fs::read_to_string(self.root().join("var/log/audit.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit, which must succeed.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(&child, libc::SIGTERM);
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            status
+        });
+        if rx.recv_timeout(START_TIMEOUT).is_err() {
+            panic!("server did not stop after SIGTERM:\n{}", self.log());
+        }
+        let status = waiter.join().expect("waiter").expect("wait");
+        assert!(
+            status.success(),
+            "server exited with {status}:\n{}",
+            self.log()
+        );
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+#[allow(unsafe_code)]
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill(2) with a pid we spawned and still own; it has no memory effects.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

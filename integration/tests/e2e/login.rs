@@ -1,0 +1,197 @@
+//! Login: success, failures that look alike, throttling, the per-connection failure limit, the
+//! unauthenticated timeout, and the audit log.
+
+use std::time::{Duration, Instant};
+
+use wharf::error::ClientError;
+use wharf::session::Session;
+use wharf_common::proto::{Command, ErrorCode, Reply};
+use wharf_integration::client::{login, options, options_from};
+use wharf_integration::server::TestServer;
+
+fn server_with(config: &str, users: &[(&str, &str)]) -> TestServer {
+    let mut server = TestServer::new(config);
+    for (name, password) in users {
+        server.add_user(name, password, "100MiB");
+    }
+    server.start();
+    server
+}
+
+async fn attempt(
+    server: &TestServer,
+    from: [u8; 4],
+    user: &str,
+    password: &str,
+) -> (Result<(), ClientError>, Duration) {
+    let session = Session::connect(&options_from(server, from))
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let result = session.login(user, password).await.map(|_| ());
+    let took = started.elapsed();
+    session.close().await;
+    (result, took)
+}
+
+fn auth_message(result: &Result<(), ClientError>) -> String {
+    match result {
+        Err(ClientError::Auth(message)) => message.clone(),
+        other => panic!("expected an authentication error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_user_and_wrong_password_give_the_same_error_after_the_same_work() {
+    // No throttle delay here, so that only the Argon2 work is timed.
+    let server = server_with(
+        "[auth]\nthrottle_base_delay_ms = 0\nmax_failures_per_ip = 1000\n",
+        &[("ann", "right")],
+    );
+    let mut wrong = Vec::new();
+    let mut unknown = Vec::new();
+    for round in 0..5u8 {
+        let (result, took) = attempt(&server, [127, 0, 1, round], "ann", "wrong").await;
+        wrong.push((auth_message(&result), took));
+        let (result, took) = attempt(&server, [127, 0, 2, round], "nobody", "wrong").await;
+        unknown.push((auth_message(&result), took));
+    }
+    assert_eq!(
+        wrong[0].0, unknown[0].0,
+        "the two failures must be indistinguishable"
+    );
+    // Noise only ever adds time, so the fastest of several runs shows the real work. Without the
+    // dummy hash an unknown user answers in about a millisecond, some twenty times faster.
+    let fastest = |runs: &[(String, Duration)]| runs.iter().map(|r| r.1).min().expect("runs");
+    let (wrong_min, unknown_min) = (fastest(&wrong), fastest(&unknown));
+    assert!(
+        unknown_min * 2 >= wrong_min,
+        "unknown user took {unknown_min:?}, wrong password {wrong_min:?}: the dummy hash is not being checked"
+    );
+    let (ok, _) = attempt(&server, [127, 0, 3, 1], "ann", "right").await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_delay_the_address_and_the_user_name_and_lock_only_the_address() {
+    let config = "[auth]\nthrottle_base_delay_ms = 400\nthrottle_max_delay_ms = 800\nmax_failures_per_ip = 3\n";
+    let server = server_with(config, &[("ann", "right"), ("bob", "bobpw")]);
+    let attacker = [127, 0, 0, 66];
+    let (first, _) = attempt(&server, attacker, "ann", "guess1").await;
+    auth_message(&first);
+    // One failure on record: the next attempt from that address waits at least the base delay.
+    let (second, took) = attempt(&server, attacker, "bob", "guess2").await;
+    auth_message(&second);
+    assert!(
+        took >= Duration::from_millis(400),
+        "second attempt took only {took:?}"
+    );
+    // The targeted user name is delayed from any address, too.
+    let (_, took) = attempt(&server, [127, 0, 0, 67], "ann", "guess3").await;
+    assert!(
+        took >= Duration::from_millis(400),
+        "user-name delay missing: {took:?}"
+    );
+
+    let (third, _) = attempt(&server, attacker, "ann", "guess4").await;
+    auth_message(&third);
+    // Three failures from the attacker: even the right password is now refused from there...
+    let (locked, _) = attempt(&server, attacker, "bob", "bobpw").await;
+    assert!(
+        auth_message(&locked).contains("too many failed logins"),
+        "{locked:?}"
+    );
+    // ...but the real user still gets in from their own address.
+    let (real, _) = attempt(&server, [127, 0, 0, 99], "ann", "right").await;
+    assert!(real.is_ok(), "{real:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn third_failure_on_a_connection_closes_it() {
+    let server = server_with("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
+    let session = Session::connect(&options(&server)).await.expect("connect");
+    for _ in 0..3 {
+        assert!(matches!(
+            session.login("ann", "wrong").await,
+            Err(ClientError::Auth(_))
+        ));
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("closed");
+    assert!(
+        matches!(&closed, ClientError::Auth(m) if m.contains("too many failed logins")),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_before_login_are_refused_and_idle_logins_time_out() {
+    let server = server_with("[auth]\nlogin_timeout_secs = 1\n", &[("ann", "right")]);
+    let session = Session::connect(&options(&server)).await.expect("connect");
+    let refused = session.call_raw(Command::Stat { path: "/".into() }).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Remote {
+                code: ErrorCode::NotLoggedIn,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(&closed, ClientError::ConnectionLost(m) if m.contains("no login")),
+        "{closed:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A logged-in session is not subject to the login timeout.
+    let ann = login(&server, "ann", "right").await;
+    let stat = tokio::time::timeout(Duration::from_secs(2), ann.closed()).await;
+    assert!(stat.is_err(), "a logged-in session must stay open");
+    assert!(matches!(
+        ann.call_raw(Command::Quota).await,
+        Ok(Reply::Quota { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logged_in_sessions_that_go_idle_are_closed() {
+    let server = server_with("[server]\nsession_idle_secs = 1\n", &[("ann", "right")]);
+    let ann = login(&server, "ann", "right").await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), ann.closed())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(&closed, ClientError::ConnectionLost(m) if m.contains("idle")),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_attempt_is_audited() {
+    let mut server = server_with("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
+    login(&server, "ann", "right").await.close().await;
+    let failed = Session::open(&options(&server), "mallory", "x").await;
+    assert!(failed.is_err());
+    server.stop();
+    let audit = server.audit_log();
+    let line = |user: &str, result: &str| {
+        audit.lines().any(|l| {
+            l.contains(&format!("user=\"{user}\""))
+                && l.contains("ip=127.0.0.1")
+                && l.contains(&format!("result=\"{result}\""))
+        })
+    };
+    assert!(line("ann", "success"), "{audit}");
+    assert!(line("mallory", "failure"), "{audit}");
+    assert!(
+        audit.lines().all(|l| l.starts_with("20")),
+        "every line starts with a timestamp:\n{audit}"
+    );
+}

@@ -1,0 +1,230 @@
+//! Every navigation command through the `Session` API, with its error cases.
+
+use wharf::error::ClientError;
+use wharf::session::Session;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{EntryKind, ErrorCode};
+use wharf_integration::client::login;
+use wharf_integration::server::TestServer;
+
+fn p(path: &str) -> RemotePath {
+    RemotePath::parse(path).expect("valid path")
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
+    match result {
+        Err(ClientError::Remote { code, .. }) => code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+async fn names(session: &Session, path: &str) -> Vec<String> {
+    let mut names: Vec<String> = session
+        .list(&p(path))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn navigation_commands_and_their_errors() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    std::fs::write(server.home("ann").join("notes.txt"), b"hello").expect("seed file");
+    std::fs::write(server.home("ann").join(".hidden"), b"x").expect("seed dot file");
+    let s = login(&server, "ann", "pw").await;
+
+    // pwd and cd
+    assert_eq!(s.cwd(), RemotePath::root());
+    s.mkdir(&p("/docs"), false).await.expect("mkdir");
+    assert_eq!(s.cd("docs").await.expect("cd").as_str(), "/docs");
+    assert_eq!(s.cd("..").await.expect("cd ..").as_str(), "/");
+    assert_eq!(
+        s.cd("..").await.expect("cd .. at root").as_str(),
+        "/",
+        "`..` at the root stays there"
+    );
+    assert_eq!(code(s.cd("/missing").await), ErrorCode::NotFound);
+    assert_eq!(code(s.cd("notes.txt").await), ErrorCode::NotADirectory);
+    assert_eq!(
+        s.cwd().as_str(),
+        "/",
+        "a failed cd leaves the directory alone"
+    );
+
+    // mkdir
+    assert_eq!(code(s.mkdir(&p("/docs"), false).await), ErrorCode::Exists);
+    s.mkdir(&p("/docs"), true)
+        .await
+        .expect("mkdir -p on an existing directory");
+    assert_eq!(
+        code(s.mkdir(&p("/a/b/c"), false).await),
+        ErrorCode::NotFound
+    );
+    s.mkdir(&p("/a/b/c"), true).await.expect("mkdir -p");
+    assert_eq!(
+        code(s.mkdir(&p("/notes.txt/sub"), true).await),
+        ErrorCode::NotADirectory
+    );
+    s.mkdir(&p("/with space/ünïcode"), true)
+        .await
+        .expect("names with spaces and unicode");
+
+    // ls: every entry, including dot files (hiding them is the shell's job)
+    assert_eq!(
+        names(&s, "/").await,
+        [".hidden", "a", "docs", "notes.txt", "with space"]
+    );
+    assert_eq!(names(&s, "/with space").await, ["ünïcode"]);
+    assert_eq!(code(s.list(&p("/missing")).await), ErrorCode::NotFound);
+    assert_eq!(
+        code(s.list(&p("/notes.txt")).await),
+        ErrorCode::NotADirectory
+    );
+
+    // stat
+    let file = s.stat(&p("/notes.txt")).await.expect("stat file");
+    assert_eq!(
+        (file.name.as_str(), file.kind, file.size),
+        ("notes.txt", EntryKind::File, 5)
+    );
+    assert!(file.mtime > 1_700_000_000, "a real modification time");
+    assert_eq!(
+        s.stat(&p("/")).await.expect("stat root").kind,
+        EntryKind::Dir
+    );
+    assert_eq!(code(s.stat(&p("/nope")).await), ErrorCode::NotFound);
+
+    // rmdir
+    assert_eq!(code(s.rmdir(&p("/a")).await), ErrorCode::NotEmpty);
+    assert_eq!(
+        code(s.rmdir(&p("/notes.txt")).await),
+        ErrorCode::NotADirectory
+    );
+    assert_eq!(code(s.rmdir(&p("/")).await), ErrorCode::InvalidPath);
+    s.rmdir(&p("/a/b/c")).await.expect("rmdir");
+
+    // rm
+    assert_eq!(
+        code(s.remove(&p("/a"), false).await),
+        ErrorCode::IsADirectory
+    );
+    assert_eq!(
+        code(s.remove(&p("/nope"), false).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(code(s.remove(&p("/"), true).await), ErrorCode::InvalidPath);
+    s.remove(&p("/a"), true).await.expect("rm -r");
+    assert!(!server.home("ann").join("a").exists());
+
+    // mv
+    s.rename(&p("/notes.txt"), &p("/docs/renamed.txt"))
+        .await
+        .expect("mv");
+    assert_eq!(names(&s, "/docs").await, ["renamed.txt"]);
+    assert_eq!(
+        code(s.rename(&p("/nope"), &p("/x")).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(s.rename(&p("/docs"), &p("/docs/inside")).await),
+        ErrorCode::InvalidPath
+    );
+    assert_eq!(
+        code(s.rename(&p("/docs/renamed.txt"), &p("/with space")).await),
+        ErrorCode::Exists
+    );
+    assert_eq!(
+        code(s.rename(&p("/"), &p("/x")).await),
+        ErrorCode::InvalidPath
+    );
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_counts_files_and_gets_space_back() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = server.home("ann");
+    std::fs::create_dir(home.join("d")).expect("dir");
+    std::fs::write(home.join("d/one"), vec![1u8; 1000]).expect("file");
+    std::fs::write(home.join("d/two"), vec![2u8; 500]).expect("file");
+    std::fs::write(home.join("three"), vec![3u8; 200]).expect("file");
+    std::fs::write(home.join("four"), vec![4u8; 50]).expect("file");
+    let s = login(&server, "ann", "pw").await;
+    let quota = s.quota().await.expect("quota");
+    assert_eq!(
+        (quota.used, quota.reserved, quota.limit),
+        (1750, 0, Some(100 << 20))
+    );
+
+    // An overwrite by rename frees the replaced file.
+    s.rename(&p("/four"), &p("/three"))
+        .await
+        .expect("mv over a file");
+    assert_eq!(s.quota().await.expect("quota").used, 1550);
+    s.remove(&p("/d"), true).await.expect("rm -r");
+    assert_eq!(s.quota().await.expect("quota").used, 50);
+    s.close().await;
+    // A fresh session of the same user shares the ledger.
+    let again = login(&server, "ann", "pw").await;
+    assert_eq!(again.quota().await.expect("quota").used, 50);
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_usage_is_measured_again_after_a_restart() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    std::fs::write(server.home("ann").join("f"), vec![0u8; 4096]).expect("file");
+    let s = login(&server, "ann", "pw").await;
+    assert_eq!(s.quota().await.expect("quota").used, 4096);
+    s.close().await;
+    server.stop();
+    std::fs::write(server.home("ann").join("g"), vec![0u8; 100]).expect("file");
+    server.start();
+    let s = login(&server, "ann", "pw").await;
+    assert_eq!(s.quota().await.expect("quota").used, 4196);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_of_100_000_entries_lists_completely_in_bounded_server_memory() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let big = server.home("ann").join("big");
+    std::fs::create_dir(&big).expect("dir");
+    // Long names make an unbounded server-side buffer obvious: 100,000 entries are ~25 MB of names.
+    let pad = "n".repeat(200);
+    for i in 0..100_000 {
+        std::fs::File::create(big.join(format!("{pad}{i:06}"))).expect("create");
+    }
+    let s = login(&server, "ann", "pw").await;
+    s.stat(&p("/big")).await.expect("warm up");
+    let pid = server.pid().expect("server pid");
+    let before = peak_rss_kib(pid);
+    let entries = s.list(&p("/big")).await.expect("list");
+    let after = peak_rss_kib(pid);
+    assert_eq!(entries.len(), 100_000);
+    let mut unique: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 100_000, "no entry twice");
+    let grew_mib = (after - before) / 1024;
+    assert!(
+        grew_mib < 16,
+        "server peak RSS grew by {grew_mib} MiB while listing"
+    );
+    s.close().await;
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM")
+}

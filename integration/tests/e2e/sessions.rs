@@ -1,0 +1,117 @@
+//! Many sessions at once, pipelined requests, connection caps and graceful shutdown.
+
+use std::time::Duration;
+
+use wharf::error::ClientError;
+use wharf::session::Session;
+use wharf_common::path::RemotePath;
+use wharf_integration::client::{login, options, options_from};
+use wharf_integration::server::TestServer;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_sessions_logged_in_at_once_all_work() {
+    let mut server = TestServer::new("[server]\nmax_connections_per_ip = 64\n");
+    let users: Vec<String> = (0..5).map(|i| format!("user{i}")).collect();
+    for user in &users {
+        server.add_user(user, "pw", "10MiB");
+    }
+    server.start();
+    let server = std::sync::Arc::new(server);
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let server = server.clone();
+        let user = users[n % users.len()].clone();
+        tasks.push(tokio::spawn(
+            async move { login(&server, &user, "pw").await },
+        ));
+    }
+    let mut sessions = Vec::new();
+    for task in tasks {
+        sessions.push(task.await.expect("login task"));
+    }
+    // All 50 are open at the same time; each now works in its own directory.
+    let mut work = Vec::new();
+    for (n, session) in sessions.into_iter().enumerate() {
+        work.push(tokio::spawn(async move {
+            let dir = RemotePath::parse(&format!("/s{n}/inner")).expect("path");
+            session.mkdir(&dir, true).await.expect("mkdir");
+            session.cd(&format!("/s{n}")).await.expect("cd");
+            let names: Vec<String> = session
+                .list(&session.cwd())
+                .await
+                .expect("ls")
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(names, ["inner"]);
+            session
+                .remove(&RemotePath::parse(&format!("/s{n}")).expect("path"), true)
+                .await
+                .expect("rm -r");
+            session.close().await;
+        }));
+    }
+    for task in work {
+        task.await.expect("session work");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_on_one_session_each_get_their_own_answer() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    for i in 0..20 {
+        std::fs::write(server.home("ann").join(format!("f{i}")), vec![0u8; i]).expect("file");
+    }
+    let session = std::sync::Arc::new(login(&server, "ann", "pw").await);
+    let stats = (0..20).map(|i| {
+        let session = session.clone();
+        tokio::spawn(async move {
+            session
+                .stat(&RemotePath::parse(&format!("/f{i}")).expect("path"))
+                .await
+        })
+    });
+    for (i, stat) in stats.enumerate() {
+        let entry = stat.await.expect("task").expect("stat");
+        assert_eq!((entry.name, entry.size), (format!("f{i}"), i as u64));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_per_ip_cap_are_refused_and_others_carry_on() {
+    let mut server = TestServer::new("[server]\nmax_connections_per_ip = 2\n");
+    server.add_user("ann", "pw", "1MiB");
+    server.start();
+    let first = login(&server, "ann", "pw").await;
+    let second = login(&server, "ann", "pw").await;
+    let third = Session::open(&options(&server), "ann", "pw").await;
+    assert!(
+        matches!(&third, Err(ClientError::Connect { reason, .. }) if reason.contains("too many connections")),
+        "{third:?}"
+    );
+    // Another address is not affected, and the first two sessions still work.
+    let other = Session::open(&options_from(&server, [127, 0, 0, 2]), "ann", "pw")
+        .await
+        .expect("other ip");
+    first.quota().await.expect("first still works");
+    second.quota().await.expect("second still works");
+    other.close().await;
+    first.close().await;
+    // A freed place can be taken again.
+    login(&server, "ann", "pw").await.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_sessions_cleanly_and_the_server_exits_zero() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    let session = login(&server, "ann", "pw").await;
+    session.quota().await.expect("works before shutdown");
+    server.stop(); // SIGTERM, and asserts a zero exit
+    let closed = tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("closed");
+    assert!(
+        matches!(&closed, ClientError::ConnectionLost(m) if m.contains("shutting down")),
+        "{closed:?}"
+    );
+}

@@ -1,0 +1,119 @@
+//! The interactive shell, driven through a pseudo-terminal as a person would use it.
+
+use wharf_integration::binary;
+use wharf_integration::pty::PtyShell;
+use wharf_integration::server::TestServer;
+
+fn shell(
+    server: &TestServer,
+    home: &std::path::Path,
+    with_ca: bool,
+    password: Option<&str>,
+) -> PtyShell {
+    let cert = server.cert().display().to_string();
+    let to = format!("ann@127.0.0.1:{}", server.addr().port());
+    let mut args = Vec::new();
+    if with_ca {
+        args.extend(["--ca", cert.as_str()]);
+    }
+    args.push(to.as_str());
+    let home = home.display().to_string();
+    let mut env = vec![("HOME", home.as_str())];
+    if let Some(password) = password {
+        env.push(("WHARF_PASSWORD", password));
+    }
+    PtyShell::spawn(&binary("wharf"), &args, &env)
+}
+
+fn has_line(screen: &str, wanted: &str) -> bool {
+    screen.lines().any(|line| line.trim_end() == wanted)
+}
+
+/// Waits for a fresh, empty prompt in `cwd` on the last line, as a person would before typing.
+fn at_prompt(sh: &mut PtyShell, cwd: &str) {
+    let prompt = format!("ann@127.0.0.1:{cwd}>");
+    sh.expect_where(&prompt.clone(), |screen| {
+        screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_end() == prompt)
+    });
+}
+
+#[test]
+fn prompt_commands_completion_errors_ctrl_c_and_history() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+
+    sh.send("mkdir 'my docs'\r");
+    at_prompt(&mut sh, "/");
+    // Remote path completion, escaping the space.
+    sh.send("cd my\t");
+    sh.expect("cd my\\ docs/");
+    sh.send("\r");
+    at_prompt(&mut sh, "/my docs");
+    sh.send("pwd\r");
+    sh.expect_where("pwd output", |s| has_line(s, "/my docs"));
+    at_prompt(&mut sh, "/my docs");
+
+    // Command-name completion, then Ctrl-C clears the line and keeps the shell.
+    sh.send("lp\t");
+    sh.expect("lpwd");
+    sh.send("\x03");
+    at_prompt(&mut sh, "/my docs");
+
+    // An error is one line, and the shell goes on.
+    sh.send("cd nowhere\r");
+    sh.expect("error: /my docs/nowhere: no such file or directory");
+    at_prompt(&mut sh, "/my docs");
+    sh.send("ls --bogus\r");
+    sh.expect("error: unexpected argument '--bogus'");
+    at_prompt(&mut sh, "/my docs");
+    sh.send("cd ..\r");
+    at_prompt(&mut sh, "/");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+
+    // History survives into the next session: Up recalls the last commands.
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send("\x1b[A");
+    sh.expect("ann@127.0.0.1:/> exit");
+    sh.send("\x1b[A");
+    sh.expect("ann@127.0.0.1:/> cd ..");
+    sh.send("\x03");
+    at_prompt(&mut sh, "/");
+    sh.send("\x04"); // Ctrl-D on an empty line leaves.
+    assert_eq!(sh.wait(), 0);
+    let history =
+        std::fs::read_to_string(home.path().join(".config/wharf/history")).expect("history file");
+    assert!(history.contains("mkdir 'my docs'"), "{history}");
+}
+
+#[test]
+fn first_connection_asks_about_the_host_and_the_password() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), false, None);
+    sh.expect("Are you sure you want to continue connecting (yes/no)?");
+    let screen = sh.screen();
+    assert!(
+        screen.contains("Its certificate fingerprint is SHA256:"),
+        "{screen}"
+    );
+    sh.send("yes\r");
+    sh.expect("ann@127.0.0.1's password:");
+    sh.send("pw\r");
+    at_prompt(&mut sh, "/");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+    let pinned =
+        std::fs::read_to_string(home.path().join(".config/wharf/known_hosts")).expect("pinned");
+    assert!(
+        pinned.starts_with(&format!("127.0.0.1:{} SHA256:", server.addr().port())),
+        "{pinned}"
+    );
+}
