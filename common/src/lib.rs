@@ -15,5 +15,7 @@ pub mod limits;
 pub mod net;
 pub mod path;
 pub mod proto;
+#[cfg(test)]
+mod proto_doc;
 pub mod tls;
 pub mod units;

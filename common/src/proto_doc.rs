@@ -1,0 +1,98 @@
+//! Checks that `PROTOCOL.md` matches the code: its example frames are what the encoder produces, and
+//! every error code is documented.
+
+use crate::frame::encode_frame;
+use crate::proto::{Command, ErrorCode, QuotaInfo, Reply, Request, Response};
+
+const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn assert_documented(frame: Vec<u8>) {
+    let line = hex(&frame);
+    assert!(
+        PROTOCOL_MD.contains(&line),
+        "PROTOCOL.md lacks the frame:\n{line}"
+    );
+}
+
+#[test]
+fn example_frames_are_byte_exact() {
+    let login = Command::Login {
+        user: "ann".into(),
+        password: "secret".into(),
+    };
+    assert_documented(encode_frame(&Request { id: 1, cmd: login }).expect("encode"));
+    assert_documented(
+        encode_frame(&Request {
+            id: 2,
+            cmd: Command::Quota,
+        })
+        .expect("encode"),
+    );
+    let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
+    assert_documented(
+        encode_frame(&Response {
+            id: 2,
+            reply: error,
+        })
+        .expect("encode"),
+    );
+    let quota = Reply::Quota {
+        quota: QuotaInfo {
+            used: 5,
+            reserved: 0,
+            limit: None,
+        },
+    };
+    assert_documented(
+        encode_frame(&Response {
+            id: 2,
+            reply: quota,
+        })
+        .expect("encode"),
+    );
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let codes = [
+        ErrorCode::NotFound,
+        ErrorCode::PermissionDenied,
+        ErrorCode::Exists,
+        ErrorCode::NotADirectory,
+        ErrorCode::IsADirectory,
+        ErrorCode::NotEmpty,
+        ErrorCode::InvalidPath,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::AuthFailed,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::AlreadyLoggedIn,
+        ErrorCode::BadRequest,
+        ErrorCode::DuplicateId,
+        ErrorCode::Busy,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Io,
+    ];
+    for code in codes {
+        assert!(
+            PROTOCOL_MD.contains(&format!("| `{code}` |")),
+            "PROTOCOL.md lacks error code {code}"
+        );
+        let encoded = rmp_serde::to_vec(&code).expect("encode");
+        let wire_name: String = rmp_serde::from_slice(&encoded).expect("a string on the wire");
+        assert_eq!(wire_name, code.as_str(), "as_str and serde agree");
+        let decoded: ErrorCode = rmp_serde::from_slice(&encoded).expect("decode");
+        assert_eq!(decoded, code);
+    }
+    let unknown: ErrorCode =
+        rmp_serde::from_slice(&rmp_serde::to_vec("new_code").expect("encode")).expect("decode");
+    assert_eq!(unknown, ErrorCode::Other);
+}
