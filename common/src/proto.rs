@@ -193,6 +193,25 @@ pub enum EntryKind {
     Other,
 }
 
+impl EntryKind {
+    /// Classifies a file from its type bits, as both the server's storage and the client's local side
+    /// see them (symlinks not followed).
+    pub fn classify(is_symlink: bool, is_dir: bool, is_file: bool) -> EntryKind {
+        match (is_symlink, is_dir, is_file) {
+            (true, _, _) => EntryKind::Symlink,
+            (_, true, _) => EntryKind::Dir,
+            (_, _, true) => EntryKind::File,
+            _ => EntryKind::Other,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch for an entry's `mtime`; 0 when unknown or before 1970.
+pub fn unix_seconds(time: Option<std::time::SystemTime>) -> i64 {
+    time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A user's space: `used` bytes stored, `reserved` bytes promised to uploads in progress, and the
 /// `limit` (absent when unlimited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,9 @@
 //! The local side of the shell: `lcd`, `lpwd`, `lls`.
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use std::os::unix::fs::PermissionsExt as _;
-use wharf_common::proto::{Entry, EntryKind};
+use wharf_common::proto::{Entry, EntryKind, unix_seconds};
 
 use crate::error::{ClientError, Result};
 
@@ -51,25 +50,15 @@ pub fn entries(path: &Path) -> Result<Vec<Entry>> {
 
 fn entry(name: String, meta: &std::fs::Metadata) -> Entry {
     let file_type = meta.file_type();
-    let kind = if file_type.is_symlink() {
-        EntryKind::Symlink
-    } else if file_type.is_dir() {
-        EntryKind::Dir
-    } else if file_type.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    };
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Entry {
         name,
-        kind,
+        kind: EntryKind::classify(
+            file_type.is_symlink(),
+            file_type.is_dir(),
+            file_type.is_file(),
+        ),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
-        mtime,
+        mtime: unix_seconds(meta.modified().ok()),
     }
 }

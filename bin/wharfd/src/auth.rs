@@ -5,7 +5,7 @@
 //! What a user may do once known (home, quota) is decided elsewhere.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use wharf_common::limits::MAX_PASSWORD_LEN;
@@ -145,6 +145,3 @@ impl Authenticator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
-
-/// Shared handle.
-pub type SharedAuthenticator = Arc<Authenticator>;

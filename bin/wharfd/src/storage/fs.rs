@@ -8,7 +8,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use cap_fs_ext::DirExt as _;
@@ -16,7 +15,7 @@ use cap_std::fs::{Dir, Metadata, PermissionsExt as _};
 use tokio::sync::mpsc;
 use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{Entry, EntryKind, ErrorCode};
+use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
 use super::{Home, Listing, Storage, StorageError, StorageResult};
 use crate::blocking::BlockingPool;
@@ -253,26 +252,16 @@ fn read_page(entries: &mut cap_std::fs::ReadDir, path: &RemotePath) -> StorageRe
 }
 
 fn entry(name: String, meta: &Metadata) -> Entry {
-    let kind = if meta.is_symlink() {
-        EntryKind::Symlink
-    } else if meta.is_dir() {
-        EntryKind::Dir
-    } else if meta.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    };
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Entry {
         name,
-        kind,
+        kind: EntryKind::classify(meta.is_symlink(), meta.is_dir(), meta.is_file()),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
-        mtime,
+        mtime: unix_seconds(
+            meta.modified()
+                .ok()
+                .map(cap_std::time::SystemTime::into_std),
+        ),
     }
 }
 
