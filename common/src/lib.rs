@@ -11,6 +11,7 @@
 //! `PROTOCOL.md` beside this crate describes the same wire in prose, for implementers in other languages.
 
 pub mod frame;
+pub mod hash;
 pub mod limits;
 pub mod net;
 pub mod path;
@@ -18,4 +19,5 @@ pub mod proto;
 #[cfg(test)]
 mod proto_doc;
 pub mod tls;
+pub mod transfer;
 pub mod units;

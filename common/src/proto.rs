@@ -37,6 +37,25 @@ pub enum Command {
     Rename { from: String, to: String },
     /// The user's quota: bytes used, reserved and allowed.
     Quota,
+    /// Upload a file of `size` bytes to `path`. `source` identifies the local file's version (any
+    /// string that changes when the file does); with `resume`, a partial upload of the same path,
+    /// size and source continues where it stopped. The server answers `transfer`, the client sends
+    /// the bytes on a unidirectional stream, and the final reply is `done` once the server has
+    /// verified the whole file and renamed it into place.
+    Put {
+        path: String,
+        size: u64,
+        source: String,
+        resume: bool,
+    },
+    /// Download `path`. With `version` equal to the file's current version, the server starts at
+    /// `offset` (a resume); otherwise at 0. The server answers `transfer`, sends the bytes on a
+    /// unidirectional stream it opens, and the final reply is `done`.
+    Get {
+        path: String,
+        offset: u64,
+        version: Option<String>,
+    },
 }
 
 /// One server message: the id of the request it answers (0 for a notice) and the reply.
@@ -62,6 +81,16 @@ pub enum Reply {
     Entries { entries: Vec<Entry>, done: bool },
     /// Answer to `quota`.
     Quota { quota: QuotaInfo },
+    /// A transfer is ready: its stream carries transfer id `transfer`, starting at byte `offset` of a
+    /// file of `size` bytes whose version is `version` (non-final).
+    Transfer {
+        transfer: u64,
+        offset: u64,
+        size: u64,
+        version: String,
+    },
+    /// A transfer finished: `size` bytes with the SHA-256 `sha256` (64 hex digits).
+    Done { size: u64, sha256: String },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
     Notice { message: String },
 }
@@ -71,7 +100,7 @@ impl Reply {
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Reply::Entries { done: false, .. } | Reply::Notice { .. }
+            Reply::Entries { done: false, .. } | Reply::Notice { .. } | Reply::Transfer { .. }
         )
     }
 
@@ -130,6 +159,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The filesystem reported an error not covered above.
     Io,
+    /// The received file's SHA-256 differs from the sender's; nothing was installed.
+    ChecksumMismatch,
+    /// The transfer stream broke: reset, truncated, overrun, or it never came.
+    TransferFailed,
     /// A code this client does not know.
     #[serde(other)]
     Other,
@@ -156,6 +189,8 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Io => "io",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::TransferFailed => "transfer_failed",
             ErrorCode::Other => "other",
         }
     }

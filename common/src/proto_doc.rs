@@ -61,6 +61,33 @@ fn example_frames_are_byte_exact() {
 }
 
 #[test]
+fn only_pages_notices_and_transfer_announcements_are_non_final() {
+    let transfer = Reply::Transfer {
+        transfer: 1,
+        offset: 0,
+        size: 9,
+        version: "v".into(),
+    };
+    let page = Reply::Entries {
+        entries: Vec::new(),
+        done: false,
+    };
+    let notice = Reply::Notice {
+        message: "bye".into(),
+    };
+    assert!(!transfer.is_final() && !page.is_final() && !notice.is_final());
+    let last_page = Reply::Entries {
+        entries: Vec::new(),
+        done: true,
+    };
+    let done = Reply::Done {
+        size: 9,
+        sha256: "0".repeat(64),
+    };
+    assert!(last_page.is_final() && done.is_final() && Reply::Ok.is_final());
+}
+
+#[test]
 fn every_error_code_is_documented() {
     let codes = [
         ErrorCode::NotFound,
@@ -80,6 +107,8 @@ fn every_error_code_is_documented() {
         ErrorCode::Busy,
         ErrorCode::ShuttingDown,
         ErrorCode::Io,
+        ErrorCode::ChecksumMismatch,
+        ErrorCode::TransferFailed,
     ];
     for code in codes {
         assert!(

@@ -38,7 +38,7 @@ pub fn split_script(script: &str) -> Vec<String> {
 }
 
 /// Runs every command of `script`, stopping at the first failure.
-pub async fn run(session: &Session, script: &str) -> Result<()> {
+pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> {
     let mut stdout = std::io::stdout();
     for line in split_script(script) {
         let command = match parse_line(&line)? {

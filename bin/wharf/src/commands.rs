@@ -57,6 +57,36 @@ pub enum ShellCommand {
     Mv { from: String, to: String },
     /// Show your disk usage and quota.
     Quota,
+    /// Upload files: put LOCAL... [REMOTEDIR] (with two or more arguments the last is the
+    /// destination directory). Wildcards match local names; interrupted uploads resume.
+    Put {
+        /// Upload directories and everything in them.
+        #[arg(short = 'r')]
+        recursive: bool,
+        /// Files to move at once.
+        #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Start over instead of resuming a partial upload.
+        #[arg(long)]
+        no_resume: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Download files: get REMOTE... [LOCALDIR] (with two or more arguments the last is the
+    /// destination directory). Wildcards match remote names (quote them); interrupted downloads resume.
+    Get {
+        /// Download directories and everything in them.
+        #[arg(short = 'r')]
+        recursive: bool,
+        /// Files to move at once.
+        #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Start over instead of resuming a partial download.
+        #[arg(long)]
+        no_resume: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Change the local working directory (to your home without an argument).
     Lcd { path: Option<String> },
     /// Print the local working directory.
@@ -77,7 +107,7 @@ pub enum ShellCommand {
 }
 
 /// Commands whose path arguments are local, for completion.
-pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls"];
+pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls", "put"];
 
 /// What a typed line turned out to be.
 #[derive(Debug, PartialEq, Eq)]

@@ -42,6 +42,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The user pressed Ctrl-C during a transfer.
+    #[error("interrupted; partial files are kept: run the same command again to resume")]
+    Interrupted,
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -57,7 +60,7 @@ impl ClientError {
             | ClientError::ConnectionLost(_) => 3,
             ClientError::Protocol(_) => 3,
             ClientError::Auth(_) => 4,
-            ClientError::Remote { .. } | ClientError::Local { .. } => 1,
+            ClientError::Remote { .. } | ClientError::Local { .. } | ClientError::Interrupted => 1,
         }
     }
 

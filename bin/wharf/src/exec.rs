@@ -4,7 +4,10 @@ use std::io::Write;
 
 use wharf_common::proto::{EntryKind, ErrorCode};
 
+use std::sync::Arc;
+
 use crate::commands::{ShellCommand, overview, usage_of};
+use crate::copy::CopyOptions;
 use crate::error::{ClientError, Result};
 use crate::format::{columns, long_line, prepare, quota_text, stat_text};
 use crate::session::Session;
@@ -27,7 +30,7 @@ fn width() -> usize {
 
 /// Runs `command`.
 pub async fn execute(
-    session: &Session,
+    session: &Arc<Session>,
     command: ShellCommand,
     out: &mut dyn Write,
 ) -> Result<Flow> {
@@ -67,6 +70,32 @@ pub async fn execute(
             out.write_all(quota_text(&quota).as_bytes())
                 .map_err(write_err)?;
         }
+        ShellCommand::Put {
+            recursive,
+            jobs,
+            no_resume,
+            paths,
+        } => {
+            let options = CopyOptions {
+                recursive,
+                jobs: jobs.into(),
+                resume: !no_resume,
+            };
+            interruptible(crate::copy::put(session, &paths, options)).await?;
+        }
+        ShellCommand::Get {
+            recursive,
+            jobs,
+            no_resume,
+            paths,
+        } => {
+            let options = CopyOptions {
+                recursive,
+                jobs: jobs.into(),
+                resume: !no_resume,
+            };
+            interruptible(crate::copy::get(session, &paths, options)).await?;
+        }
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;
         }
@@ -88,6 +117,15 @@ pub async fn execute(
         ShellCommand::Exit => return Ok(Flow::Exit),
     }
     Ok(Flow::Continue)
+}
+
+/// Runs a transfer until it ends or the user presses Ctrl-C. Cancelling drops the transfer tasks,
+/// which resets their streams; partial files stay for a resume.
+async fn interruptible(transfer: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::select! {
+        result = transfer => result,
+        _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted),
+    }
 }
 
 async fn ls(

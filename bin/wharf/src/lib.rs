@@ -7,14 +7,19 @@
 pub mod batch;
 pub mod cli;
 pub mod commands;
+pub mod copy;
 pub mod error;
 pub mod exec;
 pub mod format;
+pub mod glob;
 pub mod local;
+pub mod progress;
 pub mod rpc;
 pub mod session;
 pub mod shell;
+pub mod streams;
 pub mod target;
+pub mod transfer;
 pub mod trust;
 
 /// wharf's configuration directory: `$XDG_CONFIG_HOME/wharf`, or `~/.config/wharf`.

@@ -14,6 +14,7 @@ use wharf_common::proto::{CloseCode, Command, Entry, EntryKind, ErrorCode, Quota
 
 use crate::error::{ClientError, Result};
 use crate::rpc::Rpc;
+use crate::streams::IncomingStreams;
 use crate::target::Target;
 use crate::trust::{HostKeyError, KnownHosts, PinVerifier, ca_verifier};
 
@@ -82,6 +83,7 @@ pub struct Session {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     rpc: Rpc,
+    incoming: Arc<IncomingStreams>,
     host: String,
     user: Mutex<Option<String>>,
     cwd: Mutex<RemotePath>,
@@ -184,10 +186,13 @@ impl Session {
                 .await
                 .map_err(|err| crate::rpc::closed_error(&err))?;
             let rpc = Rpc::start(conn.clone(), send, recv);
+            let incoming = Arc::new(IncomingStreams::default());
+            tokio::spawn(incoming.clone().accept(conn.clone()));
             return Ok(Session {
                 endpoint,
                 conn,
                 rpc,
+                incoming,
                 host: target.host.clone(),
                 user: Mutex::new(None),
                 cwd: Mutex::new(RemotePath::root()),
@@ -332,6 +337,18 @@ impl Session {
             Reply::Quota { quota } => Ok(quota),
             other => Err(unexpected(&other)),
         }
+    }
+
+    pub(crate) fn rpc(&self) -> &Rpc {
+        &self.rpc
+    }
+
+    pub(crate) fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    pub(crate) fn incoming(&self) -> &IncomingStreams {
+        &self.incoming
     }
 
     /// Sends any command and returns its final reply, unchecked. For protocol tests and tools that

@@ -127,8 +127,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
     std::fs::create_dir_all(layout.homes())?;
     let pool = crate::blocking::BlockingPool::new(config.server.blocking_ops);
-    FsStorage::open(&layout.homes(), pool)
-        .with_context(|| format!("opening {}", layout.homes().display()))
+    FsStorage::open(layout, pool).with_context(|| format!("opening {}", layout.homes().display()))
 }
 
 fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {

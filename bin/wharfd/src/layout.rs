@@ -5,6 +5,8 @@
 //! etc/wharfd.toml                      configuration
 //! var/users/NAME.toml                  user records (Argon2id hashes, quotas)
 //! var/homes/NAME/                      each user's home, the root of their jail
+//! var/partials/NAME/                   partial uploads (outside the home, so never listed)
+//! var/digests/NAME/                    verified SHA-256 digests of stored files, by inode
 //! var/log/wharfd.log, var/log/audit.log
 //! ```
 
@@ -51,6 +53,14 @@ impl Layout {
 
     pub fn homes(&self) -> PathBuf {
         self.var().join("homes")
+    }
+
+    pub fn partials(&self) -> PathBuf {
+        self.var().join("partials")
+    }
+
+    pub fn digests(&self) -> PathBuf {
+        self.var().join("digests")
     }
 
     pub fn logs(&self) -> PathBuf {

@@ -5,7 +5,7 @@
 //! bytes it freed. Reservations (for uploads in flight) are part of the same ledger, so that parallel
 //! writers can never together pass the limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -17,17 +17,60 @@ use crate::storage::{Home, StorageResult};
 #[derive(Debug)]
 pub struct Ledger {
     state: Mutex<QuotaInfo>,
+    /// Partial-upload keys being written right now, so two uploads never share a partial.
+    uploading: Mutex<HashSet<String>>,
+}
+
+/// The upload would not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverQuota {
+    pub needed: u64,
+    pub available: u64,
 }
 
 impl Ledger {
     fn new(used: u64, limit: Option<u64>) -> Ledger {
+        let state = QuotaInfo {
+            used,
+            reserved: 0,
+            limit,
+        };
         Ledger {
-            state: Mutex::new(QuotaInfo {
-                used,
-                reserved: 0,
-                limit,
-            }),
+            state: Mutex::new(state),
+            uploading: Mutex::default(),
         }
+    }
+
+    /// Reserves `bytes` atomically, or refuses if used + reserved + bytes would pass the limit.
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, OverQuota> {
+        let mut state = self.lock();
+        if let Some(limit) = state.limit {
+            let committed = state.used.saturating_add(state.reserved);
+            let available = limit.saturating_sub(committed);
+            if bytes > available {
+                return Err(OverQuota {
+                    needed: bytes,
+                    available,
+                });
+            }
+        }
+        state.reserved += bytes;
+        Ok(Reservation {
+            ledger: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    /// Claims `key` for one upload at a time; `None` if another upload holds it.
+    pub fn claim_upload(self: &Arc<Self>, key: &str) -> Option<UploadClaim> {
+        let mut uploading = self
+            .uploading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        uploading.insert(key.to_owned()).then(|| UploadClaim {
+            ledger: self.clone(),
+            key: key.to_owned(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QuotaInfo> {
@@ -51,6 +94,50 @@ impl Ledger {
     pub fn release(&self, bytes: u64) {
         let mut state = self.lock();
         state.used = state.used.saturating_sub(bytes);
+    }
+}
+
+/// Space promised to one upload. Bytes written move from reserved to used; dropping it gives the
+/// rest back.
+#[derive(Debug)]
+pub struct Reservation {
+    ledger: Arc<Ledger>,
+    remaining: u64,
+}
+
+impl Reservation {
+    /// Records `bytes` written: they now count as used, drawn from the reservation while it lasts.
+    pub fn consume(&mut self, bytes: u64) {
+        let from_reservation = bytes.min(self.remaining);
+        self.remaining -= from_reservation;
+        let mut state = self.ledger.lock();
+        state.reserved -= from_reservation;
+        state.used = state.used.saturating_add(bytes);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.ledger.lock();
+        state.reserved = state.reserved.saturating_sub(self.remaining);
+    }
+}
+
+/// Exclusive use of one partial-upload key; released on drop.
+#[derive(Debug)]
+pub struct UploadClaim {
+    ledger: Arc<Ledger>,
+    key: String,
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        let mut uploading = self
+            .ledger
+            .uploading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        uploading.remove(&self.key);
     }
 }
 
@@ -80,5 +167,41 @@ impl QuotaBook {
             .await?;
         ledger.set_limit(limit);
         Ok(ledger.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_never_pass_the_limit_and_give_back_the_rest() {
+        let ledger = Arc::new(Ledger::new(100, Some(1000)));
+        let mut first = ledger.reserve(600).expect("fits");
+        assert_eq!(
+            ledger.reserve(301).err(),
+            Some(OverQuota {
+                needed: 301,
+                available: 300
+            })
+        );
+        let second = ledger.reserve(300).expect("exactly fits");
+        assert_eq!(ledger.info().reserved, 900);
+        first.consume(250);
+        assert_eq!((ledger.info().used, ledger.info().reserved), (350, 650));
+        drop(first);
+        drop(second);
+        assert_eq!((ledger.info().used, ledger.info().reserved), (350, 0));
+        ledger.release(350);
+        assert_eq!(ledger.info().used, 0);
+    }
+
+    #[test]
+    fn one_upload_per_key() {
+        let ledger = Arc::new(Ledger::new(0, None));
+        let claim = ledger.claim_upload("k").expect("free");
+        assert!(ledger.claim_upload("k").is_none());
+        drop(claim);
+        assert!(ledger.claim_upload("k").is_some());
     }
 }

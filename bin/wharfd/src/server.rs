@@ -80,7 +80,7 @@ impl Server {
             &config.auth,
             files.clone(),
         );
-        let storage = FsStorage::open(&layout.homes(), files)
+        let storage = FsStorage::open(layout, files)
             .with_context(|| format!("opening {}", layout.homes().display()))?;
         let limiter = ConnectionLimiter::new(
             config.server.max_connections,

@@ -3,8 +3,10 @@
 //!
 //! `login` is not here: it is only valid before a session exists and lives in [`crate::conn::login`].
 
+mod get;
 mod list;
 mod mkdir;
+mod put;
 mod quota;
 mod remove;
 mod rename;
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply, Response};
 
+use crate::conn::transfers::TransferStreams;
 use crate::context::ServerContext;
 use crate::quota::Ledger;
 use crate::storage::{Home, StorageError};
@@ -27,6 +30,10 @@ pub struct Session {
     pub home: Arc<dyn Home>,
     pub ledger: Arc<Ledger>,
     pub ctx: Arc<ServerContext>,
+    /// The connection, for opening download streams.
+    pub conn: quinn::Connection,
+    /// Transfer ids and incoming upload streams of this connection.
+    pub transfers: Arc<TransferStreams>,
 }
 
 impl std::fmt::Debug for Session {
@@ -79,6 +86,17 @@ pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) 
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
+        Command::Put {
+            path,
+            size,
+            source,
+            resume,
+        } => put::run(session, &path, size, &source, resume, progress).await,
+        Command::Get {
+            path,
+            offset,
+            version,
+        } => get::run(session, &path, offset, version, progress).await,
     };
     result.unwrap_or_else(|err| Reply::error(err.code, err.message))
 }

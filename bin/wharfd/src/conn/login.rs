@@ -43,7 +43,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
         };
         match ctx.auth.login(&user, password, ip).await {
             Ok(record) => {
-                let session = open_session(ctx, record).await;
+                let session = open_session(ctx, conn, record).await;
                 let session = match session {
                     Ok(session) => session,
                     Err(reply_err) => {
@@ -88,6 +88,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
 
 async fn open_session(
     ctx: &Arc<ServerContext>,
+    conn: &quinn::Connection,
     record: crate::users::UserRecord,
 ) -> Result<Session, Reply> {
     let unavailable = |err: crate::storage::StorageError| {
@@ -112,6 +113,8 @@ async fn open_session(
         home,
         ledger,
         ctx: ctx.clone(),
+        conn: conn.clone(),
+        transfers: Arc::default(),
     })
 }
 

@@ -9,6 +9,7 @@
 mod io;
 mod login;
 mod requests;
+pub mod transfers;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ use wharf_common::proto::{CloseCode, ErrorCode, Reply, Request, Response};
 use super::Close;
 use super::io::spawn_writer;
 use super::login::LoggedIn;
+use super::transfers::TransferStreams;
 use crate::cmd::{Progress, Session, dispatch};
 use crate::context::ServerContext;
 
@@ -41,6 +42,10 @@ pub async fn run(
     let idle = ctx.config.server.session_idle();
     let mut tasks = JoinSet::new();
     let mut idle_deadline = Instant::now() + idle;
+    let streams = tokio::spawn(accept_transfer_streams(
+        session.conn.clone(),
+        session.transfers.clone(),
+    ));
 
     let close = loop {
         tokio::select! {
@@ -72,9 +77,19 @@ pub async fn run(
         while tasks.join_next().await.is_some() {}
     }
     tasks.abort_all();
+    streams.abort();
     drop(replies);
     let _ = writer.await;
     close
+}
+
+/// Routes every unidirectional stream the client opens to the `put` waiting for it. The number open
+/// at once is bounded by the transport's `max_uni_streams`.
+async fn accept_transfer_streams(conn: quinn::Connection, transfers: Arc<TransferStreams>) {
+    while let Ok(stream) = conn.accept_uni().await {
+        let transfers = transfers.clone();
+        tokio::spawn(async move { transfers.route(stream).await });
+    }
 }
 
 /// Admits one request and spawns its task, or answers at once why not.

@@ -13,26 +13,41 @@ use async_trait::async_trait;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, Metadata, PermissionsExt as _};
 use tokio::sync::mpsc;
+use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
-use super::{Home, Listing, Storage, StorageError, StorageResult};
+use super::fs_transfer::{
+    begin_download, begin_upload, commit_upload, discard_upload, partial_bytes, record_digest,
+    subdir,
+};
+use super::{DownloadSource, Home, Listing, Storage, StorageError, StorageResult, UploadTarget};
 use crate::blocking::BlockingPool;
 
-/// Homes as directories below one host directory.
+/// Homes as directories below one host directory, with partial uploads and digests beside them.
 #[derive(Debug)]
 pub struct FsStorage {
     homes: Arc<Dir>,
+    partials: Arc<Dir>,
+    digests: Arc<Dir>,
     pool: BlockingPool,
 }
 
 impl FsStorage {
-    /// Opens the directory that holds the homes. This is the only use of ambient authority.
-    pub fn open(homes: &std::path::Path, pool: BlockingPool) -> io::Result<FsStorage> {
-        let homes = Dir::open_ambient_dir(homes, cap_std::ambient_authority())?;
+    /// Opens the directories of the layout. This is the only use of ambient authority.
+    pub fn open(layout: &crate::layout::Layout, pool: BlockingPool) -> io::Result<FsStorage> {
+        let open = |path: std::path::PathBuf| -> io::Result<Arc<Dir>> {
+            std::fs::create_dir_all(&path)?;
+            Ok(Arc::new(Dir::open_ambient_dir(
+                &path,
+                cap_std::ambient_authority(),
+            )?))
+        };
         Ok(FsStorage {
-            homes: Arc::new(homes),
+            homes: open(layout.homes())?,
+            partials: open(layout.partials())?,
+            digests: open(layout.digests())?,
             pool,
         })
     }
@@ -45,12 +60,24 @@ fn home_error(err: &io::Error, user: &str) -> StorageError {
 #[async_trait]
 impl Storage for FsStorage {
     async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
-        let homes = self.homes.clone();
+        let (homes, partials, digests) = (
+            self.homes.clone(),
+            self.partials.clone(),
+            self.digests.clone(),
+        );
         let name = user.to_owned();
-        let dir = self.pool.run(move || homes.open_dir_nofollow(&name)).await;
-        let dir = dir.map_err(|err| home_error(&err, user))?;
+        let opened = self
+            .pool
+            .run(move || {
+                let home = homes.open_dir_nofollow(&name)?;
+                Ok::<_, io::Error>((home, subdir(&partials, &name)?, subdir(&digests, &name)?))
+            })
+            .await;
+        let (dir, partials, digests) = opened.map_err(|err| home_error(&err, user))?;
         Ok(Arc::new(FsHome {
             dir: Arc::new(dir),
+            partials: Arc::new(partials),
+            digests: Arc::new(digests),
             pool: self.pool.clone(),
         }))
     }
@@ -70,23 +97,34 @@ impl Storage for FsStorage {
     }
 
     async fn remove_home(&self, user: &str) -> StorageResult<()> {
-        let homes = self.homes.clone();
+        let dirs = [
+            self.homes.clone(),
+            self.partials.clone(),
+            self.digests.clone(),
+        ];
         let name = user.to_owned();
         let removed = self
             .pool
-            .run(move || match homes.remove_dir_all(&name) {
-                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-                other => other,
+            .run(move || {
+                for dir in dirs {
+                    match dir.remove_dir_all(&name) {
+                        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                        _ => {}
+                    }
+                }
+                Ok(())
             })
             .await;
         removed.map_err(|err| home_error(&err, user))
     }
 }
 
-/// One user's home directory handle.
+/// One user's home directory handle, and the user's partials and digests.
 #[derive(Debug)]
 pub struct FsHome {
     dir: Arc<Dir>,
+    partials: Arc<Dir>,
+    digests: Arc<Dir>,
     pool: BlockingPool,
 }
 
@@ -227,8 +265,67 @@ impl Home for FsHome {
     }
 
     async fn usage(&self) -> StorageResult<u64> {
-        self.with_path(&RemotePath::root(), |dir, _| tree_bytes(dir))
+        let partials = self.partials.clone();
+        self.with_path(&RemotePath::root(), move |dir, _| {
+            Ok(tree_bytes(dir)? + partial_bytes(&partials)?)
+        })
+        .await
+    }
+
+    async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        source: &str,
+        resume: bool,
+    ) -> StorageResult<UploadTarget> {
+        refuse_root(path, "replace")?;
+        let (partials, source) = (self.partials.clone(), source.to_owned());
+        self.with_path(path, move |dir, path| {
+            begin_upload(dir, &partials, path, size, &source, resume)
+        })
+        .await
+    }
+
+    async fn commit_upload(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        digest: Sha256Digest,
+    ) -> StorageResult<u64> {
+        let (partials, digests, key) =
+            (self.partials.clone(), self.digests.clone(), key.to_owned());
+        self.with_path(path, move |dir, path| {
+            commit_upload(dir, &partials, &digests, &key, path, digest)
+        })
+        .await
+    }
+
+    async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
+        let (partials, key) = (self.partials.clone(), key.to_owned());
+        self.with_path(&RemotePath::root(), move |_, _| {
+            discard_upload(&partials, &key)
+        })
+        .await
+    }
+
+    async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource> {
+        let digests = self.digests.clone();
+        self.with_path(path, move |dir, path| begin_download(dir, &digests, path))
             .await
+    }
+
+    async fn record_digest(
+        &self,
+        path: &RemotePath,
+        version: &str,
+        digest: Sha256Digest,
+    ) -> StorageResult<()> {
+        let (digests, version) = (self.digests.clone(), version.to_owned());
+        self.with_path(path, move |dir, path| {
+            record_digest(dir, &digests, path, &version, digest)
+        })
+        .await
     }
 }
 

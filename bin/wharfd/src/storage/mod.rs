@@ -7,11 +7,13 @@
 //! two traits.
 
 pub mod fs;
+mod fs_transfer;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, ErrorCode};
 
@@ -66,6 +68,38 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// huge directory is never held in memory at once.
 pub type Listing = mpsc::Receiver<StorageResult<Vec<Entry>>>;
 
+/// The partial-upload key of `path`: stable, so that the same upload finds its partial again, and
+/// free of any character of the path.
+pub fn partial_key(path: &RemotePath) -> String {
+    Sha256Digest::of(path.as_str().as_bytes()).to_string()
+}
+
+/// A partial upload, ready for its bytes.
+#[derive(Debug)]
+pub struct UploadTarget {
+    /// The partial's key ([`partial_key`]).
+    pub key: String,
+    /// The partial file; writers use positional I/O. Backends without local files stage here too.
+    pub file: std::fs::File,
+    /// Bytes already present from an earlier attempt: the resume point.
+    pub offset: u64,
+    /// Bytes of the existing file the upload will replace, if any.
+    pub replaced: u64,
+    /// Bytes of a stale partial (other size or source) discarded to start afresh.
+    pub discarded: u64,
+}
+
+/// A file opened for download.
+#[derive(Debug)]
+pub struct DownloadSource {
+    pub file: std::fs::File,
+    pub size: u64,
+    /// Changes whenever the file does (size, modification time, inode).
+    pub version: String,
+    /// The verified digest recorded when the file was stored, if it is still valid.
+    pub digest: Option<Sha256Digest>,
+}
+
 /// All homes.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -93,6 +127,34 @@ pub trait Home: Send + Sync + 'static {
     async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64>;
     /// Renames `from` to `to`, replacing a file at `to`. Returns the bytes freed by the replaced file.
     async fn rename(&self, from: &RemotePath, to: &RemotePath) -> StorageResult<u64>;
-    /// Bytes used by regular files in the home.
+    /// Bytes used by regular files in the home, plus partial uploads.
     async fn usage(&self) -> StorageResult<u64>;
+    /// Opens (or, with `resume` and a matching `size` and `source`, reopens) the partial upload for
+    /// `path`. The target must not be a directory, and its parent must exist.
+    async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        source: &str,
+        resume: bool,
+    ) -> StorageResult<UploadTarget>;
+    /// Makes a verified partial durable and visible: fsync, rename over `path`, fsync the directory,
+    /// and record `digest`. Returns the bytes of the file it replaced.
+    async fn commit_upload(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        digest: Sha256Digest,
+    ) -> StorageResult<u64>;
+    /// Deletes a partial upload; returns its bytes.
+    async fn discard_upload(&self, key: &str) -> StorageResult<u64>;
+    /// Opens a regular file for download.
+    async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource>;
+    /// Records the digest of a file computed while it was sent, if the file is still `version`.
+    async fn record_digest(
+        &self,
+        path: &RemotePath,
+        version: &str,
+        digest: Sha256Digest,
+    ) -> StorageResult<()>;
 }

@@ -1,0 +1,143 @@
+//! Live transfer progress: one bar per active file and an overall bar (files done, bytes, rate, ETA),
+//! drawn with indicatif on a terminal; plain lines otherwise. Each finished file prints one line with
+//! its size, time, rate and whether its checksum matched.
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::ClientError;
+use crate::format::human_bytes;
+use crate::transfer::Outcome;
+
+const FILE_TEMPLATE: &str = "{msg:32!} [{bar:24}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}";
+const TOTAL_TEMPLATE: &str = "{prefix:32!} [{bar:24}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}";
+
+/// Progress of a batch of transfers.
+pub struct TransferUi {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    tty: bool,
+    verb: &'static str,
+    files: usize,
+    done: AtomicUsize,
+}
+
+/// Progress of one file.
+pub struct FileProgress {
+    bar: ProgressBar,
+    overall: ProgressBar,
+    name: String,
+    size: u64,
+    tty: bool,
+    /// Last quarter reported on a plain (non-terminal) output.
+    quarter: AtomicU64,
+}
+
+impl FileProgress {
+    /// Counts `bytes` moved.
+    pub fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        self.overall.inc(bytes);
+        if !self.tty && self.size > 0 {
+            let quarter = self.bar.position() * 4 / self.size;
+            if quarter > self.quarter.swap(quarter, Ordering::Relaxed) && quarter < 4 {
+                println!("{}: {}%", self.name, quarter * 25);
+            }
+        }
+    }
+}
+
+impl TransferUi {
+    /// `verb` is `put` or `get`; `files` and `bytes` are the totals.
+    pub fn new(verb: &'static str, files: usize, bytes: u64) -> TransferUi {
+        let tty = std::io::stderr().is_terminal();
+        let target = if tty {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(bytes));
+        overall.set_style(style(TOTAL_TEMPLATE));
+        let ui = TransferUi {
+            multi,
+            overall,
+            tty,
+            verb,
+            files,
+            done: AtomicUsize::new(0),
+        };
+        ui.update_prefix();
+        ui
+    }
+
+    fn update_prefix(&self) {
+        let done = self.done.load(Ordering::Relaxed);
+        self.overall
+            .set_prefix(format!("{} {done}/{} files", self.verb, self.files));
+    }
+
+    /// Starts the bar of one file.
+    pub fn start(&self, name: &str, size: u64) -> FileProgress {
+        let bar = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new(size));
+        bar.set_style(style(FILE_TEMPLATE));
+        bar.set_message(name.to_owned());
+        FileProgress {
+            bar,
+            overall: self.overall.clone(),
+            name: name.to_owned(),
+            size,
+            tty: self.tty,
+            quarter: AtomicU64::new(0),
+        }
+    }
+
+    /// Ends one file's bar and prints its result line.
+    pub fn finish(&self, file: FileProgress, result: &Result<Outcome, ClientError>) {
+        file.bar.finish_and_clear();
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.update_prefix();
+        let line = match result {
+            Ok(outcome) => finished_line(self.verb, &file.name, outcome),
+            Err(err) => format!("{} {}: failed: {err}", self.verb, file.name),
+        };
+        if self.tty {
+            let _ = self.multi.println(line);
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// Removes the overall bar.
+    pub fn close(self) {
+        self.overall.finish_and_clear();
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// `put big.iso: 1.0 GiB in 2.6 s (394.2 MiB/s), sha256 ok (3f2a9c0d1e4b…)`.
+pub fn finished_line(verb: &str, name: &str, outcome: &Outcome) -> String {
+    let secs = outcome.elapsed.as_secs_f64().max(1e-6);
+    let moved = outcome.size - outcome.resumed_from;
+    let rate = human_bytes((moved as f64 / secs) as u64);
+    let resumed = if outcome.resumed_from > 0 {
+        format!(", resumed at {}", human_bytes(outcome.resumed_from))
+    } else {
+        String::new()
+    };
+    let digest = outcome.sha256.to_string();
+    format!(
+        "{verb} {name}: {} in {secs:.1} s ({rate}/s{resumed}), sha256 ok ({}…)",
+        human_bytes(outcome.size),
+        &digest[..12]
+    )
+}

@@ -1,0 +1,223 @@
+//! The filesystem backend's side of transfers: partial uploads and recorded digests.
+//!
+//! Partials live in `var/partials/USER/KEY.part`, outside the home, so listings never show them;
+//! beside each, `KEY.meta` records the path, size and source version the partial belongs to, which is
+//! what a resume must match. Verified digests live in `var/digests/USER/INODE`, with the size and
+//! modification time they are valid for: renames keep them valid, any change to the file voids them.
+
+use std::io::{self, Write as _};
+
+use cap_fs_ext::DirExt as _;
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
+use serde::{Deserialize, Serialize};
+use wharf_common::hash::Sha256Digest;
+use wharf_common::path::RemotePath;
+
+use super::{DownloadSource, UploadTarget, partial_key};
+
+/// What a partial belongs to.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PartialMeta {
+    path: String,
+    size: u64,
+    source: String,
+}
+
+fn part_name(key: &str) -> String {
+    format!("{key}.part")
+}
+
+fn meta_name(key: &str) -> String {
+    format!("{key}.meta")
+}
+
+/// Bytes the target of an upload holds now (0 if absent), refusing directories.
+fn target_bytes(home: &Dir, path: &RemotePath) -> io::Result<u64> {
+    match home.symlink_metadata(path.relative()) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::from(io::ErrorKind::IsADirectory)),
+        Ok(meta) if meta.is_file() => Ok(meta.len()),
+        Ok(_) => Ok(0),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
+pub fn begin_upload(
+    home: &Dir,
+    partials: &Dir,
+    path: &RemotePath,
+    size: u64,
+    source: &str,
+    resume: bool,
+) -> io::Result<UploadTarget> {
+    let parent = home.metadata(path.parent().relative())?;
+    if !parent.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::NotADirectory));
+    }
+    let replaced = target_bytes(home, path)?;
+    let key = partial_key(path);
+    let wanted = PartialMeta {
+        path: path.to_string(),
+        size,
+        source: source.to_owned(),
+    };
+    let existing = partials
+        .read_to_string(meta_name(&key))
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok());
+    let previous = partials.metadata(part_name(&key)).ok().map(|m| m.len());
+    let previous_bytes = previous.unwrap_or(0);
+
+    if resume && existing.as_ref() == Some(&wanted) && previous.is_some_and(|bytes| bytes <= size) {
+        let file =
+            partials.open_with(part_name(&key), OpenOptions::new().read(true).write(true))?;
+        return Ok(UploadTarget {
+            key,
+            file: file.into_std(),
+            offset: previous_bytes,
+            replaced,
+            discarded: 0,
+        });
+    }
+    let file = partials.open_with(
+        part_name(&key),
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )?;
+    let meta = toml::to_string(&wanted).map_err(io::Error::other)?;
+    write_atomically(partials, &meta_name(&key), meta.as_bytes())?;
+    Ok(UploadTarget {
+        key,
+        file: file.into_std(),
+        offset: 0,
+        replaced,
+        discarded: previous_bytes,
+    })
+}
+
+pub fn commit_upload(
+    home: &Dir,
+    partials: &Dir,
+    digests: &Dir,
+    key: &str,
+    path: &RemotePath,
+    digest: Sha256Digest,
+) -> io::Result<u64> {
+    partials.open(part_name(key))?.sync_all()?;
+    let replaced = target_bytes(home, path)?;
+    partials.rename(part_name(key), home, path.relative())?;
+    // The rename is durable only once the directory holding the new name is synced. (A read-only
+    // open, because cap-std's `open_dir` gives an O_PATH handle, which fsync refuses.)
+    home.open_with(path.parent().relative(), OpenOptions::new().read(true))?
+        .sync_all()?;
+    let _ = partials.remove_file(meta_name(key));
+    let meta = home.symlink_metadata(path.relative())?;
+    record(digests, &meta, digest)?;
+    Ok(replaced)
+}
+
+pub fn discard_upload(partials: &Dir, key: &str) -> io::Result<u64> {
+    let bytes = partials
+        .metadata(part_name(key))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    for name in [part_name(key), meta_name(key)] {
+        match partials.remove_file(name) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(bytes)
+}
+
+pub fn begin_download(home: &Dir, digests: &Dir, path: &RemotePath) -> io::Result<DownloadSource> {
+    let file = home.open(path.relative())?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::IsADirectory));
+    }
+    let version = version_of(&meta);
+    let digest = recorded(digests, &meta);
+    Ok(DownloadSource {
+        file: file.into_std(),
+        size: meta.len(),
+        version,
+        digest,
+    })
+}
+
+pub fn record_digest(
+    home: &Dir,
+    digests: &Dir,
+    path: &RemotePath,
+    version: &str,
+    digest: Sha256Digest,
+) -> io::Result<()> {
+    let meta = home.metadata(path.relative())?;
+    if version_of(&meta) == version {
+        record(digests, &meta, digest)?;
+    }
+    Ok(())
+}
+
+/// Bytes held by partial uploads.
+pub fn partial_bytes(partials: &Dir) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in partials.entries()? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".part") {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+fn version_of(meta: &cap_std::fs::Metadata) -> String {
+    format!(
+        "{}-{}.{:09}-{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    )
+}
+
+fn validity(meta: &cap_std::fs::Metadata) -> String {
+    format!("{} {}.{:09}", meta.len(), meta.mtime(), meta.mtime_nsec())
+}
+
+fn record(digests: &Dir, meta: &cap_std::fs::Metadata, digest: Sha256Digest) -> io::Result<()> {
+    write_atomically(
+        digests,
+        &meta.ino().to_string(),
+        format!("{} {digest}\n", validity(meta)).as_bytes(),
+    )
+}
+
+fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
+    let text = digests.read_to_string(meta.ino().to_string()).ok()?;
+    let (valid_for, digest) = text.trim_end().rsplit_once(' ')?;
+    (valid_for == validity(meta))
+        .then(|| digest.parse().ok())
+        .flatten()
+}
+
+fn write_atomically(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {
+    let temp = format!(".{name}.tmp");
+    let mut file = dir.create(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    dir.rename(&temp, dir, name)
+}
+
+/// Opens (creating if needed) `parent/name` without following a symlink.
+pub fn subdir(parent: &Dir, name: &str) -> io::Result<Dir> {
+    match parent.create_dir(name) {
+        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+        _ => {}
+    }
+    parent.open_dir_nofollow(name)
+}
