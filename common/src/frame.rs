@@ -40,10 +40,7 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     rmp_serde::encode::write_named(&mut buf, msg)?;
     let len = buf.len() - 4;
     if len > MAX_FRAME_LEN as usize {
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max: MAX_FRAME_LEN,
-        });
+        return Err(FrameError::TooLarge { len: len as u64, max: MAX_FRAME_LEN });
     }
     buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(buf)
@@ -61,10 +58,9 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 pub fn check_len(len: u32) -> Result<usize, FrameError> {
     match len {
         0 => Err(FrameError::Empty),
-        len if len > MAX_FRAME_LEN => Err(FrameError::TooLarge {
-            len: len.into(),
-            max: MAX_FRAME_LEN,
-        }),
+        len if len > MAX_FRAME_LEN => {
+            Err(FrameError::TooLarge { len: len.into(), max: MAX_FRAME_LEN })
+        }
         len => Ok(len as usize),
     }
 }
@@ -84,13 +80,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let len = check_len(u32::from_be_bytes(prefix))?;
     let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(err),
-        })?;
+    reader.read_exact(&mut body).await.map_err(|err| match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(err),
+    })?;
     Ok(Some(body))
 }
 
@@ -123,12 +116,7 @@ mod tests {
     use crate::proto::{Command, Request};
 
     fn request() -> Request {
-        Request {
-            id: 7,
-            cmd: Command::Stat {
-                path: "/a b".into(),
-            },
-        }
+        Request { id: 7, cmd: Command::Stat { path: "/a b".into() } }
     }
 
     #[tokio::test]
@@ -163,10 +151,7 @@ mod tests {
         let err = read_frame(&mut reader).await.expect_err("too large");
         assert!(matches!(err, FrameError::TooLarge { .. }));
         assert_eq!(reader, b"never read", "body must not be consumed");
-        assert!(matches!(
-            check_len(u32::MAX),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(check_len(u32::MAX), Err(FrameError::TooLarge { .. })));
         assert!(matches!(check_len(0), Err(FrameError::Empty)));
     }
 
@@ -174,10 +159,7 @@ mod tests {
     fn garbage_and_deep_nesting_are_decode_errors() {
         assert!(decode_body::<Request>(&[0xc1, 0xc1, 0xc1]).is_err());
         let deep = vec![0x91u8; 100_000];
-        assert!(matches!(
-            decode_body::<Request>(&deep),
-            Err(FrameError::Decode(_))
-        ));
+        assert!(matches!(decode_body::<Request>(&deep), Err(FrameError::Decode(_))));
     }
 
     #[test]
@@ -187,9 +169,6 @@ mod tests {
         let body = &frame[4..];
         assert_eq!(body[0], 0x82, "map of two entries");
         assert_eq!(&body[1..4], b"\xa2id");
-        assert!(
-            body.windows(4).any(|w| w == b"\xa2op\xa4"),
-            "tag field `op`"
-        );
+        assert!(body.windows(4).any(|w| w == b"\xa2op\xa4"), "tag field `op`");
     }
 }

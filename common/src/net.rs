@@ -95,9 +95,5 @@ pub fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<BoundSocket>
     socket.bind(&addr.into())?;
     let recv_buffer = socket.recv_buffer_size()?;
     let send_buffer = socket.send_buffer_size()?;
-    Ok(BoundSocket {
-        socket: socket.into(),
-        recv_buffer,
-        send_buffer,
-    })
+    Ok(BoundSocket { socket: socket.into(), recv_buffer, send_buffer })
 }

@@ -43,11 +43,8 @@ impl RemotePath {
     /// Resolves `raw` against `self`, as `cd raw` would from `self`. An absolute `raw` ignores `self`.
     pub fn join(&self, raw: &str) -> Result<Self, PathError> {
         check_raw(raw)?;
-        let mut parts: Vec<&str> = if raw.starts_with('/') {
-            Vec::new()
-        } else {
-            self.components().collect()
-        };
+        let mut parts: Vec<&str> =
+            if raw.starts_with('/') { Vec::new() } else { self.components().collect() };
         for part in raw.split('/') {
             match part {
                 "" | "." => {}
@@ -152,10 +149,7 @@ mod tests {
     #[test]
     fn join_is_relative_unless_absolute() {
         let cwd = RemotePath::parse("/docs/2026").expect("valid");
-        assert_eq!(
-            cwd.join("a b.txt").expect("valid").as_str(),
-            "/docs/2026/a b.txt"
-        );
+        assert_eq!(cwd.join("a b.txt").expect("valid").as_str(), "/docs/2026/a b.txt");
         assert_eq!(cwd.join("/top").expect("valid").as_str(), "/top");
         assert_eq!(cwd.join("..").expect("valid").as_str(), "/docs");
     }
@@ -164,14 +158,8 @@ mod tests {
     fn refuses_hostile_bytes() {
         assert_eq!(RemotePath::parse("a\0b"), Err(PathError::Nul));
         assert_eq!(RemotePath::parse("..\\..\\etc"), Err(PathError::Backslash));
-        assert_eq!(
-            RemotePath::parse(&"n".repeat(256)),
-            Err(PathError::NameTooLong)
-        );
-        assert_eq!(
-            RemotePath::parse(&"a/".repeat(2049)),
-            Err(PathError::TooLong)
-        );
+        assert_eq!(RemotePath::parse(&"n".repeat(256)), Err(PathError::NameTooLong));
+        assert_eq!(RemotePath::parse(&"a/".repeat(2049)), Err(PathError::TooLong));
         assert!(RemotePath::parse(&"n".repeat(255)).is_ok());
     }
 

@@ -42,20 +42,11 @@ pub enum Command {
     /// size and source continues where it stopped. The server answers `transfer`, the client sends
     /// the bytes on a unidirectional stream, and the final reply is `done` once the server has
     /// verified the whole file and renamed it into place.
-    Put {
-        path: String,
-        size: u64,
-        source: String,
-        resume: bool,
-    },
+    Put { path: String, size: u64, source: String, resume: bool },
     /// Download `path`. With `version` equal to the file's current version, the server starts at
     /// `offset` (a resume); otherwise at 0. The server answers `transfer`, sends the bytes on a
     /// unidirectional stream it opens, and the final reply is `done`.
-    Get {
-        path: String,
-        offset: u64,
-        version: Option<String>,
-    },
+    Get { path: String, offset: u64, version: Option<String> },
 }
 
 /// One server message: the id of the request it answers (0 for a notice) and the reply.
@@ -83,12 +74,7 @@ pub enum Reply {
     Quota { quota: QuotaInfo },
     /// A transfer is ready: its stream carries transfer id `transfer`, starting at byte `offset` of a
     /// file of `size` bytes whose version is `version` (non-final).
-    Transfer {
-        transfer: u64,
-        offset: u64,
-        size: u64,
-        version: String,
-    },
+    Transfer { transfer: u64, offset: u64, size: u64, version: String },
     /// A transfer finished: `size` bytes with the SHA-256 `sha256` (64 hex digits).
     Done { size: u64, sha256: String },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
@@ -106,10 +92,7 @@ impl Reply {
 
     /// Shorthand for an error reply.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
-        Reply::Error(ErrorReply {
-            code,
-            message: message.into(),
-        })
+        Reply::Error(ErrorReply { code, message: message.into() })
     }
 }
 

@@ -7,83 +7,33 @@ use crate::proto::{Command, ErrorCode, QuotaInfo, Reply, Request, Response};
 const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
 
 fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 fn assert_documented(frame: Vec<u8>) {
     let line = hex(&frame);
-    assert!(
-        PROTOCOL_MD.contains(&line),
-        "PROTOCOL.md lacks the frame:\n{line}"
-    );
+    assert!(PROTOCOL_MD.contains(&line), "PROTOCOL.md lacks the frame:\n{line}");
 }
 
 #[test]
 fn example_frames_are_byte_exact() {
-    let login = Command::Login {
-        user: "ann".into(),
-        password: "secret".into(),
-    };
+    let login = Command::Login { user: "ann".into(), password: "secret".into() };
     assert_documented(encode_frame(&Request { id: 1, cmd: login }).expect("encode"));
-    assert_documented(
-        encode_frame(&Request {
-            id: 2,
-            cmd: Command::Quota,
-        })
-        .expect("encode"),
-    );
+    assert_documented(encode_frame(&Request { id: 2, cmd: Command::Quota }).expect("encode"));
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
-    assert_documented(
-        encode_frame(&Response {
-            id: 2,
-            reply: error,
-        })
-        .expect("encode"),
-    );
-    let quota = Reply::Quota {
-        quota: QuotaInfo {
-            used: 5,
-            reserved: 0,
-            limit: None,
-        },
-    };
-    assert_documented(
-        encode_frame(&Response {
-            id: 2,
-            reply: quota,
-        })
-        .expect("encode"),
-    );
+    assert_documented(encode_frame(&Response { id: 2, reply: error }).expect("encode"));
+    let quota = Reply::Quota { quota: QuotaInfo { used: 5, reserved: 0, limit: None } };
+    assert_documented(encode_frame(&Response { id: 2, reply: quota }).expect("encode"));
 }
 
 #[test]
 fn only_pages_notices_and_transfer_announcements_are_non_final() {
-    let transfer = Reply::Transfer {
-        transfer: 1,
-        offset: 0,
-        size: 9,
-        version: "v".into(),
-    };
-    let page = Reply::Entries {
-        entries: Vec::new(),
-        done: false,
-    };
-    let notice = Reply::Notice {
-        message: "bye".into(),
-    };
+    let transfer = Reply::Transfer { transfer: 1, offset: 0, size: 9, version: "v".into() };
+    let page = Reply::Entries { entries: Vec::new(), done: false };
+    let notice = Reply::Notice { message: "bye".into() };
     assert!(!transfer.is_final() && !page.is_final() && !notice.is_final());
-    let last_page = Reply::Entries {
-        entries: Vec::new(),
-        done: true,
-    };
-    let done = Reply::Done {
-        size: 9,
-        sha256: "0".repeat(64),
-    };
+    let last_page = Reply::Entries { entries: Vec::new(), done: true };
+    let done = Reply::Done { size: 9, sha256: "0".repeat(64) };
     assert!(last_page.is_final() && done.is_final() && Reply::Ok.is_final());
 }
 

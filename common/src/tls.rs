@@ -47,19 +47,13 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// the form OpenSSH uses for host keys.
 pub fn fingerprint(cert_der: &[u8]) -> String {
     let digest = Sha256::digest(cert_der);
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    )
+    format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
 }
 
 /// Reads every certificate from a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |source| TlsError::Pem {
-        what: "certificates",
-        path: path.display().to_string(),
-        source,
-    };
+    let pem_err =
+        |source| TlsError::Pem { what: "certificates", path: path.display().to_string(), source };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(pem_err)?
         .collect::<Result<Vec<_>, _>>()
@@ -117,11 +111,7 @@ mod tests {
     fn fingerprint_is_ssh_style() {
         let fp = fingerprint(b"certificate bytes");
         assert!(fp.starts_with("SHA256:"));
-        assert_eq!(
-            fp.len(),
-            "SHA256:".len() + 43,
-            "32 bytes in unpadded base64"
-        );
+        assert_eq!(fp.len(), "SHA256:".len() + 43, "32 bytes in unpadded base64");
         assert_ne!(fp, fingerprint(b"other bytes"));
     }
 }

@@ -80,23 +80,13 @@ pub async fn send_file(
         tokio::task::spawn_blocking(move || read_and_hash(&file, offset, size, known, &tx));
     while let Some(chunk) = rx.recv().await {
         let len = chunk.len() as u64;
-        send.write_chunk(chunk)
-            .await
-            .map_err(|err| TransferError::Stream(err.to_string()))?;
+        send.write_chunk(chunk).await.map_err(|err| TransferError::Stream(err.to_string()))?;
         progress(len);
     }
-    let digest = reader
-        .await
-        .map_err(|err| TransferError::Stream(format!("reader thread: {err}")))??;
-    write_frame(
-        send,
-        &Trailer {
-            sha256: digest.to_string(),
-        },
-    )
-    .await?;
-    send.finish()
-        .map_err(|err| TransferError::Stream(err.to_string()))?;
+    let digest =
+        reader.await.map_err(|err| TransferError::Stream(format!("reader thread: {err}")))??;
+    write_frame(send, &Trailer { sha256: digest.to_string() }).await?;
+    send.finish().map_err(|err| TransferError::Stream(err.to_string()))?;
     Ok(digest)
 }
 
@@ -114,9 +104,7 @@ fn read_and_hash(
     }
     let mut position = offset;
     while position < size {
-        let want = usize::try_from(size - position)
-            .unwrap_or(CHUNK_SIZE)
-            .min(CHUNK_SIZE);
+        let want = usize::try_from(size - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
         let mut chunk = BytesMut::zeroed(want);
         read_exact_at(file, &mut chunk, position).map_err(|err| match err.kind() {
             std::io::ErrorKind::UnexpectedEof => TransferError::SourceChanged,
@@ -166,9 +154,7 @@ pub async fn receive_file(
     let mut received = 0u64;
     let outcome = async {
         while received < expected {
-            let want = usize::try_from(expected - received)
-                .unwrap_or(CHUNK_SIZE)
-                .min(CHUNK_SIZE);
+            let want = usize::try_from(expected - received).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
             let chunk = recv
                 .read_chunk(want, true)
                 .await
@@ -184,9 +170,8 @@ pub async fn receive_file(
         Ok::<(), TransferError>(())
     }
     .await;
-    let computed = writer
-        .await
-        .map_err(|err| TransferError::Stream(format!("writer thread: {err}")))??;
+    let computed =
+        writer.await.map_err(|err| TransferError::Stream(format!("writer thread: {err}")))??;
     outcome?;
     let trailer = read_trailer(recv).await?;
     let claimed = trailer
@@ -241,9 +226,7 @@ pub fn hash_range(file: &File, start: u64, end: u64, hasher: &mut Sha256) -> std
     let mut buf = vec![0u8; CHUNK_SIZE];
     let mut position = start;
     while position < end {
-        let want = usize::try_from(end - position)
-            .unwrap_or(CHUNK_SIZE)
-            .min(CHUNK_SIZE);
+        let want = usize::try_from(end - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
         read_exact_at(file, &mut buf[..want], position)?;
         hasher.update(&buf[..want]);
         position += want as u64;
@@ -259,14 +242,13 @@ pub fn hash_file(file: &File) -> std::io::Result<Sha256Digest> {
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    file.read_exact_at(buf, offset)
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file is shorter than announced",
-            ),
-            _ => err,
-        })
+    file.read_exact_at(buf, offset).map_err(|err| match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file is shorter than announced",
+        ),
+        _ => err,
+    })
 }
 
 async fn write_frame<T: Serialize>(
@@ -274,9 +256,7 @@ async fn write_frame<T: Serialize>(
     msg: &T,
 ) -> Result<(), TransferError> {
     let frame = encode_frame(msg).map_err(|err| TransferError::Framing(err.to_string()))?;
-    send.write_all(&frame)
-        .await
-        .map_err(|err| TransferError::Stream(err.to_string()))
+    send.write_all(&frame).await.map_err(|err| TransferError::Stream(err.to_string()))
 }
 
 /// Reads the header frame of an incoming transfer stream.

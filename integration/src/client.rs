@@ -12,11 +12,7 @@ use crate::server::TestServer;
 
 /// Connection options for `server`, trusting its certificate as a CA.
 pub fn options(server: &TestServer) -> ConnectOptions {
-    let target = Target {
-        user: None,
-        host: "127.0.0.1".into(),
-        port: server.addr().port(),
-    };
+    let target = Target { user: None, host: "127.0.0.1".into(), port: server.addr().port() };
     ConnectOptions::new(target, Trust::Ca(server.cert()))
 }
 
@@ -44,11 +40,7 @@ pub fn wharf(home: &Path, password: Option<&str>, args: &[&str], stdin: Option<&
         .env_remove("WHARF_PASSWORD")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     if let Some(password) = password {
         command.env("WHARF_PASSWORD", password);
     }

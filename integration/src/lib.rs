@@ -15,10 +15,8 @@ use std::path::PathBuf;
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target profile directory");
+    let profile_dir =
+        exe.parent().and_then(|deps| deps.parent()).expect("target profile directory");
     let path = profile_dir.join(name);
     assert!(
         path.exists(),

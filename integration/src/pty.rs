@@ -30,12 +30,7 @@ impl PtyShell {
     /// Starts `program args...` with exactly the environment `env` (plus `TERM`).
     pub fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> PtyShell {
         let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: ROWS,
-                cols: COLS,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
+            .openpty(PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 })
             .expect("open pty");
         let mut command = CommandBuilder::new(program);
         command.args(args);
@@ -71,9 +66,7 @@ impl PtyShell {
 
     /// Types `text` (use `\r` for Enter, `\t` for Tab, `\x03` for Ctrl-C, `\x04` for Ctrl-D).
     pub fn send(&mut self, text: &str) {
-        self.writer
-            .write_all(text.as_bytes())
-            .expect("write to pty");
+        self.writer.write_all(text.as_bytes()).expect("write to pty");
         self.writer.flush().expect("flush pty");
     }
 
@@ -108,10 +101,7 @@ impl PtyShell {
         // A query may be split across reads: look at the end of the last chunk too.
         let mut window = std::mem::take(&mut self.tail);
         window.extend_from_slice(bytes);
-        let queries = window
-            .windows(CURSOR_QUERY.len())
-            .filter(|w| *w == CURSOR_QUERY)
-            .count();
+        let queries = window.windows(CURSOR_QUERY.len()).filter(|w| *w == CURSOR_QUERY).count();
         for _ in 0..queries {
             let (row, col) = self.parser.screen().cursor_position();
             let answer = format!("\x1b[{};{}R", row + 1, col + 1);
@@ -119,11 +109,7 @@ impl PtyShell {
             let _ = self.writer.flush();
         }
         let keep = window.len().saturating_sub(CURSOR_QUERY.len() - 1);
-        self.tail = if queries > 0 {
-            Vec::new()
-        } else {
-            window[keep..].to_vec()
-        };
+        self.tail = if queries > 0 { Vec::new() } else { window[keep..].to_vec() };
     }
 
     /// Waits for the program to exit and returns its exit code.
@@ -135,10 +121,7 @@ impl PtyShell {
             }
             // Exiting closes the pty, which ends the output: wait on that rather than sleeping.
             let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .output
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
+            match self.output.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(bytes) => self.feed(&bytes),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return self.child.wait().expect("wait").exit_code();

@@ -23,17 +23,9 @@ impl TestServer {
     /// A fresh root with `wharfd setup` done and `config` (TOML) as `etc/wharfd.toml`.
     pub fn new(config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary root");
-        let server = TestServer {
-            dir,
-            child: None,
-            addr: None,
-        };
+        let server = TestServer { dir, child: None, addr: None };
         let setup = server.wharfd(&["setup"], None);
-        assert!(
-            setup.status.success(),
-            "setup failed: {}",
-            String::from_utf8_lossy(&setup.stderr)
-        );
+        assert!(setup.status.success(), "setup failed: {}", String::from_utf8_lossy(&setup.stderr));
         std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("write config");
         server
     }
@@ -86,11 +78,7 @@ impl TestServer {
             &["user", "add", name, "--quota", quota, "--password-stdin"],
             Some(&format!("{password}\n")),
         );
-        assert!(
-            out.status.success(),
-            "user add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "user add {name}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Starts `wharfd serve --listen 127.0.0.1:0` and waits for its `listening on` line.
@@ -159,11 +147,7 @@ impl TestServer {
             panic!("server did not stop after SIGTERM:\n{}", self.log());
         }
         let status = waiter.join().expect("waiter").expect("wait");
-        assert!(
-            status.success(),
-            "server exited with {status}:\n{}",
-            self.log()
-        );
+        assert!(status.success(), "server exited with {status}:\n{}", self.log());
     }
 
     /// The server's process id, while it runs.

@@ -30,11 +30,7 @@ pub fn split_script(script: &str) -> Vec<String> {
         current.push(c);
     }
     commands.push(current);
-    commands
-        .into_iter()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .collect()
+    commands.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()
 }
 
 /// Runs every command of `script`, stopping at the first failure.
@@ -49,9 +45,8 @@ pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> 
             }
             Parsed::Command(command) => command,
         };
-        let flow = execute(session, command, &mut stdout)
-            .await
-            .map_err(|err| annotate(err, &line))?;
+        let flow =
+            execute(session, command, &mut stdout).await.map_err(|err| annotate(err, &line))?;
         if flow == Flow::Exit {
             break;
         }
@@ -62,10 +57,9 @@ pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> 
 /// Prefixes a failing command's error with the command, so a long batch says which line failed.
 fn annotate(err: ClientError, line: &str) -> ClientError {
     match err {
-        ClientError::Remote { code, message } => ClientError::Remote {
-            code,
-            message: format!("{line}: {message}"),
-        },
+        ClientError::Remote { code, message } => {
+            ClientError::Remote { code, message: format!("{line}: {message}") }
+        }
         other => other,
     }
 }

@@ -54,25 +54,18 @@ pub fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("wharf: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("wharf: cannot start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
     match run(args, &runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -85,10 +78,8 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Where the commands come from.
@@ -140,11 +131,8 @@ fn trust(args: &Args, interactive: bool) -> Trust {
     if let Some(ca) = &args.ca {
         return Trust::Ca(ca.clone());
     }
-    let known_hosts = KnownHosts::new(
-        args.known_hosts
-            .clone()
-            .unwrap_or_else(KnownHosts::default_path),
-    );
+    let known_hosts =
+        KnownHosts::new(args.known_hosts.clone().unwrap_or_else(KnownHosts::default_path));
     let unknown = if args.accept_new_host {
         UnknownHost::Accept
     } else if interactive {
@@ -156,10 +144,7 @@ fn trust(args: &Args, interactive: bool) -> Trust {
     } else {
         UnknownHost::Refuse
     };
-    Trust::Pinned {
-        known_hosts,
-        unknown,
-    }
+    Trust::Pinned { known_hosts, unknown }
 }
 
 fn ask_about_host(host: &str, fingerprint: &str) -> bool {
@@ -186,9 +171,7 @@ fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> R
         attempt += 1;
         let prompt = format!("{user}@{}'s password: ", session.host());
         let password = rpassword::prompt_password(prompt).map_err(|err| {
-            ClientError::Auth(format!(
-                "no password: set WHARF_PASSWORD or use a terminal ({err})"
-            ))
+            ClientError::Auth(format!("no password: set WHARF_PASSWORD or use a terminal ({err})"))
         })?;
         match runtime.block_on(session.login(user, &password)) {
             Err(ClientError::Auth(message)) if attempt < 3 => eprintln!("{message}"),

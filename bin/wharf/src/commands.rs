@@ -188,23 +188,11 @@ mod tests {
 
     #[test]
     fn quoting_keeps_spaces() {
-        assert_eq!(
-            parse("cd 'my dir'"),
-            ShellCommand::Cd {
-                path: Some("my dir".into())
-            }
-        );
-        assert_eq!(
-            parse(r"stat a\ b"),
-            ShellCommand::Stat { path: "a b".into() }
-        );
+        assert_eq!(parse("cd 'my dir'"), ShellCommand::Cd { path: Some("my dir".into()) });
+        assert_eq!(parse(r"stat a\ b"), ShellCommand::Stat { path: "a b".into() });
         assert_eq!(
             parse("ls -la \"x y\""),
-            ShellCommand::Ls {
-                long: true,
-                all: true,
-                path: Some("x y".into())
-            }
+            ShellCommand::Ls { long: true, all: true, path: Some("x y".into()) }
         );
     }
 
@@ -213,10 +201,7 @@ mod tests {
         assert_eq!(parse("quit"), ShellCommand::Exit);
         assert_eq!(parse_line("  # note").expect("comment"), Parsed::Empty);
         assert!(matches!(parse_line("ls --help"), Ok(Parsed::Help(text)) if text.contains("-l")));
-        assert!(matches!(
-            parse_line("frobnicate"),
-            Err(ClientError::Usage(_))
-        ));
+        assert!(matches!(parse_line("frobnicate"), Err(ClientError::Usage(_))));
         assert!(matches!(parse_line("rm"), Err(ClientError::Usage(_))));
         assert!(matches!(parse_line("cd 'open"), Err(ClientError::Usage(_))));
         assert!(command_names().contains(&"mkdir".to_owned()));

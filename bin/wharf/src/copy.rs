@@ -56,10 +56,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let (sources, dest) = split_args(args);
     let dest = session.resolve(dest.map_or(".", String::as_str))?;
     if session.stat(&dest).await?.kind != EntryKind::Dir {
-        return Err(remote_error(
-            ErrorCode::NotADirectory,
-            format!("{dest}: not a directory"),
-        ));
+        return Err(remote_error(ErrorCode::NotADirectory, format!("{dest}: not a directory")));
     }
     let sources = sources.to_vec();
     let dest_dir = dest.clone();
@@ -95,11 +92,7 @@ fn plan_put(
                 }
                 walk_local(&local, &remote, &mut dirs, &mut jobs)?;
             } else {
-                jobs.push(Job {
-                    local,
-                    remote,
-                    size: meta.len(),
-                });
+                jobs.push(Job { local, remote, size: meta.len() });
             }
         }
     }
@@ -116,17 +109,11 @@ fn local_name(path: &Path) -> Result<String> {
 /// Expands a wildcard in the last component of a local path; a plain path is returned as it is.
 fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
     let path = Path::new(pattern);
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if !has_wildcards(name) {
         return Ok(vec![path.to_owned()]);
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let entries =
         std::fs::read_dir(dir).map_err(|err| ClientError::local(dir.display().to_string(), err))?;
     let mut found: Vec<PathBuf> = entries
@@ -160,11 +147,7 @@ fn walk_local(
         if meta.is_dir() {
             walk_local(&path, &target, dirs, jobs)?;
         } else {
-            jobs.push(Job {
-                local: path,
-                remote: target,
-                size: meta.len(),
-            });
+            jobs.push(Job { local: path, remote: target, size: meta.len() });
         }
     }
     Ok(())
@@ -175,10 +158,7 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let (sources, dest) = split_args(args);
     let dest = PathBuf::from(dest.map_or(".", String::as_str));
     if !std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
-        return Err(ClientError::Usage(format!(
-            "{}: not a local directory",
-            dest.display()
-        )));
+        return Err(ClientError::Usage(format!("{}: not a local directory", dest.display())));
     }
     let mut jobs = Vec::new();
     for source in sources {
@@ -194,11 +174,7 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
                 }
                 walk_remote(session, &remote, &local, &mut jobs).await?;
             } else {
-                jobs.push(Job {
-                    local,
-                    remote,
-                    size: entry.size,
-                });
+                jobs.push(Job { local, remote, size: entry.size });
             }
         }
     }
@@ -207,9 +183,9 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
 
 /// Expands a wildcard in the last component of a remote path.
 async fn expand_remote(session: &Session, pattern: &str) -> Result<Vec<RemotePath>> {
-    let (dir_part, name) = pattern.rsplit_once('/').map_or((".", pattern), |(d, n)| {
-        (if d.is_empty() { "/" } else { d }, n)
-    });
+    let (dir_part, name) = pattern
+        .rsplit_once('/')
+        .map_or((".", pattern), |(d, n)| (if d.is_empty() { "/" } else { d }, n));
     if !has_wildcards(name) {
         return Ok(vec![session.resolve(pattern)?]);
     }
@@ -242,11 +218,9 @@ async fn walk_remote(
             let local_child = local_dir.join(&entry.name);
             match entry.kind {
                 EntryKind::Dir => pending.push((remote_child, local_child)),
-                EntryKind::File => jobs.push(Job {
-                    local: local_child,
-                    remote: remote_child,
-                    size: entry.size,
-                }),
+                EntryKind::File => {
+                    jobs.push(Job { local: local_child, remote: remote_child, size: entry.size })
+                }
                 // Symlinks and special files are not copied: a symlink may point anywhere.
                 _ => {}
             }
@@ -280,13 +254,9 @@ async fn run(
             let file = ui.start(&name, job.size);
             let on_bytes = |n: u64| file.advance(n);
             let result = if verb == "put" {
-                session
-                    .put(&job.local, &job.remote, options.resume, &on_bytes)
-                    .await
+                session.put(&job.local, &job.remote, options.resume, &on_bytes).await
             } else {
-                session
-                    .get(&job.remote, &job.local, options.resume, &on_bytes)
-                    .await
+                session.get(&job.remote, &job.local, options.resume, &on_bytes).await
             };
             ui.finish(file, &result);
             drop(permit);

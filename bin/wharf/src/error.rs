@@ -75,10 +75,7 @@ impl ClientError {
     }
 
     pub fn local(context: impl Into<String>, source: std::io::Error) -> ClientError {
-        ClientError::Local {
-            context: context.into(),
-            source,
-        }
+        ClientError::Local { context: context.into(), source }
     }
 }
 

@@ -21,11 +21,7 @@ pub enum Flow {
 
 /// Terminal width for `ls` columns: `$COLUMNS`, or 80.
 fn width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or(80)
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w > 0).unwrap_or(80)
 }
 
 /// Runs `command`.
@@ -46,8 +42,7 @@ pub async fn execute(
         ShellCommand::Stat { path } => {
             let resolved = session.resolve(&path)?;
             let entry = session.stat(&resolved).await?;
-            out.write_all(stat_text(resolved.as_str(), &entry).as_bytes())
-                .map_err(write_err)?;
+            out.write_all(stat_text(resolved.as_str(), &entry).as_bytes()).map_err(write_err)?;
         }
         ShellCommand::Mkdir { parents, paths } => {
             for path in paths {
@@ -67,33 +62,14 @@ pub async fn execute(
         ShellCommand::Mv { from, to } => mv(session, &from, &to).await?,
         ShellCommand::Quota => {
             let quota = session.quota().await?;
-            out.write_all(quota_text(&quota).as_bytes())
-                .map_err(write_err)?;
+            out.write_all(quota_text(&quota).as_bytes()).map_err(write_err)?;
         }
-        ShellCommand::Put {
-            recursive,
-            jobs,
-            no_resume,
-            paths,
-        } => {
-            let options = CopyOptions {
-                recursive,
-                jobs: jobs.into(),
-                resume: !no_resume,
-            };
+        ShellCommand::Put { recursive, jobs, no_resume, paths } => {
+            let options = CopyOptions { recursive, jobs: jobs.into(), resume: !no_resume };
             interruptible(crate::copy::put(session, &paths, options)).await?;
         }
-        ShellCommand::Get {
-            recursive,
-            jobs,
-            no_resume,
-            paths,
-        } => {
-            let options = CopyOptions {
-                recursive,
-                jobs: jobs.into(),
-                resume: !no_resume,
-            };
+        ShellCommand::Get { recursive, jobs, no_resume, paths } => {
+            let options = CopyOptions { recursive, jobs: jobs.into(), resume: !no_resume };
             interruptible(crate::copy::get(session, &paths, options)).await?;
         }
         ShellCommand::Lcd { path } => {
@@ -139,10 +115,7 @@ async fn ls(
     let entries = match session.list(&target).await {
         Ok(entries) => prepare(entries, all),
         // `ls FILE` shows the file itself, as ls(1) does.
-        Err(ClientError::Remote {
-            code: ErrorCode::NotADirectory,
-            ..
-        }) => {
+        Err(ClientError::Remote { code: ErrorCode::NotADirectory, .. }) => {
             let mut entry = session.stat(&target).await?;
             entry.name = path.unwrap_or_default().to_owned();
             vec![entry]
@@ -158,16 +131,12 @@ fn print_entries(
     out: &mut dyn Write,
 ) -> Result<()> {
     let text = if long {
-        entries
-            .iter()
-            .map(|e| long_line(e) + "\n")
-            .collect::<String>()
+        entries.iter().map(|e| long_line(e) + "\n").collect::<String>()
     } else {
         let names: Vec<String> = entries.iter().map(crate::format::display_name).collect();
         columns(&names, width())
     };
-    out.write_all(text.as_bytes())
-        .map_err(|err| ClientError::local("writing output", err))
+    out.write_all(text.as_bytes()).map_err(|err| ClientError::local("writing output", err))
 }
 
 /// `mv FROM TO`: into `TO` when it is an existing directory, as mv(1) does.

@@ -27,11 +27,7 @@ pub fn format_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -119,11 +115,7 @@ pub fn stat_text(path: &str, entry: &Entry) -> String {
 pub fn quota_text(quota: &QuotaInfo) -> String {
     let limit = match quota.limit {
         Some(limit) => {
-            let percent = if limit == 0 {
-                100.0
-            } else {
-                quota.used as f64 * 100.0 / limit as f64
-            };
+            let percent = if limit == 0 { 100.0 } else { quota.used as f64 * 100.0 / limit as f64 };
             format!("{} ({percent:.1}% used)", human_bytes(limit))
         }
         None => "unlimited".to_owned(),
@@ -151,10 +143,7 @@ mod tests {
 
     #[test]
     fn columns_fill_down_then_across() {
-        let names: Vec<String> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
         assert_eq!(columns(&names, 9), "a  c  e\nb  d\n");
         assert_eq!(columns(&[], 80), "");
     }

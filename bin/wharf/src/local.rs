@@ -29,20 +29,16 @@ pub fn entries(path: &Path) -> Result<Vec<Entry>> {
     let context = || format!("lls {}", path.display());
     let meta = std::fs::symlink_metadata(path).map_err(|err| ClientError::local(context(), err))?;
     if !meta.is_dir() {
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into(),
-        );
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
         return Ok(vec![entry(name, &meta)]);
     }
     let mut entries = Vec::new();
     for item in std::fs::read_dir(path).map_err(|err| ClientError::local(context(), err))? {
         let item = item.map_err(|err| ClientError::local(context(), err))?;
         if let Ok(meta) = item.metadata() {
-            entries.push(entry(
-                item.file_name().to_string_lossy().into_owned(),
-                &meta,
-            ));
+            entries.push(entry(item.file_name().to_string_lossy().into_owned(), &meta));
         }
     }
     Ok(entries)
@@ -52,11 +48,7 @@ fn entry(name: String, meta: &std::fs::Metadata) -> Entry {
     let file_type = meta.file_type();
     Entry {
         name,
-        kind: EntryKind::classify(
-            file_type.is_symlink(),
-            file_type.is_dir(),
-            file_type.is_file(),
-        ),
+        kind: EntryKind::classify(file_type.is_symlink(), file_type.is_dir(), file_type.is_file()),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
         mtime: unix_seconds(meta.modified().ok()),

@@ -53,37 +53,23 @@ impl TransferUi {
     /// `verb` is `put` or `get`; `files` and `bytes` are the totals.
     pub fn new(verb: &'static str, files: usize, bytes: u64) -> TransferUi {
         let tty = std::io::stderr().is_terminal();
-        let target = if tty {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(bytes));
         overall.set_style(style(TOTAL_TEMPLATE));
-        let ui = TransferUi {
-            multi,
-            overall,
-            tty,
-            verb,
-            files,
-            done: AtomicUsize::new(0),
-        };
+        let ui = TransferUi { multi, overall, tty, verb, files, done: AtomicUsize::new(0) };
         ui.update_prefix();
         ui
     }
 
     fn update_prefix(&self) {
         let done = self.done.load(Ordering::Relaxed);
-        self.overall
-            .set_prefix(format!("{} {done}/{} files", self.verb, self.files));
+        self.overall.set_prefix(format!("{} {done}/{} files", self.verb, self.files));
     }
 
     /// Starts the bar of one file.
     pub fn start(&self, name: &str, size: u64) -> FileProgress {
-        let bar = self
-            .multi
-            .insert_before(&self.overall, ProgressBar::new(size));
+        let bar = self.multi.insert_before(&self.overall, ProgressBar::new(size));
         bar.set_style(style(FILE_TEMPLATE));
         bar.set_message(name.to_owned());
         FileProgress {

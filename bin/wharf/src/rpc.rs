@@ -31,12 +31,7 @@ impl Rpc {
     pub fn start(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Rpc {
         let pending = Pending::default();
         tokio::spawn(route_replies(recv, pending.clone()));
-        Rpc {
-            conn,
-            send: tokio::sync::Mutex::new(send),
-            pending,
-            next_id: AtomicU32::new(1),
-        }
+        Rpc { conn, send: tokio::sync::Mutex::new(send), pending, next_id: AtomicU32::new(1) }
     }
 
     /// Sends `cmd` and returns the channel its replies arrive on.
@@ -60,10 +55,9 @@ impl Rpc {
     /// The next reply on a request's channel, with error replies and a lost connection as errors.
     pub async fn next_reply(&self, replies: &mut mpsc::Receiver<Reply>) -> Result<Reply> {
         match replies.recv().await {
-            Some(Reply::Error(err)) => Err(ClientError::Remote {
-                code: err.code,
-                message: err.message,
-            }),
+            Some(Reply::Error(err)) => {
+                Err(ClientError::Remote { code: err.code, message: err.message })
+            }
             Some(reply) => Ok(reply),
             None => Err(self.lost("control stream closed".into())),
         }
@@ -90,9 +84,7 @@ impl Rpc {
 }
 
 fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Reply>>> {
-    pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
@@ -114,11 +106,7 @@ async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
         let is_final = reply.is_final();
         let tx = {
             let mut pending = lock(&pending);
-            if is_final {
-                pending.remove(&id)
-            } else {
-                pending.get(&id).cloned()
-            }
+            if is_final { pending.remove(&id) } else { pending.get(&id).cloned() }
         };
         if let Some(tx) = tx {
             // A caller that stopped listening simply misses the rest.
@@ -137,10 +125,9 @@ pub fn closed_error(reason: &quinn::ConnectionError) -> ClientError {
     let text = String::from_utf8_lossy(&close.reason).into_owned();
     match CloseCode::from_u64(close.error_code.into_inner()) {
         Some(CloseCode::TooManyFailures) => ClientError::Auth(format!("login failed: {text}")),
-        Some(CloseCode::TooManyConnections) => ClientError::Connect {
-            target: "server".into(),
-            reason: format!("refused: {text}"),
-        },
+        Some(CloseCode::TooManyConnections) => {
+            ClientError::Connect { target: "server".into(), reason: format!("refused: {text}") }
+        }
         Some(CloseCode::ProtocolError) => ClientError::Protocol(text),
         Some(code) => ClientError::ConnectionLost(format!("{text} ({code:?})")),
         None => ClientError::ConnectionLost(format!("closed with unknown code: {text}")),

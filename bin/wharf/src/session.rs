@@ -48,10 +48,7 @@ pub enum Trust {
     /// Verify against the certificates in this file (a CA, or the server's own certificate).
     Ca(PathBuf),
     /// Pin the certificate's fingerprint in a known-hosts file.
-    Pinned {
-        known_hosts: KnownHosts,
-        unknown: UnknownHost,
-    },
+    Pinned { known_hosts: KnownHosts, unknown: UnknownHost },
 }
 
 /// Everything needed to reach a server.
@@ -93,10 +90,8 @@ impl Session {
     /// Connects and checks the server's certificate. Nothing secret has been sent when this returns.
     pub async fn connect(options: &ConnectOptions) -> Result<Session> {
         let target = &options.target;
-        let connect_error = |reason: String| ClientError::Connect {
-            target: target.host_key(),
-            reason,
-        };
+        let connect_error =
+            |reason: String| ClientError::Connect { target: target.host_key(), reason };
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
@@ -161,14 +156,7 @@ impl Session {
                     continue;
                 }
             };
-            if let (
-                Trust::Pinned {
-                    known_hosts,
-                    unknown,
-                },
-                None,
-            ) = (&options.trust, &pin)
-            {
+            if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
                 let seen = observed
                     .as_ref()
                     .and_then(|o| o.lock().ok().and_then(|o| o.fingerprint.clone()));
@@ -181,10 +169,8 @@ impl Session {
                     return Err(err.into());
                 }
             }
-            let (send, recv) = conn
-                .open_bi()
-                .await
-                .map_err(|err| crate::rpc::closed_error(&err))?;
+            let (send, recv) =
+                conn.open_bi().await.map_err(|err| crate::rpc::closed_error(&err))?;
             let rpc = Rpc::start(conn.clone(), send, recv);
             let incoming = Arc::new(IncomingStreams::default());
             tokio::spawn(incoming.clone().accept(conn.clone()));
@@ -204,10 +190,7 @@ impl Session {
     /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
     /// server closes the connection.
     pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
-        let cmd = Command::Login {
-            user: user.to_owned(),
-            password: password.to_owned(),
-        };
+        let cmd = Command::Login { user: user.to_owned(), password: password.to_owned() };
         match self.rpc.call(cmd).await {
             Ok(Reply::LoggedIn { user, quota }) => {
                 *lock(&self.user) = Some(user);
@@ -267,13 +250,7 @@ impl Session {
     }
 
     pub async fn stat(&self, path: &RemotePath) -> Result<Entry> {
-        match self
-            .rpc
-            .call(Command::Stat {
-                path: path.to_string(),
-            })
-            .await?
-        {
+        match self.rpc.call(Command::Stat { path: path.to_string() }).await? {
             Reply::Stat { entry } => Ok(entry),
             other => Err(unexpected(&other)),
         }
@@ -281,12 +258,7 @@ impl Session {
 
     /// All entries of a directory, in the server's order.
     pub async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
-        let mut replies = self
-            .rpc
-            .request(Command::List {
-                path: path.to_string(),
-            })
-            .await?;
+        let mut replies = self.rpc.request(Command::List { path: path.to_string() }).await?;
         let mut all = Vec::new();
         loop {
             match self.rpc.next_reply(&mut replies).await? {
@@ -302,34 +274,19 @@ impl Session {
     }
 
     pub async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<()> {
-        self.expect_ok(Command::Mkdir {
-            path: path.to_string(),
-            parents,
-        })
-        .await
+        self.expect_ok(Command::Mkdir { path: path.to_string(), parents }).await
     }
 
     pub async fn rmdir(&self, path: &RemotePath) -> Result<()> {
-        self.expect_ok(Command::Rmdir {
-            path: path.to_string(),
-        })
-        .await
+        self.expect_ok(Command::Rmdir { path: path.to_string() }).await
     }
 
     pub async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<()> {
-        self.expect_ok(Command::Remove {
-            path: path.to_string(),
-            recursive,
-        })
-        .await
+        self.expect_ok(Command::Remove { path: path.to_string(), recursive }).await
     }
 
     pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
-        self.expect_ok(Command::Rename {
-            from: from.to_string(),
-            to: to.to_string(),
-        })
-        .await
+        self.expect_ok(Command::Rename { from: from.to_string(), to: to.to_string() }).await
     }
 
     pub async fn quota(&self) -> Result<QuotaInfo> {
@@ -377,9 +334,7 @@ impl Session {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unexpected(reply: &Reply) -> ClientError {
@@ -418,9 +373,7 @@ fn trust_new_host(
         UnknownHost::Ask(ask) => ask(host_key, fingerprint),
     };
     if !accepted {
-        return Err(HostKeyError::Declined {
-            host: host_key.to_owned(),
-        });
+        return Err(HostKeyError::Declined { host: host_key.to_owned() });
     }
     known_hosts.add(host_key, fingerprint)
 }

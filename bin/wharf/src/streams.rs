@@ -29,9 +29,7 @@ pub struct IncomingStreams {
 
 impl IncomingStreams {
     fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The stream of transfer `id`, now or when it arrives.

@@ -69,11 +69,7 @@ impl FromStr for Target {
             Some(port) => port.parse().map_err(|_| bad())?,
             None => DEFAULT_PORT,
         };
-        Ok(Target {
-            user,
-            host: host.to_owned(),
-            port,
-        })
+        Ok(Target { user, host: host.to_owned(), port })
     }
 }
 
@@ -87,29 +83,14 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(
-            t("host"),
-            Target {
-                user: None,
-                host: "host".into(),
-                port: 4433
-            }
-        );
+        assert_eq!(t("host"), Target { user: None, host: "host".into(), port: 4433 });
         assert_eq!(
             t("ann@host:99"),
-            Target {
-                user: Some("ann".into()),
-                host: "host".into(),
-                port: 99
-            }
+            Target { user: Some("ann".into()), host: "host".into(), port: 99 }
         );
         assert_eq!(
             t("ann@[::1]:5"),
-            Target {
-                user: Some("ann".into()),
-                host: "::1".into(),
-                port: 5
-            }
+            Target { user: Some("ann".into()), host: "::1".into(), port: 5 }
         );
         assert_eq!(t("::1").port, 4433);
         assert_eq!(t("[::1]:7").host_key(), "[::1]:7");
@@ -118,15 +99,7 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for bad in [
-            "",
-            "@host",
-            "host:port",
-            "host:99999",
-            "[::1",
-            "[::1]x",
-            "a b",
-        ] {
+        for bad in ["", "@host", "host:port", "host:99999", "[::1", "[::1]x", "a b"] {
             assert!(bad.parse::<Target>().is_err(), "{bad:?}");
         }
     }

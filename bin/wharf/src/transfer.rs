@@ -95,31 +95,16 @@ impl Session {
             ));
         }
         let size = meta.len();
-        let source = format!(
-            "{size}-{}.{:09}-{}",
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ino()
-        );
-        let cmd = Command::Put {
-            path: remote.to_string(),
-            size,
-            source,
-            resume,
-        };
+        let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
+        let cmd = Command::Put { path: remote.to_string(), size, source, resume };
         let mut replies = self.rpc().request(cmd).await?;
         let (transfer, offset) = match self.rpc().next_reply(&mut replies).await? {
-            Reply::Transfer {
-                transfer, offset, ..
-            } => (transfer, offset),
+            Reply::Transfer { transfer, offset, .. } => (transfer, offset),
             other => return Err(unexpected(&other)),
         };
         on_bytes(offset);
-        let mut stream = self
-            .connection()
-            .open_uni()
-            .await
-            .map_err(|err| self.rpc().lost(err.to_string()))?;
+        let mut stream =
+            self.connection().open_uni().await.map_err(|err| self.rpc().lost(err.to_string()))?;
         let header = StreamHeader { transfer };
         let sent = send_file(&mut stream, header, file, (offset, size), None, on_bytes).await;
         let sent = match sent {
@@ -133,12 +118,9 @@ impl Session {
             }
         };
         match self.rpc().next_reply(&mut replies).await? {
-            Reply::Done { sha256, .. } if sha256 == sent.to_string() => Ok(Outcome {
-                size,
-                resumed_from: offset,
-                sha256: sent,
-                elapsed: started.elapsed(),
-            }),
+            Reply::Done { sha256, .. } if sha256 == sent.to_string() => {
+                Ok(Outcome { size, resumed_from: offset, sha256: sent, elapsed: started.elapsed() })
+            }
             Reply::Done { sha256, .. } => Err(ClientError::Remote {
                 code: ErrorCode::ChecksumMismatch,
                 message: format!("{remote}: server stored {sha256}, but {sent} was sent"),
@@ -158,24 +140,13 @@ impl Session {
     ) -> Result<Outcome> {
         let started = Instant::now();
         let (part, meta) = (part_path(dest), meta_path(dest));
-        let (offset, version) = if resume {
-            existing_part(&part, &meta).await
-        } else {
-            (0, None)
-        };
-        let cmd = Command::Get {
-            path: remote.to_string(),
-            offset,
-            version,
-        };
+        let (offset, version) = if resume { existing_part(&part, &meta).await } else { (0, None) };
+        let cmd = Command::Get { path: remote.to_string(), offset, version };
         let mut replies = self.rpc().request(cmd).await?;
         let (transfer, offset, size, version) = match self.rpc().next_reply(&mut replies).await? {
-            Reply::Transfer {
-                transfer,
-                offset,
-                size,
-                version,
-            } => (transfer, offset, size, version),
+            Reply::Transfer { transfer, offset, size, version } => {
+                (transfer, offset, size, version)
+            }
             other => return Err(unexpected(&other)),
         };
         let stream = self.incoming().claim(transfer);
@@ -198,10 +169,7 @@ impl Session {
             Ok(Ok(stream)) => stream,
             _ => {
                 let message = format!("{remote}: the download stream never arrived");
-                return Err(ClientError::Remote {
-                    code: ErrorCode::TransferFailed,
-                    message,
-                });
+                return Err(ClientError::Remote { code: ErrorCode::TransferFailed, message });
             }
         };
         let received = receive_file(&mut stream, file, offset, size, on_bytes)
@@ -227,10 +195,7 @@ impl Session {
         }
         let final_path = dest.to_owned();
         blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&part)?
-                .sync_all()?;
+            std::fs::OpenOptions::new().write(true).open(&part)?.sync_all()?;
             std::fs::rename(&part, &final_path)?;
             let _ = std::fs::remove_file(&meta);
             Ok::<_, std::io::Error>(())
@@ -249,12 +214,10 @@ impl Session {
 /// The resume point and remote version of an existing partial download, if both are there.
 async fn existing_part(part: &Path, meta: &Path) -> (u64, Option<String>) {
     let (part, meta) = (part.to_owned(), meta.to_owned());
-    blocking(
-        move || match (std::fs::metadata(&part), std::fs::read_to_string(&meta)) {
-            (Ok(part), Ok(version)) => (part.len(), Some(version)),
-            _ => (0, None),
-        },
-    )
+    blocking(move || match (std::fs::metadata(&part), std::fs::read_to_string(&meta)) {
+        (Ok(part), Ok(version)) => (part.len(), Some(version)),
+        _ => (0, None),
+    })
     .await
 }
 

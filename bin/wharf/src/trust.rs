@@ -41,19 +41,10 @@ pub enum HostKeyError {
          If you know the change is legitimate, delete line {line} of {file}\n\
          and connect again. Refusing to connect."
     )]
-    Changed {
-        host: String,
-        expected: String,
-        presented: String,
-        file: String,
-        line: usize,
-    },
+    Changed { host: String, expected: String, presented: String, file: String, line: usize },
     /// The known-hosts file could not be read or written.
     #[error("known hosts file {file}: {source}")]
-    File {
-        file: String,
-        source: std::io::Error,
-    },
+    File { file: String, source: std::io::Error },
     /// The CA file could not be loaded.
     #[error("CA file: {0}")]
     Ca(#[from] wharf_common::tls::TlsError),
@@ -87,10 +78,7 @@ impl KnownHosts {
     }
 
     fn file_error(&self, source: std::io::Error) -> HostKeyError {
-        HostKeyError::File {
-            file: self.path.display().to_string(),
-            source,
-        }
+        HostKeyError::File { file: self.path.display().to_string(), source }
     }
 
     /// The pin for `host_key`, if any.
@@ -103,10 +91,9 @@ impl KnownHosts {
         let pin = text.lines().enumerate().find_map(|(index, line)| {
             let mut fields = line.split_whitespace();
             match (fields.next(), fields.next()) {
-                (Some(host), Some(fp)) if host == host_key && !host.starts_with('#') => Some(Pin {
-                    fingerprint: fp.to_owned(),
-                    line: index + 1,
-                }),
+                (Some(host), Some(fp)) if host == host_key && !host.starts_with('#') => {
+                    Some(Pin { fingerprint: fp.to_owned(), line: index + 1 })
+                }
                 _ => None,
             }
         });
@@ -183,9 +170,7 @@ impl ServerCertVerifier for PinVerifier {
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // Only TLS 1.3 is ever negotiated.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
     }
 
     fn verify_tls13_signature(
@@ -203,9 +188,7 @@ impl ServerCertVerifier for PinVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -214,9 +197,7 @@ impl ServerCertVerifier for PinVerifier {
 pub fn ca_verifier(ca_file: &Path) -> Result<Arc<dyn ServerCertVerifier>, HostKeyError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in wharf_common::tls::load_certs(ca_file)? {
-        roots
-            .add(cert)
-            .map_err(wharf_common::tls::TlsError::Rustls)?;
+        roots.add(cert).map_err(wharf_common::tls::TlsError::Rustls)?;
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
@@ -240,15 +221,9 @@ mod tests {
         hosts.add("[::1]:2", "SHA256:bbb").expect("add");
         assert_eq!(
             hosts.lookup("h:1").expect("lookup"),
-            Some(Pin {
-                fingerprint: "SHA256:aaa".into(),
-                line: 1
-            })
+            Some(Pin { fingerprint: "SHA256:aaa".into(), line: 1 })
         );
-        assert_eq!(
-            hosts.lookup("[::1]:2").expect("lookup").map(|p| p.line),
-            Some(2)
-        );
+        assert_eq!(hosts.lookup("[::1]:2").expect("lookup").map(|p| p.line), Some(2));
         assert_eq!(hosts.lookup("h:2").expect("lookup"), None);
     }
 }

@@ -4,10 +4,7 @@
 use std::process::Command;
 
 fn wharf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .output()
-        .expect("run wharf")
+    Command::new(env!("CARGO_BIN_EXE_wharf")).args(args).output().expect("run wharf")
 }
 
 #[test]
@@ -22,15 +19,9 @@ fn help_documents_exit_codes() {
 #[test]
 fn usage_errors_exit_with_2() {
     assert_eq!(wharf(&[]).status.code(), Some(2), "missing target");
+    assert_eq!(wharf(&["ann@host:notaport"]).status.code(), Some(2), "bad target");
     assert_eq!(
-        wharf(&["ann@host:notaport"]).status.code(),
-        Some(2),
-        "bad target"
-    );
-    assert_eq!(
-        wharf(&["--ca", "x", "--known-hosts", "y", "host"])
-            .status
-            .code(),
+        wharf(&["--ca", "x", "--known-hosts", "y", "host"]).status.code(),
         Some(2),
         "conflict"
     );

@@ -61,12 +61,7 @@ impl Authenticator {
         settings: &AuthSettings,
         files: BlockingPool,
     ) -> Self {
-        Authenticator {
-            users,
-            passwords,
-            throttle: Mutex::new(Throttle::new(settings)),
-            files,
-        }
+        Authenticator { users, passwords, throttle: Mutex::new(Throttle::new(settings)), files }
     }
 
     /// Checks one login attempt from `ip`.
@@ -122,8 +117,7 @@ impl Authenticator {
             self.lock_throttle().record_success(ip, user);
             return Ok(record);
         }
-        self.lock_throttle()
-            .record_failure(ip, user, Instant::now());
+        self.lock_throttle().record_failure(ip, user, Instant::now());
         Err(LoginError::Failed)
     }
 
@@ -131,17 +125,11 @@ impl Authenticator {
     pub async fn reload(&self, user: &str) -> Option<UserRecord> {
         let store = self.users.clone();
         let name = user.to_owned();
-        self.files
-            .run(move || store.load(&name))
-            .await
-            .ok()
-            .flatten()
+        self.files.run(move || store.load(&name)).await.ok().flatten()
     }
 
     fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         // The throttle holds only counters; a panic elsewhere cannot leave it inconsistent.
-        self.throttle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

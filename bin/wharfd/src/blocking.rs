@@ -16,9 +16,7 @@ pub struct BlockingPool {
 
 impl BlockingPool {
     pub fn new(limit: usize) -> BlockingPool {
-        BlockingPool {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
-        }
+        BlockingPool { permits: Arc::new(Semaphore::new(limit.max(1))) }
     }
 
     /// Runs `work` on a blocking thread once a permit is free, and returns its result.
@@ -29,12 +27,8 @@ impl BlockingPool {
         T: Send + 'static,
     {
         // The semaphore is never closed, so acquiring cannot fail.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("pool semaphore is never closed");
+        let permit =
+            self.permits.clone().acquire_owned().await.expect("pool semaphore is never closed");
         let joined = tokio::task::spawn_blocking(move || {
             let result = work();
             drop(permit);

@@ -100,11 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::Setup { hosts, force } => {
             let report = crate::setup::setup(&layout, &hosts, force)?;
-            let verb = if report.cert_created {
-                "generated"
-            } else {
-                "kept existing"
-            };
+            let verb = if report.cert_created { "generated" } else { "kept existing" };
             println!("{verb} certificate {}", layout.cert().display());
             if report.config_created {
                 println!("wrote {}", layout.config().display());
@@ -136,11 +132,7 @@ fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
     std::fs::create_dir_all(layout.users())?;
     let rt = runtime()?;
     match action {
-        UserCommand::Add {
-            name,
-            quota,
-            password_stdin,
-        } => {
+        UserCommand::Add { name, quota, password_stdin } => {
             validate_name(&name)?;
             if store.load(&name)?.is_some() {
                 bail!("user {name:?} already exists");
@@ -159,10 +151,7 @@ fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
             })?;
             println!("added user {name} with quota {quota}");
         }
-        UserCommand::Passwd {
-            name,
-            password_stdin,
-        } => {
+        UserCommand::Passwd { name, password_stdin } => {
             let mut record = store.get(&name)?;
             let password = read_new_password(password_stdin)?;
             record.password = Passwords::new(&config.auth)?.hash(&password)?;
@@ -212,10 +201,7 @@ fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
 fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from stdin")?;
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         let first = rpassword::prompt_password("New password: ").context("reading the password")?;
@@ -230,10 +216,7 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("the password must not be empty");
     }
     if password.len() > wharf_common::limits::MAX_PASSWORD_LEN {
-        bail!(
-            "the password is longer than {} bytes",
-            wharf_common::limits::MAX_PASSWORD_LEN
-        );
+        bail!("the password is longer than {} bytes", wharf_common::limits::MAX_PASSWORD_LEN);
     }
     Ok(password)
 }
@@ -266,11 +249,7 @@ fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<Option<S
     let quota = config.default_quota().map_err(anyhow::Error::msg)?;
     let storage = Arc::new(storage(layout, config)?);
     runtime()?.block_on(storage.create_home("demo"))?;
-    store.create(&UserRecord {
-        name: "demo".into(),
-        password: hash,
-        quota: quota.limit(),
-    })?;
+    store.create(&UserRecord { name: "demo".into(), password: hash, quota: quota.limit() })?;
     Ok(Some(password))
 }
 
@@ -291,17 +270,9 @@ fn announce(
             addr.ip().to_string()
         };
         let cert = std::fs::canonicalize(layout.cert()).unwrap_or_else(|_| layout.cert());
-        writeln!(
-            out,
-            "created user demo with password {password} (shown only this once)"
-        )?;
+        writeln!(out, "created user demo with password {password} (shown only this once)")?;
         writeln!(out, "connect with:")?;
-        writeln!(
-            out,
-            "  wharf --ca {} demo@{host}:{}",
-            cert.display(),
-            addr.port()
-        )?;
+        writeln!(out, "  wharf --ca {} demo@{host}:{}", cert.display(), addr.port())?;
     }
     out.flush()?;
     Ok(())

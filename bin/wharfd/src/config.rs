@@ -20,15 +20,9 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../etc/wharfd.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("invalid configuration in {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("invalid configuration in {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -130,9 +124,7 @@ pub struct UserSettings {
 
 impl Default for UserSettings {
     fn default() -> Self {
-        UserSettings {
-            default_quota: "1GiB".to_owned(),
-        }
+        UserSettings { default_quota: "1GiB".to_owned() }
     }
 }
 
@@ -144,9 +136,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            level: "info".to_owned(),
-        }
+        LogSettings { level: "info".to_owned() }
     }
 }
 
@@ -158,29 +148,18 @@ impl Config {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(source) => {
-                return Err(ConfigError::Read {
-                    path: shown,
-                    source,
-                });
+                return Err(ConfigError::Read { path: shown, source });
             }
         };
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: shown.clone(),
-            source,
-        })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: shown.clone(), source })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: shown, message })?;
         Ok(config)
     }
 
     /// The quota for users added without `--quota`.
     pub fn default_quota(&self) -> Result<Quota, String> {
-        self.users
-            .default_quota
-            .parse()
-            .map_err(|e: crate::size::SizeError| e.to_string())
+        self.users.default_quota.parse().map_err(|e: crate::size::SizeError| e.to_string())
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -190,14 +169,8 @@ impl Config {
         }
         let positive = [
             ("server.max_connections", self.server.max_connections),
-            (
-                "server.max_connections_per_ip",
-                self.server.max_connections_per_ip,
-            ),
-            (
-                "server.max_requests_in_flight",
-                self.server.max_requests_in_flight,
-            ),
+            ("server.max_connections_per_ip", self.server.max_connections_per_ip),
+            ("server.max_requests_in_flight", self.server.max_requests_in_flight),
             ("server.blocking_ops", self.server.blocking_ops),
             ("auth.max_concurrent_hashes", a.max_concurrent_hashes),
             ("auth.throttle_table_size", a.throttle_table_size),

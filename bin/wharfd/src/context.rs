@@ -17,8 +17,6 @@ pub struct ServerContext {
 
 impl std::fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerContext")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("ServerContext").field("config", &self.config).finish_non_exhaustive()
     }
 }

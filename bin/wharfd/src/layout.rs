@@ -69,12 +69,6 @@ impl Layout {
 
     /// Every directory `setup` creates.
     pub fn dirs(&self) -> [PathBuf; 5] {
-        [
-            self.certs_dir(),
-            self.root.join("etc"),
-            self.users(),
-            self.homes(),
-            self.logs(),
-        ]
+        [self.certs_dir(), self.root.join("etc"), self.users(), self.homes(), self.logs()]
     }
 }

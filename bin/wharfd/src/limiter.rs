@@ -43,17 +43,11 @@ pub struct Admission {
 
 impl ConnectionLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnectionLimiter> {
-        Arc::new(ConnectionLimiter {
-            open: Mutex::default(),
-            max_total,
-            max_per_ip,
-        })
+        Arc::new(ConnectionLimiter { open: Mutex::default(), max_total, max_per_ip })
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Admits a connection from `ip`, or says which limit stops it.
@@ -68,10 +62,7 @@ impl ConnectionLimiter {
         }
         *from_ip += 1;
         counts.total += 1;
-        Ok(Admission {
-            limiter: self.clone(),
-            ip,
-        })
+        Ok(Admission { limiter: self.clone(), ip })
     }
 }
 

@@ -25,17 +25,8 @@ pub fn init(layout: &Layout, level: &str) -> std::io::Result<LogGuards> {
     );
     let audit_only = Targets::new().with_target("audit", tracing::Level::INFO);
     tracing_subscriber::registry()
-        .with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter()),
-        )
-        .with(
-            fmt::layer()
-                .with_ansi(false)
-                .with_writer(main_file)
-                .with_filter(filter()),
-        )
+        .with(fmt::layer().with_writer(std::io::stderr).with_filter(filter()))
+        .with(fmt::layer().with_ansi(false).with_writer(main_file).with_filter(filter()))
         .with(
             fmt::layer()
                 .with_ansi(false)

@@ -51,9 +51,7 @@ impl Passwords {
     pub fn hash(&self, password: &str) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
-        let hash = argon
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(HashError::Hash)?;
+        let hash = argon.hash_password(password.as_bytes(), &salt).map_err(HashError::Hash)?;
         Ok(hash.to_string())
     }
 
@@ -67,9 +65,7 @@ impl Passwords {
             .run(move || {
                 // Parameters come from the PHC string itself, so old hashes keep working.
                 PasswordHash::new(&phc).is_ok_and(|hash| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &hash)
-                        .is_ok()
+                    Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
                 })
             })
             .await;
@@ -102,18 +98,10 @@ mod tests {
         let passwords = Passwords::new(&AuthSettings::default()).expect("hasher");
         let phc = passwords.hash("correct horse").expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(
-            passwords
-                .verify(Some(phc.clone()), "correct horse".into())
-                .await
-        );
+        assert!(passwords.verify(Some(phc.clone()), "correct horse".into()).await);
         assert!(!passwords.verify(Some(phc), "wrong".into()).await);
         assert!(!passwords.verify(None, "anything".into()).await);
-        assert!(
-            !passwords
-                .verify(Some("not a phc string".into()), "x".into())
-                .await
-        );
+        assert!(!passwords.verify(Some("not a phc string".into()), "x".into()).await);
     }
 
     #[test]

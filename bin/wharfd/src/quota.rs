@@ -30,15 +30,8 @@ pub struct OverQuota {
 
 impl Ledger {
     fn new(used: u64, limit: Option<u64>) -> Ledger {
-        let state = QuotaInfo {
-            used,
-            reserved: 0,
-            limit,
-        };
-        Ledger {
-            state: Mutex::new(state),
-            uploading: Mutex::default(),
-        }
+        let state = QuotaInfo { used, reserved: 0, limit };
+        Ledger { state: Mutex::new(state), uploading: Mutex::default() }
     }
 
     /// Reserves `bytes` atomically, or refuses if used + reserved + bytes would pass the limit.
@@ -48,36 +41,24 @@ impl Ledger {
             let committed = state.used.saturating_add(state.reserved);
             let available = limit.saturating_sub(committed);
             if bytes > available {
-                return Err(OverQuota {
-                    needed: bytes,
-                    available,
-                });
+                return Err(OverQuota { needed: bytes, available });
             }
         }
         state.reserved += bytes;
-        Ok(Reservation {
-            ledger: self.clone(),
-            remaining: bytes,
-        })
+        Ok(Reservation { ledger: self.clone(), remaining: bytes })
     }
 
     /// Claims `key` for one upload at a time; `None` if another upload holds it.
     pub fn claim_upload(self: &Arc<Self>, key: &str) -> Option<UploadClaim> {
-        let mut uploading = self
-            .uploading
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        uploading.insert(key.to_owned()).then(|| UploadClaim {
-            ledger: self.clone(),
-            key: key.to_owned(),
-        })
+        let mut uploading = self.uploading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        uploading
+            .insert(key.to_owned())
+            .then(|| UploadClaim { ledger: self.clone(), key: key.to_owned() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QuotaInfo> {
         // Plain counters; a panic mid-update cannot leave them worse than a missed update.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current figures.
@@ -132,11 +113,8 @@ pub struct UploadClaim {
 
 impl Drop for UploadClaim {
     fn drop(&mut self) {
-        let mut uploading = self
-            .ledger
-            .uploading
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut uploading =
+            self.ledger.uploading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         uploading.remove(&self.key);
     }
 }
@@ -156,10 +134,7 @@ impl QuotaBook {
         limit: Option<u64>,
     ) -> StorageResult<Arc<Ledger>> {
         let cell = {
-            let mut ledgers = self
-                .ledgers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut ledgers = self.ledgers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             ledgers.entry(user.to_owned()).or_default().clone()
         };
         let ledger = cell
@@ -178,13 +153,7 @@ mod tests {
     fn reservations_never_pass_the_limit_and_give_back_the_rest() {
         let ledger = Arc::new(Ledger::new(100, Some(1000)));
         let mut first = ledger.reserve(600).expect("fits");
-        assert_eq!(
-            ledger.reserve(301).err(),
-            Some(OverQuota {
-                needed: 301,
-                available: 300
-            })
-        );
+        assert_eq!(ledger.reserve(301).err(), Some(OverQuota { needed: 301, available: 300 }));
         let second = ledger.reserve(300).expect("exactly fits");
         assert_eq!(ledger.info().reserved, 900);
         first.consume(250);

@@ -35,9 +35,7 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.local_addr().ok())
-            .finish_non_exhaustive()
+        f.debug_struct("Server").field("addr", &self.local_addr().ok()).finish_non_exhaustive()
     }
 }
 
@@ -92,11 +90,7 @@ impl Server {
             storage: Arc::new(storage),
             quotas: QuotaBook::default(),
         };
-        Ok(Server {
-            endpoint,
-            ctx: Arc::new(ctx),
-            limiter,
-        })
+        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter })
     }
 
     /// The address actually bound (useful with port 0).
@@ -156,8 +150,7 @@ impl Server {
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after the grace period; closing them");
         }
-        self.endpoint
-            .close(CloseCode::ShuttingDown.varint(), b"server shutting down");
+        self.endpoint.close(CloseCode::ShuttingDown.varint(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!("stopped");
     }

@@ -43,15 +43,8 @@ pub fn setup(layout: &Layout, extra_hosts: &[String], force: bool) -> anyhow::Re
 
 /// The names the certificate is valid for: loopback, this machine's hostname, and `extra`.
 pub fn subject_names(extra: &[String]) -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    if let Some(host) = gethostname::gethostname()
-        .to_str()
-        .filter(|h| !h.is_empty())
-    {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Some(host) = gethostname::gethostname().to_str().filter(|h| !h.is_empty()) {
         names.push(host.to_owned());
     }
     names.extend(extra.iter().cloned());
@@ -62,13 +55,9 @@ pub fn subject_names(extra: &[String]) -> Vec<String> {
 fn write_certificate(layout: &Layout, extra_hosts: &[String]) -> anyhow::Result<()> {
     let names = subject_names(extra_hosts);
     let mut params = rcgen::CertificateParams::new(names.clone()).context("certificate names")?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "wharfd");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "wharfd");
     let key = rcgen::KeyPair::generate().context("generating the key")?;
-    let cert = params
-        .self_signed(&key)
-        .context("signing the certificate")?;
+    let cert = params.self_signed(&key).context("signing the certificate")?;
     write_private(&layout.key(), key.serialize_pem().as_bytes())?;
     fs::write(layout.cert(), cert.pem())
         .with_context(|| format!("writing {}", layout.cert().display()))?;

@@ -42,16 +42,12 @@ impl FromStr for Quota {
         if trimmed.eq_ignore_ascii_case("unlimited") || trimmed.eq_ignore_ascii_case("none") {
             return Ok(Quota::Unlimited);
         }
-        parse_bytes(trimmed)
-            .map(Quota::Limited)
-            .ok_or_else(|| SizeError(text.to_owned()))
+        parse_bytes(trimmed).map(Quota::Limited).ok_or_else(|| SizeError(text.to_owned()))
     }
 }
 
 fn parse_bytes(text: &str) -> Option<u64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let multiplier: u64 = match unit.trim() {
         "" | "B" | "b" => 1,
@@ -69,10 +65,7 @@ fn parse_bytes(text: &str) -> Option<u64> {
         return whole.checked_mul(multiplier);
     }
     // Fractions such as `1.5G`; rounded down to whole bytes.
-    let value: f64 = number
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
     let bytes = value * multiplier as f64;
     (bytes < u64::MAX as f64).then_some(bytes as u64)
 }

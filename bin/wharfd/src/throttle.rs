@@ -38,11 +38,7 @@ struct BoundedTable<K> {
 
 impl<K: Hash + Eq + Clone> BoundedTable<K> {
     fn new(capacity: usize, window: Duration) -> Self {
-        BoundedTable {
-            entries: HashMap::new(),
-            capacity,
-            window,
-        }
+        BoundedTable { entries: HashMap::new(), capacity, window }
     }
 
     fn count(&self, key: &K, now: Instant) -> u32 {
@@ -57,13 +53,7 @@ impl<K: Hash + Eq + Clone> BoundedTable<K> {
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             self.evict(now);
         }
-        self.entries.insert(
-            key,
-            Failures {
-                count: count.saturating_add(1),
-                last: now,
-            },
-        );
+        self.entries.insert(key, Failures { count: count.saturating_add(1), last: now });
     }
 
     fn clear(&mut self, key: &K) {
@@ -73,14 +63,10 @@ impl<K: Hash + Eq + Clone> BoundedTable<K> {
     /// Makes room: first drop everything outside the window, then, if still full, the stalest entry.
     fn evict(&mut self, now: Instant) {
         let window = self.window;
-        self.entries
-            .retain(|_, f| now.duration_since(f.last) < window);
+        self.entries.retain(|_, f| now.duration_since(f.last) < window);
         if self.entries.len() >= self.capacity
-            && let Some(stalest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| k.clone())
+            && let Some(stalest) =
+                self.entries.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone())
         {
             self.entries.remove(&stalest);
         }
@@ -126,10 +112,7 @@ impl Throttle {
     fn delay(&self, failures: u32) -> Duration {
         match failures {
             0 => Duration::ZERO,
-            n => self
-                .base
-                .saturating_mul(1u32 << (n - 1).min(20))
-                .min(self.max),
+            n => self.base.saturating_mul(1u32 << (n - 1).min(20)).min(self.max),
         }
     }
 
@@ -188,10 +171,7 @@ mod tests {
     fn delay_grows_then_caps_and_ip_gets_refused() {
         let mut throttle = Throttle::new(&settings());
         let now = Instant::now();
-        assert_eq!(
-            throttle.verdict(ip(1), "ann", now),
-            Verdict::Delay(Duration::ZERO)
-        );
+        assert_eq!(throttle.verdict(ip(1), "ann", now), Verdict::Delay(Duration::ZERO));
         let mut seen = Vec::new();
         for _ in 0..4 {
             throttle.record_failure(ip(1), "ann", now);
@@ -205,10 +185,7 @@ mod tests {
         assert_eq!(throttle.verdict(ip(2), "ann", now), ms(1000));
         // Everything is forgotten after the window.
         let later = now + Duration::from_secs(61);
-        assert_eq!(
-            throttle.verdict(ip(1), "ann", later),
-            Verdict::Delay(Duration::ZERO)
-        );
+        assert_eq!(throttle.verdict(ip(1), "ann", later), Verdict::Delay(Duration::ZERO));
     }
 
     #[test]
@@ -224,10 +201,7 @@ mod tests {
         }
         assert_eq!(throttle.tracked(), (3, 3));
         throttle.record_success(ip(49), "user49");
-        assert_eq!(
-            throttle.verdict(ip(49), "user49", now),
-            Verdict::Delay(Duration::ZERO)
-        );
+        assert_eq!(throttle.verdict(ip(49), "user49", now), Verdict::Delay(Duration::ZERO));
     }
 
     #[test]

@@ -37,18 +37,13 @@ pub enum UserError {
     #[error("user record {path} is corrupt: {message}")]
     Corrupt { path: String, message: String },
     #[error("user store I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// Checks a user name: it becomes a file name and a directory name, so it is kept to a safe alphabet.
 pub fn validate_name(name: &str) -> Result<(), UserError> {
     let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
     if first_ok && rest_ok && name.len() <= MAX_USER_LEN {
         Ok(())
@@ -96,8 +91,7 @@ impl UserStore {
 
     /// The record of `name`, which must exist.
     pub fn get(&self, name: &str) -> Result<UserRecord, UserError> {
-        self.load(name)?
-            .ok_or_else(|| UserError::NoSuchUser(name.to_owned()))
+        self.load(name)?.ok_or_else(|| UserError::NoSuchUser(name.to_owned()))
     }
 
     /// Writes `record` atomically: a temporary file is written and synced, then renamed over the old
@@ -165,10 +159,7 @@ impl UserStore {
 }
 
 fn io_error(path: &std::path::Path, source: std::io::Error) -> UserError {
-    UserError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    UserError::Io { path: path.display().to_string(), source }
 }
 
 #[cfg(test)]
@@ -180,18 +171,9 @@ mod tests {
         for good in ["ann", "anna", "_svc", "a.b-c_9"] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "..",
-            ".hidden",
-            "Ann",
-            "a/b",
-            "a b",
-            "a\0",
-            &"x".repeat(33),
-            "-x",
-            "9lives",
-        ] {
+        for bad in
+            ["", "..", ".hidden", "Ann", "a/b", "a b", "a\0", &"x".repeat(33), "-x", "9lives"]
+        {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -200,26 +182,13 @@ mod tests {
     fn records_round_trip_and_list_sorted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = UserStore::new(dir.path());
-        let bob = UserRecord {
-            name: "bob".into(),
-            password: "$argon2id$x".into(),
-            quota: None,
-        };
-        let ann = UserRecord {
-            name: "ann".into(),
-            password: "$argon2id$y".into(),
-            quota: Some(5),
-        };
+        let bob = UserRecord { name: "bob".into(), password: "$argon2id$x".into(), quota: None };
+        let ann = UserRecord { name: "ann".into(), password: "$argon2id$y".into(), quota: Some(5) };
         store.create(&bob).expect("create bob");
         store.create(&ann).expect("create ann");
         assert!(matches!(store.create(&ann), Err(UserError::Exists(_))));
         assert_eq!(store.get("ann").expect("ann"), ann);
-        let names: Vec<_> = store
-            .list()
-            .expect("list")
-            .into_iter()
-            .map(|u| u.name)
-            .collect();
+        let names: Vec<_> = store.list().expect("list").into_iter().map(|u| u.name).collect();
         assert_eq!(names, ["ann", "bob"]);
         store.remove("bob").expect("remove");
         assert!(store.load("bob").expect("load").is_none());

@@ -4,10 +4,7 @@
 use std::process::Command;
 
 fn wharfd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wharfd"))
-        .args(args)
-        .output()
-        .expect("run wharfd")
+    Command::new(env!("CARGO_BIN_EXE_wharfd")).args(args).output().expect("run wharfd")
 }
 
 #[test]
@@ -23,8 +20,5 @@ fn help_lists_the_commands() {
 #[test]
 fn bad_arguments_exit_with_2() {
     assert_eq!(wharfd(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(
-        wharfd(&["user", "quota", "ann", "10XB"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(wharfd(&["user", "quota", "ann", "10XB"]).status.code(), Some(2));
 }

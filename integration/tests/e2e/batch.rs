@@ -24,12 +24,8 @@ fn run(
 fn commands_run_in_order_and_the_first_failure_stops_the_batch() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let to = target(&server, "ann");
-    let out = run(
-        &server,
-        Some("pw"),
-        &["-c", "mkdir -p 'a b/c'; cd 'a b'; pwd; ls -l", &to],
-        None,
-    );
+    let out =
+        run(&server, Some("pw"), &["-c", "mkdir -p 'a b/c'; cd 'a b'; pwd; ls -l", &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let mut lines = stdout.lines();
@@ -37,41 +33,19 @@ fn commands_run_in_order_and_the_first_failure_stops_the_batch() {
     let long = lines.next().expect("ls -l line");
     assert!(long.starts_with("drwx") && long.ends_with(" c/"), "{long}");
     assert!(
-        long.split_whitespace()
-            .nth(2)
-            .is_some_and(|d| d.len() == 10 && d.starts_with("20")),
+        long.split_whitespace().nth(2).is_some_and(|d| d.len() == 10 && d.starts_with("20")),
         "{long}"
     );
 
-    let out = run(
-        &server,
-        Some("pw"),
-        &["-c", "mkdir x; cd nowhere; mkdir y", &to],
-        None,
-    );
+    let out = run(&server, Some("pw"), &["-c", "mkdir x; cd nowhere; mkdir y", &to], None);
     assert_eq!(out.status.code(), Some(1), "a failed command exits 1");
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("cd nowhere") && stderr.contains("no such file"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cd nowhere") && stderr.contains("no such file"), "{stderr}");
     assert!(server.home("ann").join("x").is_dir());
-    assert!(
-        !server.home("ann").join("y").exists(),
-        "nothing runs after the failure"
-    );
+    assert!(!server.home("ann").join("y").exists(), "nothing runs after the failure");
 
-    let out = run(
-        &server,
-        Some("pw"),
-        &["-c", "mkdir z; frobnicate", &to],
-        None,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a command that does not parse is a usage error"
-    );
+    let out = run(&server, Some("pw"), &["-c", "mkdir z; frobnicate", &to], None);
+    assert_eq!(out.status.code(), Some(2), "a command that does not parse is a usage error");
 }
 
 #[test]
@@ -80,17 +54,9 @@ fn batch_files_and_piped_input() {
     let to = target(&server, "ann");
     let dir = tempfile::tempdir().expect("dir");
     let script = dir.path().join("script.wharf");
-    std::fs::write(
-        &script,
-        "# set up\nmkdir -p docs/old\n\nmv docs/old docs/archive\nls docs\n",
-    )
-    .expect("script");
-    let out = run(
-        &server,
-        Some("pw"),
-        &["-b", &script.display().to_string(), &to],
-        None,
-    );
+    std::fs::write(&script, "# set up\nmkdir -p docs/old\n\nmv docs/old docs/archive\nls docs\n")
+        .expect("script");
+    let out = run(&server, Some("pw"), &["-b", &script.display().to_string(), &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "archive/");
 
@@ -108,12 +74,7 @@ fn exit_codes_tell_authentication_and_connection_failures_apart() {
     let out = run(&server, Some("wrong"), &["-c", "pwd", &to], None);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let out = run(&server, None, &["-c", "pwd", &to], None);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "no password and no terminal: {}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(4), "no password and no terminal: {}", text(&out.stderr));
 
     // A UDP port that receives but never answers.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -121,32 +82,17 @@ fn exit_codes_tell_authentication_and_connection_failures_apart() {
     let out = run(
         &server,
         Some("pw"),
-        &[
-            "--connect-timeout",
-            "1",
-            "-c",
-            "pwd",
-            &format!("ann@127.0.0.1:{port}"),
-        ],
+        &["--connect-timeout", "1", "-c", "pwd", &format!("ann@127.0.0.1:{port}")],
         None,
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("cannot connect"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
 }
 
 #[test]
 fn help_lists_every_command() {
     let server = TestServer::with_users(&[("ann", "pw")]);
-    let out = run(
-        &server,
-        Some("pw"),
-        &["-c", "help; help mv", &target(&server, "ann")],
-        None,
-    );
+    let out = run(&server, Some("pw"), &["-c", "help; help mv", &target(&server, "ann")], None);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     for command in [

@@ -62,11 +62,8 @@ fn jail() -> Jail {
     let outside = server.root().join("outside");
     std::fs::create_dir_all(outside.join("subdir")).expect("outside dir");
     std::fs::write(outside.join("secret.txt"), b"top secret").expect("secret");
-    std::fs::write(
-        server.home("anna").join("anna-secret"),
-        b"top secret of anna",
-    )
-    .expect("anna's file");
+    std::fs::write(server.home("anna").join("anna-secret"), b"top secret of anna")
+        .expect("anna's file");
     let home = server.home("ann");
     symlink(&outside, home.join("abs")).expect("absolute symlink");
     symlink("../../../outside", home.join("rel")).expect("relative climbing symlink");
@@ -111,18 +108,12 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
         );
         refused(&format!("ls {path}"), s.list(&p(path)).await);
         refused(&format!("cd {path}"), s.cd(path).await);
-        refused(
-            &format!("mkdir {path}/new"),
-            s.mkdir(&p(&format!("{path}/new")), false).await,
-        );
+        refused(&format!("mkdir {path}/new"), s.mkdir(&p(&format!("{path}/new")), false).await);
         refused(
             &format!("mkdir -p {path}/new/deeper"),
             s.mkdir(&p(&format!("{path}/new/deeper")), true).await,
         );
-        refused(
-            &format!("rmdir {path}/subdir"),
-            s.rmdir(&p(&format!("{path}/subdir"))).await,
-        );
+        refused(&format!("rmdir {path}/subdir"), s.rmdir(&p(&format!("{path}/subdir"))).await);
         refused(
             &format!("rm {path}/secret.txt"),
             s.remove(&p(&format!("{path}/secret.txt")), false).await,
@@ -133,50 +124,34 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
         );
         refused(
             &format!("mv {path}/secret.txt"),
-            s.rename(&p(&format!("{path}/secret.txt")), &p("/stolen"))
-                .await,
+            s.rename(&p(&format!("{path}/secret.txt")), &p("/stolen")).await,
         );
         refused(
             &format!("mv into {path}"),
-            s.rename(&p("/mine.txt"), &p(&format!("{path}/planted")))
-                .await,
+            s.rename(&p("/mine.txt"), &p(&format!("{path}/planted"))).await,
         );
     }
     // The escaping targets show up only as symlinks, never as what they point to.
     let listing = s.list(&RemotePath::root()).await.expect("ls /");
-    let abs = listing
-        .iter()
-        .find(|e| e.name == "abs")
-        .expect("abs listed");
+    let abs = listing.iter().find(|e| e.name == "abs").expect("abs listed");
     assert_eq!(abs.kind, wharf_common::proto::EntryKind::Symlink);
     assert!(!listing.iter().any(|e| e.name == "secret.txt"));
     assert_eq!(s.cwd().as_str(), "/");
     assert!(s.stat(&p("/stolen")).await.is_err());
 
     // Removing a symlink removes the link, not its target; `rm -r` never follows one either.
-    s.remove(&p("/leaf"), false)
-        .await
-        .expect("rm of the symlink itself");
+    s.remove(&p("/leaf"), false).await.expect("rm of the symlink itself");
     s.mkdir(&p("/box"), false).await.expect("mkdir");
     symlink(&outside, server.home("ann").join("box/link")).expect("symlink in box");
-    s.remove(&p("/box"), true)
-        .await
-        .expect("rm -r with a symlink inside");
-    s.rename(&p("/abs"), &p("/renamed-link"))
-        .await
-        .expect("renaming the link itself stays inside");
+    s.remove(&p("/box"), true).await.expect("rm -r with a symlink inside");
+    s.rename(&p("/abs"), &p("/renamed-link")).await.expect("renaming the link itself stays inside");
 
     assert_eq!(
         (snapshot(&outside), snapshot(&server.home("anna"))),
         before,
         "outside the home changed"
     );
-    assert!(
-        std::fs::read_dir(server.root().join("var/homes"))
-            .expect("homes")
-            .count()
-            == 2
-    );
+    assert!(std::fs::read_dir(server.root().join("var/homes")).expect("homes").count() == 2);
     s.close().await;
 }
 
@@ -186,25 +161,17 @@ async fn dotdot_absolute_and_sibling_prefix_paths_stay_inside() {
     let before = snapshot(&outside);
     let s = login(&server, "ann", "pw").await;
     // `..` is clamped at the home: these name paths *inside* it, which do not exist.
-    for path in [
-        "/../../../outside/secret.txt",
-        "../anna/anna-secret",
-        "/../anna",
-        "../../var/homes/anna",
-    ] {
+    for path in
+        ["/../../../outside/secret.txt", "../anna/anna-secret", "/../anna", "../../var/homes/anna"]
+    {
         assert_eq!(
             refused(path, s.stat(&s.resolve(path).expect("resolves")).await),
             ErrorCode::NotFound,
             "{path}"
         );
     }
-    s.mkdir(&s.resolve("../../made-here").expect("resolves"), false)
-        .await
-        .expect("mkdir inside");
-    assert!(
-        server.home("ann").join("made-here").is_dir(),
-        "created inside the home"
-    );
+    s.mkdir(&s.resolve("../../made-here").expect("resolves"), false).await.expect("mkdir inside");
+    assert!(server.home("ann").join("made-here").is_dir(), "created inside the home");
     assert!(
         !server.root().join("made-here").exists() && !server.root().join("var/made-here").exists()
     );
@@ -219,47 +186,18 @@ async fn malformed_paths_are_refused_by_the_server() {
     let long_name = "x".repeat(256);
     let long_path = "/a".repeat(2100);
     // Sent raw, past the client's own checks, to test the server's.
-    for path in [
-        "a\\..\\..\\outside",
-        "a\0b",
-        long_name.as_str(),
-        long_path.as_str(),
-    ] {
-        let reply = s
-            .call_raw(Command::Stat {
-                path: path.to_owned(),
-            })
-            .await;
+    for path in ["a\\..\\..\\outside", "a\0b", long_name.as_str(), long_path.as_str()] {
+        let reply = s.call_raw(Command::Stat { path: path.to_owned() }).await;
         assert!(
-            matches!(
-                reply,
-                Err(ClientError::Remote {
-                    code: ErrorCode::InvalidPath,
-                    ..
-                })
-            ),
+            matches!(reply, Err(ClientError::Remote { code: ErrorCode::InvalidPath, .. })),
             "{:?}: {reply:?}",
             &path[..path.len().min(20)]
         );
-        let reply = s
-            .call_raw(Command::Mkdir {
-                path: path.to_owned(),
-                parents: true,
-            })
-            .await;
-        assert!(matches!(
-            reply,
-            Err(ClientError::Remote {
-                code: ErrorCode::InvalidPath,
-                ..
-            })
-        ));
+        let reply = s.call_raw(Command::Mkdir { path: path.to_owned(), parents: true }).await;
+        assert!(matches!(reply, Err(ClientError::Remote { code: ErrorCode::InvalidPath, .. })));
     }
     assert!(matches!(
-        s.call_raw(Command::Stat {
-            path: "/mine.txt".into()
-        })
-        .await,
+        s.call_raw(Command::Stat { path: "/mine.txt".into() }).await,
         Ok(Reply::Stat { .. })
     ));
     s.close().await;
@@ -271,22 +209,11 @@ async fn two_users_never_see_each_other() {
     let ann = login(&server, "ann", "pw").await;
     let anna = login(&server, "anna", "pw2").await;
     ann.mkdir(&p("/ann-only"), false).await.expect("mkdir");
-    let anna_names: Vec<String> = anna
-        .list(&RemotePath::root())
-        .await
-        .expect("ls")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let anna_names: Vec<String> =
+        anna.list(&RemotePath::root()).await.expect("ls").into_iter().map(|e| e.name).collect();
     assert_eq!(anna_names, ["anna-secret"]);
-    assert_eq!(
-        refused("anna stat", anna.stat(&p("/ann-only")).await),
-        ErrorCode::NotFound
-    );
-    assert_eq!(
-        refused("ann stat", ann.stat(&p("/anna-secret")).await),
-        ErrorCode::NotFound
-    );
+    assert_eq!(refused("anna stat", anna.stat(&p("/ann-only")).await), ErrorCode::NotFound);
+    assert_eq!(refused("ann stat", ann.stat(&p("/anna-secret")).await), ErrorCode::NotFound);
     assert!(!server.home("anna").join("ann-only").exists());
     ann.close().await;
     anna.close().await;

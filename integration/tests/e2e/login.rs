@@ -24,9 +24,7 @@ async fn attempt(
     user: &str,
     password: &str,
 ) -> (Result<(), ClientError>, Duration) {
-    let session = Session::connect(&options_from(server, from))
-        .await
-        .expect("connect");
+    let session = Session::connect(&options_from(server, from)).await.expect("connect");
     let started = Instant::now();
     let result = session.login(user, password).await.map(|_| ());
     let took = started.elapsed();
@@ -56,10 +54,7 @@ async fn unknown_user_and_wrong_password_give_the_same_error_after_the_same_work
         let (result, took) = attempt(&server, [127, 0, 2, round], "nobody", "wrong").await;
         unknown.push((auth_message(&result), took));
     }
-    assert_eq!(
-        wrong[0].0, unknown[0].0,
-        "the two failures must be indistinguishable"
-    );
+    assert_eq!(wrong[0].0, unknown[0].0, "the two failures must be indistinguishable");
     // Noise only ever adds time, so the fastest of several runs shows the real work. Without the
     // dummy hash an unknown user answers in about a millisecond, some twenty times faster.
     let fastest = |runs: &[(String, Duration)]| runs.iter().map(|r| r.1).min().expect("runs");
@@ -82,25 +77,16 @@ async fn failures_delay_the_address_and_the_user_name_and_lock_only_the_address(
     // One failure on record: the next attempt from that address waits at least the base delay.
     let (second, took) = attempt(&server, attacker, "bob", "guess2").await;
     auth_message(&second);
-    assert!(
-        took >= Duration::from_millis(400),
-        "second attempt took only {took:?}"
-    );
+    assert!(took >= Duration::from_millis(400), "second attempt took only {took:?}");
     // The targeted user name is delayed from any address, too.
     let (_, took) = attempt(&server, [127, 0, 0, 67], "ann", "guess3").await;
-    assert!(
-        took >= Duration::from_millis(400),
-        "user-name delay missing: {took:?}"
-    );
+    assert!(took >= Duration::from_millis(400), "user-name delay missing: {took:?}");
 
     let (third, _) = attempt(&server, attacker, "ann", "guess4").await;
     auth_message(&third);
     // Three failures from the attacker: even the right password is now refused from there...
     let (locked, _) = attempt(&server, attacker, "bob", "bobpw").await;
-    assert!(
-        auth_message(&locked).contains("too many failed logins"),
-        "{locked:?}"
-    );
+    assert!(auth_message(&locked).contains("too many failed logins"), "{locked:?}");
     // ...but the real user still gets in from their own address.
     let (real, _) = attempt(&server, [127, 0, 0, 99], "ann", "right").await;
     assert!(real.is_ok(), "{real:?}");
@@ -111,14 +97,10 @@ async fn third_failure_on_a_connection_closes_it() {
     let server = server_with("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
     let session = Session::connect(&options(&server)).await.expect("connect");
     for _ in 0..3 {
-        assert!(matches!(
-            session.login("ann", "wrong").await,
-            Err(ClientError::Auth(_))
-        ));
+        assert!(matches!(session.login("ann", "wrong").await, Err(ClientError::Auth(_))));
     }
-    let closed = tokio::time::timeout(Duration::from_secs(10), session.closed())
-        .await
-        .expect("closed");
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), session.closed()).await.expect("closed");
     assert!(
         matches!(&closed, ClientError::Auth(m) if m.contains("too many failed logins")),
         "{closed:?}"
@@ -131,13 +113,7 @@ async fn commands_before_login_are_refused_and_idle_logins_time_out() {
     let session = Session::connect(&options(&server)).await.expect("connect");
     let refused = session.call_raw(Command::Stat { path: "/".into() }).await;
     assert!(
-        matches!(
-            refused,
-            Err(ClientError::Remote {
-                code: ErrorCode::NotLoggedIn,
-                ..
-            })
-        ),
+        matches!(refused, Err(ClientError::Remote { code: ErrorCode::NotLoggedIn, .. })),
         "{refused:?}"
     );
     let started = Instant::now();
@@ -154,23 +130,16 @@ async fn commands_before_login_are_refused_and_idle_logins_time_out() {
     let ann = login(&server, "ann", "right").await;
     let stat = tokio::time::timeout(Duration::from_secs(2), ann.closed()).await;
     assert!(stat.is_err(), "a logged-in session must stay open");
-    assert!(matches!(
-        ann.call_raw(Command::Quota).await,
-        Ok(Reply::Quota { .. })
-    ));
+    assert!(matches!(ann.call_raw(Command::Quota).await, Ok(Reply::Quota { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logged_in_sessions_that_go_idle_are_closed() {
     let server = server_with("[server]\nsession_idle_secs = 1\n", &[("ann", "right")]);
     let ann = login(&server, "ann", "right").await;
-    let closed = tokio::time::timeout(Duration::from_secs(10), ann.closed())
-        .await
-        .expect("closed in time");
-    assert!(
-        matches!(&closed, ClientError::ConnectionLost(m) if m.contains("idle")),
-        "{closed:?}"
-    );
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), ann.closed()).await.expect("closed in time");
+    assert!(matches!(&closed, ClientError::ConnectionLost(m) if m.contains("idle")), "{closed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

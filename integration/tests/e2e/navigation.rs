@@ -19,13 +19,8 @@ fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
 }
 
 async fn names(session: &Session, path: &str) -> Vec<String> {
-    let mut names: Vec<String> = session
-        .list(&p(path))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let mut names: Vec<String> =
+        session.list(&p(path)).await.expect("list").into_iter().map(|e| e.name).collect();
     names.sort();
     names
 }
@@ -49,98 +44,49 @@ async fn navigation_commands_and_their_errors() {
     );
     assert_eq!(code(s.cd("/missing").await), ErrorCode::NotFound);
     assert_eq!(code(s.cd("notes.txt").await), ErrorCode::NotADirectory);
-    assert_eq!(
-        s.cwd().as_str(),
-        "/",
-        "a failed cd leaves the directory alone"
-    );
+    assert_eq!(s.cwd().as_str(), "/", "a failed cd leaves the directory alone");
 
     // mkdir
     assert_eq!(code(s.mkdir(&p("/docs"), false).await), ErrorCode::Exists);
-    s.mkdir(&p("/docs"), true)
-        .await
-        .expect("mkdir -p on an existing directory");
-    assert_eq!(
-        code(s.mkdir(&p("/a/b/c"), false).await),
-        ErrorCode::NotFound
-    );
+    s.mkdir(&p("/docs"), true).await.expect("mkdir -p on an existing directory");
+    assert_eq!(code(s.mkdir(&p("/a/b/c"), false).await), ErrorCode::NotFound);
     s.mkdir(&p("/a/b/c"), true).await.expect("mkdir -p");
-    assert_eq!(
-        code(s.mkdir(&p("/notes.txt/sub"), true).await),
-        ErrorCode::NotADirectory
-    );
-    s.mkdir(&p("/with space/ünïcode"), true)
-        .await
-        .expect("names with spaces and unicode");
+    assert_eq!(code(s.mkdir(&p("/notes.txt/sub"), true).await), ErrorCode::NotADirectory);
+    s.mkdir(&p("/with space/ünïcode"), true).await.expect("names with spaces and unicode");
 
     // ls: every entry, including dot files (hiding them is the shell's job)
-    assert_eq!(
-        names(&s, "/").await,
-        [".hidden", "a", "docs", "notes.txt", "with space"]
-    );
+    assert_eq!(names(&s, "/").await, [".hidden", "a", "docs", "notes.txt", "with space"]);
     assert_eq!(names(&s, "/with space").await, ["ünïcode"]);
     assert_eq!(code(s.list(&p("/missing")).await), ErrorCode::NotFound);
-    assert_eq!(
-        code(s.list(&p("/notes.txt")).await),
-        ErrorCode::NotADirectory
-    );
+    assert_eq!(code(s.list(&p("/notes.txt")).await), ErrorCode::NotADirectory);
 
     // stat
     let file = s.stat(&p("/notes.txt")).await.expect("stat file");
-    assert_eq!(
-        (file.name.as_str(), file.kind, file.size),
-        ("notes.txt", EntryKind::File, 5)
-    );
+    assert_eq!((file.name.as_str(), file.kind, file.size), ("notes.txt", EntryKind::File, 5));
     assert!(file.mtime > 1_700_000_000, "a real modification time");
-    assert_eq!(
-        s.stat(&p("/")).await.expect("stat root").kind,
-        EntryKind::Dir
-    );
+    assert_eq!(s.stat(&p("/")).await.expect("stat root").kind, EntryKind::Dir);
     assert_eq!(code(s.stat(&p("/nope")).await), ErrorCode::NotFound);
 
     // rmdir
     assert_eq!(code(s.rmdir(&p("/a")).await), ErrorCode::NotEmpty);
-    assert_eq!(
-        code(s.rmdir(&p("/notes.txt")).await),
-        ErrorCode::NotADirectory
-    );
+    assert_eq!(code(s.rmdir(&p("/notes.txt")).await), ErrorCode::NotADirectory);
     assert_eq!(code(s.rmdir(&p("/")).await), ErrorCode::InvalidPath);
     s.rmdir(&p("/a/b/c")).await.expect("rmdir");
 
     // rm
-    assert_eq!(
-        code(s.remove(&p("/a"), false).await),
-        ErrorCode::IsADirectory
-    );
-    assert_eq!(
-        code(s.remove(&p("/nope"), false).await),
-        ErrorCode::NotFound
-    );
+    assert_eq!(code(s.remove(&p("/a"), false).await), ErrorCode::IsADirectory);
+    assert_eq!(code(s.remove(&p("/nope"), false).await), ErrorCode::NotFound);
     assert_eq!(code(s.remove(&p("/"), true).await), ErrorCode::InvalidPath);
     s.remove(&p("/a"), true).await.expect("rm -r");
     assert!(!server.home("ann").join("a").exists());
 
     // mv
-    s.rename(&p("/notes.txt"), &p("/docs/renamed.txt"))
-        .await
-        .expect("mv");
+    s.rename(&p("/notes.txt"), &p("/docs/renamed.txt")).await.expect("mv");
     assert_eq!(names(&s, "/docs").await, ["renamed.txt"]);
-    assert_eq!(
-        code(s.rename(&p("/nope"), &p("/x")).await),
-        ErrorCode::NotFound
-    );
-    assert_eq!(
-        code(s.rename(&p("/docs"), &p("/docs/inside")).await),
-        ErrorCode::InvalidPath
-    );
-    assert_eq!(
-        code(s.rename(&p("/docs/renamed.txt"), &p("/with space")).await),
-        ErrorCode::Exists
-    );
-    assert_eq!(
-        code(s.rename(&p("/"), &p("/x")).await),
-        ErrorCode::InvalidPath
-    );
+    assert_eq!(code(s.rename(&p("/nope"), &p("/x")).await), ErrorCode::NotFound);
+    assert_eq!(code(s.rename(&p("/docs"), &p("/docs/inside")).await), ErrorCode::InvalidPath);
+    assert_eq!(code(s.rename(&p("/docs/renamed.txt"), &p("/with space")).await), ErrorCode::Exists);
+    assert_eq!(code(s.rename(&p("/"), &p("/x")).await), ErrorCode::InvalidPath);
     s.close().await;
 }
 
@@ -155,15 +101,10 @@ async fn quota_counts_files_and_gets_space_back() {
     std::fs::write(home.join("four"), vec![4u8; 50]).expect("file");
     let s = login(&server, "ann", "pw").await;
     let quota = s.quota().await.expect("quota");
-    assert_eq!(
-        (quota.used, quota.reserved, quota.limit),
-        (1750, 0, Some(100 << 20))
-    );
+    assert_eq!((quota.used, quota.reserved, quota.limit), (1750, 0, Some(100 << 20)));
 
     // An overwrite by rename frees the replaced file.
-    s.rename(&p("/four"), &p("/three"))
-        .await
-        .expect("mv over a file");
+    s.rename(&p("/four"), &p("/three")).await.expect("mv over a file");
     assert_eq!(s.quota().await.expect("quota").used, 1550);
     s.remove(&p("/d"), true).await.expect("rm -r");
     assert_eq!(s.quota().await.expect("quota").used, 50);
@@ -211,10 +152,7 @@ async fn a_directory_of_100_000_entries_lists_completely_in_bounded_server_memor
     unique.dedup();
     assert_eq!(unique.len(), 100_000, "no entry twice");
     let grew_mib = (after - before) / 1024;
-    assert!(
-        grew_mib < 16,
-        "server peak RSS grew by {grew_mib} MiB while listing"
-    );
+    assert!(grew_mib < 16, "server peak RSS grew by {grew_mib} MiB while listing");
     s.close().await;
 }
 

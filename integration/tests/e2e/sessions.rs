@@ -21,9 +21,7 @@ async fn fifty_sessions_logged_in_at_once_all_work() {
     for n in 0..50 {
         let server = server.clone();
         let user = users[n % users.len()].clone();
-        tasks.push(tokio::spawn(
-            async move { login(&server, &user, "pw").await },
-        ));
+        tasks.push(tokio::spawn(async move { login(&server, &user, "pw").await }));
     }
     let mut sessions = Vec::new();
     for task in tasks {
@@ -66,9 +64,7 @@ async fn pipelined_requests_on_one_session_each_get_their_own_answer() {
     let stats = (0..20).map(|i| {
         let session = session.clone();
         tokio::spawn(async move {
-            session
-                .stat(&RemotePath::parse(&format!("/f{i}")).expect("path"))
-                .await
+            session.stat(&RemotePath::parse(&format!("/f{i}")).expect("path")).await
         })
     });
     for (i, stat) in stats.enumerate() {
@@ -90,9 +86,8 @@ async fn connections_past_the_per_ip_cap_are_refused_and_others_carry_on() {
         "{third:?}"
     );
     // Another address is not affected, and the first two sessions still work.
-    let other = Session::open(&options_from(&server, [127, 0, 0, 2]), "ann", "pw")
-        .await
-        .expect("other ip");
+    let other =
+        Session::open(&options_from(&server, [127, 0, 0, 2]), "ann", "pw").await.expect("other ip");
     first.quota().await.expect("first still works");
     second.quota().await.expect("second still works");
     other.close().await;
@@ -107,9 +102,8 @@ async fn sigterm_closes_sessions_cleanly_and_the_server_exits_zero() {
     let session = login(&server, "ann", "pw").await;
     session.quota().await.expect("works before shutdown");
     server.stop(); // SIGTERM, and asserts a zero exit
-    let closed = tokio::time::timeout(Duration::from_secs(10), session.closed())
-        .await
-        .expect("closed");
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), session.closed()).await.expect("closed");
     assert!(
         matches!(&closed, ClientError::ConnectionLost(m) if m.contains("shutting down")),
         "{closed:?}"

@@ -22,28 +22,20 @@ fn setup_writes_cert_key_config_and_layout_and_keeps_the_cert() {
     for dir in ["certs", "etc", "var/users", "var/homes", "var/log"] {
         assert!(root.join(dir).is_dir(), "{dir} missing");
     }
-    let key_mode = std::fs::metadata(root.join("certs/server.key"))
-        .expect("key")
-        .permissions()
-        .mode();
+    let key_mode =
+        std::fs::metadata(root.join("certs/server.key")).expect("key").permissions().mode();
     assert_eq!(key_mode & 0o777, 0o600, "private key must be owner-only");
     assert!(std::fs::read_to_string(root.join("etc/wharfd.toml")).is_ok());
 
     let first = server.wharfd(&["setup"], None);
     let again = server.wharfd(&["setup"], None);
     assert!(text(&again.stdout).contains("kept existing certificate"));
-    assert_eq!(
-        fingerprint_line(&first.stdout),
-        fingerprint_line(&again.stdout)
-    );
+    assert_eq!(fingerprint_line(&first.stdout), fingerprint_line(&again.stdout));
     assert!(fingerprint_line(&first.stdout).starts_with("fingerprint SHA256:"));
 
     let forced = server.wharfd(&["setup", "--force", "--host", "files.example.test"], None);
     assert!(forced.status.success());
-    assert_ne!(
-        fingerprint_line(&forced.stdout),
-        fingerprint_line(&first.stdout)
-    );
+    assert_ne!(fingerprint_line(&forced.stdout), fingerprint_line(&first.stdout));
     let pem = std::fs::read_to_string(root.join("certs/server.crt")).expect("cert");
     let der = wharf_common::tls::load_certs(&root.join("certs/server.crt")).expect("parse cert");
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
@@ -59,31 +51,15 @@ fn user_commands_manage_records_homes_and_quotas() {
     server.add_user("ann", "pw-ann", "5MiB");
     server.add_user("anna", "pw-anna", "unlimited");
     let record = std::fs::read_to_string(server.root().join("var/users/ann.toml")).expect("record");
-    assert!(
-        record.contains("$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{record}"
-    );
-    assert!(
-        !record.contains("pw-ann"),
-        "the password itself must never be stored"
-    );
+    assert!(record.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "{record}");
+    assert!(!record.contains("pw-ann"), "the password itself must never be stored");
     assert!(server.home("ann").is_dir());
 
     std::fs::write(server.home("ann").join("f"), vec![0u8; 3000]).expect("file");
     let list = text(&server.wharfd(&["user", "list"], None).stdout);
-    let ann_line = list
-        .lines()
-        .find(|l| l.starts_with("ann "))
-        .expect("ann listed");
-    assert!(
-        ann_line.contains("5.0 MiB") && ann_line.contains("2.9 KiB"),
-        "{list}"
-    );
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("anna ") && l.contains("unlimited")),
-        "{list}"
-    );
+    let ann_line = list.lines().find(|l| l.starts_with("ann ")).expect("ann listed");
+    assert!(ann_line.contains("5.0 MiB") && ann_line.contains("2.9 KiB"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("anna ") && l.contains("unlimited")), "{list}");
 
     let dup = server.wharfd(&["user", "add", "ann", "--password-stdin"], Some("x\n"));
     assert_eq!(dup.status.code(), Some(1), "adding an existing user fails");
@@ -95,39 +71,15 @@ fn user_commands_manage_records_homes_and_quotas() {
     let empty = server.wharfd(&["user", "add", "bob", "--password-stdin"], Some("\n"));
     assert_eq!(empty.status.code(), Some(1), "empty passwords are refused");
 
-    assert!(
-        server
-            .wharfd(&["user", "quota", "ann", "2G"], None)
-            .status
-            .success()
-    );
+    assert!(server.wharfd(&["user", "quota", "ann", "2G"], None).status.success());
     let record = std::fs::read_to_string(server.root().join("var/users/ann.toml")).expect("record");
-    assert!(
-        record.contains(&format!("quota = {}", 2u64 << 30)),
-        "{record}"
-    );
+    assert!(record.contains(&format!("quota = {}", 2u64 << 30)), "{record}");
 
-    assert!(
-        server
-            .wharfd(&["user", "del", "anna"], None)
-            .status
-            .success()
-    );
-    assert!(
-        server.home("anna").is_dir(),
-        "del without --purge keeps the home"
-    );
-    assert!(
-        server
-            .wharfd(&["user", "del", "ann", "--purge"], None)
-            .status
-            .success()
-    );
+    assert!(server.wharfd(&["user", "del", "anna"], None).status.success());
+    assert!(server.home("anna").is_dir(), "del without --purge keeps the home");
+    assert!(server.wharfd(&["user", "del", "ann", "--purge"], None).status.success());
     assert!(!server.home("ann").exists(), "--purge removes the home");
-    assert_eq!(
-        server.wharfd(&["user", "del", "ann"], None).status.code(),
-        Some(1)
-    );
+    assert_eq!(server.wharfd(&["user", "del", "ann"], None).status.code(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,30 +88,15 @@ async fn a_running_server_sees_new_users_passwords_and_quotas() {
     server.add_user("bob", "bobpw", "1MiB");
     login(&server, "bob", "bobpw").await.close().await;
 
-    let out = server.wharfd(
-        &["user", "passwd", "ann", "--password-stdin"],
-        Some("second\n"),
-    );
+    let out = server.wharfd(&["user", "passwd", "ann", "--password-stdin"], Some("second\n"));
     assert!(out.status.success());
     let old = Session::open(&options(&server), "ann", "first").await;
-    assert!(
-        matches!(old, Err(ClientError::Auth(_))),
-        "old password must fail"
-    );
+    assert!(matches!(old, Err(ClientError::Auth(_))), "old password must fail");
     let ann = login(&server, "ann", "second").await;
 
     assert_eq!(ann.quota().await.expect("quota").limit, Some(100 << 20));
-    assert!(
-        server
-            .wharfd(&["user", "quota", "ann", "7MiB"], None)
-            .status
-            .success()
-    );
-    assert_eq!(
-        ann.quota().await.expect("quota").limit,
-        Some(7 << 20),
-        "quota change seen live"
-    );
+    assert!(server.wharfd(&["user", "quota", "ann", "7MiB"], None).status.success());
+    assert_eq!(ann.quota().await.expect("quota").limit, Some(7 << 20), "quota change seen live");
     ann.close().await;
 }
 
@@ -176,33 +113,19 @@ fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
         .expect("spawn");
     use std::io::BufRead as _;
     let stdout = child.stdout.take().expect("stdout");
-    let lines: Vec<String> = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(5)
-        .collect();
+    let lines: Vec<String> =
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).take(5).collect();
     let _ = child.kill();
     let _ = child.wait();
     let all = lines.join("\n");
     assert!(all.contains("wharfd listening on 127.0.0.1:"), "{all}");
-    let password_line = lines
-        .iter()
-        .find(|l| l.starts_with("created user demo with password "))
-        .expect("demo");
-    let password = password_line
-        .split_whitespace()
-        .nth(5)
-        .expect("password word");
+    let password_line =
+        lines.iter().find(|l| l.starts_with("created user demo with password ")).expect("demo");
+    let password = password_line.split_whitespace().nth(5).expect("password word");
     assert!(password.len() >= 16, "{password_line}");
-    assert!(
-        all.contains("wharf --ca ") && all.contains("demo@localhost:"),
-        "{all}"
-    );
+    assert!(all.contains("wharf --ca ") && all.contains("demo@localhost:"), "{all}");
     assert!(dir.path().join("certs/server.crt").exists());
     let record =
         std::fs::read_to_string(dir.path().join("var/users/demo.toml")).expect("demo record");
-    assert!(
-        !record.contains(password),
-        "the demo password must be stored hashed"
-    );
+    assert!(!record.contains(password), "the demo password must be stored hashed");
 }

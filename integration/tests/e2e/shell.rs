@@ -33,11 +33,7 @@ fn has_line(screen: &str, wanted: &str) -> bool {
 fn at_prompt(sh: &mut PtyShell, cwd: &str) {
     let prompt = format!("ann@127.0.0.1:{cwd}>");
     sh.expect_where(&prompt.clone(), |screen| {
-        screen
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.trim_end() == prompt)
+        screen.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt)
     });
 }
 
@@ -100,10 +96,7 @@ fn first_connection_asks_about_the_host_and_the_password() {
     let mut sh = shell(&server, home.path(), false, None);
     sh.expect("Are you sure you want to continue connecting (yes/no)?");
     let screen = sh.screen();
-    assert!(
-        screen.contains("Its certificate fingerprint is SHA256:"),
-        "{screen}"
-    );
+    assert!(screen.contains("Its certificate fingerprint is SHA256:"), "{screen}");
     sh.send("yes\r");
     sh.expect("ann@127.0.0.1's password:");
     sh.send("pw\r");
@@ -112,8 +105,5 @@ fn first_connection_asks_about_the_host_and_the_password() {
     assert_eq!(sh.wait(), 0);
     let pinned =
         std::fs::read_to_string(home.path().join(".config/wharf/known_hosts")).expect("pinned");
-    assert!(
-        pinned.starts_with(&format!("127.0.0.1:{} SHA256:", server.addr().port())),
-        "{pinned}"
-    );
+    assert!(pinned.starts_with(&format!("127.0.0.1:{} SHA256:", server.addr().port())), "{pinned}");
 }

@@ -13,25 +13,15 @@ fn first_use_pinning_then_a_changed_certificate_is_refused_loudly() {
     // Batch mode refuses an unknown host and says how to check it.
     let out = wharf(home.path(), Some("pw"), &["-c", "pwd", &to], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("SHA256:"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("SHA256:"), "{}", text(&out.stderr));
     assert!(!known_hosts.exists(), "nothing is pinned without consent");
 
-    let out = wharf(
-        home.path(),
-        Some("pw"),
-        &["--accept-new-host", "-c", "pwd", &to],
-        None,
-    );
+    let out = wharf(home.path(), Some("pw"), &["--accept-new-host", "-c", "pwd", &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let pinned = std::fs::read_to_string(&known_hosts).expect("pinned");
     let setup = server.wharfd(&["setup"], None);
-    let fingerprint = text(&setup.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("fingerprint ").map(str::to_owned));
+    let fingerprint =
+        text(&setup.stdout).lines().find_map(|l| l.strip_prefix("fingerprint ").map(str::to_owned));
     assert!(
         pinned.contains(&fingerprint.expect("fingerprint")),
         "pins the fingerprint setup printed"
@@ -47,12 +37,7 @@ fn first_use_pinning_then_a_changed_certificate_is_refused_loudly() {
     assert!(server.wharfd(&["setup", "--force"], None).status.success());
     let addr = server.addr();
     server.start_on(addr);
-    let out = wharf(
-        home.path(),
-        Some("pw"),
-        &["--accept-new-host", "-c", "pwd", &to],
-        None,
-    );
+    let out = wharf(home.path(), Some("pw"), &["--accept-new-host", "-c", "pwd", &to], None);
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("CERTIFICATE HAS CHANGED"), "{stderr}");
@@ -60,11 +45,7 @@ fn first_use_pinning_then_a_changed_certificate_is_refused_loudly() {
         stderr.contains("line 1 of") && stderr.contains("known_hosts"),
         "says how to fix it: {stderr}"
     );
-    assert_eq!(
-        std::fs::read_to_string(&known_hosts).expect("pins"),
-        pinned,
-        "the old pin is kept"
-    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).expect("pins"), pinned, "the old pin is kept");
 }
 
 #[test]
@@ -80,10 +61,7 @@ fn ca_file_trust_verifies_the_certificate_and_the_name() {
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        !home.path().join(".config/wharf/known_hosts").exists(),
-        "--ca pins nothing"
-    );
+    assert!(!home.path().join(".config/wharf/known_hosts").exists(), "--ca pins nothing");
 
     // Another server's certificate is not a CA for this one.
     let other = TestServer::new("");

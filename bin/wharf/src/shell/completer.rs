@@ -35,19 +35,11 @@ pub struct WharfCompleter {
 
 impl WharfCompleter {
     pub fn new(session: Arc<Session>, runtime: Handle, cache: ListingCache) -> WharfCompleter {
-        WharfCompleter {
-            session,
-            runtime,
-            cache,
-            commands: command_names(),
-        }
+        WharfCompleter { session, runtime, cache, commands: command_names() }
     }
 
     fn remote_entries(&self, dir: &RemotePath) -> Arc<Vec<Entry>> {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((when, entries)) = cache.get(dir)
             && when.elapsed() < LISTING_TTL
         {
@@ -85,10 +77,7 @@ impl Completer for WharfCompleter {
             let candidates: Vec<(String, bool)> = if LOCAL_PATH_COMMANDS.contains(&command) {
                 local_candidates(dir_part)
             } else {
-                match self
-                    .session
-                    .resolve(if dir_part.is_empty() { "." } else { dir_part })
-                {
+                match self.session.resolve(if dir_part.is_empty() { "." } else { dir_part }) {
                     Ok(dir) => self
                         .remote_entries(&dir)
                         .iter()
@@ -115,30 +104,16 @@ impl Completer for WharfCompleter {
 }
 
 fn suggestion(value: String, span: Span, append_whitespace: bool) -> Suggestion {
-    Suggestion {
-        value,
-        span,
-        append_whitespace,
-        ..Default::default()
-    }
+    Suggestion { value, span, append_whitespace, ..Default::default() }
 }
 
 fn local_candidates(dir_part: &str) -> Vec<(String, bool)> {
-    let dir = if dir_part.is_empty() {
-        Path::new(".")
-    } else {
-        Path::new(dir_part)
-    };
+    let dir = if dir_part.is_empty() { Path::new(".") } else { Path::new(dir_part) };
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        e.path().is_dir(),
-                    )
-                })
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().is_dir()))
                 .collect()
         })
         .unwrap_or_default()
@@ -198,34 +173,10 @@ mod tests {
 
     #[test]
     fn finds_the_word_under_the_cursor() {
-        assert_eq!(
-            current_word("ls -l my\\ di"),
-            Word {
-                start: 6,
-                text: "my di".into()
-            }
-        );
-        assert_eq!(
-            current_word("cd 'a b/c"),
-            Word {
-                start: 3,
-                text: "a b/c".into()
-            }
-        );
-        assert_eq!(
-            current_word("mk"),
-            Word {
-                start: 0,
-                text: "mk".into()
-            }
-        );
-        assert_eq!(
-            current_word("ls "),
-            Word {
-                start: 3,
-                text: String::new()
-            }
-        );
+        assert_eq!(current_word("ls -l my\\ di"), Word { start: 6, text: "my di".into() });
+        assert_eq!(current_word("cd 'a b/c"), Word { start: 3, text: "a b/c".into() });
+        assert_eq!(current_word("mk"), Word { start: 0, text: "mk".into() });
+        assert_eq!(current_word("ls "), Word { start: 3, text: String::new() });
     }
 
     #[test]

@@ -56,11 +56,7 @@ fn editor(
     let menu = ColumnarMenu::default().with_name("completion_menu");
     Ok(Reedline::create()
         .with_history(Box::new(history))
-        .with_completer(Box::new(WharfCompleter::new(
-            session,
-            runtime,
-            cache.clone(),
-        )))
+        .with_completer(Box::new(WharfCompleter::new(session, runtime, cache.clone())))
         .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
         // Like bash: a lone match completes in place, and a shared prefix is filled in.
         .with_quick_completions(true)
@@ -95,10 +91,7 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
             }
             Err(err) => Err(err),
         };
-        cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         match outcome {
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => break,

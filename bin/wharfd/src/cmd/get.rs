@@ -20,11 +20,7 @@ pub async fn run(
     let path = parse_path(path)?;
     let source = session.home.begin_download(&path).await?;
     let same_file = version.as_deref() == Some(source.version.as_str());
-    let offset = if same_file && offset <= source.size {
-        offset
-    } else {
-        0
-    };
+    let offset = if same_file && offset <= source.size { offset } else { 0 };
     let id = session.transfers.next_id();
     let ready = Reply::Transfer {
         transfer: id,
@@ -35,41 +31,22 @@ pub async fn run(
     if !progress.send(ready).await {
         return Err(failed(&path, "connection closed"));
     }
-    let mut stream = session
-        .conn
-        .open_uni()
-        .await
-        .map_err(|err| failed(&path, &err.to_string()))?;
+    let mut stream =
+        session.conn.open_uni().await.map_err(|err| failed(&path, &err.to_string()))?;
     let header = StreamHeader { transfer: id };
-    let digest = send_file(
-        &mut stream,
-        header,
-        source.file,
-        (offset, source.size),
-        source.digest,
-        |_| {},
-    )
-    .await
-    .map_err(|err| failed(&path, &err.to_string()))?;
+    let digest =
+        send_file(&mut stream, header, source.file, (offset, source.size), source.digest, |_| {})
+            .await
+            .map_err(|err| failed(&path, &err.to_string()))?;
     if source.digest.is_none() {
         // Hashed while sending: remember it, so the next download need not.
-        if let Err(err) = session
-            .home
-            .record_digest(&path, &source.version, digest)
-            .await
-        {
+        if let Err(err) = session.home.record_digest(&path, &source.version, digest).await {
             tracing::warn!(%path, %err, "cannot record digest");
         }
     }
-    Ok(Reply::Done {
-        size: source.size,
-        sha256: digest.to_string(),
-    })
+    Ok(Reply::Done { size: source.size, sha256: digest.to_string() })
 }
 
 fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
-    StorageError::new(
-        ErrorCode::TransferFailed,
-        format!("{path}: download failed: {why}"),
-    )
+    StorageError::new(ErrorCode::TransferFailed, format!("{path}: download failed: {why}"))
 }

@@ -12,18 +12,10 @@ pub async fn run(session: &Session, path: &str, progress: &Progress<'_>) -> CmdR
     while let Some(page) = pages.recv().await {
         // Hold each page back by one, so that the last one can carry `done`.
         if let Some(entries) = previous.replace(page?)
-            && !progress
-                .send(Reply::Entries {
-                    entries,
-                    done: false,
-                })
-                .await
+            && !progress.send(Reply::Entries { entries, done: false }).await
         {
             break;
         }
     }
-    Ok(Reply::Entries {
-        entries: previous.unwrap_or_default(),
-        done: true,
-    })
+    Ok(Reply::Entries { entries: previous.unwrap_or_default(), done: true })
 }

@@ -38,9 +38,7 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("Session").field("user", &self.user).finish_non_exhaustive()
     }
 }
 
@@ -54,10 +52,7 @@ pub struct Progress<'a> {
 impl Progress<'_> {
     /// Sends one intermediate reply; false if the connection is gone.
     pub async fn send(&self, reply: Reply) -> bool {
-        self.replies
-            .send(Response { id: self.id, reply })
-            .await
-            .is_ok()
+        self.replies.send(Response { id: self.id, reply }).await.is_ok()
     }
 }
 
@@ -86,17 +81,12 @@ pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) 
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
-        Command::Put {
-            path,
-            size,
-            source,
-            resume,
-        } => put::run(session, &path, size, &source, resume, progress).await,
-        Command::Get {
-            path,
-            offset,
-            version,
-        } => get::run(session, &path, offset, version, progress).await,
+        Command::Put { path, size, source, resume } => {
+            put::run(session, &path, size, &source, resume, progress).await
+        }
+        Command::Get { path, offset, version } => {
+            get::run(session, &path, offset, version, progress).await
+        }
     };
     result.unwrap_or_else(|err| Reply::error(err.code, err.message))
 }

@@ -33,31 +33,19 @@ pub async fn run(
             format!("{path}: another upload to this path is in progress"),
         )
     })?;
-    let target = session
-        .home
-        .begin_upload(&path, size, source, resume)
-        .await?;
+    let target = session.home.begin_upload(&path, size, source, resume).await?;
     session.ledger.release(target.discarded);
-    let needed = size
-        .saturating_sub(target.offset)
-        .saturating_sub(target.replaced);
+    let needed = size.saturating_sub(target.offset).saturating_sub(target.replaced);
     let mut reservation = session.ledger.reserve(needed).map_err(|over| {
         StorageError::new(
             ErrorCode::QuotaExceeded,
-            format!(
-                "{path}: needs {} more bytes, {} available",
-                over.needed, over.available
-            ),
+            format!("{path}: needs {} more bytes, {} available", over.needed, over.available),
         )
     })?;
 
     let (id, stream) = session.transfers.expect();
-    let ready = Reply::Transfer {
-        transfer: id,
-        offset: target.offset,
-        size,
-        version: source.to_owned(),
-    };
+    let ready =
+        Reply::Transfer { transfer: id, offset: target.offset, size, version: source.to_owned() };
     if !progress.send(ready).await {
         session.transfers.forget(id);
         return Err(failed(&path, "connection closed"));
@@ -66,16 +54,14 @@ pub async fn run(
         session.transfers.forget(id);
         return Err(failed(&path, "the upload stream never arrived"));
     };
-    let received = receive_file(&mut stream, target.file, target.offset, size, |n| {
-        reservation.consume(n)
-    })
-    .await;
+    let received =
+        receive_file(&mut stream, target.file, target.offset, size, |n| reservation.consume(n))
+            .await;
     let received = match received {
         Ok(received) => received,
         Err(err) => {
-            let _ = stream.stop(quinn::VarInt::from_u32(
-                crate::conn::transfers::STOP_TRANSFER_FAILED,
-            ));
+            let _ =
+                stream.stop(quinn::VarInt::from_u32(crate::conn::transfers::STOP_TRANSFER_FAILED));
             // The partial stays, with its bytes counted, for a later resume.
             return Err(failed(&path, &err.to_string()));
         }
@@ -91,20 +77,11 @@ pub async fn run(
             ),
         ));
     }
-    let replaced = session
-        .home
-        .commit_upload(&key, &path, received.computed)
-        .await?;
+    let replaced = session.home.commit_upload(&key, &path, received.computed).await?;
     session.ledger.release(replaced);
-    Ok(Reply::Done {
-        size,
-        sha256: received.computed.to_string(),
-    })
+    Ok(Reply::Done { size, sha256: received.computed.to_string() })
 }
 
 fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
-    StorageError::new(
-        ErrorCode::TransferFailed,
-        format!("{path}: upload failed: {why}"),
-    )
+    StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
 }

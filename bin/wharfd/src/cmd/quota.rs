@@ -8,7 +8,5 @@ pub async fn run(session: &Session) -> CmdResult {
     if let Some(record) = session.ctx.auth.reload(&session.user).await {
         session.ledger.set_limit(record.quota);
     }
-    Ok(Reply::Quota {
-        quota: session.ledger.info(),
-    })
+    Ok(Reply::Quota { quota: session.ledger.info() })
 }

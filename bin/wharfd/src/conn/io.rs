@@ -19,10 +19,9 @@ pub fn spawn_reader(mut recv: quinn::RecvStream) -> mpsc::Receiver<Incoming> {
                 Ok(Some(request)) => Ok(request),
                 Ok(None) => Err(Close::new(CloseCode::Normal, "client finished")),
                 // The connection is gone (closed, reset, timed out): nothing left to tell the client.
-                Err(FrameError::Io(err)) => Err(Close::new(
-                    CloseCode::Normal,
-                    format!("connection lost: {err}"),
-                )),
+                Err(FrameError::Io(err)) => {
+                    Err(Close::new(CloseCode::Normal, format!("connection lost: {err}")))
+                }
                 Err(err) => Err(Close::new(CloseCode::ProtocolError, err.to_string())),
             };
             let stop = item.is_err();

@@ -33,12 +33,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
             .await
             .unwrap_or_else(|| Err(Close::new(CloseCode::Normal, "control stream closed")))?;
         let Command::Login { user, password } = cmd else {
-            reply(
-                &mut send,
-                id,
-                Reply::error(ErrorCode::NotLoggedIn, "log in first"),
-            )
-            .await?;
+            reply(&mut send, id, Reply::error(ErrorCode::NotLoggedIn, "log in first")).await?;
             continue;
         };
         match ctx.auth.login(&user, password, ip).await {
@@ -53,20 +48,8 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                 };
                 tracing::Span::current().record("user", session.user.as_str());
                 let quota = session.ledger.info();
-                reply(
-                    &mut send,
-                    id,
-                    Reply::LoggedIn {
-                        user: session.user.clone(),
-                        quota,
-                    },
-                )
-                .await?;
-                return Ok(LoggedIn {
-                    session,
-                    send,
-                    requests,
-                });
+                reply(&mut send, id, Reply::LoggedIn { user: session.user.clone(), quota }).await?;
+                return Ok(LoggedIn { session, send, requests });
             }
             Err(err) => {
                 failures += 1;
@@ -76,10 +59,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                     let _ = send.finish();
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped())
                         .await;
-                    return Err(Close::new(
-                        CloseCode::TooManyFailures,
-                        "too many failed logins",
-                    ));
+                    return Err(Close::new(CloseCode::TooManyFailures, "too many failed logins"));
                 }
             }
         }
@@ -93,21 +73,11 @@ async fn open_session(
 ) -> Result<Session, Reply> {
     let unavailable = |err: crate::storage::StorageError| {
         tracing::error!(user = %record.name, %err, "cannot open home");
-        Reply::error(
-            ErrorCode::Io,
-            "your home directory is unavailable; tell the administrator",
-        )
+        Reply::error(ErrorCode::Io, "your home directory is unavailable; tell the administrator")
     };
-    let home = ctx
-        .storage
-        .open_home(&record.name)
-        .await
-        .map_err(unavailable)?;
-    let ledger = ctx
-        .quotas
-        .ledger(&record.name, home.as_ref(), record.quota)
-        .await
-        .map_err(unavailable)?;
+    let home = ctx.storage.open_home(&record.name).await.map_err(unavailable)?;
+    let ledger =
+        ctx.quotas.ledger(&record.name, home.as_ref(), record.quota).await.map_err(unavailable)?;
     Ok(Session {
         user: record.name,
         home,

@@ -27,10 +27,7 @@ pub struct Close {
 
 impl Close {
     pub fn new(code: CloseCode, reason: impl Into<String>) -> Close {
-        Close {
-            code,
-            reason: reason.into(),
-        }
+        Close { code, reason: reason.into() }
     }
 }
 

@@ -30,11 +30,7 @@ pub async fn run(
     ctx: Arc<ServerContext>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
-    let LoggedIn {
-        session,
-        send,
-        mut requests,
-    } = logged_in;
+    let LoggedIn { session, send, mut requests } = logged_in;
     let session = Arc::new(session);
     let (replies, writer) = spawn_writer(send);
     let in_flight: InFlight = Arc::default();
@@ -42,10 +38,8 @@ pub async fn run(
     let idle = ctx.config.server.session_idle();
     let mut tasks = JoinSet::new();
     let mut idle_deadline = Instant::now() + idle;
-    let streams = tokio::spawn(accept_transfer_streams(
-        session.conn.clone(),
-        session.transfers.clone(),
-    ));
+    let streams =
+        tokio::spawn(accept_transfer_streams(session.conn.clone(), session.transfers.clone()));
 
     let close = loop {
         tokio::select! {
@@ -102,38 +96,20 @@ async fn start(
     tasks: &mut JoinSet<()>,
 ) {
     let Request { id, cmd } = request;
-    let refuse = |code, message: &str| Response {
-        id,
-        reply: Reply::error(code, message),
-    };
+    let refuse = |code, message: &str| Response { id, reply: Reply::error(code, message) };
     let Ok(permit) = permits.clone().try_acquire_owned() else {
-        let _ = replies
-            .send(refuse(ErrorCode::Busy, "too many requests in flight"))
-            .await;
+        let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight")).await;
         return;
     };
     if !lock(in_flight).insert(id) {
-        let _ = replies
-            .send(refuse(
-                ErrorCode::DuplicateId,
-                "request id already in flight",
-            ))
-            .await;
+        let _ = replies.send(refuse(ErrorCode::DuplicateId, "request id already in flight")).await;
         return;
     }
     let session = session.clone();
     let replies = replies.clone();
     let in_flight = in_flight.clone();
     tasks.spawn(async move {
-        let reply = dispatch(
-            &session,
-            cmd,
-            &Progress {
-                id,
-                replies: &replies,
-            },
-        )
-        .await;
+        let reply = dispatch(&session, cmd, &Progress { id, replies: &replies }).await;
         // Free the id before the final reply leaves, so the client may reuse it as soon as it sees it.
         lock(&in_flight).remove(&id);
         drop(permit);
@@ -160,20 +136,11 @@ async fn drain_for_shutdown(
             () = sleep_until(deadline) => break,
         }
     }
-    let notice = Reply::Notice {
-        message: "server shutting down".into(),
-    };
-    let _ = replies
-        .send(Response {
-            id: NOTICE_ID,
-            reply: notice,
-        })
-        .await;
+    let notice = Reply::Notice { message: "server shutting down".into() };
+    let _ = replies.send(Response { id: NOTICE_ID, reply: notice }).await;
     Close::new(CloseCode::ShuttingDown, "server shutting down")
 }
 
 fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<u32>> {
-    in_flight
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

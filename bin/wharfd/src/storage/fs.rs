@@ -39,10 +39,7 @@ impl FsStorage {
     pub fn open(layout: &crate::layout::Layout, pool: BlockingPool) -> io::Result<FsStorage> {
         let open = |path: std::path::PathBuf| -> io::Result<Arc<Dir>> {
             std::fs::create_dir_all(&path)?;
-            Ok(Arc::new(Dir::open_ambient_dir(
-                &path,
-                cap_std::ambient_authority(),
-            )?))
+            Ok(Arc::new(Dir::open_ambient_dir(&path, cap_std::ambient_authority())?))
         };
         Ok(FsStorage {
             homes: open(layout.homes())?,
@@ -60,11 +57,8 @@ fn home_error(err: &io::Error, user: &str) -> StorageError {
 #[async_trait]
 impl Storage for FsStorage {
     async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
-        let (homes, partials, digests) = (
-            self.homes.clone(),
-            self.partials.clone(),
-            self.digests.clone(),
-        );
+        let (homes, partials, digests) =
+            (self.homes.clone(), self.partials.clone(), self.digests.clone());
         let name = user.to_owned();
         let opened = self
             .pool
@@ -97,11 +91,7 @@ impl Storage for FsStorage {
     }
 
     async fn remove_home(&self, user: &str) -> StorageResult<()> {
-        let dirs = [
-            self.homes.clone(),
-            self.partials.clone(),
-            self.digests.clone(),
-        ];
+        let dirs = [self.homes.clone(), self.partials.clone(), self.digests.clone()];
         let name = user.to_owned();
         let removed = self
             .pool
@@ -165,9 +155,7 @@ impl Home for FsHome {
     }
 
     async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
-        let reader = self
-            .with_path(path, |dir, path| dir.read_dir(path.relative()))
-            .await?;
+        let reader = self.with_path(path, |dir, path| dir.read_dir(path.relative())).await?;
         let (tx, rx) = mpsc::channel(2);
         let pool = self.pool.clone();
         let shown = path.clone();
@@ -214,8 +202,7 @@ impl Home for FsHome {
 
     async fn rmdir(&self, path: &RemotePath) -> StorageResult<()> {
         refuse_root(path, "remove")?;
-        self.with_path(path, |dir, path| dir.remove_dir(path.relative()))
-            .await
+        self.with_path(path, |dir, path| dir.remove_dir(path.relative())).await
     }
 
     async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64> {
@@ -303,16 +290,12 @@ impl Home for FsHome {
 
     async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
         let (partials, key) = (self.partials.clone(), key.to_owned());
-        self.with_path(&RemotePath::root(), move |_, _| {
-            discard_upload(&partials, &key)
-        })
-        .await
+        self.with_path(&RemotePath::root(), move |_, _| discard_upload(&partials, &key)).await
     }
 
     async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource> {
         let digests = self.digests.clone();
-        self.with_path(path, move |dir, path| begin_download(dir, &digests, path))
-            .await
+        self.with_path(path, move |dir, path| begin_download(dir, &digests, path)).await
     }
 
     async fn record_digest(
@@ -322,10 +305,8 @@ impl Home for FsHome {
         digest: Sha256Digest,
     ) -> StorageResult<()> {
         let (digests, version) = (self.digests.clone(), version.to_owned());
-        self.with_path(path, move |dir, path| {
-            record_digest(dir, &digests, path, &version, digest)
-        })
-        .await
+        self.with_path(path, move |dir, path| record_digest(dir, &digests, path, &version, digest))
+            .await
     }
 }
 
@@ -354,11 +335,7 @@ fn entry(name: String, meta: &Metadata) -> Entry {
         kind: EntryKind::classify(meta.is_symlink(), meta.is_dir(), meta.is_file()),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
-        mtime: unix_seconds(
-            meta.modified()
-                .ok()
-                .map(cap_std::time::SystemTime::into_std),
-        ),
+        mtime: unix_seconds(meta.modified().ok().map(cap_std::time::SystemTime::into_std)),
     }
 }
 

@@ -56,15 +56,9 @@ pub fn begin_upload(
     }
     let replaced = target_bytes(home, path)?;
     let key = partial_key(path);
-    let wanted = PartialMeta {
-        path: path.to_string(),
-        size,
-        source: source.to_owned(),
-    };
-    let existing = partials
-        .read_to_string(meta_name(&key))
-        .ok()
-        .and_then(|text| toml::from_str(&text).ok());
+    let wanted = PartialMeta { path: path.to_string(), size, source: source.to_owned() };
+    let existing =
+        partials.read_to_string(meta_name(&key)).ok().and_then(|text| toml::from_str(&text).ok());
     let previous = partials.metadata(part_name(&key)).ok().map(|m| m.len());
     let previous_bytes = previous.unwrap_or(0);
 
@@ -81,21 +75,11 @@ pub fn begin_upload(
     }
     let file = partials.open_with(
         part_name(&key),
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true),
+        OpenOptions::new().read(true).write(true).create(true).truncate(true),
     )?;
     let meta = toml::to_string(&wanted).map_err(io::Error::other)?;
     write_atomically(partials, &meta_name(&key), meta.as_bytes())?;
-    Ok(UploadTarget {
-        key,
-        file: file.into_std(),
-        offset: 0,
-        replaced,
-        discarded: previous_bytes,
-    })
+    Ok(UploadTarget { key, file: file.into_std(), offset: 0, replaced, discarded: previous_bytes })
 }
 
 pub fn commit_upload(
@@ -111,8 +95,7 @@ pub fn commit_upload(
     partials.rename(part_name(key), home, path.relative())?;
     // The rename is durable only once the directory holding the new name is synced. (A read-only
     // open, because cap-std's `open_dir` gives an O_PATH handle, which fsync refuses.)
-    home.open_with(path.parent().relative(), OpenOptions::new().read(true))?
-        .sync_all()?;
+    home.open_with(path.parent().relative(), OpenOptions::new().read(true))?.sync_all()?;
     let _ = partials.remove_file(meta_name(key));
     let meta = home.symlink_metadata(path.relative())?;
     record(digests, &meta, digest)?;
@@ -120,10 +103,7 @@ pub fn commit_upload(
 }
 
 pub fn discard_upload(partials: &Dir, key: &str) -> io::Result<u64> {
-    let bytes = partials
-        .metadata(part_name(key))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let bytes = partials.metadata(part_name(key)).map(|m| m.len()).unwrap_or(0);
     for name in [part_name(key), meta_name(key)] {
         match partials.remove_file(name) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
@@ -141,12 +121,7 @@ pub fn begin_download(home: &Dir, digests: &Dir, path: &RemotePath) -> io::Resul
     }
     let version = version_of(&meta);
     let digest = recorded(digests, &meta);
-    Ok(DownloadSource {
-        file: file.into_std(),
-        size: meta.len(),
-        version,
-        digest,
-    })
+    Ok(DownloadSource { file: file.into_std(), size: meta.len(), version, digest })
 }
 
 pub fn record_digest(
@@ -176,13 +151,7 @@ pub fn partial_bytes(partials: &Dir) -> io::Result<u64> {
 }
 
 fn version_of(meta: &cap_std::fs::Metadata) -> String {
-    format!(
-        "{}-{}.{:09}-{}",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino()
-    )
+    format!("{}-{}.{:09}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
 }
 
 fn validity(meta: &cap_std::fs::Metadata) -> String {
@@ -200,9 +169,7 @@ fn record(digests: &Dir, meta: &cap_std::fs::Metadata, digest: Sha256Digest) -> 
 fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
     let text = digests.read_to_string(meta.ino().to_string()).ok()?;
     let (valid_for, digest) = text.trim_end().rsplit_once(' ')?;
-    (valid_for == validity(meta))
-        .then(|| digest.parse().ok())
-        .flatten()
+    (valid_for == validity(meta)).then(|| digest.parse().ok()).flatten()
 }
 
 fn write_atomically(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {

@@ -28,10 +28,7 @@ pub struct StorageError {
 
 impl StorageError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> StorageError {
-        StorageError {
-            code,
-            message: message.into(),
-        }
+        StorageError { code, message: message.into() }
     }
 
     /// Maps an I/O error on `path` to its wire code. This is the one place where that mapping lives.
