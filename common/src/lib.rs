@@ -10,6 +10,7 @@
 //!
 //! `PROTOCOL.md` beside this crate describes the same wire in prose, for implementers in other languages.
 
+pub mod claims;
 pub mod frame;
 pub mod hash;
 pub mod limits;

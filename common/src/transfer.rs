@@ -139,17 +139,36 @@ impl Received {
     }
 }
 
-/// Receives `size - offset` bytes into `file` at `offset` (the header has been read already), then
+/// The file a receiver writes, together with whatever must live exactly as long as the writing (a
+/// claim on the partial): the disk thread owns it and drops it after its last write, even when the
+/// transfer was abandoned before.
+pub trait Destination: Send + 'static {
+    fn file(&self) -> &File;
+}
+
+impl Destination for File {
+    fn file(&self) -> &File {
+        self
+    }
+}
+
+impl<T: Send + 'static> Destination for (File, T) {
+    fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+/// Receives `size - offset` bytes into `dest` at `offset` (the header has been read already), then
 /// the trailer, and checks that the stream ends there. `progress` is called per chunk written.
 pub async fn receive_file(
     recv: &mut quinn::RecvStream,
-    file: File,
+    dest: impl Destination,
     offset: u64,
     size: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<Received, TransferError> {
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let writer = tokio::task::spawn_blocking(move || write_and_hash(&file, offset, rx));
+    let writer = tokio::task::spawn_blocking(move || write_and_hash(dest.file(), offset, rx));
     let expected = size - offset;
     let mut received = 0u64;
     let outcome = async {

@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod pty;
+pub mod raw;
+pub mod relay;
 pub mod server;
 
 use std::path::PathBuf;

@@ -253,11 +253,27 @@ async fn run(
             let name = job.remote.file_name().unwrap_or("/").to_owned();
             let file = ui.start(&name, job.size);
             let on_bytes = |n: u64| file.advance(n);
-            let result = if verb == "put" {
-                session.put(&job.local, &job.remote, options.resume, &on_bytes).await
-            } else {
-                session.get(&job.remote, &job.local, options.resume, &on_bytes).await
+            let attempt = |resume: bool| {
+                let (session, job, on_bytes) = (&session, &job, &on_bytes);
+                async move {
+                    if verb == "put" {
+                        session.put(&job.local, &job.remote, resume, on_bytes).await
+                    } else {
+                        session.get(&job.remote, &job.local, resume, on_bytes).await
+                    }
+                }
             };
+            let mut result = attempt(options.resume).await;
+            let mismatch = matches!(
+                &result,
+                Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. })
+            );
+            if options.resume && mismatch {
+                // A resumed transfer whose whole-file digest failed had a bad partial, which both
+                // ends have now dropped: start over once, from byte 0.
+                file.restart();
+                result = attempt(false).await;
+            }
             ui.finish(file, &result);
             drop(permit);
             result.map(|_| ())

@@ -36,6 +36,13 @@ pub struct FileProgress {
 }
 
 impl FileProgress {
+    /// Goes back to zero for a fresh attempt.
+    pub fn restart(&self) {
+        self.overall.set_position(self.overall.position().saturating_sub(self.bar.position()));
+        self.bar.set_position(0);
+        self.quarter.store(0, Ordering::Relaxed);
+    }
+
     /// Counts `bytes` moved.
     pub fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use wharf_common::claims::ClaimSet;
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{CloseCode, Command, Entry, EntryKind, ErrorCode, QuotaInfo, Reply};
@@ -81,6 +82,8 @@ pub struct Session {
     conn: quinn::Connection,
     rpc: Rpc,
     incoming: Arc<IncomingStreams>,
+    /// Local partial downloads being written, so two downloads never share one.
+    downloads: Arc<ClaimSet<PathBuf>>,
     host: String,
     user: Mutex<Option<String>>,
     cwd: Mutex<RemotePath>,
@@ -179,6 +182,7 @@ impl Session {
                 conn,
                 rpc,
                 incoming,
+                downloads: Arc::default(),
                 host: target.host.clone(),
                 user: Mutex::new(None),
                 cwd: Mutex::new(RemotePath::root()),
@@ -306,6 +310,10 @@ impl Session {
 
     pub(crate) fn incoming(&self) -> &IncomingStreams {
         &self.incoming
+    }
+
+    pub(crate) fn downloads(&self) -> &Arc<ClaimSet<PathBuf>> {
+        &self.downloads
     }
 
     /// Sends any command and returns its final reply, unchecked. For protocol tests and tools that

@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wharf_common::hash::Sha256Digest;
@@ -19,6 +20,8 @@ use wharf_common::transfer::{StreamHeader, TransferError, receive_file, send_fil
 use crate::error::{ClientError, Result};
 use crate::session::Session;
 
+/// How long a download waits for an earlier one to the same file to let go of it.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 /// How long to wait for the server's download stream after its `transfer` reply.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 
@@ -140,6 +143,16 @@ impl Session {
     ) -> Result<Outcome> {
         let started = Instant::now();
         let (part, meta) = (part_path(dest), meta_path(dest));
+        // An abandoned download of the same file may still be writing its partial: wait for it.
+        let claim =
+            self.downloads().claim_within(&part, CLAIM_PATIENCE).await.map(Arc::new).ok_or_else(
+                || {
+                    ClientError::Usage(format!(
+                        "{}: another download to this file is in progress",
+                        dest.display()
+                    ))
+                },
+            )?;
         let (offset, version) = if resume { existing_part(&part, &meta).await } else { (0, None) };
         let cmd = Command::Get { path: remote.to_string(), offset, version };
         let mut replies = self.rpc().request(cmd).await?;
@@ -172,7 +185,8 @@ impl Session {
                 return Err(ClientError::Remote { code: ErrorCode::TransferFailed, message });
             }
         };
-        let received = receive_file(&mut stream, file, offset, size, on_bytes)
+        // The disk thread shares the claim, so it lasts until its last write even if we are cancelled.
+        let received = receive_file(&mut stream, (file, claim.clone()), offset, size, on_bytes)
             .await
             .map_err(|err| transfer_error(&remote.to_string(), err))?;
         let done = self.rpc().next_reply(&mut replies).await?;

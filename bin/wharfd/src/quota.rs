@@ -5,10 +5,11 @@
 //! bytes it freed. Reservations (for uploads in flight) are part of the same ledger, so that parallel
 //! writers can never together pass the limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
+use wharf_common::claims::ClaimSet;
 use wharf_common::proto::QuotaInfo;
 
 use crate::storage::{Home, StorageResult};
@@ -18,7 +19,7 @@ use crate::storage::{Home, StorageResult};
 pub struct Ledger {
     state: Mutex<QuotaInfo>,
     /// Partial-upload keys being written right now, so two uploads never share a partial.
-    uploading: Mutex<HashSet<String>>,
+    uploading: Arc<ClaimSet<String>>,
 }
 
 /// The upload would not fit.
@@ -31,7 +32,7 @@ pub struct OverQuota {
 impl Ledger {
     fn new(used: u64, limit: Option<u64>) -> Ledger {
         let state = QuotaInfo { used, reserved: 0, limit };
-        Ledger { state: Mutex::new(state), uploading: Mutex::default() }
+        Ledger { state: Mutex::new(state), uploading: Arc::default() }
     }
 
     /// Reserves `bytes` atomically, or refuses if used + reserved + bytes would pass the limit.
@@ -48,12 +49,9 @@ impl Ledger {
         Ok(Reservation { ledger: self.clone(), remaining: bytes })
     }
 
-    /// Claims `key` for one upload at a time; `None` if another upload holds it.
-    pub fn claim_upload(self: &Arc<Self>, key: &str) -> Option<UploadClaim> {
-        let mut uploading = self.uploading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        uploading
-            .insert(key.to_owned())
-            .then(|| UploadClaim { ledger: self.clone(), key: key.to_owned() })
+    /// The set of partial-upload keys being written, shared by all of the user's sessions.
+    pub fn uploads(&self) -> &Arc<ClaimSet<String>> {
+        &self.uploading
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QuotaInfo> {
@@ -104,21 +102,6 @@ impl Drop for Reservation {
     }
 }
 
-/// Exclusive use of one partial-upload key; released on drop.
-#[derive(Debug)]
-pub struct UploadClaim {
-    ledger: Arc<Ledger>,
-    key: String,
-}
-
-impl Drop for UploadClaim {
-    fn drop(&mut self) {
-        let mut uploading =
-            self.ledger.uploading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        uploading.remove(&self.key);
-    }
-}
-
 /// The ledgers of every user seen since the server started.
 #[derive(Debug, Default)]
 pub struct QuotaBook {
@@ -163,14 +146,5 @@ mod tests {
         assert_eq!((ledger.info().used, ledger.info().reserved), (350, 0));
         ledger.release(350);
         assert_eq!(ledger.info().used, 0);
-    }
-
-    #[test]
-    fn one_upload_per_key() {
-        let ledger = Arc::new(Ledger::new(0, None));
-        let claim = ledger.claim_upload("k").expect("free");
-        assert!(ledger.claim_upload("k").is_none());
-        drop(claim);
-        assert!(ledger.claim_upload("k").is_some());
     }
 }

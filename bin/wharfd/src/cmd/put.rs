@@ -6,6 +6,7 @@
 //! partial keeps them even if the transfer breaks (it can then resume). Only a file whose SHA-256
 //! matches the sender's is made durable and renamed into place; a mismatch drops the partial.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_common::proto::{ErrorCode, Reply};
@@ -14,6 +15,8 @@ use wharf_common::transfer::receive_file;
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::{StorageError, partial_key};
 
+/// How long a `put` waits for an earlier upload of the same path to end.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 /// How long the client has to open the upload stream after the `transfer` reply.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 
@@ -27,12 +30,18 @@ pub async fn run(
 ) -> CmdResult {
     let path = parse_path(path)?;
     let key = partial_key(&path);
-    let _claim = session.ledger.claim_upload(&key).ok_or_else(|| {
-        StorageError::new(
-            ErrorCode::Busy,
-            format!("{path}: another upload to this path is in progress"),
-        )
-    })?;
+    let claim = session
+        .ledger
+        .uploads()
+        .claim_within(&key, CLAIM_PATIENCE)
+        .await
+        .map(Arc::new)
+        .ok_or_else(|| {
+            StorageError::new(
+                ErrorCode::Busy,
+                format!("{path}: another upload to this path is in progress"),
+            )
+        })?;
     let target = session.home.begin_upload(&path, size, source, resume).await?;
     session.ledger.release(target.discarded);
     let needed = size.saturating_sub(target.offset).saturating_sub(target.replaced);
@@ -54,9 +63,11 @@ pub async fn run(
         session.transfers.forget(id);
         return Err(failed(&path, "the upload stream never arrived"));
     };
+    // The disk thread shares the claim: it is released only when both this task (through the commit)
+    // and the thread (after its last write) are done, even if this task is cancelled first.
+    let dest = (target.file, claim.clone());
     let received =
-        receive_file(&mut stream, target.file, target.offset, size, |n| reservation.consume(n))
-            .await;
+        receive_file(&mut stream, dest, target.offset, size, |n| reservation.consume(n)).await;
     let received = match received {
         Ok(received) => received,
         Err(err) => {

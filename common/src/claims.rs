@@ -1,0 +1,93 @@
+//! Exclusive claims on keys (a partial upload's key, a download's destination), so that two
+//! transfers never write the same partial file. A claim lives as long as its guard, which a transfer
+//! hands to the thread that writes the file, so it is released only when the last write is done.
+
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The keys currently claimed.
+#[derive(Debug)]
+pub struct ClaimSet<K> {
+    held: Mutex<HashSet<K>>,
+    released: Notify,
+}
+
+impl<K> Default for ClaimSet<K> {
+    fn default() -> Self {
+        ClaimSet { held: Mutex::new(HashSet::new()), released: Notify::new() }
+    }
+}
+
+/// Exclusive use of one key; released on drop.
+#[derive(Debug)]
+pub struct Claim<K: Hash + Eq> {
+    set: Arc<ClaimSet<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> ClaimSet<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<K>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims `key` now, or `None` if it is held.
+    pub fn try_claim(self: &Arc<Self>, key: &K) -> Option<Claim<K>> {
+        self.lock().insert(key.clone()).then(|| Claim { set: self.clone(), key: key.clone() })
+    }
+
+    /// Claims `key`, waiting up to `patience` for its holder to let go (an interrupted transfer whose
+    /// disk thread is still finishing, for instance).
+    pub async fn claim_within(self: &Arc<Self>, key: &K, patience: Duration) -> Option<Claim<K>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Register before checking, so a release between the check and the wait is not missed.
+            released.as_mut().enable();
+            if let Some(claim) = self.try_claim(key) {
+                return Some(claim);
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq> Drop for Claim<K> {
+    fn drop(&mut self) {
+        self.set.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.key);
+        self.set.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_waiters_get_it_on_release() {
+        let set = Arc::new(ClaimSet::<String>::default());
+        let key = "k".to_owned();
+        let first = set.try_claim(&key).expect("free");
+        assert!(set.try_claim(&key).is_none());
+        assert!(
+            set.claim_within(&key, Duration::from_millis(20)).await.is_none(),
+            "times out while held"
+        );
+        let waiter = {
+            let set = set.clone();
+            let key = key.clone();
+            tokio::spawn(
+                async move { set.claim_within(&key, Duration::from_secs(10)).await.is_some() },
+            )
+        };
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(waiter.await.expect("task"), "the waiter gets the key once it is released");
+    }
+}

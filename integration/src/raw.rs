@@ -1,0 +1,75 @@
+//! A client that speaks the wire directly, so that tests can send what `wharf` never would: lying
+//! sizes, stray bytes, stalled streams, unknown transfer ids.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_common::frame::{encode_frame, read_message, write_message};
+use wharf_common::proto::{Command, Reply, Request, Response};
+use wharf_common::transfer::StreamHeader;
+
+use crate::server::TestServer;
+
+/// How long a test waits for any one reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A raw connection with its control stream.
+pub struct RawClient {
+    pub conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    _endpoint: quinn::Endpoint,
+}
+
+impl RawClient {
+    /// Connects to `server`, trusting its certificate, and opens the control stream.
+    pub async fn connect(server: &TestServer) -> RawClient {
+        let verifier = wharf::trust::ca_verifier(&server.cert()).expect("CA verifier");
+        let crypto = wharf_common::tls::client_crypto(verifier).expect("client crypto");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let conn = endpoint
+            .connect(server.addr(), "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (send, recv) = conn.open_bi().await.expect("control stream");
+        RawClient { conn, send, recv, _endpoint: endpoint }
+    }
+
+    /// Connects and logs in.
+    pub async fn login(server: &TestServer, user: &str, password: &str) -> RawClient {
+        let mut client = RawClient::connect(server).await;
+        let cmd = Command::Login { user: user.into(), password: password.into() };
+        client.send(1, cmd).await;
+        match client.reply().await.reply {
+            Reply::LoggedIn { .. } => client,
+            other => panic!("login failed: {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, id: u32, cmd: Command) {
+        write_message(&mut self.send, &Request { id, cmd }).await.expect("send request");
+    }
+
+    /// Writes raw bytes on the control stream.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.expect("send bytes");
+    }
+
+    /// The next message on the control stream.
+    pub async fn reply(&mut self) -> Response {
+        let next =
+            tokio::time::timeout(REPLY_TIMEOUT, read_message::<Response, _>(&mut self.recv)).await;
+        next.expect("a reply in time").expect("a well-formed reply").expect("the stream is open")
+    }
+
+    /// Opens an upload stream for `transfer` and writes its header.
+    pub async fn open_transfer(&self, transfer: u64) -> quinn::SendStream {
+        let mut stream = self.conn.open_uni().await.expect("open stream");
+        let header = encode_frame(&StreamHeader { transfer }).expect("header");
+        stream.write_all(&header).await.expect("write header");
+        stream
+    }
+}

@@ -1,0 +1,194 @@
+//! Interrupted transfers resume from where they stopped, are verified over the whole file, start
+//! over when the source changed, and never install a corrupted result.
+
+use std::time::{Duration, SystemTime};
+
+use wharf::error::ClientError;
+use wharf_common::hash::Sha256Digest;
+use wharf_common::proto::ErrorCode;
+use wharf_integration::client::login;
+use wharf_integration::server::TestServer;
+
+use crate::util::{Direction, content, interrupt, p, server_partial_bytes};
+
+const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
+const SIZE: usize = 24 << 20;
+/// A cut late enough that the receiver has certainly written part of the file: at most the stream
+/// window (8 MiB) and the chunks queued for the disk thread (8 MiB) can be in between.
+const LATE_CUT: u64 = (SIZE as u64) * 7 / 8;
+
+/// Cut points spread over the file, different for each run of the test binary, but printed so that a
+/// failure can be reproduced.
+fn cut_points() -> Vec<u64> {
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64);
+    println!("cut point seed: {seed}");
+    let quarter = (SIZE / 4) as u64;
+    (0..3).map(|i| quarter * i + 1 + (seed.wrapping_mul(i + 7) % quarter)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_resume_after_interruptions_and_verify_the_whole_file() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let local = tempfile::tempdir().expect("local");
+    let data = content(SIZE, 1);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+    let remote = p("/big.bin");
+    let session = login(&server, "ann", "pw").await;
+    for cut in cut_points() {
+        interrupt(&session, Direction::Put { local: &source, remote: &remote }, cut).await;
+        assert!(!server.home("ann").join("big.bin").exists(), "nothing installed while incomplete");
+    }
+    let outcome = session.put(&source, &remote, true, NO_PROGRESS).await.expect("resumed put");
+    assert!(outcome.resumed_from > 0, "the last attempt resumed, at {}", outcome.resumed_from);
+    assert_eq!(outcome.sha256, Sha256Digest::of(&data));
+    assert_eq!(std::fs::read(server.home("ann").join("big.bin")).expect("stored"), data);
+    assert_eq!(server_partial_bytes(server.root(), "ann"), 0);
+    assert_eq!(
+        session.quota().await.expect("quota").used,
+        SIZE as u64,
+        "partials no longer counted"
+    );
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_resume_after_interruptions() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(SIZE, 2);
+    std::fs::write(server.home("ann").join("big.bin"), &data).expect("server file");
+    let local = tempfile::tempdir().expect("local");
+    let dest = local.path().join("big.bin");
+    let session = login(&server, "ann", "pw").await;
+    for cut in cut_points() {
+        interrupt(&session, Direction::Get { remote: &p("/big.bin"), local: &dest }, cut).await;
+        assert!(!dest.exists(), "nothing installed while incomplete");
+        assert!(wharf::transfer::part_path(&dest).exists(), "the partial is kept");
+    }
+    let outcome = session.get(&p("/big.bin"), &dest, true, NO_PROGRESS).await.expect("resumed get");
+    assert!(outcome.resumed_from > 0, "resumed at {}", outcome.resumed_from);
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+    assert!(!wharf::transfer::part_path(&dest).exists());
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_resumes_after_the_server_is_killed_and_restarted() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    let local = tempfile::tempdir().expect("local");
+    let data = content(SIZE, 3);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+    let session = login(&server, "ann", "pw").await;
+    interrupt(&session, Direction::Put { local: &source, remote: &p("/big.bin") }, LATE_CUT).await;
+    server.kill();
+    let kept = server_partial_bytes(server.root(), "ann");
+    assert!(kept > 0, "the partial survives a crash");
+    assert!(!server.home("ann").join("big.bin").exists(), "never a torn file under the final name");
+
+    let addr = server.addr();
+    server.start_on(addr);
+    let session = login(&server, "ann", "pw").await;
+    assert_eq!(
+        session.quota().await.expect("quota").used,
+        kept,
+        "usage after restart counts the partial"
+    );
+    let outcome =
+        session.put(&source, &p("/big.bin"), true, NO_PROGRESS).await.expect("put after restart");
+    assert_eq!(outcome.resumed_from, kept);
+    assert_eq!(std::fs::read(server.home("ann").join("big.bin")).expect("stored"), data);
+    assert_eq!(session.quota().await.expect("quota").used, SIZE as u64, "usage matches the disk");
+    session.close().await;
+}
+
+/// Flips one byte in the middle of a partial, in place: a concurrent append by a writer that is still
+/// finishing cannot undo it.
+fn corrupt(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::options().read(true).write(true).open(path).expect("partial");
+    let middle = file.metadata().expect("metadata").len() / 2;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, middle).expect("read");
+    file.write_all_at(&[byte[0] ^ 0xff], middle).expect("write");
+}
+
+fn mismatch<T: std::fmt::Debug>(result: Result<T, ClientError>) {
+    assert!(
+        matches!(result, Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. })),
+        "expected a checksum mismatch, got {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_partials_are_caught_in_both_directions() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let local = tempfile::tempdir().expect("local");
+    let data = content(SIZE, 4);
+    let source = local.path().join("up.bin");
+    std::fs::write(&source, &data).expect("source");
+    let session = login(&server, "ann", "pw").await;
+
+    interrupt(&session, Direction::Put { local: &source, remote: &p("/up.bin") }, LATE_CUT).await;
+    let part = server
+        .root()
+        .join("var/partials/ann")
+        .join(format!("{}.part", Sha256Digest::of(b"/up.bin")));
+    assert!(part.exists(), "the interrupted upload left its partial");
+    corrupt(&part);
+    mismatch(session.put(&source, &p("/up.bin"), true, NO_PROGRESS).await);
+    assert!(!server.home("ann").join("up.bin").exists(), "a mismatch installs nothing");
+    assert!(!part.exists(), "the bad partial is dropped");
+    let fresh = session.put(&source, &p("/up.bin"), true, NO_PROGRESS).await.expect("fresh put");
+    assert_eq!(fresh.resumed_from, 0);
+    assert_eq!(std::fs::read(server.home("ann").join("up.bin")).expect("stored"), data);
+
+    let dest = local.path().join("down.bin");
+    interrupt(&session, Direction::Get { remote: &p("/up.bin"), local: &dest }, LATE_CUT).await;
+    corrupt(&wharf::transfer::part_path(&dest));
+    mismatch(session.get(&p("/up.bin"), &dest, true, NO_PROGRESS).await);
+    assert!(!dest.exists() && !wharf::transfer::part_path(&dest).exists());
+    session.get(&p("/up.bin"), &dest, true, NO_PROGRESS).await.expect("fresh get");
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_source_starts_over_instead_of_mixing() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let local = tempfile::tempdir().expect("local");
+    let source = local.path().join("doc.bin");
+    std::fs::write(&source, content(SIZE, 5)).expect("v1");
+    let session = login(&server, "ann", "pw").await;
+    interrupt(
+        &session,
+        Direction::Put { local: &source, remote: &p("/doc.bin") },
+        (SIZE / 2) as u64,
+    )
+    .await;
+    let v2 = content(SIZE, 6);
+    std::fs::write(&source, &v2).expect("v2, same size");
+    let later = SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .expect("open")
+        .set_modified(later)
+        .expect("mtime");
+    let outcome = session.put(&source, &p("/doc.bin"), true, NO_PROGRESS).await.expect("put v2");
+    assert_eq!(outcome.resumed_from, 0, "a changed source is not resumed");
+    assert_eq!(std::fs::read(server.home("ann").join("doc.bin")).expect("stored"), v2);
+
+    // And downloads: the server's file changes between attempts.
+    let dest = local.path().join("copy.bin");
+    interrupt(&session, Direction::Get { remote: &p("/doc.bin"), local: &dest }, (SIZE / 2) as u64)
+        .await;
+    let v3 = content(SIZE, 7);
+    std::fs::write(server.home("ann").join("doc.bin"), &v3).expect("v3 on the server");
+    let outcome = session.get(&p("/doc.bin"), &dest, true, NO_PROGRESS).await.expect("get v3");
+    assert_eq!(outcome.resumed_from, 0);
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), v3);
+    session.close().await;
+}

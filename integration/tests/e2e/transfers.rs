@@ -1,0 +1,200 @@
+//! Uploads and downloads: sizes, names, many files, parallelism, a bad network, and a control stream
+//! that stays responsive while bytes move.
+
+use std::sync::Arc;
+
+use wharf::error::ClientError;
+use wharf_common::hash::Sha256Digest;
+use wharf_common::proto::{Command, ErrorCode, Reply};
+use wharf_common::transfer::CHUNK_SIZE;
+use wharf_integration::client::{login, options, target, text, wharf};
+use wharf_integration::raw::RawClient;
+use wharf_integration::relay::{Impairment, Relay};
+use wharf_integration::server::TestServer;
+
+use crate::util::{content, p};
+
+const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_size_and_name_round_trips_verified() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let session = login(&server, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local dir");
+    let sizes = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 7];
+    let names =
+        ["empty", "one byte", "ünïcödé – chunk-1", "chunk", "chunk+1", "three chunks & a bit"];
+    for (seed, (size, name)) in sizes.iter().zip(names).enumerate() {
+        let data = content(*size, seed as u64);
+        let source = local.path().join(name);
+        std::fs::write(&source, &data).expect("write source");
+        let remote = p(&format!("/{name}"));
+        let up = session.put(&source, &remote, true, NO_PROGRESS).await.expect("put");
+        assert_eq!((up.size, up.sha256), (*size as u64, Sha256Digest::of(&data)), "{name}");
+        assert_eq!(
+            std::fs::read(server.home("ann").join(name)).expect("stored"),
+            data,
+            "{name} stored"
+        );
+
+        let back = local.path().join(format!("{name}.back"));
+        let down = session.get(&remote, &back, true, NO_PROGRESS).await.expect("get");
+        assert_eq!(down.sha256, up.sha256);
+        assert_eq!(std::fs::read(&back).expect("downloaded"), data, "{name} downloaded");
+        assert!(!wharf::transfer::part_path(&back).exists(), "no partial left behind");
+    }
+    // Partials and reservations are all gone; usage is exactly the files.
+    let quota = session.quota().await.expect("quota");
+    assert_eq!((quota.used, quota.reserved), (sizes.iter().sum::<usize>() as u64, 0));
+    assert!(
+        std::fs::read_dir(server.root().join("var/partials/ann"))
+            .expect("partials")
+            .next()
+            .is_none()
+    );
+    session.close().await;
+}
+
+#[test]
+fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work dir");
+    let tree = work.path().join("tree");
+    for dir in 0..10 {
+        std::fs::create_dir_all(tree.join(format!("d{dir}"))).expect("dir");
+        for file in 0..100 {
+            let data = content(4096, dir * 1000 + file);
+            std::fs::write(tree.join(format!("d{dir}/f{file:03}")), data).expect("file");
+        }
+    }
+    for n in 0..16 {
+        std::fs::write(work.path().join(format!("par{n:02}.bin")), content(2 << 20, 50_000 + n))
+            .expect("file");
+    }
+    let home = tempfile::tempdir().expect("home");
+    let cert = server.cert().display().to_string();
+    let to = target(&server, "ann");
+    let run = |commands: &str| {
+        let script = format!("lcd {}; {commands}", work.path().display());
+        wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", &script, &to], None)
+    };
+    let out = run("put -r -j 8 tree /; put -j 16 par*.bin /");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.matches("sha256 ok").count(), 1016, "one verified line per file");
+    std::fs::create_dir(work.path().join("back")).expect("back dir");
+    let out = run("get -r -j 8 tree back; get -j 16 'par*.bin' back");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for dir in 0..10 {
+        for file in 0..100 {
+            let relative = format!("d{dir}/f{file:03}");
+            let back =
+                std::fs::read(work.path().join("back/tree").join(&relative)).expect("downloaded");
+            assert_eq!(back, content(4096, dir * 1000 + file), "{relative}");
+        }
+    }
+    for n in 0..16 {
+        let name = format!("par{n:02}.bin");
+        assert_eq!(
+            std::fs::read(work.path().join("back").join(&name)).expect("back"),
+            content(2 << 20, 50_000 + n)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_survive_loss_duplication_and_reordering() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let bad = Impairment { drop_percent: 3, duplicate_percent: 2, reorder_percent: 5 };
+    let relay = Relay::start(server.addr(), bad, 7).await;
+    let mut through_relay = options(&server);
+    through_relay.target.port = relay.addr().port();
+    let session =
+        wharf::session::Session::open(&through_relay, "ann", "pw").await.expect("login via relay");
+    let local = tempfile::tempdir().expect("local");
+    let data = content(8 << 20, 99);
+    std::fs::write(local.path().join("lossy.bin"), &data).expect("source");
+    let up = session
+        .put(&local.path().join("lossy.bin"), &p("/lossy.bin"), true, NO_PROGRESS)
+        .await
+        .expect("put");
+    assert_eq!(up.sha256, Sha256Digest::of(&data));
+    let back = local.path().join("back.bin");
+    session.get(&p("/lossy.bin"), &back, true, NO_PROGRESS).await.expect("get");
+    assert_eq!(std::fs::read(back).expect("back"), data);
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_stream_answers_while_an_upload_is_in_flight() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let data = content(100_000, 5);
+    let cmd = Command::Put {
+        path: "/slow.bin".into(),
+        size: data.len() as u64,
+        source: "v1".into(),
+        resume: false,
+    };
+    raw.send(2, cmd).await;
+    let Reply::Transfer { transfer, offset: 0, .. } = raw.reply().await.reply else {
+        panic!("expected transfer")
+    };
+    let mut stream = raw.open_transfer(transfer).await;
+    stream.write_all(&data[..1000]).await.expect("first bytes");
+
+    // The upload is stalled halfway; other requests are still served, and the quota shows it.
+    raw.send(3, Command::List { path: "/".into() }).await;
+    let listed = raw.reply().await;
+    assert_eq!(listed.id, 3);
+    assert!(
+        matches!(listed.reply, Reply::Entries { ref entries, done: true } if entries.is_empty()),
+        "{listed:?}"
+    );
+    let other = login(&server, "ann", "pw").await;
+    let quota = other.quota().await.expect("quota");
+    assert_eq!(
+        (quota.used, quota.reserved),
+        (1000, 99_000),
+        "written bytes are used, the rest reserved"
+    );
+
+    stream.write_all(&data[1000..]).await.expect("rest");
+    let trailer = wharf_common::transfer::Trailer { sha256: Sha256Digest::of(&data).to_string() };
+    stream
+        .write_all(&wharf_common::frame::encode_frame(&trailer).expect("trailer"))
+        .await
+        .expect("trailer");
+    stream.finish().expect("finish");
+    let done = raw.reply().await;
+    assert!(matches!(done.reply, Reply::Done { size: 100_000, .. }), "{done:?}");
+    assert_eq!(std::fs::read(server.home("ann").join("slow.bin")).expect("stored"), data);
+    other.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_transfers_name_their_reason() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let session = Arc::new(login(&server, "ann", "pw").await);
+    std::fs::create_dir(server.home("ann").join("dir")).expect("dir");
+    let local = tempfile::tempdir().expect("local");
+    std::fs::write(local.path().join("f"), b"data").expect("file");
+    let code = |result: Result<wharf::transfer::Outcome, ClientError>| match result {
+        Err(ClientError::Remote { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let f = local.path().join("f");
+    assert_eq!(code(session.put(&f, &p("/dir"), true, NO_PROGRESS).await), ErrorCode::IsADirectory);
+    assert_eq!(
+        code(session.put(&f, &p("/missing/f"), true, NO_PROGRESS).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(code(session.put(&f, &p("/"), true, NO_PROGRESS).await), ErrorCode::InvalidPath);
+    let dest = local.path().join("out");
+    assert_eq!(code(session.get(&p("/nope"), &dest, true, NO_PROGRESS).await), ErrorCode::NotFound);
+    assert_eq!(
+        code(session.get(&p("/dir"), &dest, true, NO_PROGRESS).await),
+        ErrorCode::IsADirectory
+    );
+    assert!(!dest.exists() && !wharf::transfer::part_path(&dest).exists());
+}

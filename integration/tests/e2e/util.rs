@@ -1,0 +1,67 @@
+//! Helpers shared by the transfer tests: reproducible file contents and interrupted transfers.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+use wharf::session::Session;
+use wharf_common::path::RemotePath;
+
+/// `len` bytes of seeded pseudo-random data (xorshift), so that every file is distinct.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn p(path: &str) -> RemotePath {
+    RemotePath::parse(path).expect("valid path")
+}
+
+/// Which way an interrupted transfer goes.
+pub enum Direction<'a> {
+    Put { local: &'a Path, remote: &'a RemotePath },
+    Get { remote: &'a RemotePath, local: &'a Path },
+}
+
+/// Starts a resumable transfer and abandons it once `after` bytes have moved, as Ctrl-C or a killed
+/// client would. Fails the test if the transfer finishes first.
+pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) {
+    let moved = AtomicU64::new(0);
+    let reached = Notify::new();
+    let on_bytes = |n: u64| {
+        if moved.fetch_add(n, Ordering::Relaxed) + n >= after {
+            reached.notify_one();
+        }
+    };
+    let transfer = async {
+        match direction {
+            Direction::Put { local, remote } => session.put(local, remote, true, &on_bytes).await,
+            Direction::Get { remote, local } => session.get(remote, local, true, &on_bytes).await,
+        }
+    };
+    tokio::select! {
+        biased;
+        () = reached.notified() => {}
+        finished = transfer => panic!("the transfer ended before the interruption: {finished:?}"),
+    }
+}
+
+/// Bytes of all partial uploads a user has on the server.
+pub fn server_partial_bytes(root: &Path, user: &str) -> u64 {
+    std::fs::read_dir(root.join("var/partials").join(user))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
