@@ -82,6 +82,9 @@ pub async fn send_file(
         let len = chunk.len() as u64;
         send.write_chunk(chunk).await.map_err(|err| TransferError::Stream(err.to_string()))?;
         progress(len);
+        // Flow control often accepts chunk after chunk without blocking; yield once per chunk so
+        // that other tasks run and a cancellation (Ctrl-C) takes effect within one chunk.
+        tokio::task::yield_now().await;
     }
     let digest =
         reader.await.map_err(|err| TransferError::Stream(format!("reader thread: {err}")))??;
@@ -181,6 +184,7 @@ pub async fn receive_file(
                 .ok_or(TransferError::Truncated { received, expected })?;
             received += chunk.bytes.len() as u64;
             progress(chunk.bytes.len() as u64);
+            tokio::task::yield_now().await;
             if tx.send(chunk.bytes).await.is_err() {
                 break; // the writer failed; its error is reported below
             }

@@ -3,6 +3,7 @@
 //! Output is fed to a `vt100` screen, and the test waits for text to appear *on the screen*, the way a
 //! person reads it. The emulator answers the cursor-position query (`ESC [ 6 n`) that reedline sends,
 //! as a real terminal would. Waiting blocks on the pty's output with a deadline; nothing polls.
+//! Set `WHARF_PTY_LOG=FILE` to record the raw bytes the program wrote, for debugging a screen.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -70,9 +71,14 @@ impl PtyShell {
         self.writer.flush().expect("flush pty");
     }
 
-    /// What the screen shows now.
+    /// What the screen shows now, one line per row. (vt100's `contents()` joins rows it once saw
+    /// wrap, even after they were erased and rewritten, which progress bars padded to the full width
+    /// do all the time; a person sees separate rows.)
     pub fn screen(&self) -> String {
-        self.parser.screen().contents()
+        let rows: Vec<String> =
+            self.parser.screen().rows(0, COLS).map(|row| row.trim_end().to_owned()).collect();
+        let used = rows.iter().rposition(|row| !row.is_empty()).map_or(0, |last| last + 1);
+        rows[..used].join("\n")
     }
 
     /// Waits until `needle` is on the screen and returns the screen; fails the test after a timeout.
@@ -97,6 +103,12 @@ impl PtyShell {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
+        if let Some(log) = std::env::var_os("WHARF_PTY_LOG") {
+            use std::io::Write as _;
+            let mut file =
+                std::fs::OpenOptions::new().create(true).append(true).open(log).expect("pty log");
+            let _ = file.write_all(bytes);
+        }
         self.parser.process(bytes);
         // A query may be split across reads: look at the end of the last chunk too.
         let mut window = std::mem::take(&mut self.tail);

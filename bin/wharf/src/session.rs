@@ -322,6 +322,12 @@ impl Session {
         self.rpc.call(cmd).await
     }
 
+    /// Moves the connection to a new local UDP socket, as a change of network would; QUIC connection
+    /// migration carries on every stream in flight.
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        self.endpoint.rebind(socket)
+    }
+
     /// Completes when the connection closes, with the reason as an error.
     pub async fn closed(&self) -> ClientError {
         crate::rpc::closed_error(&self.conn.closed().await)

@@ -47,6 +47,7 @@ pub struct ServerSettings {
     pub blocking_ops: usize,
     pub session_idle_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub partial_ttl_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +63,7 @@ impl Default for ServerSettings {
             blocking_ops: 64,
             session_idle_secs: 900,
             shutdown_grace_secs: 10,
+            partial_ttl_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -73,6 +75,10 @@ impl ServerSettings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn partial_ttl(&self) -> Duration {
+        Duration::from_secs(self.partial_ttl_secs)
     }
 }
 

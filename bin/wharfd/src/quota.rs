@@ -103,6 +103,18 @@ impl Drop for Reservation {
 }
 
 /// The ledgers of every user seen since the server started.
+impl QuotaBook {
+    /// Gives `bytes` back to `user`'s ledger, if it has been measured already (otherwise the bytes are
+    /// simply not there when it is).
+    pub fn release(&self, user: &str, bytes: u64) {
+        let ledgers = self.ledgers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ledger) = ledgers.get(user).and_then(|cell| cell.get()) {
+            ledger.release(bytes);
+        }
+    }
+}
+
+/// The ledgers of every user seen since the server started.
 #[derive(Debug, Default)]
 pub struct QuotaBook {
     ledgers: Mutex<HashMap<String, Arc<OnceCell<Arc<Ledger>>>>>,

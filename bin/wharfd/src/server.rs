@@ -100,6 +100,8 @@ impl Server {
 
     /// Accepts connections until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        sweep_partials(&self.ctx).await;
+        let sweeper = tokio::spawn(sweep_every_hour(self.ctx.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -142,6 +144,7 @@ impl Server {
             );
         }
 
+        sweeper.abort();
         tracing::info!("shutting down: no new connections");
         self.endpoint.set_server_config(None);
         let _ = stop_tx.send(true);
@@ -153,6 +156,28 @@ impl Server {
         self.endpoint.close(CloseCode::ShuttingDown.varint(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// Deletes expired partial uploads and gives their space back.
+async fn sweep_partials(ctx: &ServerContext) {
+    match ctx.storage.expire_partials(ctx.config.server.partial_ttl()).await {
+        Ok(freed) => {
+            for (user, bytes) in freed {
+                tracing::info!(%user, bytes, "expired partial uploads");
+                ctx.quotas.release(&user, bytes);
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot expire partial uploads"),
+    }
+}
+
+async fn sweep_every_hour(ctx: Arc<ServerContext>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(3600));
+    ticks.tick().await; // the first tick is immediate, and startup has swept already
+    loop {
+        ticks.tick().await;
+        sweep_partials(&ctx).await;
     }
 }
 

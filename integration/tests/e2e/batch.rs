@@ -60,6 +60,17 @@ fn batch_files_and_piped_input() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "archive/");
 
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![1u8; 4 << 20]).expect("big file");
+    let out = run(&server, Some("pw"), &["-c", &format!("put {} docs", big.display()), &to], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("big.bin: 25%\nbig.bin: 50%\nbig.bin: 75%\n"),
+        "plain progress lines: {stdout}"
+    );
+    assert!(stdout.contains("put big.bin: 4.0 MiB in") && stdout.contains("sha256 ok"), "{stdout}");
+
     let out = run(&server, Some("pw"), &[&to], Some("cd docs\npwd\nquota\n"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

@@ -1,10 +1,12 @@
 //! End-to-end tests: real `wharfd` and `wharf` processes (or the `wharf` library) over real QUIC on
 //! 127.0.0.1, with temporary server roots. One binary, one module per area.
 
+mod bad_senders;
 mod batch;
 mod jail;
 mod login;
 mod navigation;
+mod quota;
 mod resume;
 mod sessions;
 mod setup_and_users;

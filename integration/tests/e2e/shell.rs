@@ -90,6 +90,33 @@ fn prompt_commands_completion_errors_ctrl_c_and_history() {
 }
 
 #[test]
+fn transfers_show_progress_and_a_verified_line_per_file() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    for name in ["one.bin", "two.bin"] {
+        std::fs::write(work.path().join(name), vec![7u8; 3 << 20]).expect("file");
+    }
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send(&format!("lcd {}\r", work.path().display()));
+    at_prompt(&mut sh, "/");
+    sh.send("put *.bin\r");
+    sh.expect_where("both files verified", |s| {
+        s.contains("put one.bin: 3.0 MiB in")
+            && s.contains("put two.bin: 3.0 MiB in")
+            && s.matches("sha256 ok").count() == 2
+    });
+    at_prompt(&mut sh, "/");
+    sh.send("ls -l\r");
+    sh.expect_where("listing", |s| {
+        s.lines().any(|l| l.starts_with("-rw") && l.ends_with(" two.bin"))
+    });
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
+#[test]
 fn first_connection_asks_about_the_host_and_the_password() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let home = tempfile::tempdir().expect("home");

@@ -198,3 +198,34 @@ async fn refused_transfers_name_their_reason() {
     );
     assert!(!dest.exists() && !wharf::transfer::part_path(&dest).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_survives_the_client_changing_address() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(24 << 20, 77);
+    std::fs::write(server.home("ann").join("moving.bin"), &data).expect("server file");
+    let session = Arc::new(login(&server, "ann", "pw").await);
+    let local = tempfile::tempdir().expect("local");
+    let dest = local.path().join("moving.bin");
+    let halfway = tokio::sync::Notify::new();
+    let moved = std::sync::atomic::AtomicU64::new(0);
+    let on_bytes = |n: u64| {
+        if moved.fetch_add(n, std::sync::atomic::Ordering::Relaxed) < (4 << 20) {
+            return;
+        }
+        halfway.notify_one();
+    };
+    let remote = p("/moving.bin");
+    let download = session.get(&remote, &dest, true, &on_bytes);
+    let migrate = async {
+        halfway.notified().await;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("new socket");
+        session.rebind(socket).expect("rebind");
+        moved.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (outcome, moved_at_rebind) = tokio::join!(download, migrate);
+    assert!(moved_at_rebind < data.len() as u64, "the address changed mid-transfer");
+    let outcome = outcome.expect("the download completes after the address change");
+    assert_eq!(outcome.sha256, Sha256Digest::of(&data));
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+}

@@ -19,8 +19,8 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
 use super::fs_transfer::{
-    begin_download, begin_upload, commit_upload, discard_upload, partial_bytes, record_digest,
-    subdir,
+    begin_download, begin_upload, commit_upload, discard_upload, expire_partials, partial_bytes,
+    record_digest, subdir,
 };
 use super::{DownloadSource, Home, Listing, Storage, StorageError, StorageResult, UploadTarget};
 use crate::blocking::BlockingPool;
@@ -107,6 +107,33 @@ impl Storage for FsStorage {
             .await;
         removed.map_err(|err| home_error(&err, user))
     }
+
+    async fn expire_partials(
+        &self,
+        max_age: std::time::Duration,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        let partials = self.partials.clone();
+        let expired = self.pool.run(move || expire_all(&partials, max_age)).await;
+        expired.map_err(|err| {
+            StorageError::new(ErrorCode::Io, format!("expiring partial uploads: {err}"))
+        })
+    }
+}
+
+/// Expires partials in every user's directory below `partials`.
+fn expire_all(partials: &Dir, max_age: std::time::Duration) -> io::Result<Vec<(String, u64)>> {
+    let mut freed = Vec::new();
+    for user in partials.entries()? {
+        let user = user?;
+        let name = user.file_name().to_string_lossy().into_owned();
+        if user.file_type()?.is_dir() {
+            let bytes = expire_partials(&partials.open_dir_nofollow(&name)?, max_age)?;
+            if bytes > 0 {
+                freed.push((name, bytes));
+            }
+        }
+    }
+    Ok(freed)
 }
 
 /// One user's home directory handle, and the user's partials and digests.

@@ -138,6 +138,24 @@ pub fn record_digest(
     Ok(())
 }
 
+/// Deletes the partials in `partials` (one user's) last written more than `max_age` ago, with their
+/// metadata; returns the bytes freed.
+pub fn expire_partials(partials: &Dir, max_age: std::time::Duration) -> io::Result<u64> {
+    let now = std::time::SystemTime::now();
+    let mut freed = 0;
+    for entry in partials.entries()? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".part") else { continue };
+        let meta = entry.metadata()?;
+        let age = meta.modified().ok().and_then(|t| now.duration_since(t.into_std()).ok());
+        if age.is_some_and(|age| age > max_age) {
+            freed += discard_upload(partials, key)?;
+        }
+    }
+    Ok(freed)
+}
+
 /// Bytes held by partial uploads.
 pub fn partial_bytes(partials: &Dir) -> io::Result<u64> {
     let mut total = 0;

@@ -106,6 +106,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_home(&self, user: &str) -> StorageResult<()>;
     /// Deletes `user`'s home and everything in it.
     async fn remove_home(&self, user: &str) -> StorageResult<()>;
+    /// Deletes partial uploads not written to for `max_age`; returns the bytes freed per user.
+    async fn expire_partials(
+        &self,
+        max_age: std::time::Duration,
+    ) -> StorageResult<Vec<(String, u64)>>;
 }
 
 /// One user's home. Every path is resolved beneath it.

@@ -1,0 +1,128 @@
+//! Quotas under uploads: exactly at the limit, one byte over, overwrites, partials, and parallel
+//! uploads racing for the last bytes.
+
+use std::sync::Arc;
+
+use wharf::error::ClientError;
+use wharf_common::proto::ErrorCode;
+use wharf_integration::client::login;
+use wharf_integration::server::TestServer;
+
+use crate::util::{Direction, content, interrupt, p, server_partial_bytes};
+
+const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
+const MIB: usize = 1 << 20;
+
+fn server_with_quota(quota: &str) -> TestServer {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", quota);
+    server.start();
+    server
+}
+
+fn over_quota<T: std::fmt::Debug>(result: Result<T, ClientError>) -> bool {
+    matches!(result, Err(ClientError::Remote { code: ErrorCode::QuotaExceeded, .. }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_at_the_limit_fits_and_one_byte_more_does_not() {
+    let server = server_with_quota("4MiB");
+    let local = tempfile::tempdir().expect("local");
+    let session = login(&server, "ann", "pw").await;
+    let exact = local.path().join("exact");
+    std::fs::write(&exact, content(4 * MIB - 1, 1)).expect("file");
+    session
+        .put(&exact, &p("/exact"), true, NO_PROGRESS)
+        .await
+        .expect("fits exactly with 1 byte to spare");
+    let one = local.path().join("one");
+    std::fs::write(&one, b"1").expect("file");
+    session.put(&one, &p("/one"), true, NO_PROGRESS).await.expect("the last byte fits");
+    assert_eq!(session.quota().await.expect("quota").used, 4 * MIB as u64);
+
+    let more = session.put(&one, &p("/more"), true, NO_PROGRESS).await;
+    assert!(over_quota(more), "one byte over is refused");
+    assert!(!server.home("ann").join("more").exists());
+    assert_eq!(server_partial_bytes(server.root(), "ann"), 0, "refused before any byte moved");
+
+    // Replacing a file needs only the difference; deleting gives the space back.
+    std::fs::write(&exact, content(4 * MIB - 1, 2)).expect("new version");
+    session.put(&exact, &p("/exact"), true, NO_PROGRESS).await.expect("overwrite in place");
+    session.remove(&p("/exact"), false).await.expect("rm");
+    session.put(&one, &p("/more"), true, NO_PROGRESS).await.expect("fits after rm");
+    let quota = session.quota().await.expect("quota");
+    assert_eq!((quota.used, quota.reserved, quota.limit), (2, 0, Some(4 * MIB as u64)));
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_uploads_never_exceed_the_quota_together() {
+    let server = Arc::new(server_with_quota("10MiB"));
+    let local = Arc::new(tempfile::tempdir().expect("local"));
+    let mut uploads = Vec::new();
+    for n in 0..5 {
+        let source = local.path().join(format!("f{n}"));
+        std::fs::write(&source, content(3 * MIB, 10 + n)).expect("file");
+        let (server, local) = (server.clone(), local.clone());
+        uploads.push(tokio::spawn(async move {
+            let session = login(&server, "ann", "pw").await;
+            let result = session.put(&source, &p(&format!("/f{n}")), true, NO_PROGRESS).await;
+            drop(local);
+            result
+        }));
+    }
+    let mut stored = 0;
+    for upload in uploads {
+        match upload.await.expect("task") {
+            Ok(_) => stored += 1,
+            Err(err) => assert!(over_quota(Err::<(), _>(err)), "only the quota may refuse"),
+        }
+    }
+    assert_eq!(stored, 3, "3 × 3 MiB fit in 10 MiB, a fourth does not");
+    let on_disk: u64 = std::fs::read_dir(server.home("ann"))
+        .expect("home")
+        .map(|e| e.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    let session = login(&server, "ann", "pw").await;
+    let quota = session.quota().await.expect("quota");
+    assert_eq!((quota.used, quota.reserved), (on_disk, 0));
+    assert!(quota.used <= 10 * MIB as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_uploads_count_and_expire_with_the_space_given_back() {
+    let mut server = TestServer::new("[server]\npartial_ttl_secs = 1\n");
+    server.add_user("ann", "pw", "100MiB");
+    server.start();
+    let local = tempfile::tempdir().expect("local");
+    let source = local.path().join("big");
+    std::fs::write(&source, content(24 * MIB, 3)).expect("file");
+    let session = login(&server, "ann", "pw").await;
+    interrupt(&session, Direction::Put { local: &source, remote: &p("/big") }, 21 * MIB as u64)
+        .await;
+    // A second put of another path waits for nothing and shows the partial in the usage.
+    let small = local.path().join("small");
+    std::fs::write(&small, b"x").expect("file");
+    session.put(&small, &p("/small"), true, NO_PROGRESS).await.expect("small put");
+    let partial = server_partial_bytes(server.root(), "ann");
+    assert!(partial > 0);
+    session.close().await;
+
+    // Restarted after the partial is older than its time to live: it is swept and uncounted.
+    server.stop();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(server.root().join("var/partials/ann")).expect("partials") {
+        let path = entry.expect("entry").path();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(old)
+            .expect("age it");
+    }
+    server.start();
+    let session = login(&server, "ann", "pw").await;
+    assert_eq!(server_partial_bytes(server.root(), "ann"), 0, "expired partials are removed");
+    assert_eq!(session.quota().await.expect("quota").used, 1, "and no longer counted");
+    session.close().await;
+}
