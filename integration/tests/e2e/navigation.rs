@@ -132,7 +132,11 @@ async fn quota_usage_is_measured_again_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_of_100_000_entries_lists_completely_in_bounded_server_memory() {
-    let server = TestServer::with_users(&[("ann", "pw")]);
+    // What the server may hold for a slow reader is bounded by its QUIC send window; keep that small
+    // here, so that a server buffering the whole listing (~25 MB) could not pass.
+    let mut server = TestServer::new("[transport]\nsend_window = 1048576\n");
+    server.add_user("ann", "pw", "1GiB");
+    server.start();
     let big = server.home("ann").join("big");
     std::fs::create_dir(&big).expect("dir");
     // Long names make an unbounded server-side buffer obvious: 100,000 entries are ~25 MB of names.
