@@ -5,6 +5,7 @@
 //! The binaries are the ones cargo builds for `cargo test --workspace`, found next to the test
 //! executable in `target/<profile>/`.
 
+pub mod bench;
 pub mod client;
 pub mod pty;
 pub mod raw;
@@ -15,10 +16,11 @@ use std::path::PathBuf;
 
 /// Path of a workspace binary (`wharfd` or `wharf`) built by cargo for this test run.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("executable path");
+    // Tests run from target/<profile>/deps/, the benchmark from target/<profile>/.
+    let dir = exe.parent().expect("executable directory");
     let profile_dir =
-        exe.parent().and_then(|deps| deps.parent()).expect("target profile directory");
+        if dir.ends_with("deps") { dir.parent().expect("profile directory") } else { dir };
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
