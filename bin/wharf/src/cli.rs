@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use crate::copy::CopyOptions;
 use crate::error::{ClientError, Result};
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
 use crate::target::Target;
@@ -23,17 +24,27 @@ Exit codes:
 The password is taken from WHARF_PASSWORD, or asked for on the terminal.";
 
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about = "wharf client: a shell for wharfd file servers", after_help = EXIT_CODES)]
+#[command(
+    name = "wharf",
+    version,
+    about = "wharf client: a shell for wharfd file servers",
+    after_help = EXIT_CODES,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT]\n       \
+                      wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR\n       \
+                      wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR"
+)]
 struct Args {
     /// Trust the server certificate(s) in FILE (a CA, or the server's own certificate) instead of
     /// known_hosts pinning.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     ca: Option<PathBuf>,
     /// Known-hosts file for certificate pinning [default: ~/.config/wharf/known_hosts].
-    #[arg(long, value_name = "FILE", conflicts_with = "ca")]
+    #[arg(long, value_name = "FILE", conflicts_with = "ca", global = true)]
     known_hosts: Option<PathBuf>,
     /// Trust and record a server seen for the first time without asking.
-    #[arg(long)]
+    #[arg(long, global = true)]
     accept_new_host: bool,
     /// Run these commands (separated by ';') and exit.
     #[arg(short = 'c', value_name = "COMMANDS", conflicts_with = "batch")]
@@ -42,10 +53,51 @@ struct Args {
     #[arg(short = 'b', value_name = "FILE")]
     batch: Option<PathBuf>,
     /// Seconds to wait for the server to answer the handshake.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
     connect_timeout: u64,
     /// The server: [USER@]HOST[:PORT] (port 4433 by default).
-    target: Target,
+    #[arg(required = true)]
+    target: Option<Target>,
+    #[command(subcommand)]
+    one_shot: Option<OneShot>,
+}
+
+/// scp-like transfers without a shell.
+#[derive(Debug, clap::Subcommand)]
+enum OneShot {
+    /// Download: wharf get wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR
+    Get(OneShotArgs),
+    /// Upload: wharf put LOCAL... wharf://[USER@]HOST[:PORT]/DIR
+    Put(OneShotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct OneShotArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r')]
+    recursive: bool,
+    /// Files to move at once.
+    #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Start over instead of resuming partial transfers.
+    #[arg(long)]
+    no_resume: bool,
+    /// Sources, then the destination.
+    #[arg(required = true, num_args = 2..)]
+    paths: Vec<String>,
+}
+
+/// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path.
+fn parse_url(url: &str) -> Result<(Target, String)> {
+    let rest = url.strip_prefix("wharf://").ok_or_else(|| {
+        ClientError::Usage(format!("{url:?}: expected wharf://[USER@]HOST[:PORT]/PATH"))
+    })?;
+    let (authority, path) = match rest.find('/') {
+        Some(cut) => (&rest[..cut], &rest[cut..]),
+        None => (rest, "/"),
+    };
+    let target = authority.parse::<Target>().map_err(|err| ClientError::Usage(err.to_string()))?;
+    Ok((target, path.to_owned()))
 }
 
 /// Entry point of the binary.
@@ -88,7 +140,87 @@ enum Mode {
     Script(String),
 }
 
-fn run(args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
+/// What to do once logged in.
+enum Work {
+    Mode(Mode),
+    Get(Vec<String>, CopyOptions),
+    Put(Vec<String>, CopyOptions),
+}
+
+fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let (target, work) = match args.one_shot.take() {
+        Some(_) if args.target.is_some() => {
+            return Err(ClientError::Usage(
+                "give the server in the wharf:// URL, not before get or put".into(),
+            ));
+        }
+        Some(one_shot) => one_shot_work(one_shot)?,
+        None => {
+            let target =
+                args.target.clone().ok_or_else(|| ClientError::Usage("no server given".into()))?;
+            (target, Work::Mode(mode(&args)?))
+        }
+    };
+    let interactive = match &work {
+        Work::Mode(mode) => matches!(mode, Mode::Interactive),
+        _ => std::io::stdin().is_terminal(),
+    };
+    let user = match &target.user {
+        Some(user) => user.clone(),
+        None => std::env::var("USER")
+            .map_err(|_| ClientError::Usage("no user name: use USER@HOST".into()))?,
+    };
+    let mut options = ConnectOptions::new(target, trust(&args, interactive));
+    options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
+
+    let session = runtime.block_on(Session::connect(&options))?;
+    log_in(&session, &user, runtime)?;
+    let session = Arc::new(session);
+    let outcome = match work {
+        Work::Mode(Mode::Interactive) => crate::shell::run(session.clone(), runtime),
+        Work::Mode(Mode::Script(script)) => runtime.block_on(crate::batch::run(&session, &script)),
+        Work::Get(paths, copy) => runtime.block_on(crate::copy::get(&session, &paths, copy)),
+        Work::Put(paths, copy) => runtime.block_on(crate::copy::put(&session, &paths, copy)),
+    };
+    if let Ok(session) = Arc::try_unwrap(session) {
+        runtime.block_on(session.close());
+    }
+    outcome
+}
+
+/// Turns `wharf get URL... LOCAL` or `wharf put LOCAL... URL` into a server and copy arguments.
+fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
+    let (is_get, args) = match one_shot {
+        OneShot::Get(args) => (true, args),
+        OneShot::Put(args) => (false, args),
+    };
+    let options =
+        CopyOptions { recursive: args.recursive, jobs: args.jobs.into(), resume: !args.no_resume };
+    let (last, sources) =
+        args.paths.split_last().ok_or_else(|| ClientError::Usage("nothing to copy".into()))?;
+    if is_get {
+        let mut target = None;
+        let mut paths = Vec::new();
+        for url in sources {
+            let (server, path) = parse_url(url)?;
+            if target.as_ref().is_some_and(|t: &Target| *t != server) {
+                return Err(ClientError::Usage("all sources must be on the same server".into()));
+            }
+            target = Some(server);
+            paths.push(path);
+        }
+        paths.push(last.clone());
+        let target = target.ok_or_else(|| ClientError::Usage("no source given".into()))?;
+        Ok((target, Work::Get(paths, options)))
+    } else {
+        let (target, dir) = parse_url(last)?;
+        let mut paths = sources.to_vec();
+        paths.push(dir);
+        Ok((target, Work::Put(paths, options)))
+    }
+}
+
+fn mode(args: &Args) -> Result<Mode> {
     let mode = if let Some(commands) = &args.commands {
         Mode::Script(commands.clone())
     } else if let Some(file) = &args.batch {
@@ -105,26 +237,7 @@ fn run(args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .map_err(|err| ClientError::local("reading commands from standard input", err))?;
         Mode::Script(script)
     };
-    let interactive = matches!(mode, Mode::Interactive);
-    let user = match &args.target.user {
-        Some(user) => user.clone(),
-        None => std::env::var("USER")
-            .map_err(|_| ClientError::Usage("no user name: use USER@HOST".into()))?,
-    };
-    let mut options = ConnectOptions::new(args.target.clone(), trust(&args, interactive));
-    options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
-
-    let session = runtime.block_on(Session::connect(&options))?;
-    log_in(&session, &user, runtime)?;
-    let session = Arc::new(session);
-    let outcome = match mode {
-        Mode::Interactive => crate::shell::run(session.clone(), runtime),
-        Mode::Script(script) => runtime.block_on(crate::batch::run(&session, &script)),
-    };
-    if let Ok(session) = Arc::try_unwrap(session) {
-        runtime.block_on(session.close());
-    }
-    outcome
+    Ok(mode)
 }
 
 fn trust(args: &Args, interactive: bool) -> Trust {

@@ -117,3 +117,37 @@ fn help_lists_every_command() {
     }
     assert!(stdout.contains("Usage: mv <FROM> <TO>"), "{stdout}");
 }
+
+#[test]
+fn one_shot_get_and_put_with_urls() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    std::fs::write(work.path().join("a.txt"), b"alpha").expect("file");
+    std::fs::write(work.path().join("b.txt"), b"beta").expect("file");
+    std::fs::create_dir(server.home("ann").join("inbox")).expect("remote dir");
+    let url = |path: &str| format!("wharf://ann@127.0.0.1:{}{path}", server.addr().port());
+    let a = work.path().join("a.txt").display().to_string();
+    let b = work.path().join("b.txt").display().to_string();
+    let out = run(&server, Some("pw"), &["put", &a, &b, &url("/inbox")], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(server.home("ann").join("inbox/b.txt")).expect("uploaded"), b"beta");
+
+    let down = work.path().join("down");
+    std::fs::create_dir(&down).expect("down");
+    let down_s = down.display().to_string();
+    let out = run(
+        &server,
+        Some("pw"),
+        &["get", "-j", "2", &url("/inbox/a.txt"), &url("/inbox/b.txt"), &down_s],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(down.join("a.txt")).expect("downloaded"), b"alpha");
+
+    let missing = run(&server, Some("pw"), &["get", &url("/inbox/nope"), &down_s], None);
+    assert_eq!(missing.status.code(), Some(1), "a failed transfer exits 1");
+    let wrong = run(&server, Some("wrong"), &["get", &url("/inbox/a.txt"), &down_s], None);
+    assert_eq!(wrong.status.code(), Some(4), "authentication failure exits 4");
+    let bad_url = run(&server, Some("pw"), &["get", "ftp://x/y", &down_s], None);
+    assert_eq!(bad_url.status.code(), Some(2), "a malformed URL is a usage error");
+}

@@ -190,11 +190,13 @@ fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest>
     (valid_for == validity(meta)).then(|| digest.parse().ok()).flatten()
 }
 
+/// Replaces `name` with `contents` in one rename, so readers see the old or the new text, never a mix.
+/// Not fsynced: these files (partial metadata, digest records) are hints. Losing one in a crash
+/// makes a resume start over or a download hash the file again; it never makes data wrong.
 fn write_atomically(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {
     let temp = format!(".{name}.tmp");
     let mut file = dir.create(&temp)?;
     file.write_all(contents)?;
-    file.sync_all()?;
     dir.rename(&temp, dir, name)
 }
 
