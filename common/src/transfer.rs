@@ -15,7 +15,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 
-use bytes::{Bytes, BytesMut};
+use std::io::{Read as _, Seek as _};
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
@@ -106,18 +108,23 @@ fn read_and_hash(
         hash_range(file, 0, offset, hasher)?;
     }
     let mut position = offset;
+    // Sequential reads from `offset`: `read_to_end` fills spare capacity without zeroing it first,
+    // which positional reads into a fresh buffer would cost on every chunk.
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(offset))?;
     while position < size {
         let want = usize::try_from(size - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let mut chunk = BytesMut::zeroed(want);
-        read_exact_at(file, &mut chunk, position).map_err(|err| match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => TransferError::SourceChanged,
-            _ => TransferError::File(err),
-        })?;
+        let mut chunk = Vec::with_capacity(want);
+        (&mut reader).take(want as u64).read_to_end(&mut chunk)?;
+        if chunk.len() < want {
+            return Err(TransferError::SourceChanged);
+        }
+        let chunk = Bytes::from(chunk);
         if let Some(hasher) = hasher.as_mut() {
             hasher.update(&chunk);
         }
         position += want as u64;
-        if tx.blocking_send(chunk.freeze()).is_err() {
+        if tx.blocking_send(chunk).is_err() {
             // The network side gave up; its error is the one to report.
             return Err(TransferError::Stream("sending stopped".into()));
         }
@@ -161,17 +168,31 @@ impl<T: Send + 'static> Destination for (File, T) {
     }
 }
 
+/// Whether the receiver will fsync the file when it is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The caller fsyncs at the end: start writeback during the transfer, so that final fsync has
+    /// little left to do.
+    Synced,
+    /// Leave writeback to the kernel.
+    Lazy,
+}
+
+/// Bytes written between two background writebacks of a [`Durability::Synced`] receive.
+const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
+
 /// Receives `size - offset` bytes into `dest` at `offset` (the header has been read already), then
 /// the trailer, and checks that the stream ends there. `progress` is called per chunk written.
 pub async fn receive_file(
     recv: &mut quinn::RecvStream,
     dest: impl Destination,
-    offset: u64,
-    size: u64,
+    (offset, size): (u64, u64),
+    durability: Durability,
     mut progress: impl FnMut(u64),
 ) -> Result<Received, TransferError> {
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let writer = tokio::task::spawn_blocking(move || write_and_hash(dest.file(), offset, rx));
+    let writer =
+        tokio::task::spawn_blocking(move || write_and_hash(dest.file(), offset, rx, durability));
     let expected = size - offset;
     let mut received = 0u64;
     let outcome = async {
@@ -210,18 +231,52 @@ fn write_and_hash(
     file: &File,
     offset: u64,
     mut rx: mpsc::Receiver<Bytes>,
+    durability: Durability,
 ) -> Result<Sha256Digest, TransferError> {
     let mut hasher = Sha256::new();
     hash_range(file, 0, offset, &mut hasher)?;
     // Anything past the resume point is stale and would survive as a tail otherwise.
     file.set_len(offset)?;
     let mut position = offset;
+    let mut writeback: Option<Writeback> = None;
+    let mut unsynced = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
         file.write_all_at(&chunk, position)?;
         hasher.update(&chunk);
         position += chunk.len() as u64;
+        unsynced += chunk.len() as u64;
+        if durability == Durability::Synced && unsynced >= WRITEBACK_EVERY {
+            unsynced = 0;
+            match &writeback {
+                Some(writeback) => writeback.kick(),
+                None => writeback = Some(Writeback::start(file.try_clone()?)),
+            }
+        }
     }
     Ok(Sha256Digest::from_hasher(hasher))
+}
+
+/// A helper thread that flushes a file's dirty pages (fdatasync) when kicked, so that the disk
+/// works while the network does. A kick while a flush runs is merged into it.
+struct Writeback {
+    kicks: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Writeback {
+    fn start(file: File) -> Writeback {
+        let (kicks, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::spawn(move || {
+            // An error here is not lost: the caller's final fsync reports it.
+            while pending.recv().is_ok() && file.sync_data().is_ok() {}
+        });
+        let writeback = Writeback { kicks };
+        writeback.kick();
+        writeback
+    }
+
+    fn kick(&self) {
+        let _ = self.kicks.try_send(());
+    }
 }
 
 /// Reads the trailer frame and checks that nothing follows it.

@@ -5,7 +5,8 @@
 //!   the whole file and only then renames it into place.
 //! - `get`: bytes land in `NAME.wharf-part`, with the server's file version in
 //!   `NAME.wharf-part.meta`; the whole file is verified before it is renamed to `NAME`. A part whose
-//!   version no longer matches is started over.
+//!   version no longer matches is started over. Like scp and sftp, a download is not fsynced: the
+//!   local disk's durability is the local system's business, and syncing costs a second pass.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_common::transfer::{StreamHeader, TransferError, receive_file, send_file};
+use wharf_common::transfer::{Durability, StreamHeader, TransferError, receive_file, send_file};
 
 use crate::error::{ClientError, Result};
 use crate::session::Session;
@@ -186,9 +187,15 @@ impl Session {
             }
         };
         // The disk thread shares the claim, so it lasts until its last write even if we are cancelled.
-        let received = receive_file(&mut stream, (file, claim.clone()), offset, size, on_bytes)
-            .await
-            .map_err(|err| transfer_error(&remote.to_string(), err))?;
+        let received = receive_file(
+            &mut stream,
+            (file, claim.clone()),
+            (offset, size),
+            Durability::Lazy,
+            on_bytes,
+        )
+        .await
+        .map_err(|err| transfer_error(&remote.to_string(), err))?;
         let done = self.rpc().next_reply(&mut replies).await?;
         if !received.verified()
             || !matches!(&done, Reply::Done { sha256, .. } if *sha256 == received.claimed.to_string())
@@ -209,7 +216,6 @@ impl Session {
         }
         let final_path = dest.to_owned();
         blocking(move || {
-            std::fs::OpenOptions::new().write(true).open(&part)?.sync_all()?;
             std::fs::rename(&part, &final_path)?;
             let _ = std::fs::remove_file(&meta);
             Ok::<_, std::io::Error>(())

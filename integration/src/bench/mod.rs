@@ -40,6 +40,9 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn measure(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
+        // Flush what earlier runs left dirty, so that no run pays for another's writeback (on ext4,
+        // an fsync can force out every file's dirty data).
+        std::process::Command::new("sync").status().context("sync")?;
         let started = Instant::now();
         once()?;
         samples.push(started.elapsed());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_common::proto::{ErrorCode, Reply};
-use wharf_common::transfer::receive_file;
+use wharf_common::transfer::{Durability, receive_file};
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::{StorageError, partial_key};
@@ -67,7 +67,10 @@ pub async fn run(
     // and the thread (after its last write) are done, even if this task is cancelled first.
     let dest = (target.file, claim.clone());
     let received =
-        receive_file(&mut stream, dest, target.offset, size, |n| reservation.consume(n)).await;
+        receive_file(&mut stream, dest, (target.offset, size), Durability::Synced, |n| {
+            reservation.consume(n)
+        })
+        .await;
     let received = match received {
         Ok(received) => received,
         Err(err) => {
