@@ -43,6 +43,10 @@ pub enum Command {
     /// the bytes on a unidirectional stream, and the final reply is `done` once the server has
     /// verified the whole file and renamed it into place.
     Put { path: String, size: u64, source: String, resume: bool },
+    /// Abandon the request `request` (an upload or download the user interrupted): the server stops
+    /// it, frees what it held, and answers it with `cancelled`. Answered `ok` at once, also when that
+    /// request has already finished.
+    Cancel { request: u32 },
     /// Download `path`. With `version` equal to the file's current version, the server starts at
     /// `offset` (a resume); otherwise at 0. The server answers `transfer`, sends the bytes on a
     /// unidirectional stream it opens, and the final reply is `done`.
@@ -146,6 +150,8 @@ pub enum ErrorCode {
     ChecksumMismatch,
     /// The transfer stream broke: reset, truncated, overrun, or it never came.
     TransferFailed,
+    /// The client cancelled the request.
+    Cancelled,
     /// A code this client does not know.
     #[serde(other)]
     Other,
@@ -174,6 +180,7 @@ impl ErrorCode {
             ErrorCode::Io => "io",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::TransferFailed => "transfer_failed",
+            ErrorCode::Cancelled => "cancelled",
             ErrorCode::Other => "other",
         }
     }

@@ -59,6 +59,7 @@ fn every_error_code_is_documented() {
         ErrorCode::Io,
         ErrorCode::ChecksumMismatch,
         ErrorCode::TransferFailed,
+        ErrorCode::Cancelled,
     ];
     for code in codes {
         assert!(

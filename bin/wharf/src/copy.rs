@@ -240,6 +240,7 @@ async fn run(
     let total: u64 = jobs.iter().map(|job| job.size).sum();
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
+    let _clear = ui.clear_on_drop();
     let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
     let mut tasks = JoinSet::new();
     for job in jobs {

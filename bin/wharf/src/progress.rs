@@ -105,9 +105,27 @@ impl TransferUi {
         }
     }
 
+    /// A guard that clears every bar when dropped.
+    pub fn clear_on_drop(&self) -> ClearOnDrop {
+        ClearOnDrop(self.multi.clone())
+    }
+
     /// Removes the overall bar.
     pub fn close(self) {
         self.overall.finish_and_clear();
+    }
+}
+
+/// Clears the bars when dropped. The future running a batch holds one, so that when it is
+/// cancelled (Ctrl-C) the bars go at once, not whenever the aborted transfer tasks let go.
+pub struct ClearOnDrop(MultiProgress);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.clear();
+        // Aborted transfer tasks may still be finishing on another thread: nothing they draw now
+        // should reach the screen.
+        self.0.set_draw_target(ProgressDrawTarget::hidden());
     }
 }
 

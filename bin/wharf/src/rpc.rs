@@ -20,47 +20,57 @@ type Pending = Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>>;
 /// The client side of the control stream.
 #[derive(Debug)]
 pub struct Rpc {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     conn: quinn::Connection,
     send: tokio::sync::Mutex<quinn::SendStream>,
     pending: Pending,
     next_id: AtomicU32,
 }
 
-impl Rpc {
-    /// Starts routing replies from `recv`.
-    pub fn start(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Rpc {
-        let pending = Pending::default();
-        tokio::spawn(route_replies(recv, pending.clone()));
-        Rpc { conn, send: tokio::sync::Mutex::new(send), pending, next_id: AtomicU32::new(1) }
-    }
+/// The replies to one request. Dropping it before the final reply cancels the request on the
+/// server (a `cancel` is sent), so that an abandoned transfer frees its claims and streams at once.
+#[derive(Debug)]
+pub struct Replies {
+    rx: mpsc::Receiver<Reply>,
+    id: u32,
+    inner: Arc<Inner>,
+    finished: bool,
+}
 
-    /// Sends `cmd` and returns the channel its replies arrive on.
-    pub async fn request(&self, cmd: Command) -> Result<mpsc::Receiver<Reply>> {
+impl Drop for Replies {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        lock(&self.inner.pending).remove(&self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (inner, request) = (self.inner.clone(), self.id);
+            runtime.spawn(async move {
+                // The answer to a cancel says nothing worth waiting for.
+                let _ = inner.send(Command::Cancel { request }).await;
+            });
+        }
+    }
+}
+
+impl Inner {
+    /// Registers a fresh id for `tx` and sends the request.
+    async fn send(
+        &self,
+        cmd: Command,
+    ) -> std::result::Result<(u32, mpsc::Receiver<Reply>), String> {
         let (tx, rx) = mpsc::channel(16);
         let id = self.register(tx);
         let mut send = self.send.lock().await;
         if let Err(err) = write_message(&mut *send, &Request { id, cmd }).await {
             lock(&self.pending).remove(&id);
-            return Err(self.lost(err.to_string()));
+            return Err(err.to_string());
         }
-        Ok(rx)
-    }
-
-    /// Sends `cmd` and waits for its final reply; an error reply becomes [`ClientError::Remote`].
-    pub async fn call(&self, cmd: Command) -> Result<Reply> {
-        let mut replies = self.request(cmd).await?;
-        self.next_reply(&mut replies).await
-    }
-
-    /// The next reply on a request's channel, with error replies and a lost connection as errors.
-    pub async fn next_reply(&self, replies: &mut mpsc::Receiver<Reply>) -> Result<Reply> {
-        match replies.recv().await {
-            Some(Reply::Error(err)) => {
-                Err(ClientError::Remote { code: err.code, message: err.message })
-            }
-            Some(reply) => Ok(reply),
-            None => Err(self.lost("control stream closed".into())),
-        }
+        Ok((id, rx))
     }
 
     fn register(&self, tx: mpsc::Sender<Reply>) -> u32 {
@@ -73,10 +83,52 @@ impl Rpc {
             }
         }
     }
+}
+
+impl Rpc {
+    /// Starts routing replies from `recv`.
+    pub fn start(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Rpc {
+        let pending = Pending::default();
+        tokio::spawn(route_replies(recv, pending.clone()));
+        let inner = Inner {
+            conn,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU32::new(1),
+        };
+        Rpc { inner: Arc::new(inner) }
+    }
+
+    /// Sends `cmd` and returns the handle its replies arrive on.
+    pub async fn request(&self, cmd: Command) -> Result<Replies> {
+        match self.inner.send(cmd).await {
+            Ok((id, rx)) => Ok(Replies { rx, id, inner: self.inner.clone(), finished: false }),
+            Err(err) => Err(self.lost(err)),
+        }
+    }
+
+    /// Sends `cmd` and waits for its final reply; an error reply becomes [`ClientError::Remote`].
+    pub async fn call(&self, cmd: Command) -> Result<Reply> {
+        let mut replies = self.request(cmd).await?;
+        self.next_reply(&mut replies).await
+    }
+
+    /// The next reply to a request, with error replies and a lost connection as errors.
+    pub async fn next_reply(&self, replies: &mut Replies) -> Result<Reply> {
+        let reply = replies.rx.recv().await;
+        replies.finished = reply.as_ref().is_none_or(Reply::is_final);
+        match reply {
+            Some(Reply::Error(err)) => {
+                Err(ClientError::Remote { code: err.code, message: err.message })
+            }
+            Some(reply) => Ok(reply),
+            None => Err(self.lost("control stream closed".into())),
+        }
+    }
 
     /// The error for a connection that went away, with the server's reason when it gave one.
     pub fn lost(&self, fallback: String) -> ClientError {
-        match self.conn.close_reason() {
+        match self.inner.conn.close_reason() {
             Some(reason) => closed_error(&reason),
             None => ClientError::ConnectionLost(fallback),
         }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_common::transfer::{Durability, StreamHeader, TransferError, receive_file, send_file};
+use wharf_common::transfer::{
+    Durability, RESUME_MIN_SIZE, StreamHeader, TransferError, receive_file, send_file,
+};
 
 use crate::error::{ClientError, Result};
 use crate::session::Session;
@@ -167,7 +169,9 @@ impl Session {
         let file = {
             let (part_file, meta_file) = (part.clone(), meta.clone());
             blocking(move || {
-                std::fs::write(&meta_file, &version)?;
+                if size >= RESUME_MIN_SIZE {
+                    std::fs::write(&meta_file, &version)?;
+                }
                 std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)

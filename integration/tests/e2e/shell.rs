@@ -117,6 +117,42 @@ fn transfers_show_progress_and_a_verified_line_per_file() {
 }
 
 #[test]
+fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", "2GiB");
+    server.start();
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    // Large enough that the transfer is still running when the bar has appeared and Ctrl-C arrives.
+    let big = work.path().join("big.bin");
+    std::fs::File::create(&big).expect("file").set_len(1 << 30).expect("sparse 1 GiB");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send(&format!("lcd {}\r", work.path().display()));
+    at_prompt(&mut sh, "/");
+    sh.send("put big.bin\r");
+    // Interrupt once some bytes have moved (the bar shows MiB of the GiB), so there is a partial.
+    sh.expect("MiB/1.00 GiB");
+    sh.send("\x03");
+    sh.expect("error: interrupted; partial files are kept: run the same command again to resume");
+    at_prompt(&mut sh, "/");
+    assert!(!server.home("ann").join("big.bin").exists(), "nothing installed");
+
+    // The rerun resumes from what the server kept (and waits for it to let go of the partial).
+    sh.send("put big.bin\r");
+    sh.expect_where("resumed and verified", |s| {
+        s.contains("put big.bin: 1.0 GiB in") && s.contains("resumed at")
+    });
+    at_prompt(&mut sh, "/");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+    assert_eq!(
+        std::fs::metadata(server.home("ann").join("big.bin")).expect("stored").len(),
+        1 << 30
+    );
+}
+
+#[test]
 fn first_connection_asks_about_the_host_and_the_password() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let home = tempfile::tempdir().expect("home");

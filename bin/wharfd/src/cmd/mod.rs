@@ -74,6 +74,8 @@ pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) 
                 format!("already logged in as {}", session.user),
             );
         }
+        // Handled where requests are started, since it acts on other requests' tasks.
+        Command::Cancel { .. } => return Reply::Ok,
         Command::Stat { path } => stat::run(session, &path).await,
         Command::List { path } => list::run(session, &path, progress).await,
         Command::Mkdir { path, parents } => mkdir::run(session, &path, parents).await,

@@ -6,14 +6,14 @@
 //! in flight for `session_idle_secs` the session is closed; on shutdown, running requests get the
 //! grace period, new ones get `shutting_down`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use wharf_common::limits::NOTICE_ID;
-use wharf_common::proto::{CloseCode, ErrorCode, Reply, Request, Response};
+use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
 
 use super::Close;
 use super::io::spawn_writer;
@@ -22,8 +22,9 @@ use super::transfers::TransferStreams;
 use crate::cmd::{Progress, Session, dispatch};
 use crate::context::ServerContext;
 
-/// Ids of the requests in flight, so that a reused id is caught.
-type InFlight = Arc<Mutex<HashSet<u32>>>;
+/// The requests in flight, by id, with the handle that cancels each, so that a reused id is caught
+/// and a `cancel` can stop its request.
+type InFlight = Arc<Mutex<HashMap<u32, Option<AbortHandle>>>>;
 
 pub async fn run(
     logged_in: LoggedIn,
@@ -97,24 +98,62 @@ async fn start(
 ) {
     let Request { id, cmd } = request;
     let refuse = |code, message: &str| Response { id, reply: Reply::error(code, message) };
+    if let Command::Cancel { request } = cmd {
+        // Aborting drops the task, whose slot frees the id and answers it `cancelled`.
+        if let Some(Some(task)) = lock(in_flight).get(&request) {
+            task.abort();
+        }
+        let _ = replies.send(Response { id, reply: Reply::Ok }).await;
+        return;
+    }
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight")).await;
         return;
     };
-    if !lock(in_flight).insert(id) {
+    if lock(in_flight).contains_key(&id) {
         let _ = replies.send(refuse(ErrorCode::DuplicateId, "request id already in flight")).await;
         return;
     }
+    lock(in_flight).insert(id, None);
+    let slot = Slot { id, in_flight: in_flight.clone(), replies: replies.clone(), answered: false };
     let session = session.clone();
-    let replies = replies.clone();
-    let in_flight = in_flight.clone();
-    tasks.spawn(async move {
-        let reply = dispatch(&session, cmd, &Progress { id, replies: &replies }).await;
+    let task = tasks.spawn(async move {
+        let mut slot = slot;
+        let reply = dispatch(&session, cmd, &Progress { id, replies: &slot.replies }).await;
         // Free the id before the final reply leaves, so the client may reuse it as soon as it sees it.
-        lock(&in_flight).remove(&id);
+        slot.release();
         drop(permit);
-        let _ = replies.send(Response { id, reply }).await;
+        let _ = slot.replies.send(Response { id, reply }).await;
     });
+    if let Some(entry) = lock(in_flight).get_mut(&id) {
+        *entry = Some(task);
+    }
+}
+
+/// A request's place among those in flight. If its task ends without answering (it was aborted by
+/// a `cancel`), dropping the slot frees the id and answers `cancelled`.
+struct Slot {
+    id: u32,
+    in_flight: InFlight,
+    replies: mpsc::Sender<Response>,
+    answered: bool,
+}
+
+impl Slot {
+    fn release(&mut self) {
+        lock(&self.in_flight).remove(&self.id);
+        self.answered = true;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.answered {
+            lock(&self.in_flight).remove(&self.id);
+            let reply = Reply::error(ErrorCode::Cancelled, "cancelled by the client");
+            let _ = self.replies.try_send(Response { id: self.id, reply });
+        }
+    }
 }
 
 /// On shutdown: refuse new requests, give running ones the grace period, then say goodbye.
@@ -141,6 +180,6 @@ async fn drain_for_shutdown(
     Close::new(CloseCode::ShuttingDown, "server shutting down")
 }
 
-fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u32, Option<AbortHandle>>> {
     in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -15,6 +15,11 @@ use wharf_common::path::RemotePath;
 
 use super::{DownloadSource, UploadTarget, partial_key};
 
+/// Below this size a file gets no partial metadata (it is never resumed) and no digest record (it
+/// is hashed again when downloaded): both cost inodes, which cost more than resending or rehashing a
+/// small file.
+const SMALL_FILE: u64 = wharf_common::transfer::RESUME_MIN_SIZE;
+
 /// What a partial belongs to.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PartialMeta {
@@ -77,8 +82,13 @@ pub fn begin_upload(
         part_name(&key),
         OpenOptions::new().read(true).write(true).create(true).truncate(true),
     )?;
-    let meta = toml::to_string(&wanted).map_err(io::Error::other)?;
-    write_atomically(partials, &meta_name(&key), meta.as_bytes())?;
+    if size >= SMALL_FILE {
+        let meta = toml::to_string(&wanted).map_err(io::Error::other)?;
+        write_atomically(partials, &meta_name(&key), meta.as_bytes())?;
+    } else {
+        // No metadata, so never resumed: resending a small file costs less than the inodes.
+        let _ = partials.remove_file(meta_name(&key));
+    }
     Ok(UploadTarget { key, file: file.into_std(), offset: 0, replaced, discarded: previous_bytes })
 }
 
@@ -96,9 +106,15 @@ pub fn commit_upload(
     // The rename is durable only once the directory holding the new name is synced. (A read-only
     // open, because cap-std's `open_dir` gives an O_PATH handle, which fsync refuses.)
     home.open_with(path.parent().relative(), OpenOptions::new().read(true))?.sync_all()?;
-    let _ = partials.remove_file(meta_name(key));
+    if let Err(err) = partials.remove_file(meta_name(key))
+        && err.kind() != io::ErrorKind::NotFound
+    {
+        return Err(err);
+    }
     let meta = home.symlink_metadata(path.relative())?;
-    record(digests, &meta, digest)?;
+    if meta.len() >= SMALL_FILE {
+        record(digests, &meta, digest)?;
+    }
     Ok(replaced)
 }
 
@@ -132,7 +148,7 @@ pub fn record_digest(
     digest: Sha256Digest,
 ) -> io::Result<()> {
     let meta = home.metadata(path.relative())?;
-    if version_of(&meta) == version {
+    if version_of(&meta) == version && meta.len() >= SMALL_FILE {
         record(digests, &meta, digest)?;
     }
     Ok(())
