@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use crate::commands::TransferArgs;
 use crate::copy::CopyOptions;
 use crate::error::{ClientError, Result};
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
@@ -66,25 +67,9 @@ struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum OneShot {
     /// Download: wharf get wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR
-    Get(OneShotArgs),
+    Get(TransferArgs),
     /// Upload: wharf put LOCAL... wharf://[USER@]HOST[:PORT]/DIR
-    Put(OneShotArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct OneShotArgs {
-    /// Copy directories and everything in them.
-    #[arg(short = 'r')]
-    recursive: bool,
-    /// Files to move at once.
-    #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    jobs: u16,
-    /// Start over instead of resuming partial transfers.
-    #[arg(long)]
-    no_resume: bool,
-    /// Sources, then the destination.
-    #[arg(required = true, num_args = 2..)]
-    paths: Vec<String>,
+    Put(TransferArgs),
 }
 
 /// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path.
@@ -194,10 +179,12 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
         OneShot::Get(args) => (true, args),
         OneShot::Put(args) => (false, args),
     };
-    let options =
-        CopyOptions { recursive: args.recursive, jobs: args.jobs.into(), resume: !args.no_resume };
+    let options = args.options();
     let (last, sources) =
         args.paths.split_last().ok_or_else(|| ClientError::Usage("nothing to copy".into()))?;
+    if sources.is_empty() {
+        return Err(ClientError::Usage("give one or more sources, then the destination".into()));
+    }
     if is_get {
         let mut target = None;
         let mut paths = Vec::new();

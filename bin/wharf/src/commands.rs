@@ -59,34 +59,10 @@ pub enum ShellCommand {
     Quota,
     /// Upload files: put LOCAL... [REMOTEDIR] (with two or more arguments the last is the
     /// destination directory). Wildcards match local names; interrupted uploads resume.
-    Put {
-        /// Upload directories and everything in them.
-        #[arg(short = 'r')]
-        recursive: bool,
-        /// Files to move at once.
-        #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-        jobs: u16,
-        /// Start over instead of resuming a partial upload.
-        #[arg(long)]
-        no_resume: bool,
-        #[arg(required = true)]
-        paths: Vec<String>,
-    },
+    Put(TransferArgs),
     /// Download files: get REMOTE... [LOCALDIR] (with two or more arguments the last is the
     /// destination directory). Wildcards match remote names (quote them); interrupted downloads resume.
-    Get {
-        /// Download directories and everything in them.
-        #[arg(short = 'r')]
-        recursive: bool,
-        /// Files to move at once.
-        #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-        jobs: u16,
-        /// Start over instead of resuming a partial download.
-        #[arg(long)]
-        no_resume: bool,
-        #[arg(required = true)]
-        paths: Vec<String>,
-    },
+    Get(TransferArgs),
     /// Change the local working directory (to your home without an argument).
     Lcd { path: Option<String> },
     /// Print the local working directory.
@@ -104,6 +80,33 @@ pub enum ShellCommand {
     /// Leave the shell.
     #[command(visible_aliases = ["quit", "bye"])]
     Exit,
+}
+
+/// The options and paths of `put` and `get`, in the shell and in the one-shot form alike.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct TransferArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// Files to move at once.
+    #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Start over instead of resuming partial transfers.
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Sources, then (with two or more) the destination directory.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+}
+
+impl TransferArgs {
+    pub fn options(&self) -> crate::copy::CopyOptions {
+        crate::copy::CopyOptions {
+            recursive: self.recursive,
+            jobs: self.jobs.into(),
+            resume: !self.no_resume,
+        }
+    }
 }
 
 /// Commands whose path arguments are local, for completion.

@@ -7,7 +7,6 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 use std::sync::Arc;
 
 use crate::commands::{ShellCommand, overview, usage_of};
-use crate::copy::CopyOptions;
 use crate::error::{ClientError, Result};
 use crate::format::{columns, long_line, prepare, quota_text, stat_text};
 use crate::session::Session;
@@ -64,13 +63,11 @@ pub async fn execute(
             let quota = session.quota().await?;
             out.write_all(quota_text(&quota).as_bytes()).map_err(write_err)?;
         }
-        ShellCommand::Put { recursive, jobs, no_resume, paths } => {
-            let options = CopyOptions { recursive, jobs: jobs.into(), resume: !no_resume };
-            interruptible(crate::copy::put(session, &paths, options)).await?;
+        ShellCommand::Put(args) => {
+            interruptible(crate::copy::put(session, &args.paths, args.options())).await?;
         }
-        ShellCommand::Get { recursive, jobs, no_resume, paths } => {
-            let options = CopyOptions { recursive, jobs: jobs.into(), resume: !no_resume };
-            interruptible(crate::copy::get(session, &paths, options)).await?;
+        ShellCommand::Get(args) => {
+            interruptible(crate::copy::get(session, &args.paths, args.options())).await?;
         }
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;

@@ -103,14 +103,17 @@ fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut state = seed | 1;
     let mut block = vec![0u8; MIB as usize];
-    for _ in 0..size.div_ceil(MIB) {
+    let mut left = size;
+    while left > 0 {
         for chunk in block.chunks_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
         }
-        file.write_all(&block)?;
+        let n = left.min(MIB) as usize;
+        file.write_all(&block[..n])?;
+        left -= n as u64;
     }
     file.flush()?;
     Ok(())
@@ -176,67 +179,70 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
     let down_s = down.display().to_string();
     let mut rows = Vec::new();
 
+    let only_small = std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_some();
     eprintln!("bench: 1 file, get");
-    rows.push(Row {
-        workload: format!("1 × {} MiB get", plan.big_size / MIB),
-        bytes: Some(plan.big_size),
-        wharf: measure(plan.big_runs, || {
-            clear(&down)?;
-            wharf_run(format!("get big.bin {down_s}"))
-        })?,
-        sftp: measure(plan.big_runs, || {
-            clear(&down)?;
-            sftp_run(format!("get big.bin {down_s}/big.bin")).map(drop)
-        })?,
-        raw: Some(raw(1, plan.big_size)?),
-    });
-    eprintln!("bench: 1 file, put");
-    rows.push(Row {
-        workload: format!("1 × {} MiB put", plan.big_size / MIB),
-        bytes: Some(plan.big_size),
-        wharf: measure(plan.big_runs, || wharf_run("put --no-resume big.bin /".into()))?,
-        sftp: measure(plan.big_runs, || sftp_run("put big.bin big.bin".into()).map(drop))?,
-        raw: rows.first().and_then(|r| r.raw),
-    });
-    eprintln!("bench: 8 files at once");
-    let parallel_sftp = |verb: &str| -> anyhow::Result<()> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|n| {
-                    let command = match verb {
-                        "get" => format!("get p{n}.bin {down_s}/p{n}.bin"),
-                        _ => format!("put p{n}.bin p{n}.bin"),
-                    };
-                    let sftp_run = &sftp_run;
-                    scope.spawn(move || sftp_run(command))
-                })
-                .collect();
-            for handle in handles {
-                handle.join().map_err(|_| anyhow::anyhow!("sftp thread panicked"))??;
-            }
-            Ok(())
-        })
-    };
-    rows.push(Row {
-        workload: "8 × 128 MiB get".into(),
-        bytes: Some(8 * 128 * MIB),
-        wharf: measure(plan.big_runs, || {
-            clear(&down)?;
-            wharf_run(format!("get -j 8 'p*.bin' {down_s}"))
-        })?,
-        sftp: measure(plan.big_runs, || {
-            clear(&down)?;
-            parallel_sftp("get")
-        })?,
-        raw: Some(raw(8, 128 * MIB)?),
-    });
-    rows.push(Row {
-        workload: "8 × 128 MiB put".into(),
-        bytes: Some(8 * 128 * MIB),
-        wharf: measure(plan.big_runs, || wharf_run("put --no-resume -j 8 p*.bin /".into()))?,
-        sftp: measure(plan.big_runs, || parallel_sftp("put"))?,
-        raw: rows.last().and_then(|r| r.raw),
-    });
+    if !only_small {
+        rows.push(Row {
+            workload: format!("1 × {} MiB get", plan.big_size / MIB),
+            bytes: Some(plan.big_size),
+            wharf: measure(plan.big_runs, || {
+                clear(&down)?;
+                wharf_run(format!("get big.bin {down_s}"))
+            })?,
+            sftp: measure(plan.big_runs, || {
+                clear(&down)?;
+                sftp_run(format!("get big.bin {down_s}/big.bin")).map(drop)
+            })?,
+            raw: Some(raw(1, plan.big_size)?),
+        });
+        eprintln!("bench: 1 file, put");
+        rows.push(Row {
+            workload: format!("1 × {} MiB put", plan.big_size / MIB),
+            bytes: Some(plan.big_size),
+            wharf: measure(plan.big_runs, || wharf_run("put --no-resume big.bin /".into()))?,
+            sftp: measure(plan.big_runs, || sftp_run("put big.bin big.bin".into()).map(drop))?,
+            raw: rows.first().and_then(|r| r.raw),
+        });
+        eprintln!("bench: 8 files at once");
+        let parallel_sftp = |verb: &str| -> anyhow::Result<()> {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|n| {
+                        let command = match verb {
+                            "get" => format!("get p{n}.bin {down_s}/p{n}.bin"),
+                            _ => format!("put p{n}.bin p{n}.bin"),
+                        };
+                        let sftp_run = &sftp_run;
+                        scope.spawn(move || sftp_run(command))
+                    })
+                    .collect();
+                for handle in handles {
+                    handle.join().map_err(|_| anyhow::anyhow!("sftp thread panicked"))??;
+                }
+                Ok(())
+            })
+        };
+        rows.push(Row {
+            workload: "8 × 128 MiB get".into(),
+            bytes: Some(8 * 128 * MIB),
+            wharf: measure(plan.big_runs, || {
+                clear(&down)?;
+                wharf_run(format!("get -j 8 'p*.bin' {down_s}"))
+            })?,
+            sftp: measure(plan.big_runs, || {
+                clear(&down)?;
+                parallel_sftp("get")
+            })?,
+            raw: Some(raw(8, 128 * MIB)?),
+        });
+        rows.push(Row {
+            workload: "8 × 128 MiB put".into(),
+            bytes: Some(8 * 128 * MIB),
+            wharf: measure(plan.big_runs, || wharf_run("put --no-resume -j 8 p*.bin /".into()))?,
+            sftp: measure(plan.big_runs, || parallel_sftp("put"))?,
+            raw: rows.last().and_then(|r| r.raw),
+        });
+    }
     eprintln!("bench: 1,000 small files");
     rows.push(Row {
         workload: "1,000 × 4 KiB put".into(),
