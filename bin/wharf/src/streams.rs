@@ -63,11 +63,16 @@ impl IncomingStreams {
                     Some(waiter) => {
                         let _ = waiter.send(stream);
                     }
-                    None if routes.arrived.len() < MAX_UNCLAIMED => {
-                        routes.arrived.insert(header.transfer, stream);
-                    }
                     None => {
-                        let _ = stream.stop(quinn::VarInt::from_u32(1));
+                        // Streams of downloads cancelled before their reply came are never claimed:
+                        // past the bound, drop the oldest (ids only grow), not the newcomer.
+                        if routes.arrived.len() >= MAX_UNCLAIMED
+                            && let Some(oldest) = routes.arrived.keys().min().copied()
+                            && let Some(mut stale) = routes.arrived.remove(&oldest)
+                        {
+                            let _ = stale.stop(quinn::VarInt::from_u32(1));
+                        }
+                        routes.arrived.insert(header.transfer, stream);
                     }
                 }
             });
