@@ -320,13 +320,6 @@ pub fn hash_range(file: &File, start: u64, end: u64, hasher: &mut Sha256) -> std
     Ok(())
 }
 
-/// The SHA-256 of a whole file.
-pub fn hash_file(file: &File) -> std::io::Result<Sha256Digest> {
-    let mut hasher = Sha256::new();
-    hash_range(file, 0, file.metadata()?.len(), &mut hasher)?;
-    Ok(Sha256Digest::from_hasher(hasher))
-}
-
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     file.read_exact_at(buf, offset).map_err(|err| match err.kind() {
         std::io::ErrorKind::UnexpectedEof => std::io::Error::new(

@@ -300,6 +300,5 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
     }
     drop(sshd);
     server.stop();
-    std::fs::metadata(work.path()).context("work dir")?;
     Ok(())
 }
