@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::Ranges;
+
 /// One client request: an id the client picks, and the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -47,10 +49,11 @@ pub enum Command {
     /// it, frees what it held, and answers it with `cancelled`. Answered `ok` at once, also when that
     /// request has already finished.
     Cancel { request: u32 },
-    /// Download `path`. With `version` equal to the file's current version, the server starts at
-    /// `offset` (a resume); otherwise at 0. The server answers `transfer`, sends the bytes on a
-    /// unidirectional stream it opens, and the final reply is `done`.
-    Get { path: String, offset: u64, version: Option<String> },
+    /// Download `path`. `have` lists the byte ranges a partial download already holds; if
+    /// `version` equals the file's current version the server sends only the rest (a resume),
+    /// otherwise the whole file. The server answers `transfer`, sends the bytes on unidirectional
+    /// streams it opens, and the final reply is `done`.
+    Get { path: String, have: Ranges, version: Option<String> },
 }
 
 /// One server message: the id of the request it answers (0 for a notice) and the reply.
@@ -76,9 +79,9 @@ pub enum Reply {
     Entries { entries: Vec<Entry>, done: bool },
     /// Answer to `quota`.
     Quota { quota: QuotaInfo },
-    /// A transfer is ready: its stream carries transfer id `transfer`, starting at byte `offset` of a
-    /// file of `size` bytes whose version is `version` (non-final).
-    Transfer { transfer: u64, offset: u64, size: u64, version: String },
+    /// A transfer is ready (non-final): `lanes` streams carry transfer id `transfer`, and between
+    /// them exactly the byte `ranges` of a file of `size` bytes whose version is `version`.
+    Transfer { transfer: u64, size: u64, version: String, ranges: Ranges, lanes: u32 },
     /// A transfer finished: `size` bytes with the SHA-256 `sha256` (64 hex digits).
     Done { size: u64, sha256: String },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.

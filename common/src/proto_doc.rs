@@ -27,8 +27,20 @@ fn example_frames_are_byte_exact() {
 }
 
 #[test]
+fn lane_example_is_byte_exact() {
+    use crate::hash::Sha256Digest;
+    use crate::transfer::{LaneFrame, StreamHeader};
+    assert_documented(encode_frame(&StreamHeader { transfer: 1 }).expect("encode"));
+    assert_documented(encode_frame(&LaneFrame::Segment { offset: 0, len: 3 }).expect("encode"));
+    assert_documented(b"abc".to_vec());
+    let sha256 = Sha256Digest::of(b"abc").to_string();
+    assert_documented(encode_frame(&LaneFrame::End { sha256 }).expect("encode"));
+}
+
+#[test]
 fn only_pages_notices_and_transfer_announcements_are_non_final() {
-    let transfer = Reply::Transfer { transfer: 1, offset: 0, size: 9, version: "v".into() };
+    let ranges = crate::transfer::Ranges::full(9);
+    let transfer = Reply::Transfer { transfer: 1, size: 9, version: "v".into(), ranges, lanes: 1 };
     let page = Reply::Entries { entries: Vec::new(), done: false };
     let notice = Reply::Notice { message: "bye".into() };
     assert!(!transfer.is_final() && !page.is_final() && !notice.is_final());

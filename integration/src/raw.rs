@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wharf_common::frame::{encode_frame, read_message, write_message};
+use wharf_common::frame::{decode_body, encode_frame, read_frame, read_message, write_message};
+use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, Reply, Request, Response};
-use wharf_common::transfer::StreamHeader;
+use wharf_common::transfer::{LaneFrame, StreamHeader};
 
 use crate::server::TestServer;
 
@@ -71,5 +72,57 @@ impl RawClient {
         let header = encode_frame(&StreamHeader { transfer }).expect("header");
         stream.write_all(&header).await.expect("write header");
         stream
+    }
+}
+
+/// Writes a segment frame claiming `len` bytes at `offset`, then `bytes` (which may be more or fewer).
+pub async fn write_segment(
+    lane: &mut quinn::SendStream,
+    (offset, len): (u64, u64),
+    bytes: &[u8],
+) -> Result<(), quinn::WriteError> {
+    lane.write_all(&encode_frame(&LaneFrame::Segment { offset, len }).expect("segment")).await?;
+    lane.write_all(bytes).await
+}
+
+/// Writes the end frame claiming `digest` and finishes the lane.
+pub async fn write_end(
+    lane: &mut quinn::SendStream,
+    digest: Sha256Digest,
+) -> Result<(), quinn::WriteError> {
+    let end = LaneFrame::End { sha256: digest.to_string() };
+    lane.write_all(&encode_frame(&end).expect("end")).await?;
+    let _ = lane.finish();
+    Ok(())
+}
+
+/// What one lane of a download carried.
+#[derive(Debug, Default)]
+pub struct Lane {
+    /// The transfer its header named.
+    pub transfer: u64,
+    /// Its pieces in order: offset and bytes.
+    pub pieces: Vec<(u64, Vec<u8>)>,
+    /// The digest of its end frame.
+    pub sha256: String,
+}
+
+/// Reads a lane to its end: header, pieces, end frame.
+pub async fn read_lane(recv: &mut quinn::RecvStream) -> Lane {
+    let header = wharf_common::transfer::read_header(recv).await.expect("lane header");
+    let mut lane = Lane { transfer: header.transfer, ..Lane::default() };
+    loop {
+        let body = read_frame(recv).await.expect("lane frame").expect("an end frame");
+        match decode_body::<LaneFrame>(&body).expect("a lane frame") {
+            LaneFrame::Segment { offset, len } => {
+                let mut bytes = vec![0; usize::try_from(len).expect("piece length")];
+                recv.read_exact(&mut bytes).await.expect("piece bytes");
+                lane.pieces.push((offset, bytes));
+            }
+            LaneFrame::End { sha256 } => {
+                lane.sha256 = sha256;
+                return lane;
+            }
+        }
     }
 }

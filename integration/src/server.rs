@@ -32,12 +32,23 @@ impl TestServer {
 
     /// Starts a server with the default configuration and the given users (name, password).
     pub fn with_users(users: &[(&str, &str)]) -> TestServer {
-        let mut server = TestServer::new("");
+        TestServer::configured("", users)
+    }
+
+    /// Like [`TestServer::with_users`], with `config` (TOML) as the configuration.
+    pub fn configured(config: &str, users: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer::new(config);
         for (name, password) in users {
             server.add_user(name, password, "100MiB");
         }
         server.start();
         server
+    }
+
+    /// A server that splits every file of more than one piece into lanes (`lanes` of them at most).
+    pub fn segmented(lanes: u32, users: &[(&str, &str)]) -> TestServer {
+        let config = format!("[transfer]\nsegment_threshold = 1\nsegment_lanes = {lanes}\n");
+        TestServer::configured(&config, users)
     }
 
     pub fn root(&self) -> &Path {

@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wharf_common::claims::Claim;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{
-    Durability, RESUME_MIN_SIZE, StreamHeader, TransferError, receive_file, send_file,
+    Destination, Durability, Plan, RESUME_MIN_SIZE, Ranges, StreamHeader, TransferError, Written,
+    receive_file, send_file,
 };
 
 use crate::error::{ClientError, Result};
@@ -25,8 +27,6 @@ use crate::session::Session;
 
 /// How long a download waits for an earlier one to the same file to let go of it.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
-/// How long to wait for the server's download stream after its `transfer` reply.
-const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// What a finished transfer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +104,17 @@ impl Session {
         let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
         let cmd = Command::Put { path: remote.to_string(), size, source, resume };
         let mut replies = self.rpc().request(cmd).await?;
-        let (transfer, offset) = match self.rpc().next_reply(&mut replies).await? {
-            Reply::Transfer { transfer, offset, .. } => (transfer, offset),
+        let (transfer, plan) = match self.rpc().next_reply(&mut replies).await? {
+            Reply::Transfer { transfer, size: announced, ranges, lanes, .. }
+                if announced == size =>
+            {
+                (transfer, checked_plan(size, &ranges, lanes)?)
+            }
             other => return Err(unexpected(&other)),
         };
-        on_bytes(offset);
-        let mut stream =
-            self.connection().open_uni().await.map_err(|err| self.rpc().lost(err.to_string()))?;
+        on_bytes(plan.present());
         let header = StreamHeader { transfer };
-        let sent = send_file(&mut stream, header, file, (offset, size), None, on_bytes).await;
+        let sent = send_file(self.connection(), header, file, &plan, None, on_bytes).await;
         let sent = match sent {
             Ok(digest) => digest,
             // The server's reply says more than a reset stream would (e.g. quota, or a closed connection).
@@ -125,7 +127,8 @@ impl Session {
         };
         match self.rpc().next_reply(&mut replies).await? {
             Reply::Done { sha256, .. } if sha256 == sent.to_string() => {
-                Ok(Outcome { size, resumed_from: offset, sha256: sent, elapsed: started.elapsed() })
+                let resumed_from = plan.present();
+                Ok(Outcome { size, resumed_from, sha256: sent, elapsed: started.elapsed() })
             }
             Reply::Done { sha256, .. } => Err(ClientError::Remote {
                 code: ErrorCode::ChecksumMismatch,
@@ -156,50 +159,45 @@ impl Session {
                     ))
                 },
             )?;
-        let (offset, version) = if resume { existing_part(&part, &meta).await } else { (0, None) };
-        let cmd = Command::Get { path: remote.to_string(), offset, version };
+        let (have, version) =
+            if resume { existing_part(&part, &meta).await } else { (Ranges::new(), None) };
+        let cmd = Command::Get { path: remote.to_string(), have: have.truncated(), version };
         let mut replies = self.rpc().request(cmd).await?;
-        let (transfer, offset, size, version) = match self.rpc().next_reply(&mut replies).await? {
-            Reply::Transfer { transfer, offset, size, version } => {
-                (transfer, offset, size, version)
+        let (transfer, version, plan) = match self.rpc().next_reply(&mut replies).await? {
+            Reply::Transfer { transfer, size, version, ranges, lanes } => {
+                (transfer, version, checked_plan(size, &ranges, lanes)?)
             }
             other => return Err(unexpected(&other)),
         };
-        let stream = self.incoming().claim(transfer);
-        let file = {
+        // What the server does not resend must be here already: a server may only resend more.
+        let present = plan.ranges.complement(plan.size);
+        if present.iter().any(|(start, end)| have.end_of_range_at(start).is_none_or(|e| e < end)) {
+            return Err(ClientError::Protocol("the server skipped bytes this client lacks".into()));
+        }
+        let mut lanes = self.incoming().claim(transfer, plan.lanes);
+        let size = plan.size;
+        let part_file = {
             let (part_file, meta_file) = (part.clone(), meta.clone());
             blocking(move || {
-                if size >= RESUME_MIN_SIZE {
-                    std::fs::write(&meta_file, &version)?;
-                }
-                std::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(&part_file)
+                    .open(&part_file)?;
+                let resumable = (size >= RESUME_MIN_SIZE).then_some((meta_file, version));
+                let dest = PartFile { file, resumable, _claim: claim };
+                dest.checkpoint(&present);
+                Ok::<_, std::io::Error>(dest)
             })
             .await
             .map_err(local_error(&part))?
         };
-        on_bytes(offset);
-        let mut stream = match tokio::time::timeout(STREAM_WAIT, stream).await {
-            Ok(Ok(stream)) => stream,
-            _ => {
-                let message = format!("{remote}: the download stream never arrived");
-                return Err(ClientError::Remote { code: ErrorCode::TransferFailed, message });
-            }
-        };
-        // The disk thread shares the claim, so it lasts until its last write even if we are cancelled.
-        let received = receive_file(
-            &mut stream,
-            (file, claim.clone()),
-            (offset, size),
-            Durability::Lazy,
-            on_bytes,
-        )
-        .await
-        .map_err(|err| transfer_error(&remote.to_string(), err))?;
+        on_bytes(plan.present());
+        let on_written = |written: Written| on_bytes(written.bytes);
+        let received = receive_file(&mut lanes, part_file, &plan, Durability::Lazy, &on_written)
+            .await
+            .map_err(|err| transfer_error(&remote.to_string(), err))?;
         let done = self.rpc().next_reply(&mut replies).await?;
         if !received.verified()
             || !matches!(&done, Reply::Done { sha256, .. } if *sha256 == received.claimed.to_string())
@@ -228,21 +226,83 @@ impl Session {
         .map_err(local_error(dest))?;
         Ok(Outcome {
             size,
-            resumed_from: offset,
+            resumed_from: plan.present(),
             sha256: received.computed,
             elapsed: started.elapsed(),
         })
     }
 }
 
-/// The resume point and remote version of an existing partial download, if both are there.
-async fn existing_part(part: &Path, meta: &Path) -> (u64, Option<String>) {
+/// The ranges in place and the remote version of an existing partial download, if both are there.
+async fn existing_part(part: &Path, meta: &Path) -> (Ranges, Option<String>) {
     let (part, meta) = (part.to_owned(), meta.to_owned());
-    blocking(move || match (std::fs::metadata(&part), std::fs::read_to_string(&meta)) {
-        (Ok(part), Ok(version)) => (part.len(), Some(version)),
-        _ => (0, None),
+    blocking(move || {
+        let (Ok(part), Ok(text)) = (std::fs::metadata(&part), std::fs::read_to_string(&meta))
+        else {
+            return (Ranges::new(), None);
+        };
+        match parse_part_meta(&text)
+            .and_then(|(version, present)| Some((Ranges::checked(&present, part.len())?, version)))
+        {
+            Some((present, version)) => (present, Some(version)),
+            None => (Ranges::new(), None),
+        }
     })
     .await
+}
+
+/// A partial download's metadata: the remote version on the first line, then one `START END` line per
+/// range in place.
+fn format_part_meta(version: &str, present: &Ranges) -> String {
+    let mut text = format!("{version}\n");
+    for (start, end) in present.truncated().iter() {
+        text.push_str(&format!("{start} {end}\n"));
+    }
+    text
+}
+
+fn parse_part_meta(text: &str) -> Option<(String, Ranges)> {
+    let mut lines = text.lines();
+    let version = lines.next()?.to_owned();
+    let mut present = Ranges::new();
+    for line in lines {
+        let (start, end) = line.split_once(' ')?;
+        present.insert(start.parse().ok()?, end.parse().ok()?);
+    }
+    Some((version, present))
+}
+
+/// The partial file of a download, as the disk thread sees it.
+struct PartFile {
+    file: std::fs::File,
+    /// Where to record progress, and the remote version it belongs to; `None` for small files.
+    resumable: Option<(PathBuf, String)>,
+    _claim: Arc<Claim<PathBuf>>,
+}
+
+impl Destination for PartFile {
+    fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    fn checkpoint(&self, present: &Ranges) {
+        let Some((meta, version)) = &self.resumable else { return };
+        let mut temp = meta.clone().into_os_string();
+        temp.push(".tmp");
+        // Replaced in one rename, so a crash leaves the old record or the new one, never a mix.
+        let written = std::fs::write(&temp, format_part_meta(version, present))
+            .and_then(|()| std::fs::rename(&temp, meta));
+        if let Err(err) = written {
+            tracing::debug!(%err, "cannot record the progress of a download");
+        }
+    }
+}
+
+/// Checks the plan in a `transfer` reply.
+fn checked_plan(size: u64, ranges: &Ranges, lanes: u32) -> Result<Plan> {
+    Plan::checked(size, ranges, lanes).ok_or_else(|| {
+        ClientError::Protocol(format!("bad transfer plan: {lanes} lanes, {ranges:?}"))
+    })
 }
 
 fn unexpected(reply: &Reply) -> ClientError {

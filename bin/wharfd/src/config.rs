@@ -33,6 +33,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub auth: AuthSettings,
     pub users: UserSettings,
+    pub transfer: TransferSettings,
     pub transport: TransportSettings,
     pub log: LogSettings,
 }
@@ -136,6 +137,19 @@ impl Default for UserSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct TransferSettings {
+    pub segment_threshold: u64,
+    pub segment_lanes: u32,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        TransferSettings { segment_threshold: 64 * 1024 * 1024, segment_lanes: 4 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub level: String,
 }
@@ -183,6 +197,11 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{name} must be at least 1"));
+        }
+        let lanes = self.transfer.segment_lanes;
+        if !(1..=wharf_common::transfer::MAX_LANES).contains(&lanes) {
+            let max = wharf_common::transfer::MAX_LANES;
+            return Err(format!("transfer.segment_lanes must be between 1 and {max}"));
         }
         if a.login_timeout_secs == 0 || a.max_failures_per_connection == 0 {
             return Err(

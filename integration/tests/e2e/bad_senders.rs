@@ -1,21 +1,21 @@
-//! Senders that lie: about the size, with bytes past their range, with a wrong digest, or naming a
-//! transfer that does not exist. Each fails alone; nothing is installed; the session carries on.
+//! Senders that lie: about the size, with bytes past their piece, with pieces the plan does not
+//! have, with a wrong digest, or naming a transfer that does not exist. Each fails alone; nothing is
+//! installed; the session carries on.
 
-use wharf_common::frame::encode_frame;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_common::transfer::Trailer;
-use wharf_integration::raw::RawClient;
+use wharf_integration::raw::{RawClient, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::content;
 
-/// Starts an upload of `declared` bytes and sends `body` then a trailer claiming `digest`.
+/// Starts an upload of `declared` bytes and sends one segment claiming `segment` (offset, length),
+/// then `body`, then an end frame claiming `digest`.
 async fn lying_upload(
     raw: &mut RawClient,
     id: u32,
     name: &str,
-    declared: u64,
+    (declared, segment): (u64, (u64, u64)),
     body: &[u8],
     digest: Sha256Digest,
 ) -> Reply {
@@ -26,17 +26,23 @@ async fn lying_upload(
         resume: false,
     };
     raw.send(id, cmd).await;
-    let Reply::Transfer { transfer, .. } = raw.reply().await.reply else {
-        panic!("expected transfer")
+    let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
+        panic!("expected a one-lane transfer")
     };
-    let mut stream = raw.open_transfer(transfer).await;
-    let _ = stream.write_all(body).await;
-    let trailer = encode_frame(&Trailer { sha256: digest.to_string() }).expect("trailer");
-    let _ = stream.write_all(&trailer).await;
-    let _ = stream.finish();
+    let mut lane = raw.open_transfer(transfer).await;
+    let _ = write_segment(&mut lane, segment, body).await;
+    let _ = write_end(&mut lane, digest).await;
     let reply = raw.reply().await;
     assert_eq!(reply.id, id);
     reply.reply
+}
+
+async fn raw_quota(raw: &mut RawClient, id: u32) -> wharf_common::proto::QuotaInfo {
+    raw.send(id, Command::Quota).await;
+    match raw.reply().await.reply {
+        Reply::Quota { quota } => quota,
+        other => panic!("expected quota, got {other:?}"),
+    }
 }
 
 fn error_code(reply: &Reply) -> ErrorCode {
@@ -53,21 +59,30 @@ async fn lying_senders_fail_alone_and_install_nothing() {
     let data = content(10_000, 1);
     let digest = Sha256Digest::of(&data);
 
-    // Fewer bytes than declared: the stream ends early.
-    let short = lying_upload(&mut raw, 2, "short", 20_000, &data, digest).await;
+    // Fewer bytes than declared: the lane ends inside its piece.
+    let short = lying_upload(&mut raw, 2, "short", (20_000, (0, 20_000)), &data, digest).await;
     assert_eq!(error_code(&short), ErrorCode::TransferFailed, "{short:?}");
-    // More bytes than declared: the extra bytes are where the trailer should be.
-    let long = lying_upload(&mut raw, 3, "long", 5_000, &data, digest).await;
+    // More bytes than the piece holds: the extra bytes are where the next frame should be.
+    let long = lying_upload(&mut raw, 3, "long", (5_000, (0, 5_000)), &data, digest).await;
     assert_eq!(error_code(&long), ErrorCode::TransferFailed, "{long:?}");
+    // A segment past the declared size, and one that is not a piece of the plan.
+    let past = lying_upload(&mut raw, 4, "past", (5_000, (0, 10_000)), &data, digest).await;
+    assert_eq!(error_code(&past), ErrorCode::TransferFailed, "{past:?}");
+    let off = lying_upload(&mut raw, 5, "off", (10_000, (1, 9_999)), &data[1..], digest).await;
+    assert_eq!(error_code(&off), ErrorCode::TransferFailed, "{off:?}");
     // The right size with the wrong digest.
-    let wrong = lying_upload(&mut raw, 4, "wrong", 10_000, &data, Sha256Digest::of(b"other")).await;
+    let wrong_digest = Sha256Digest::of(b"other");
+    let wrong =
+        lying_upload(&mut raw, 6, "wrong", (10_000, (0, 10_000)), &data, wrong_digest).await;
     assert_eq!(error_code(&wrong), ErrorCode::ChecksumMismatch, "{wrong:?}");
-    for name in ["short", "long", "wrong"] {
+    for name in ["short", "long", "past", "off", "wrong"] {
         assert!(!server.home("ann").join(name).exists(), "{name} must not be installed");
     }
+    let quota = raw_quota(&mut raw, 7).await;
+    assert_eq!(quota.reserved, 0, "failed uploads hold no reservation: {quota:?}");
 
     // The same connection still works, and an honest upload succeeds.
-    let honest = lying_upload(&mut raw, 5, "honest", 10_000, &data, digest).await;
+    let honest = lying_upload(&mut raw, 8, "honest", (10_000, (0, 10_000)), &data, digest).await;
     assert!(matches!(honest, Reply::Done { size: 10_000, .. }), "{honest:?}");
     assert_eq!(std::fs::read(server.home("ann").join("honest")).expect("stored"), data);
 }
@@ -96,10 +111,8 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
     assert!(!server.home("bob").join("mine").exists() && !server.home("ann").join("mine").exists());
 
     // Ann's upload is untouched by all this and completes.
-    let mut stream = ann.open_transfer(transfer).await;
-    stream.write_all(b"0123456789").await.expect("bytes");
-    let trailer = Trailer { sha256: Sha256Digest::of(b"0123456789").to_string() };
-    stream.write_all(&encode_frame(&trailer).expect("trailer")).await.expect("trailer");
-    stream.finish().expect("finish");
+    let mut lane = ann.open_transfer(transfer).await;
+    write_segment(&mut lane, (0, 10), b"0123456789").await.expect("bytes");
+    write_end(&mut lane, Sha256Digest::of(b"0123456789")).await.expect("end");
     assert!(matches!(ann.reply().await.reply, Reply::Done { size: 10, .. }));
 }

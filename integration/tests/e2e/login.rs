@@ -9,15 +9,6 @@ use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_integration::client::{login, options, options_from};
 use wharf_integration::server::TestServer;
 
-fn server_with(config: &str, users: &[(&str, &str)]) -> TestServer {
-    let mut server = TestServer::new(config);
-    for (name, password) in users {
-        server.add_user(name, password, "100MiB");
-    }
-    server.start();
-    server
-}
-
 async fn attempt(
     server: &TestServer,
     from: [u8; 4],
@@ -42,7 +33,7 @@ fn auth_message(result: &Result<(), ClientError>) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_user_and_wrong_password_give_the_same_error_after_the_same_work() {
     // No throttle delay here, so that only the Argon2 work is timed.
-    let server = server_with(
+    let server = TestServer::configured(
         "[auth]\nthrottle_base_delay_ms = 0\nmax_failures_per_ip = 1000\n",
         &[("ann", "right")],
     );
@@ -70,7 +61,7 @@ async fn unknown_user_and_wrong_password_give_the_same_error_after_the_same_work
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_delay_the_address_and_the_user_name_and_lock_only_the_address() {
     let config = "[auth]\nthrottle_base_delay_ms = 400\nthrottle_max_delay_ms = 800\nmax_failures_per_ip = 3\n";
-    let server = server_with(config, &[("ann", "right"), ("bob", "bobpw")]);
+    let server = TestServer::configured(config, &[("ann", "right"), ("bob", "bobpw")]);
     let attacker = [127, 0, 0, 66];
     let (first, _) = attempt(&server, attacker, "ann", "guess1").await;
     auth_message(&first);
@@ -94,7 +85,8 @@ async fn failures_delay_the_address_and_the_user_name_and_lock_only_the_address(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn third_failure_on_a_connection_closes_it() {
-    let server = server_with("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
+    let server =
+        TestServer::configured("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
     let session = Session::connect(&options(&server)).await.expect("connect");
     for _ in 0..3 {
         assert!(matches!(session.login("ann", "wrong").await, Err(ClientError::Auth(_))));
@@ -109,7 +101,7 @@ async fn third_failure_on_a_connection_closes_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_before_login_are_refused_and_idle_logins_time_out() {
-    let server = server_with("[auth]\nlogin_timeout_secs = 1\n", &[("ann", "right")]);
+    let server = TestServer::configured("[auth]\nlogin_timeout_secs = 1\n", &[("ann", "right")]);
     let session = Session::connect(&options(&server)).await.expect("connect");
     let refused = session.call_raw(Command::Stat { path: "/".into() }).await;
     assert!(
@@ -135,7 +127,7 @@ async fn commands_before_login_are_refused_and_idle_logins_time_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logged_in_sessions_that_go_idle_are_closed() {
-    let server = server_with("[server]\nsession_idle_secs = 1\n", &[("ann", "right")]);
+    let server = TestServer::configured("[server]\nsession_idle_secs = 1\n", &[("ann", "right")]);
     let ann = login(&server, "ann", "right").await;
     let closed =
         tokio::time::timeout(Duration::from_secs(10), ann.closed()).await.expect("closed in time");
@@ -144,7 +136,8 @@ async fn logged_in_sessions_that_go_idle_are_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_attempt_is_audited() {
-    let mut server = server_with("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
+    let mut server =
+        TestServer::configured("[auth]\nthrottle_base_delay_ms = 0\n", &[("ann", "right")]);
     login(&server, "ann", "right").await.close().await;
     let failed = Session::open(&options(&server), "mallory", "x").await;
     assert!(failed.is_err());

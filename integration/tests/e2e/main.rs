@@ -8,6 +8,7 @@ mod login;
 mod navigation;
 mod quota;
 mod resume;
+mod segments;
 mod sessions;
 mod setup_and_users;
 mod shell;

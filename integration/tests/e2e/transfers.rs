@@ -8,7 +8,7 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::CHUNK_SIZE;
 use wharf_integration::client::{login, options, target, text, wharf};
-use wharf_integration::raw::RawClient;
+use wharf_integration::raw::{RawClient, write_end, write_segment};
 use wharf_integration::relay::{Impairment, Relay};
 use wharf_integration::server::TestServer;
 
@@ -137,11 +137,11 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
         resume: false,
     };
     raw.send(2, cmd).await;
-    let Reply::Transfer { transfer, offset: 0, .. } = raw.reply().await.reply else {
+    let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
         panic!("expected transfer")
     };
-    let mut stream = raw.open_transfer(transfer).await;
-    stream.write_all(&data[..1000]).await.expect("first bytes");
+    let mut lane = raw.open_transfer(transfer).await;
+    write_segment(&mut lane, (0, data.len() as u64), &data[..1000]).await.expect("first bytes");
 
     // The upload is stalled halfway; other requests are still served, and the quota shows it.
     raw.send(3, Command::List { path: "/".into() }).await;
@@ -159,13 +159,8 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
         "written bytes are used, the rest reserved"
     );
 
-    stream.write_all(&data[1000..]).await.expect("rest");
-    let trailer = wharf_common::transfer::Trailer { sha256: Sha256Digest::of(&data).to_string() };
-    stream
-        .write_all(&wharf_common::frame::encode_frame(&trailer).expect("trailer"))
-        .await
-        .expect("trailer");
-    stream.finish().expect("finish");
+    lane.write_all(&data[1000..]).await.expect("rest");
+    write_end(&mut lane, Sha256Digest::of(&data)).await.expect("end");
     let done = raw.reply().await;
     assert!(matches!(done.reply, Reply::Done { size: 100_000, .. }), "{done:?}");
     assert_eq!(std::fs::read(server.home("ann").join("slow.bin")).expect("stored"), data);

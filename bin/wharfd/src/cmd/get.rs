@@ -1,11 +1,11 @@
-//! `get {path, offset, version}` → `transfer {transfer, offset, size, version}`, then the bytes on a
-//! stream the server opens, then `done {size, sha256}`.
+//! `get {path, have, version}` → `transfer {transfer, size, version, ranges, lanes}`, then the bytes
+//! on lanes the server opens, then `done {size, sha256}`.
 //!
-//! A resume (`offset` > 0) is honoured only if `version` is the file's current version; otherwise the
-//! transfer starts at 0, so a changed file is never spliced onto an old partial.
+//! A resume (`have` not empty) is honoured only if `version` is the file's current version; otherwise
+//! the whole file is sent, so a changed file is never spliced onto an old partial.
 
 use wharf_common::proto::{ErrorCode, Reply};
-use wharf_common::transfer::{StreamHeader, send_file};
+use wharf_common::transfer::{Plan, Ranges, StreamHeader, send_file};
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::StorageError;
@@ -13,31 +13,37 @@ use crate::storage::StorageError;
 pub async fn run(
     session: &Session,
     path: &str,
-    offset: u64,
+    have: &Ranges,
     version: Option<String>,
     progress: &Progress<'_>,
 ) -> CmdResult {
     let path = parse_path(path)?;
     let source = session.home.begin_download(&path).await?;
     let same_file = version.as_deref() == Some(source.version.as_str());
-    let offset = if same_file && offset <= source.size { offset } else { 0 };
+    // A claim the file cannot back (ranges past its end) is treated like a changed file.
+    let have = Ranges::checked(have, source.size).filter(|_| same_file).unwrap_or_default();
+    let settings = &session.ctx.config.transfer;
+    let plan = Plan::new(
+        source.size,
+        have.complement(source.size),
+        settings.segment_threshold,
+        settings.segment_lanes,
+    );
     let id = session.transfers.next_id();
     let ready = Reply::Transfer {
         transfer: id,
-        offset,
         size: source.size,
         version: source.version.clone(),
+        ranges: plan.ranges.clone(),
+        lanes: plan.lanes,
     };
     if !progress.send(ready).await {
         return Err(failed(&path, "connection closed"));
     }
-    let mut stream =
-        session.conn.open_uni().await.map_err(|err| failed(&path, &err.to_string()))?;
     let header = StreamHeader { transfer: id };
-    let digest =
-        send_file(&mut stream, header, source.file, (offset, source.size), source.digest, |_| {})
-            .await
-            .map_err(|err| failed(&path, &err.to_string()))?;
+    let digest = send_file(&session.conn, header, source.file, &plan, source.digest, &|_| {})
+        .await
+        .map_err(|err| failed(&path, &err.to_string()))?;
     if source.digest.is_none() {
         // Hashed while sending: remember it, so the next download need not.
         if let Err(err) = session.home.record_digest(&path, &source.version, digest).await {

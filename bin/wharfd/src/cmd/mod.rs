@@ -86,8 +86,8 @@ pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) 
         Command::Put { path, size, source, resume } => {
             put::run(session, &path, size, &source, resume, progress).await
         }
-        Command::Get { path, offset, version } => {
-            get::run(session, &path, offset, version, progress).await
+        Command::Get { path, have, version } => {
+            get::run(session, &path, &have, version, progress).await
         }
     };
     result.unwrap_or_else(|err| Reply::error(err.code, err.message))

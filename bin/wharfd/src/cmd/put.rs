@@ -1,5 +1,5 @@
-//! `put {path, size, source, resume}` → `transfer {transfer, offset, size, version}`, then the bytes on
-//! the client's stream, then `done {size, sha256}`.
+//! `put {path, size, source, resume}` → `transfer {transfer, size, version, ranges, lanes}`, then the
+//! bytes on the client's lanes, then `done {size, sha256}`.
 //!
 //! Order matters here. The quota is reserved before any byte moves, and the partial is claimed so that
 //! no second upload to the same path can share it. Bytes written count as used at once, since the
@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_common::proto::{ErrorCode, Reply};
-use wharf_common::transfer::{Durability, receive_file};
+use wharf_common::transfer::{Destination, Durability, Plan, Ranges, Written, receive_file};
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::{StorageError, partial_key};
+use wharf_common::claims::Claim;
 
 /// How long a `put` waits for an earlier upload of the same path to end.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
-/// How long the client has to open the upload stream after the `transfer` reply.
-const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(
     session: &Session,
@@ -44,41 +43,47 @@ pub async fn run(
         })?;
     let target = session.home.begin_upload(&path, size, source, resume).await?;
     session.ledger.release(target.discarded);
-    let needed = size.saturating_sub(target.offset).saturating_sub(target.replaced);
-    let mut reservation = session.ledger.reserve(needed).map_err(|over| {
+    // The quota counts a partial by its length, so the upload owes what takes it to `size`.
+    let needed = size.saturating_sub(target.len).saturating_sub(target.replaced);
+    let reservation = session.ledger.reserve(needed).map_err(|over| {
         StorageError::new(
             ErrorCode::QuotaExceeded,
             format!("{path}: needs {} more bytes, {} available", over.needed, over.available),
         )
     })?;
 
-    let (id, stream) = session.transfers.expect();
-    let ready =
-        Reply::Transfer { transfer: id, offset: target.offset, size, version: source.to_owned() };
+    let settings = &session.ctx.config.transfer;
+    let plan = Plan::new(
+        size,
+        target.present.complement(size),
+        settings.segment_threshold,
+        settings.segment_lanes,
+    );
+    let (id, mut lanes) = session.transfers.expect(plan.lanes);
+    let ready = Reply::Transfer {
+        transfer: id,
+        size,
+        version: source.to_owned(),
+        ranges: plan.ranges.clone(),
+        lanes: plan.lanes,
+    };
     if !progress.send(ready).await {
         session.transfers.forget(id);
         return Err(failed(&path, "connection closed"));
     }
-    let Ok(Ok(mut stream)) = tokio::time::timeout(STREAM_WAIT, stream).await else {
-        session.transfers.forget(id);
-        return Err(failed(&path, "the upload stream never arrived"));
-    };
     // The disk thread shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
-    let dest = (target.file, claim.clone());
-    let received =
-        receive_file(&mut stream, dest, (target.offset, size), Durability::Synced, |n| {
-            reservation.consume(n)
-        })
-        .await;
+    let dest = Partial { file: target.file, checkpoint: target.checkpoint, _claim: claim.clone() };
+    let reservation = std::sync::Mutex::new(reservation);
+    let charge = |written: Written| {
+        reservation.lock().unwrap_or_else(|p| p.into_inner()).consume(written.grown);
+    };
+    let received = receive_file(&mut lanes, dest, &plan, Durability::Synced, &charge).await;
+    session.transfers.forget(id);
     let received = match received {
         Ok(received) => received,
-        Err(err) => {
-            let _ =
-                stream.stop(quinn::VarInt::from_u32(crate::conn::transfers::STOP_TRANSFER_FAILED));
-            // The partial stays, with its bytes counted, for a later resume.
-            return Err(failed(&path, &err.to_string()));
-        }
+        // The partial stays, with its bytes counted, for a later resume.
+        Err(err) => return Err(failed(&path, &err.to_string())),
     };
     if !received.verified() {
         let freed = session.home.discard_upload(&key).await?;
@@ -98,4 +103,21 @@ pub async fn run(
 
 fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
     StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
+}
+
+/// A partial upload as the disk thread sees it.
+struct Partial {
+    file: std::fs::File,
+    checkpoint: Box<dyn Fn(&Ranges) + Send>,
+    _claim: Arc<Claim<String>>,
+}
+
+impl Destination for Partial {
+    fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    fn checkpoint(&self, present: &Ranges) {
+        (self.checkpoint)(present);
+    }
 }

@@ -6,12 +6,14 @@
 //! modification time they are valid for: renames keep them valid, any change to the file voids them.
 
 use std::io::{self, Write as _};
+use std::sync::Arc;
 
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
 use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
+use wharf_common::transfer::Ranges;
 
 use super::{DownloadSource, UploadTarget, partial_key};
 
@@ -20,12 +22,21 @@ use super::{DownloadSource, UploadTarget, partial_key};
 /// small file.
 const SMALL_FILE: u64 = wharf_common::transfer::RESUME_MIN_SIZE;
 
-/// What a partial belongs to.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a partial belongs to, and which of its bytes are in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct PartialMeta {
     path: String,
     size: u64,
     source: String,
+    /// Written by the upload's checkpoints; a range is recorded only after its bytes were written.
+    #[serde(default)]
+    present: Ranges,
+}
+
+impl PartialMeta {
+    fn same_upload(&self, other: &PartialMeta) -> bool {
+        (&self.path, self.size, &self.source) == (&other.path, other.size, &other.source)
+    }
 }
 
 fn part_name(key: &str) -> String {
@@ -49,7 +60,7 @@ fn target_bytes(home: &Dir, path: &RemotePath) -> io::Result<u64> {
 
 pub fn begin_upload(
     home: &Dir,
-    partials: &Dir,
+    partials: &Arc<Dir>,
     path: &RemotePath,
     size: u64,
     source: &str,
@@ -61,35 +72,61 @@ pub fn begin_upload(
     }
     let replaced = target_bytes(home, path)?;
     let key = partial_key(path);
-    let wanted = PartialMeta { path: path.to_string(), size, source: source.to_owned() };
-    let existing =
+    let wanted = PartialMeta {
+        path: path.to_string(),
+        size,
+        source: source.to_owned(),
+        present: Ranges::new(),
+    };
+    let existing: Option<PartialMeta> =
         partials.read_to_string(meta_name(&key)).ok().and_then(|text| toml::from_str(&text).ok());
     let previous = partials.metadata(part_name(&key)).ok().map(|m| m.len());
     let previous_bytes = previous.unwrap_or(0);
+    // Only ranges within the partial as it is on disk count: a record never claims a hole.
+    let present = existing
+        .filter(|existing| resume && existing.same_upload(&wanted) && previous_bytes <= size)
+        .and_then(|existing| Ranges::checked(&existing.present, previous_bytes))
+        // With nothing recorded, start afresh: the receiver truncates such a partial, and the
+        // quota must be given back what it held.
+        .filter(|present| !present.is_empty());
 
-    if resume && existing.as_ref() == Some(&wanted) && previous.is_some_and(|bytes| bytes <= size) {
-        let file =
-            partials.open_with(part_name(&key), OpenOptions::new().read(true).write(true))?;
-        return Ok(UploadTarget {
-            key,
-            file: file.into_std(),
-            offset: previous_bytes,
-            replaced,
-            discarded: 0,
-        });
-    }
-    let file = partials.open_with(
-        part_name(&key),
-        OpenOptions::new().read(true).write(true).create(true).truncate(true),
-    )?;
-    if size >= SMALL_FILE {
-        let meta = toml::to_string(&wanted).map_err(io::Error::other)?;
-        write_atomically(partials, &meta_name(&key), meta.as_bytes())?;
+    let (file, len, discarded, present) = match present {
+        Some(present) => {
+            let file =
+                partials.open_with(part_name(&key), OpenOptions::new().read(true).write(true))?;
+            (file, previous_bytes, 0, present)
+        }
+        None => {
+            let file = partials.open_with(
+                part_name(&key),
+                OpenOptions::new().read(true).write(true).create(true).truncate(true),
+            )?;
+            if size >= SMALL_FILE {
+                write_meta(partials, &key, &wanted)?;
+            } else {
+                // No metadata, so never resumed: resending a small file costs less than the inodes.
+                let _ = partials.remove_file(meta_name(&key));
+            }
+            (file, 0, previous_bytes, Ranges::new())
+        }
+    };
+    let checkpoint: Box<dyn Fn(&Ranges) + Send> = if size >= SMALL_FILE {
+        let (partials, key) = (partials.clone(), key.clone());
+        Box::new(move |present: &Ranges| {
+            let meta = PartialMeta { present: present.truncated(), ..wanted.clone() };
+            if let Err(err) = write_meta(&partials, &key, &meta) {
+                tracing::warn!(%err, "cannot record the progress of a partial upload");
+            }
+        })
     } else {
-        // No metadata, so never resumed: resending a small file costs less than the inodes.
-        let _ = partials.remove_file(meta_name(&key));
-    }
-    Ok(UploadTarget { key, file: file.into_std(), offset: 0, replaced, discarded: previous_bytes })
+        Box::new(|_: &Ranges| {})
+    };
+    Ok(UploadTarget { key, file: file.into_std(), present, len, replaced, discarded, checkpoint })
+}
+
+fn write_meta(partials: &Dir, key: &str, meta: &PartialMeta) -> io::Result<()> {
+    let text = toml::to_string(meta).map_err(io::Error::other)?;
+    write_atomically(partials, &meta_name(key), text.as_bytes())
 }
 
 pub fn commit_upload(

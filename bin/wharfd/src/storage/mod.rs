@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, ErrorCode};
+use wharf_common::transfer::Ranges;
 
 /// A failed storage operation: a wire error code and a message that names the remote path only,
 /// never a server-side path.
@@ -72,18 +73,32 @@ pub fn partial_key(path: &RemotePath) -> String {
 }
 
 /// A partial upload, ready for its bytes.
-#[derive(Debug)]
 pub struct UploadTarget {
     /// The partial's key ([`partial_key`]).
     pub key: String,
     /// The partial file; writers use positional I/O. Backends without local files stage here too.
     pub file: std::fs::File,
-    /// Bytes already present from an earlier attempt: the resume point.
-    pub offset: u64,
+    /// Byte ranges already in place from an earlier attempt: what a resume need not send again.
+    pub present: Ranges,
+    /// The partial's length now, which the quota already counts.
+    pub len: u64,
     /// Bytes of the existing file the upload will replace, if any.
     pub replaced: u64,
     /// Bytes of a stale partial (other size or source) discarded to start afresh.
     pub discarded: u64,
+    /// Records the ranges in place as the upload goes, so that a later attempt can resume from them.
+    /// Runs on the writing thread; failures are logged, since a lost record only costs a resend.
+    pub checkpoint: Box<dyn Fn(&Ranges) + Send>,
+}
+
+impl std::fmt::Debug for UploadTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadTarget")
+            .field("key", &self.key)
+            .field("present", &self.present)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A file opened for download.

@@ -1,0 +1,363 @@
+//! The receiving end: lanes that check every piece against the plan, and one disk thread that writes
+//! pieces in place and hashes the file in order as its prefix fills in.
+//!
+//! The digest must cover the whole file from byte 0, but pieces arrive out of order. The disk thread
+//! keeps a hash "frontier": a chunk that lands exactly there is hashed as it is written; a chunk
+//! beyond it is only written, and read back from the page cache once the bytes before it are in.
+//! With one lane every chunk lands on the frontier, so nothing is read twice.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, Ranges, TransferError, hash_range,
+    read_lane_frame,
+};
+use crate::hash::Sha256Digest;
+
+/// Stream stop code a receiver uses when it gives up on a lane (bad data, write error).
+pub const STOP_TRANSFER_FAILED: u32 = 2;
+/// How long each lane may take to arrive once the transfer is under way.
+const LANE_WAIT: Duration = Duration::from_secs(30);
+/// Bytes written between two background writebacks of a [`Durability::Synced`] receive.
+const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
+/// Bytes written between two checkpoints of the ranges in place: at most this much is sent again
+/// after the receiver is killed outright. (A checkpoint is a small file write and a rename.)
+pub const CHECKPOINT_EVERY: u64 = 4 * 1024 * 1024;
+
+/// What a receiver got: the digest of the file as written, and the digest the sender claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub computed: Sha256Digest,
+    pub claimed: Sha256Digest,
+}
+
+impl Received {
+    pub fn verified(&self) -> bool {
+        self.computed == self.claimed
+    }
+}
+
+/// One chunk handed to the disk thread: its length, and how much it grew the file (what a quota
+/// must charge, since bytes written into a hole left by an earlier attempt are already counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub grown: u64,
+}
+
+/// The file a receiver writes, together with whatever must live exactly as long as the writing (a
+/// claim on the partial): the disk thread owns it and drops it after its last write, even when the
+/// transfer was abandoned before.
+pub trait Destination: Send + 'static {
+    fn file(&self) -> &File;
+
+    /// Records which ranges are in place, for a later resume. Called by the disk thread every
+    /// [`CHECKPOINT_EVERY`] bytes and when it stops short of the whole file. A lost record only
+    /// makes a resume send more, so failures are the implementation's to log.
+    fn checkpoint(&self, _present: &Ranges) {}
+}
+
+impl Destination for File {
+    fn file(&self) -> &File {
+        self
+    }
+}
+
+impl<T: Send + 'static> Destination for (File, T) {
+    fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+/// Whether the receiver will fsync the file when it is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The caller fsyncs at the end: start writeback during the transfer, so that final fsync has
+    /// little left to do.
+    Synced,
+    /// Leave writeback to the kernel.
+    Lazy,
+}
+
+/// State the lanes of one transfer share.
+struct Lanes<'a> {
+    /// Pieces of the plan not yet received, by offset: a segment must name one exactly.
+    pieces: Mutex<HashMap<u64, u64>>,
+    /// The file's length as far as the chunks handed to the disk thread reach.
+    high_water: AtomicU64,
+    received: AtomicU64,
+    expected: u64,
+    disk: mpsc::Sender<(u64, Bytes)>,
+    progress: &'a (dyn Fn(Written) + Sync),
+}
+
+/// Receives the plan's ranges into `dest` from the lanes that arrive on `lanes` (headers already
+/// read), checks that each lane ends properly, and returns the whole file's digest with the
+/// sender's. Bytes outside the plan's ranges must already be in `dest`.
+pub async fn receive_file(
+    lanes: &mut mpsc::Receiver<quinn::RecvStream>,
+    dest: impl Destination,
+    plan: &Plan,
+    durability: Durability,
+    progress: &(dyn Fn(Written) + Sync),
+) -> Result<Received, TransferError> {
+    let (disk, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT * plan.lanes as usize);
+    let (ready, initial_len) = oneshot::channel();
+    let (present, size) = (plan.ranges.complement(plan.size), plan.size);
+    let writer = tokio::task::spawn_blocking(move || {
+        write_in_place(dest, present, size, chunks, durability, ready)
+    });
+    let outcome = async {
+        let initial_len = initial_len
+            .await
+            .map_err(|_| TransferError::Stream("the disk thread stopped".into()))?;
+        let shared = Lanes {
+            pieces: Mutex::new(plan.ranges.pieces(PIECE_SIZE).into_iter().collect()),
+            high_water: AtomicU64::new(initial_len),
+            received: AtomicU64::new(0),
+            expected: plan.ranges.total(),
+            disk,
+            progress,
+        };
+        let claims = receive_lanes(lanes, plan.lanes, &shared).await?;
+        Ok::<_, TransferError>((claims, shared.received.load(Ordering::Relaxed)))
+    }
+    .await;
+    // The disk thread's error (a full disk, say) explains a stopped lane better than the lane does.
+    let computed =
+        writer.await.map_err(|err| TransferError::Stream(format!("disk thread: {err}")))??;
+    let (claims, received) = outcome?;
+    let computed =
+        computed.ok_or(TransferError::Truncated { received, expected: plan.ranges.total() })?;
+    let claimed = claims[0];
+    if claims.iter().any(|claim| *claim != claimed) {
+        return Err(TransferError::Framing("the lanes' end frames name different digests".into()));
+    }
+    Ok(Received { computed, claimed })
+}
+
+/// Runs the lanes as they arrive until each has sent its end frame; returns their digests.
+async fn receive_lanes(
+    arrivals: &mut mpsc::Receiver<quinn::RecvStream>,
+    lanes: u32,
+    shared: &Lanes<'_>,
+) -> Result<Vec<Sha256Digest>, TransferError> {
+    let mut running = FuturesUnordered::new();
+    let mut arrived = 0;
+    let mut claims = Vec::new();
+    while claims.len() < lanes as usize {
+        tokio::select! {
+            stream = tokio::time::timeout(LANE_WAIT, arrivals.recv()), if arrived < lanes => {
+                let stream = stream.ok().flatten().ok_or_else(|| {
+                    TransferError::Stream("a transfer stream never arrived".into())
+                })?;
+                arrived += 1;
+                running.push(receive_lane(stream, shared));
+            }
+            Some(claim) = running.next(), if !running.is_empty() => claims.push(claim?),
+            else => break,
+        }
+    }
+    let mut missing = shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).len();
+    if claims.len() < lanes as usize {
+        missing += 1;
+    }
+    if missing > 0 {
+        let received = shared.received.load(Ordering::Relaxed);
+        return Err(TransferError::Truncated { received, expected: shared.expected });
+    }
+    Ok(claims)
+}
+
+/// One lane: pieces until the end frame, which must be the last thing on the stream.
+async fn receive_lane(
+    mut recv: quinn::RecvStream,
+    shared: &Lanes<'_>,
+) -> Result<Sha256Digest, TransferError> {
+    let result = async {
+        loop {
+            match read_lane_frame(&mut recv).await? {
+                LaneFrame::Segment { offset, len } => {
+                    take_piece(shared, offset, len)?;
+                    receive_piece(&mut recv, offset, len, shared).await?;
+                }
+                LaneFrame::End { sha256 } => {
+                    let claimed = sha256
+                        .parse()
+                        .map_err(|_| TransferError::Framing("bad digest in an end frame".into()))?;
+                    return match recv.read_chunk(1, true).await {
+                        Ok(None) => Ok(claimed),
+                        Ok(Some(_)) => {
+                            Err(TransferError::Framing("data after an end frame".into()))
+                        }
+                        Err(err) => Err(TransferError::Stream(err.to_string())),
+                    };
+                }
+            }
+        }
+    }
+    .await;
+    if result.is_err() {
+        let _ = recv.stop(quinn::VarInt::from_u32(STOP_TRANSFER_FAILED));
+    }
+    result
+}
+
+/// Marks a piece as taken; a segment that is not an outstanding piece of the plan (outside it, cut
+/// differently, or sent twice) breaks the framing.
+fn take_piece(shared: &Lanes<'_>, offset: u64, len: u64) -> Result<(), TransferError> {
+    match shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).remove(&offset) {
+        Some(planned) if planned == len => Ok(()),
+        _ => Err(TransferError::Framing(format!(
+            "segment of {len} bytes at {offset} is not an outstanding piece of the transfer"
+        ))),
+    }
+}
+
+/// Reads one piece's bytes and hands them to the disk thread.
+async fn receive_piece(
+    recv: &mut quinn::RecvStream,
+    offset: u64,
+    len: u64,
+    shared: &Lanes<'_>,
+) -> Result<(), TransferError> {
+    let mut got = 0;
+    while got < len {
+        let want = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
+        let chunk = recv
+            .read_chunk(want, true)
+            .await
+            .map_err(|err| TransferError::Stream(err.to_string()))?
+            .ok_or_else(|| TransferError::Truncated {
+                received: shared.received.load(Ordering::Relaxed),
+                expected: shared.expected,
+            })?
+            .bytes;
+        let bytes = chunk.len() as u64;
+        if shared.disk.send((offset + got, chunk)).await.is_err() {
+            return Err(TransferError::Stream("the disk thread stopped".into()));
+        }
+        got += bytes;
+        // Counted only once handed to the disk thread, which writes all it is given: a chunk
+        // dropped by a cancellation while waiting for the queue is neither written nor counted.
+        let end = offset + got;
+        let grown = end.saturating_sub(shared.high_water.fetch_max(end, Ordering::Relaxed));
+        shared.received.fetch_add(bytes, Ordering::Relaxed);
+        (shared.progress)(Written { bytes, grown });
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
+/// The disk thread. Reports the file's length on `ready` once the file is prepared, writes chunks
+/// as they come, and returns the whole file's digest, or `None` if it is not all there. Records
+/// the ranges in place when it stops short, whatever stopped it.
+fn write_in_place(
+    dest: impl Destination,
+    mut present: Ranges,
+    size: u64,
+    chunks: mpsc::Receiver<(u64, Bytes)>,
+    durability: Durability,
+    ready: oneshot::Sender<u64>,
+) -> Result<Option<Sha256Digest>, TransferError> {
+    let result = write_and_hash(&dest, &mut present, size, chunks, durability, ready);
+    if present.total() < size {
+        dest.checkpoint(&present);
+    }
+    result
+}
+
+fn write_and_hash(
+    dest: &impl Destination,
+    present: &mut Ranges,
+    size: u64,
+    mut chunks: mpsc::Receiver<(u64, Bytes)>,
+    durability: Durability,
+    ready: oneshot::Sender<u64>,
+) -> Result<Option<Sha256Digest>, TransferError> {
+    let file = dest.file();
+    if present.is_empty() {
+        // Nothing to keep: whatever an older attempt left would otherwise survive as a tail.
+        file.set_len(0)?;
+    }
+    let _ = ready.send(file.metadata()?.len());
+    let mut frontier = Frontier { hasher: Sha256::new(), position: 0 };
+    frontier.advance(file, present)?;
+    let mut writeback: Option<Writeback> = None;
+    let (mut unsynced, mut unrecorded) = (0, 0);
+    while let Some((offset, chunk)) = chunks.blocking_recv() {
+        file.write_all_at(&chunk, offset)?;
+        let len = chunk.len() as u64;
+        if offset == frontier.position {
+            frontier.hasher.update(&chunk);
+            frontier.position += len;
+        }
+        present.insert(offset, offset + len);
+        frontier.advance(file, present)?;
+        unsynced += len;
+        unrecorded += len;
+        if durability == Durability::Synced && unsynced >= WRITEBACK_EVERY {
+            unsynced = 0;
+            match &writeback {
+                Some(writeback) => writeback.kick(),
+                None => writeback = Some(Writeback::start(file.try_clone()?)),
+            }
+        }
+        if unrecorded >= CHECKPOINT_EVERY {
+            unrecorded = 0;
+            dest.checkpoint(present);
+        }
+    }
+    Ok((frontier.position == size).then(|| Sha256Digest::from_hasher(frontier.hasher)))
+}
+
+/// The hash of the file's complete prefix.
+struct Frontier {
+    hasher: Sha256,
+    position: u64,
+}
+
+impl Frontier {
+    /// Hashes (reading back from the file) the bytes in place right after the frontier.
+    fn advance(&mut self, file: &File, present: &Ranges) -> std::io::Result<()> {
+        if let Some(end) = present.end_of_range_at(self.position) {
+            hash_range(file, self.position, end, &mut self.hasher)?;
+            self.position = end;
+        }
+        Ok(())
+    }
+}
+
+/// A helper thread that flushes a file's dirty pages (fdatasync) when kicked, so that the disk
+/// works while the network does. A kick while a flush runs is merged into it.
+struct Writeback {
+    kicks: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Writeback {
+    fn start(file: File) -> Writeback {
+        let (kicks, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::spawn(move || {
+            // An error here is not lost: the caller's final fsync reports it.
+            while pending.recv().is_ok() && file.sync_data().is_ok() {}
+        });
+        let writeback = Writeback { kicks };
+        writeback.kick();
+        writeback
+    }
+
+    fn kick(&self) {
+        let _ = self.kicks.try_send(());
+    }
+}
