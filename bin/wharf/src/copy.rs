@@ -15,6 +15,7 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 use crate::error::{ClientError, Result};
 use crate::glob::{has_wildcards, matches};
 use crate::progress::TransferUi;
+use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
 
 /// How a batch of transfers is run.
@@ -264,7 +265,15 @@ async fn run(
                     }
                 }
             };
-            let mut result = attempt(options.resume).await;
+            let on_reconnect = |count: u32, err: &ClientError| {
+                ui.print(format!(
+                    "{verb} {name}: {err}; reconnecting ({count} of {RECONNECT_ATTEMPTS})"
+                ));
+                // The next attempt reports the bytes already in place afresh.
+                file.restart();
+            };
+            let mut result =
+                with_reconnects(&session, options.resume, on_reconnect, &attempt).await;
             let mismatch = matches!(
                 &result,
                 Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. })
@@ -273,7 +282,7 @@ async fn run(
                 // A resumed transfer whose whole-file digest failed had a bad partial, which both
                 // ends have now dropped: start over once, from byte 0.
                 file.restart();
-                result = attempt(false).await;
+                result = with_reconnects(&session, false, on_reconnect, &attempt).await;
             }
             ui.finish(file, &result);
             drop(permit);

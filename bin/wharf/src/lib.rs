@@ -14,6 +14,7 @@ pub mod format;
 pub mod glob;
 pub mod local;
 pub mod progress;
+pub mod reconnect;
 pub mod rpc;
 pub mod session;
 pub mod shell;

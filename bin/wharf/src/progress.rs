@@ -98,6 +98,11 @@ impl TransferUi {
             Ok(outcome) => finished_line(self.verb, &file.name, outcome),
             Err(err) => format!("{} {}: failed: {err}", self.verb, file.name),
         };
+        self.print(line);
+    }
+
+    /// Prints a line above the bars (or plainly, without a terminal).
+    pub fn print(&self, line: String) {
         if self.tty {
             let _ = self.multi.println(line);
         } else {

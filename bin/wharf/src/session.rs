@@ -75,13 +75,26 @@ impl ConnectOptions {
     }
 }
 
-/// A connection to a wharf server.
+/// One QUIC connection of a session, with its control stream and incoming transfer streams.
+/// [`Session::reconnect`] replaces it; `generation` tells the links apart.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub rpc: Rpc,
+    pub incoming: Arc<IncomingStreams>,
+    pub generation: u64,
+}
+
+/// A logged-in session with a wharf server.
 #[derive(Debug)]
 pub struct Session {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    rpc: Rpc,
-    incoming: Arc<IncomingStreams>,
+    link: Mutex<Arc<Link>>,
+    /// Held while a new link is made, so that transfers that lost the same link reconnect once.
+    relinking: tokio::sync::Mutex<()>,
+    options: ConnectOptions,
+    /// Kept for reconnecting, like lftp does; it never leaves this process except to log in again.
+    password: Mutex<Option<String>>,
     /// Local partial downloads being written, so two downloads never share one.
     downloads: Arc<ClaimSet<PathBuf>>,
     host: String,
@@ -92,121 +105,166 @@ pub struct Session {
 impl Session {
     /// Connects and checks the server's certificate. Nothing secret has been sent when this returns.
     pub async fn connect(options: &ConnectOptions) -> Result<Session> {
-        let target = &options.target;
-        let connect_error =
-            |reason: String| ClientError::Connect { target: target.host_key(), reason };
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
-            .collect();
-
-        let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
-            match &options.trust {
-                Trust::Ca(file) => (ca_verifier(file)?, None, None),
-                Trust::Pinned { known_hosts, .. } => {
-                    let pin = known_hosts.lookup(&target.host_key())?;
-                    let (verifier, observed) =
-                        PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
-                    (verifier, pin, Some(observed))
-                }
-            };
-        let crypto = wharf_common::tls::client_crypto(verifier)
-            .map_err(|err| connect_error(err.to_string()))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
-        client_config.transport_config(Arc::new(options.transport.transport_config(true)));
-
-        let mut last_error = connect_error("no address found".into());
-        for addr in addrs {
-            let local = match options.bind_ip {
-                Some(ip) => SocketAddr::new(ip, 0),
-                None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
-                None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
-            };
-            let bound = bind_udp(local, options.transport.socket_buffer)
-                .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
-            let endpoint = quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
-                None,
-                bound.socket,
-                Arc::new(quinn::TokioRuntime),
-            )
-            .map_err(|err| connect_error(err.to_string()))?;
-            let connecting = endpoint
-                .connect_with(client_config.clone(), addr, &target.host)
-                .map_err(|err| connect_error(err.to_string()))?;
-            let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(err)) => {
-                    if let (Some(pin), Some(observed)) = (&pin, &observed) {
-                        let seen = observed.lock().ok().and_then(|o| o.fingerprint.clone());
-                        if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
-                            return Err(changed(options, pin, presented));
-                        }
-                    }
-                    last_error = match &err {
-                        quinn::ConnectionError::ApplicationClosed(_) => {
-                            crate::rpc::closed_error(&err)
-                        }
-                        _ => connect_error(err.to_string()),
-                    };
-                    continue;
-                }
-                Err(_) => {
-                    last_error = connect_error(format!(
-                        "no answer from {addr} within {:?}",
-                        options.connect_timeout
-                    ));
-                    continue;
-                }
-            };
-            if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
-                let seen = observed
-                    .as_ref()
-                    .and_then(|o| o.lock().ok().and_then(|o| o.fingerprint.clone()));
-                let fingerprint =
-                    seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
-                if let Err(err) =
-                    trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
-                {
-                    conn.close(CloseCode::Normal.varint(), b"host not trusted");
-                    return Err(err.into());
-                }
-            }
-            let (send, recv) =
-                conn.open_bi().await.map_err(|err| crate::rpc::closed_error(&err))?;
-            let rpc = Rpc::start(conn.clone(), send, recv);
-            let incoming = Arc::new(IncomingStreams::default());
-            tokio::spawn(incoming.clone().accept(conn.clone()));
-            return Ok(Session {
-                endpoint,
-                conn,
-                rpc,
-                incoming,
-                downloads: Arc::default(),
-                host: target.host.clone(),
-                user: Mutex::new(None),
-                cwd: Mutex::new(RemotePath::root()),
-            });
-        }
-        Err(last_error)
+        let link = connect_link(options, 0).await?;
+        Ok(Session {
+            link: Mutex::new(Arc::new(link)),
+            relinking: tokio::sync::Mutex::new(()),
+            options: options.clone(),
+            password: Mutex::new(None),
+            downloads: Arc::default(),
+            host: options.target.host.clone(),
+            user: Mutex::new(None),
+            cwd: Mutex::new(RemotePath::root()),
+        })
     }
 
+    /// The current link.
+    pub(crate) fn link(&self) -> Arc<Link> {
+        lock(&self.link).clone()
+    }
+
+    /// The current link's generation: 0 for the first connection, one more for each reconnection.
+    pub fn generation(&self) -> u64 {
+        self.link().generation
+    }
+
+    /// Whether link `generation` is gone: closed, or already replaced.
+    pub fn lost(&self, generation: u64) -> bool {
+        let link = self.link();
+        link.generation != generation || link.conn.close_reason().is_some()
+    }
+
+    /// Replaces link `generation`, which was lost, with a new connection logged in as before. If
+    /// another task has already replaced it, does nothing. The server's certificate is checked as
+    /// at first (a pinned host is never asked about again).
+    pub async fn reconnect(&self, generation: u64) -> Result<()> {
+        let _relinking = self.relinking.lock().await;
+        if self.link().generation != generation {
+            return Ok(());
+        }
+        let user = lock(&self.user).clone();
+        let password = lock(&self.password).clone();
+        let (Some(user), Some(password)) = (user, password) else {
+            return Err(ClientError::Usage("not logged in".into()));
+        };
+        let link = connect_link(&self.options, generation + 1).await?;
+        if let Err(err) = login_on(&link.rpc, &user, &password).await {
+            link.conn.close(CloseCode::Normal.varint(), b"login failed");
+            return Err(err);
+        }
+        let old = std::mem::replace(&mut *lock(&self.link), Arc::new(link));
+        old.conn.close(CloseCode::Normal.varint(), b"replaced");
+        Ok(())
+    }
+}
+
+/// Connects to the server of `options` and checks its certificate; nothing secret is sent.
+async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link> {
+    let target = &options.target;
+    let connect_error = |reason: String| ClientError::Connect { target: target.host_key(), reason };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
+        .collect();
+
+    let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
+        match &options.trust {
+            Trust::Ca(file) => (ca_verifier(file)?, None, None),
+            Trust::Pinned { known_hosts, .. } => {
+                let pin = known_hosts.lookup(&target.host_key())?;
+                let (verifier, observed) =
+                    PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
+                (verifier, pin, Some(observed))
+            }
+        };
+    let crypto =
+        wharf_common::tls::client_crypto(verifier).map_err(|err| connect_error(err.to_string()))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+    client_config.transport_config(Arc::new(options.transport.transport_config(true)));
+
+    let mut last_error = connect_error("no address found".into());
+    for addr in addrs {
+        let local = match options.bind_ip {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        };
+        let bound = bind_udp(local, options.transport.socket_buffer)
+            .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            bound.socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|err| connect_error(err.to_string()))?;
+        let connecting = endpoint
+            .connect_with(client_config.clone(), addr, &target.host)
+            .map_err(|err| connect_error(err.to_string()))?;
+        let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => {
+                if let (Some(pin), Some(observed)) = (&pin, &observed) {
+                    let seen = observed.lock().ok().and_then(|o| o.fingerprint.clone());
+                    if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
+                        return Err(changed(options, pin, presented));
+                    }
+                }
+                last_error = match &err {
+                    quinn::ConnectionError::ApplicationClosed(_) => crate::rpc::closed_error(&err),
+                    _ => connect_error(err.to_string()),
+                };
+                continue;
+            }
+            Err(_) => {
+                last_error = connect_error(format!(
+                    "no answer from {addr} within {:?}",
+                    options.connect_timeout
+                ));
+                continue;
+            }
+        };
+        if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
+            let seen =
+                observed.as_ref().and_then(|o| o.lock().ok().and_then(|o| o.fingerprint.clone()));
+            let fingerprint = seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
+            if let Err(err) = trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
+            {
+                conn.close(CloseCode::Normal.varint(), b"host not trusted");
+                return Err(err.into());
+            }
+        }
+        let (send, recv) = conn.open_bi().await.map_err(|err| crate::rpc::closed_error(&err))?;
+        let rpc = Rpc::start(conn.clone(), send, recv);
+        let incoming = Arc::new(IncomingStreams::default());
+        tokio::spawn(incoming.clone().accept(conn.clone()));
+        return Ok(Link { endpoint, conn, rpc, incoming, generation });
+    }
+    Err(last_error)
+}
+
+/// Logs in on `rpc`; returns the user name the server confirmed and the quota.
+async fn login_on(rpc: &Rpc, user: &str, password: &str) -> Result<(String, QuotaInfo)> {
+    let cmd = Command::Login { user: user.to_owned(), password: password.to_owned() };
+    match rpc.call(cmd).await {
+        Ok(Reply::LoggedIn { user, quota }) => Ok((user, quota)),
+        Ok(other) => Err(unexpected(&other)),
+        Err(ClientError::Remote {
+            code: ErrorCode::AuthFailed | ErrorCode::TooManyAttempts,
+            message,
+        }) => Err(ClientError::Auth(message)),
+        Err(err) => Err(err),
+    }
+}
+
+impl Session {
     /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
     /// server closes the connection.
     pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
-        let cmd = Command::Login { user: user.to_owned(), password: password.to_owned() };
-        match self.rpc.call(cmd).await {
-            Ok(Reply::LoggedIn { user, quota }) => {
-                *lock(&self.user) = Some(user);
-                Ok(quota)
-            }
-            Ok(other) => Err(unexpected(&other)),
-            Err(ClientError::Remote {
-                code: ErrorCode::AuthFailed | ErrorCode::TooManyAttempts,
-                message,
-            }) => Err(ClientError::Auth(message)),
-            Err(err) => Err(err),
-        }
+        let (user, quota) = login_on(&self.link().rpc, user, password).await?;
+        *lock(&self.user) = Some(user);
+        *lock(&self.password) = Some(password.to_owned());
+        Ok(quota)
     }
 
     /// Connects, checks the server and logs in.
@@ -254,7 +312,7 @@ impl Session {
     }
 
     pub async fn stat(&self, path: &RemotePath) -> Result<Entry> {
-        match self.rpc.call(Command::Stat { path: path.to_string() }).await? {
+        match self.link().rpc.call(Command::Stat { path: path.to_string() }).await? {
             Reply::Stat { entry } => Ok(entry),
             other => Err(unexpected(&other)),
         }
@@ -262,10 +320,10 @@ impl Session {
 
     /// All entries of a directory, in the server's order.
     pub async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
-        let mut replies = self.rpc.request(Command::List { path: path.to_string() }).await?;
+        let mut replies = self.link().rpc.request(Command::List { path: path.to_string() }).await?;
         let mut all = Vec::new();
         loop {
-            match self.rpc.next_reply(&mut replies).await? {
+            match self.link().rpc.next_reply(&mut replies).await? {
                 Reply::Entries { entries, done } => {
                     all.extend(entries);
                     if done {
@@ -294,22 +352,10 @@ impl Session {
     }
 
     pub async fn quota(&self) -> Result<QuotaInfo> {
-        match self.rpc.call(Command::Quota).await? {
+        match self.link().rpc.call(Command::Quota).await? {
             Reply::Quota { quota } => Ok(quota),
             other => Err(unexpected(&other)),
         }
-    }
-
-    pub(crate) fn rpc(&self) -> &Rpc {
-        &self.rpc
-    }
-
-    pub(crate) fn connection(&self) -> &quinn::Connection {
-        &self.conn
-    }
-
-    pub(crate) fn incoming(&self) -> &IncomingStreams {
-        &self.incoming
     }
 
     pub(crate) fn downloads(&self) -> &Arc<ClaimSet<PathBuf>> {
@@ -319,22 +365,22 @@ impl Session {
     /// Sends any command and returns its final reply, unchecked. For protocol tests and tools that
     /// need to send what the typed methods would refuse to.
     pub async fn call_raw(&self, cmd: Command) -> Result<Reply> {
-        self.rpc.call(cmd).await
+        self.link().rpc.call(cmd).await
     }
 
     /// Moves the connection to a new local UDP socket, as a change of network would; QUIC connection
     /// migration carries on every stream in flight.
     pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
-        self.endpoint.rebind(socket)
+        self.link().endpoint.rebind(socket)
     }
 
     /// Completes when the connection closes, with the reason as an error.
     pub async fn closed(&self) -> ClientError {
-        crate::rpc::closed_error(&self.conn.closed().await)
+        crate::rpc::closed_error(&self.link().conn.closed().await)
     }
 
     async fn expect_ok(&self, cmd: Command) -> Result<()> {
-        match self.rpc.call(cmd).await? {
+        match self.link().rpc.call(cmd).await? {
             Reply::Ok => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -342,8 +388,9 @@ impl Session {
 
     /// Closes the connection politely and waits briefly for the close to reach the server.
     pub async fn close(self) {
-        self.conn.close(CloseCode::Normal.varint(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let link = self.link();
+        link.conn.close(CloseCode::Normal.varint(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), link.endpoint.wait_idle()).await;
     }
 }
 

@@ -103,8 +103,9 @@ impl Session {
         let size = meta.len();
         let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
         let cmd = Command::Put { path: remote.to_string(), size, source, resume };
-        let mut replies = self.rpc().request(cmd).await?;
-        let (transfer, plan) = match self.rpc().next_reply(&mut replies).await? {
+        let link = self.link();
+        let mut replies = link.rpc.request(cmd).await?;
+        let (transfer, plan) = match link.rpc.next_reply(&mut replies).await? {
             Reply::Transfer { transfer, size: announced, ranges, lanes, .. }
                 if announced == size =>
             {
@@ -114,18 +115,18 @@ impl Session {
         };
         on_bytes(plan.present());
         let header = StreamHeader { transfer };
-        let sent = send_file(self.connection(), header, file, &plan, None, on_bytes).await;
+        let sent = send_file(&link.conn, header, file, &plan, None, on_bytes).await;
         let sent = match sent {
             Ok(digest) => digest,
             // The server's reply says more than a reset stream would (e.g. quota, or a closed connection).
             Err(err) => {
-                return match self.rpc().next_reply(&mut replies).await {
+                return match link.rpc.next_reply(&mut replies).await {
                     Err(reply_err) => Err(reply_err),
                     Ok(_) => Err(transfer_error(&remote.to_string(), err)),
                 };
             }
         };
-        match self.rpc().next_reply(&mut replies).await? {
+        match link.rpc.next_reply(&mut replies).await? {
             Reply::Done { sha256, .. } if sha256 == sent.to_string() => {
                 let resumed_from = plan.present();
                 Ok(Outcome { size, resumed_from, sha256: sent, elapsed: started.elapsed() })
@@ -162,8 +163,9 @@ impl Session {
         let (have, version) =
             if resume { existing_part(&part, &meta).await } else { (Ranges::new(), None) };
         let cmd = Command::Get { path: remote.to_string(), have: have.truncated(), version };
-        let mut replies = self.rpc().request(cmd).await?;
-        let (transfer, version, plan) = match self.rpc().next_reply(&mut replies).await? {
+        let link = self.link();
+        let mut replies = link.rpc.request(cmd).await?;
+        let (transfer, version, plan) = match link.rpc.next_reply(&mut replies).await? {
             Reply::Transfer { transfer, size, version, ranges, lanes } => {
                 (transfer, version, checked_plan(size, &ranges, lanes)?)
             }
@@ -174,7 +176,7 @@ impl Session {
         if present.iter().any(|(start, end)| have.end_of_range_at(start).is_none_or(|e| e < end)) {
             return Err(ClientError::Protocol("the server skipped bytes this client lacks".into()));
         }
-        let mut lanes = self.incoming().claim(transfer, plan.lanes);
+        let mut lanes = link.incoming.claim(transfer, plan.lanes);
         let size = plan.size;
         let part_file = {
             let (part_file, meta_file) = (part.clone(), meta.clone());
@@ -198,7 +200,7 @@ impl Session {
         let received = receive_file(&mut lanes, part_file, &plan, Durability::Lazy, &on_written)
             .await
             .map_err(|err| transfer_error(&remote.to_string(), err))?;
-        let done = self.rpc().next_reply(&mut replies).await?;
+        let done = link.rpc.next_reply(&mut replies).await?;
         if !received.verified()
             || !matches!(&done, Reply::Done { sha256, .. } if *sha256 == received.claimed.to_string())
         {

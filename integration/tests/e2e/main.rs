@@ -3,10 +3,12 @@
 
 mod bad_senders;
 mod batch;
+mod huge;
 mod jail;
 mod login;
 mod navigation;
 mod quota;
+mod reconnect;
 mod resume;
 mod segments;
 mod sessions;
