@@ -59,6 +59,21 @@ impl RawClient {
         self.send.write_all(bytes).await.expect("send bytes");
     }
 
+    /// Ends the control stream (what a client that sends a partial frame and stops would do).
+    pub fn finish_control(&mut self) {
+        let _ = self.send.finish();
+    }
+
+    /// Waits for the server to close the connection and returns its application close code (`None`
+    /// for any other end, such as a timeout).
+    pub async fn close_code(&self) -> Option<u64> {
+        let closed = tokio::time::timeout(REPLY_TIMEOUT, self.conn.closed()).await;
+        match closed.expect("the server closes the connection in time") {
+            quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
+            _ => None,
+        }
+    }
+
     /// The next message on the control stream.
     pub async fn reply(&mut self) -> Response {
         let next =

@@ -18,8 +18,8 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{
-    Destination, Durability, Plan, RESUME_MIN_SIZE, Ranges, StreamHeader, TransferError, Written,
-    receive_file, send_file,
+    DEFAULT_STALL_TIMEOUT, Destination, Durability, Plan, RESUME_MIN_SIZE, Ranges, StreamHeader,
+    TransferError, Written, receive_file, send_file,
 };
 
 use crate::error::{ClientError, Result};
@@ -115,7 +115,8 @@ impl Session {
         };
         on_bytes(plan.present());
         let header = StreamHeader { transfer };
-        let sent = send_file(&link.conn, header, file, &plan, None, on_bytes).await;
+        let stall = DEFAULT_STALL_TIMEOUT;
+        let sent = send_file(&link.conn, header, file, &plan, None, stall, on_bytes).await;
         let sent = match sent {
             Ok(digest) => digest,
             // The server's reply says more than a reset stream would (e.g. quota, or a closed connection).
@@ -197,9 +198,16 @@ impl Session {
         };
         on_bytes(plan.present());
         let on_written = |written: Written| on_bytes(written.bytes);
-        let received = receive_file(&mut lanes, part_file, &plan, Durability::Lazy, &on_written)
-            .await
-            .map_err(|err| transfer_error(&remote.to_string(), err))?;
+        let received = receive_file(
+            &mut lanes,
+            part_file,
+            &plan,
+            Durability::Lazy,
+            DEFAULT_STALL_TIMEOUT,
+            &on_written,
+        )
+        .await
+        .map_err(|err| transfer_error(&remote.to_string(), err))?;
         let done = link.rpc.next_reply(&mut replies).await?;
         if !received.verified()
             || !matches!(&done, Reply::Done { sha256, .. } if *sha256 == received.claimed.to_string())

@@ -140,11 +140,22 @@ impl Default for UserSettings {
 pub struct TransferSettings {
     pub segment_threshold: u64,
     pub segment_lanes: u32,
+    pub stall_timeout_secs: u64,
 }
 
 impl Default for TransferSettings {
     fn default() -> Self {
-        TransferSettings { segment_threshold: 64 * 1024 * 1024, segment_lanes: 4 }
+        TransferSettings {
+            segment_threshold: 64 * 1024 * 1024,
+            segment_lanes: 4,
+            stall_timeout_secs: wharf_common::transfer::DEFAULT_STALL_TIMEOUT.as_secs(),
+        }
+    }
+}
+
+impl TransferSettings {
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout_secs)
     }
 }
 
@@ -202,6 +213,9 @@ impl Config {
         if !(1..=wharf_common::transfer::MAX_LANES).contains(&lanes) {
             let max = wharf_common::transfer::MAX_LANES;
             return Err(format!("transfer.segment_lanes must be between 1 and {max}"));
+        }
+        if self.transfer.stall_timeout_secs == 0 {
+            return Err("transfer.stall_timeout_secs must be at least 1".into());
         }
         if a.login_timeout_secs == 0 || a.max_failures_per_connection == 0 {
             return Err(

@@ -117,7 +117,23 @@ pub enum TransferError {
     /// The source file is shorter than announced (it changed during the transfer).
     #[error("the source file changed during the transfer")]
     SourceChanged,
+    /// Nothing moved on a lane for the stall timeout: the peer stopped reading or sending.
+    #[error("no progress for {} s: the peer stopped reading or sending", .0.as_secs())]
+    Stalled(std::time::Duration),
 }
+
+/// Runs one step of a lane, failing it with [`TransferError::Stalled`] if it takes longer than
+/// `stall`: a peer that stops reading (or sending) must not hold a transfer, its threads and its
+/// buffers forever.
+async fn within<T>(
+    stall: std::time::Duration,
+    step: impl Future<Output = Result<T, TransferError>>,
+) -> Result<T, TransferError> {
+    tokio::time::timeout(stall, step).await.unwrap_or(Err(TransferError::Stalled(stall)))
+}
+
+/// How long a lane may make no progress before the transfer fails, unless the caller says otherwise.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Hashes `file[start..end]` into `hasher`.
 pub fn hash_range(file: &File, start: u64, end: u64, hasher: &mut Sha256) -> std::io::Result<()> {

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, Ranges, TransferError, hash_range,
-    read_lane_frame,
+    read_lane_frame, within,
 };
 use crate::hash::Sha256Digest;
 
@@ -99,6 +99,8 @@ struct Lanes<'a> {
     received: AtomicU64,
     expected: u64,
     disk: mpsc::Sender<(u64, Bytes)>,
+    /// How long a lane may deliver nothing before the transfer fails.
+    stall: Duration,
     progress: &'a (dyn Fn(Written) + Sync),
 }
 
@@ -110,6 +112,7 @@ pub async fn receive_file(
     dest: impl Destination,
     plan: &Plan,
     durability: Durability,
+    stall: Duration,
     progress: &(dyn Fn(Written) + Sync),
 ) -> Result<Received, TransferError> {
     let (disk, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT * plan.lanes as usize);
@@ -128,6 +131,7 @@ pub async fn receive_file(
             received: AtomicU64::new(0),
             expected: plan.ranges.total(),
             disk,
+            stall,
             progress,
         };
         let claims = receive_lanes(lanes, plan.lanes, &shared).await?;
@@ -187,7 +191,7 @@ async fn receive_lane(
 ) -> Result<Sha256Digest, TransferError> {
     let result = async {
         loop {
-            match read_lane_frame(&mut recv).await? {
+            match within(shared.stall, read_lane_frame(&mut recv)).await? {
                 LaneFrame::Segment { offset, len } => {
                     take_piece(shared, offset, len)?;
                     receive_piece(&mut recv, offset, len, shared).await?;
@@ -235,10 +239,11 @@ async fn receive_piece(
     let mut got = 0;
     while got < len {
         let want = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let chunk = recv
-            .read_chunk(want, true)
-            .await
-            .map_err(|err| TransferError::Stream(err.to_string()))?
+        let read = async {
+            recv.read_chunk(want, true).await.map_err(|err| TransferError::Stream(err.to_string()))
+        };
+        let chunk = within(shared.stall, read)
+            .await?
             .ok_or_else(|| TransferError::Truncated {
                 received: shared.received.load(Ordering::Relaxed),
                 expected: shared.expected,

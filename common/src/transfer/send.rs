@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
@@ -13,12 +14,20 @@ use tokio::sync::mpsc;
 
 use super::{
     CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, StreamHeader, TransferError,
-    hash_range, write_frame,
+    hash_range, within, write_frame,
 };
 use crate::hash::Sha256Digest;
 
 /// Pieces not yet taken by a lane.
 type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
+
+/// What one lane needs besides the connection.
+struct Lane {
+    header: StreamHeader,
+    file: Arc<File>,
+    queue: Queue,
+    stall: Duration,
+}
 
 /// What a lane's disk thread hands to its stream.
 enum Item {
@@ -28,14 +37,16 @@ enum Item {
 
 /// Sends the plan's ranges of `file` as transfer `header` on `plan.lanes` new streams of `conn`,
 /// each ending with the whole file's digest. With `known` (a digest recorded when the file was stored)
-/// the file is not hashed; otherwise a blocking thread hashes it beside the lanes. `progress` is
-/// called with each chunk's length as it is handed to QUIC.
+/// the file is not hashed; otherwise a blocking thread hashes it beside the lanes. A lane that cannot
+/// move anything for `stall` fails the transfer. `progress` is called with each chunk's length as it
+/// is handed to QUIC.
 pub async fn send_file(
     conn: &quinn::Connection,
     header: StreamHeader,
     file: File,
     plan: &Plan,
     known: Option<Sha256Digest>,
+    stall: Duration,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
     let file = Arc::new(file);
@@ -62,8 +73,10 @@ pub async fn send_file(
         }
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
-    let lanes = (0..plan.lanes)
-        .map(|_| send_lane(conn, header, file.clone(), queue.clone(), digest.clone(), progress));
+    let lanes = (0..plan.lanes).map(|_| {
+        let lane = Lane { header, file: file.clone(), queue: queue.clone(), stall };
+        send_lane(conn, lane, digest.clone(), progress)
+    });
     let digests = try_join_all(lanes).await?;
     Ok(digests[0])
 }
@@ -74,26 +87,29 @@ type SharedDigest = Shared<BoxFuture<'static, Result<Sha256Digest, (std::io::Err
 /// One lane: opens a stream, sends pieces from the queue until it is empty, then the end frame.
 async fn send_lane(
     conn: &quinn::Connection,
-    header: StreamHeader,
-    file: Arc<File>,
-    queue: Queue,
+    Lane { header, file, queue, stall }: Lane,
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
-    let mut send = conn.open_uni().await.map_err(|err| TransferError::Stream(err.to_string()))?;
-    write_frame(&mut send, &header).await?;
+    let open =
+        async { conn.open_uni().await.map_err(|err| TransferError::Stream(err.to_string())) };
+    let mut send = within(stall, open).await?;
+    within(stall, write_frame(&mut send, &header)).await?;
     let (tx, mut rx) = mpsc::channel::<Item>(CHUNKS_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || read_pieces(&file, &queue, &tx));
     while let Some(item) = rx.recv().await {
         match item {
             Item::Piece { offset, len } => {
-                write_frame(&mut send, &LaneFrame::Segment { offset, len }).await?;
+                within(stall, write_frame(&mut send, &LaneFrame::Segment { offset, len })).await?;
             }
             Item::Chunk(chunk) => {
                 let len = chunk.len() as u64;
-                send.write_chunk(chunk)
-                    .await
-                    .map_err(|err| TransferError::Stream(err.to_string()))?;
+                let write = async {
+                    send.write_chunk(chunk)
+                        .await
+                        .map_err(|err| TransferError::Stream(err.to_string()))
+                };
+                within(stall, write).await?;
                 progress(len);
                 // Flow control often accepts chunk after chunk without blocking; yield once per
                 // chunk so that other tasks run and a cancellation takes effect within one chunk.
@@ -103,7 +119,7 @@ async fn send_lane(
     }
     reader.await.map_err(|err| TransferError::Stream(format!("reader thread: {err}")))??;
     let digest = digest.await.map_err(|(kind, message)| std::io::Error::new(kind, message))?;
-    write_frame(&mut send, &LaneFrame::End { sha256: digest.to_string() }).await?;
+    within(stall, write_frame(&mut send, &LaneFrame::End { sha256: digest.to_string() })).await?;
     send.finish().map_err(|err| TransferError::Stream(err.to_string()))?;
     Ok(digest)
 }

@@ -3,6 +3,7 @@
 
 mod bad_senders;
 mod batch;
+mod hostile;
 mod huge;
 mod jail;
 mod login;

@@ -41,9 +41,11 @@ pub async fn run(
         return Err(failed(&path, "connection closed"));
     }
     let header = StreamHeader { transfer: id };
-    let digest = send_file(&session.conn, header, source.file, &plan, source.digest, &|_| {})
-        .await
-        .map_err(|err| failed(&path, &err.to_string()))?;
+    let stall = settings.stall_timeout();
+    let digest =
+        send_file(&session.conn, header, source.file, &plan, source.digest, stall, &|_| {})
+            .await
+            .map_err(|err| failed(&path, &err.to_string()))?;
     if source.digest.is_none() {
         // Hashed while sending: remember it, so the next download need not.
         if let Err(err) = session.home.record_digest(&path, &source.version, digest).await {

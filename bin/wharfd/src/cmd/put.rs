@@ -78,7 +78,8 @@ pub async fn run(
     let charge = |written: Written| {
         reservation.lock().unwrap_or_else(|p| p.into_inner()).consume(written.grown);
     };
-    let received = receive_file(&mut lanes, dest, &plan, Durability::Synced, &charge).await;
+    let stall = settings.stall_timeout();
+    let received = receive_file(&mut lanes, dest, &plan, Durability::Synced, stall, &charge).await;
     session.transfers.forget(id);
     let received = match received {
         Ok(received) => received,

@@ -1,0 +1,205 @@
+//! Hostile clients speaking the wire directly. Each case asserts that the server answers with the
+//! documented error or closes only the offending connection, and that a bystander's session carries
+//! on unaffected. (Requests before login: `login.rs`; streams naming unknown or foreign transfers and
+//! lying senders: `bad_senders.rs`.)
+
+use std::time::{Duration, Instant};
+
+use wharf::session::Session;
+use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Response};
+use wharf_common::transfer::{Ranges, StreamHeader};
+use wharf_integration::client::login;
+use wharf_integration::raw::{RawClient, write_segment};
+use wharf_integration::server::TestServer;
+
+use crate::util::{content, p, server_partial_bytes};
+
+/// The bystander still gets answers, promptly.
+async fn bystander_unaffected(bystander: &Session) {
+    let started = Instant::now();
+    let quota = tokio::time::timeout(Duration::from_secs(10), bystander.quota()).await;
+    assert!(matches!(quota, Ok(Ok(_))), "bystander's quota: {quota:?}");
+    bystander.stat(&p("/")).await.expect("bystander's stat");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+fn error_code(reply: &Reply) -> ErrorCode {
+    match reply {
+        Reply::Error(err) => err.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_frames_close_only_their_connection() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
+    let bystander = login(&server, "bob", "pw2").await;
+    let protocol_error = Some(CloseCode::ProtocolError as u64);
+
+    // A length prefix one past the maximum, and one of 4 GiB - 1: refused before any body is read.
+    for prefix in [(1u32 << 20) + 1, u32::MAX] {
+        let mut raw = RawClient::connect(&server).await;
+        raw.send_bytes(&prefix.to_be_bytes()).await;
+        assert_eq!(raw.close_code().await, protocol_error, "length prefix {prefix}");
+        bystander_unaffected(&bystander).await;
+    }
+
+    // A frame cut short: the length says 100, ten bytes come, then the stream ends.
+    let mut raw = RawClient::connect(&server).await;
+    raw.send_bytes(&100u32.to_be_bytes()).await;
+    raw.send_bytes(&[0x80; 10]).await;
+    raw.finish_control();
+    assert_eq!(raw.close_code().await, protocol_error, "truncated frame");
+
+    // Garbage where MessagePack should be (0xc1 is never valid), nesting far past the bound, and a
+    // well-formed message of the wrong type (a reply sent as a request), before and after login.
+    let nested: Vec<u8> = std::iter::repeat_n(0x91, 10_000).chain([0x00]).collect();
+    let wrong_type =
+        rmp_serde::to_vec_named(&Response { id: 1, reply: Reply::Ok }).expect("encode");
+    for (what, body) in
+        [("garbage", vec![0xc1; 64]), ("deep nesting", nested), ("wrong type", wrong_type)]
+    {
+        for logged_in in [false, true] {
+            let mut raw = if logged_in {
+                RawClient::login(&server, "ann", "pw").await
+            } else {
+                RawClient::connect(&server).await
+            };
+            let len = u32::try_from(body.len()).expect("length");
+            raw.send_bytes(&len.to_be_bytes()).await;
+            raw.send_bytes(&body).await;
+            assert_eq!(raw.close_code().await, protocol_error, "{what}, logged in: {logged_in}");
+        }
+        bystander_unaffected(&bystander).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
+    let bystander = login(&server, "bob", "pw2").await;
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    // Request 5 (an upload) stays in flight until its lane arrives.
+    let put = Command::Put { path: "/a".into(), size: 3, source: "v".into(), resume: false };
+    raw.send(5, put).await;
+    let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
+    raw.send(5, Command::Quota).await;
+    let duplicate = raw.reply().await;
+    assert_eq!((duplicate.id, error_code(&duplicate.reply)), (5, ErrorCode::DuplicateId));
+    bystander_unaffected(&bystander).await;
+
+    let mut lane = raw.open_transfer(transfer).await;
+    write_segment(&mut lane, (0, 3), b"abc").await.expect("bytes");
+    wharf_integration::raw::write_end(&mut lane, wharf_common::hash::Sha256Digest::of(b"abc"))
+        .await
+        .expect("end");
+    let done = raw.reply().await;
+    assert!(matches!(done, Response { id: 5, reply: Reply::Done { size: 3, .. } }), "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lane_reset_halfway_fails_its_upload_alone() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
+    let bystander = login(&server, "bob", "pw2").await;
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let data = content(100_000, 31);
+    let put =
+        Command::Put { path: "/reset".into(), size: 100_000, source: "v".into(), resume: true };
+    raw.send(2, put).await;
+    let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
+    let mut lane = raw.open_transfer(transfer).await;
+    write_segment(&mut lane, (0, 100_000), &data[..50_000]).await.expect("first half");
+    // Reset only once the server is writing: a reset discards whatever it has not read yet,
+    // header included, and a lane that never arrives is a different case (it times out).
+    let watcher = login(&server, "ann", "pw").await;
+    while watcher.quota().await.expect("quota").used == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lane.reset(quinn::VarInt::from_u32(7)).expect("reset");
+    let failed = raw.reply().await;
+    assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
+    assert!(!server.home("ann").join("reset").exists());
+    raw.send(3, Command::Quota).await;
+    let Reply::Quota { quota } = raw.reply().await.reply else { panic!("quota") };
+    assert_eq!(quota.reserved, 0, "the reservation is given back");
+    bystander_unaffected(&bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_ten_thousand_streams_harms_no_one() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
+    let bystander = login(&server, "bob", "pw2").await;
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let started = Instant::now();
+    let flood = async {
+        for n in 0..10_000u64 {
+            // The server grants new streams only as it stops old ones: at most 64 are open at once.
+            let mut stream = raw.conn.open_uni().await.expect("stream credit");
+            let header =
+                wharf_common::frame::encode_frame(&StreamHeader { transfer: 1_000_000 + n })
+                    .expect("header");
+            let _ = stream.write_all(&header).await;
+            let _ = stream.finish();
+        }
+    };
+    let watch = async {
+        // Meanwhile the bystander is served as usual.
+        for _ in 0..5 {
+            bystander_unaffected(&bystander).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::join!(flood, watch);
+    println!("10,000 streams in {:?}", started.elapsed());
+    raw.send(2, Command::Quota).await;
+    assert!(matches!(raw.reply().await.reply, Reply::Quota { .. }), "the flooder's session too");
+    bystander_unaffected(&bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_never_reads_is_given_up_on() {
+    let server = TestServer::configured(
+        "[transfer]\nstall_timeout_secs = 2\n",
+        &[("ann", "pw"), ("bob", "pw2")],
+    );
+    std::fs::write(server.home("ann").join("big"), content(64 << 20, 32)).expect("server file");
+    let bystander = login(&server, "bob", "pw2").await;
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    raw.send(2, Command::Get { path: "/big".into(), have: Ranges::new(), version: None }).await;
+    assert!(matches!(raw.reply().await.reply, Reply::Transfer { .. }));
+    // The lanes are never accepted, so flow control stops the server within a window or two.
+    bystander_unaffected(&bystander).await;
+    let failed = raw.reply().await;
+    assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
+    raw.send(3, Command::Quota).await;
+    assert!(
+        matches!(raw.reply().await.reply, Reply::Quota { .. }),
+        "the session itself carries on"
+    );
+    bystander_unaffected(&bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
+    let server = TestServer::configured(
+        "[transfer]\nstall_timeout_secs = 2\n",
+        &[("ann", "pw"), ("bob", "pw2")],
+    );
+    let bystander = login(&server, "bob", "pw2").await;
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let size = 4 << 20;
+    let data = content(size, 33);
+    let put =
+        Command::Put { path: "/slow".into(), size: size as u64, source: "v".into(), resume: true };
+    raw.send(2, put).await;
+    let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
+    let mut lane = raw.open_transfer(transfer).await;
+    write_segment(&mut lane, (0, size as u64), &data[..1 << 20]).await.expect("first MiB");
+    // ... and nothing more, without closing anything.
+    let failed = raw.reply().await;
+    assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
+    assert!(!server.home("ann").join("slow").exists());
+    assert!(server_partial_bytes(server.root(), "ann") > 0, "the partial is kept for a resume");
+    bystander_unaffected(&bystander).await;
+    drop(lane);
+}
