@@ -13,7 +13,7 @@ use wharf_integration::client::login;
 use wharf_integration::server::TestServer;
 
 /// Every file and directory below `dir` with its contents, to compare before and after.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {

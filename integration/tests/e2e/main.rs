@@ -6,6 +6,7 @@ mod batch;
 mod hostile;
 mod huge;
 mod jail;
+mod jail_race;
 mod login;
 mod navigation;
 mod quota;
