@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod fuzzing;
 pub mod pty;
 pub mod raw;
 pub mod relay;

@@ -1,0 +1,111 @@
+//! The checks behind the fuzz targets, shared by `fuzz/` (cargo-fuzz, for long runs on a nightly
+//! toolchain) and the corpus test that runs with every `cargo test`.
+
+use std::os::fd::AsRawFd as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wharf_common::frame::{check_len, decode_body, encode_frame};
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Request, Response};
+use wharf_common::transfer::LaneFrame;
+use wharfd::blocking::BlockingPool;
+use wharfd::layout::Layout;
+use wharfd::storage::fs::FsStorage;
+use wharfd::storage::{Home, Storage as _};
+
+/// Frame decoding: any input gives a value or an error, never a panic, and an over-long length is
+/// refused before the body is looked at. A request that decodes encodes back to the same request.
+pub fn frame_decode(data: &[u8]) {
+    let Some((prefix, body)) = data.split_first_chunk::<4>() else { return };
+    if check_len(u32::from_be_bytes(*prefix)).is_err() {
+        return;
+    }
+    if let Ok(request) = decode_body::<Request>(body) {
+        let again = encode_frame(&request).expect("a decoded request encodes");
+        let decoded: Request = decode_body(&again[4..]).expect("and decodes again");
+        assert_eq!(decoded, request);
+    }
+    let _ = decode_body::<Response>(body);
+    let _ = decode_body::<LaneFrame>(body);
+}
+
+/// A name that exists only outside the jail: reaching anything by this name is an escape.
+pub const MARKER: &str = "OUTSIDE-MARKER";
+
+/// A home beset by traps (symlinks to `/`, up and out of the home, to a sibling home, and to a
+/// directory outside holding [`MARKER`]), opened through the server's storage layer.
+pub struct Jail {
+    runtime: tokio::runtime::Runtime,
+    home: Arc<dyn Home>,
+    home_path: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Jail {
+    pub fn new() -> Jail {
+        let root = tempfile::tempdir().expect("root");
+        let layout = Layout::new(root.path());
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let storage = FsStorage::open(&layout, BlockingPool::new(2)).expect("storage");
+        let home = runtime.block_on(async {
+            for user in ["ann", "bob"] {
+                storage.create_home(user).await.expect("home");
+            }
+            storage.open_home("ann").await.expect("open home")
+        });
+        let home_path = layout.homes().join("ann").canonicalize().expect("home path");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(outside.join("sub")).expect("outside");
+        std::fs::write(outside.join(MARKER), b"secret").expect("marker");
+        std::fs::write(layout.homes().join("bob").join(MARKER), b"bob's").expect("marker");
+        std::fs::create_dir_all(home_path.join("a/b")).expect("dirs");
+        std::fs::write(home_path.join("a/b/file"), b"inside").expect("file");
+        for (name, target) in [
+            ("root", PathBuf::from("/")),
+            ("up", PathBuf::from("../../..")),
+            ("out", outside.clone()),
+            ("sib", PathBuf::from("../bob")),
+            ("a/b/deep", PathBuf::from("../../../../../outside")),
+            ("loop", PathBuf::from("loop")),
+        ] {
+            std::os::unix::fs::symlink(target, home_path.join(name)).expect("trap");
+        }
+        Jail { runtime, home, home_path, _root: root }
+    }
+
+    /// The home on disk, for checking that the traps are live.
+    pub fn home_path(&self) -> &std::path::Path {
+        &self.home_path
+    }
+
+    /// Resolves `data`, read as a path, through stat, list and open: nothing may be found by the
+    /// marker's name, and a file that opens must lie inside the home.
+    pub fn check(&self, data: &[u8]) {
+        let Ok(raw) = std::str::from_utf8(data) else { return };
+        let Ok(path) = RemotePath::parse(raw) else { return };
+        assert!(path.starts_with(&RemotePath::root()));
+        self.runtime.block_on(async {
+            if path.file_name() == Some(MARKER) {
+                assert!(self.home.stat(&path).await.is_err(), "{path}: stat escaped the jail");
+            }
+            if let Ok(mut listing) = self.home.list(&path).await {
+                while let Some(Ok(page)) = listing.recv().await {
+                    assert!(page.iter().all(|e| e.name != MARKER), "{path}: listed outside");
+                }
+            }
+            if let Ok(source) = self.home.begin_download(&path).await {
+                let fd = source.file.as_raw_fd();
+                let real = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("fd path");
+                assert!(real.starts_with(&self.home_path), "{path}: opened {}", real.display());
+            }
+        });
+    }
+}
+
+impl Default for Jail {
+    fn default() -> Self {
+        Jail::new()
+    }
+}
