@@ -4,8 +4,9 @@
 //! the executor and writes one audit line per attempt (target `audit`, routed to `var/log/audit.log`).
 //! What a user may do once known (home, quota) is decided elsewhere.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wharf_common::limits::MAX_PASSWORD_LEN;
@@ -14,7 +15,7 @@ use wharf_common::proto::ErrorCode;
 use crate::blocking::BlockingPool;
 use crate::config::AuthSettings;
 use crate::password::Passwords;
-use crate::throttle::{Throttle, Verdict};
+use crate::throttle::{self, Throttle, Verdict};
 use crate::users::{UserRecord, UserStore};
 
 /// Why a login failed, as told to the client.
@@ -51,6 +52,8 @@ pub struct Authenticator {
     users: UserStore,
     passwords: Passwords,
     throttle: Mutex<Throttle>,
+    /// One lock per source address with an attempt under way (see [`Authenticator::check`]).
+    checking: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     files: BlockingPool,
 }
 
@@ -61,7 +64,13 @@ impl Authenticator {
         settings: &AuthSettings,
         files: BlockingPool,
     ) -> Self {
-        Authenticator { users, passwords, throttle: Mutex::new(Throttle::new(settings)), files }
+        Authenticator {
+            users,
+            passwords,
+            throttle: Mutex::new(Throttle::new(settings)),
+            checking: Mutex::default(),
+            files,
+        }
     }
 
     /// Checks one login attempt from `ip`.
@@ -93,6 +102,38 @@ impl Authenticator {
         if password.len() > MAX_PASSWORD_LEN {
             return Err(LoginError::PasswordTooLong);
         }
+        // Attempts from one address are checked one at a time, so that each sees the failures of
+        // the ones before it. Without this, a burst of concurrent guesses would all pass the
+        // throttle before the first failure is recorded, and all be hashed.
+        let turn = self.turn_of(throttle::source_key(ip));
+        let _turn = turn.lock().await;
+        let result = self.check_in_turn(user, password, ip).await;
+        drop(_turn);
+        self.release_turn(throttle::source_key(ip), turn);
+        result
+    }
+
+    fn turn_of(&self, source: IpAddr) -> Arc<tokio::sync::Mutex<()>> {
+        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        checking.entry(source).or_default().clone()
+    }
+
+    /// Forgets an address's lock once no attempt holds or awaits it, so the table only holds
+    /// addresses with attempts under way (bounded by the connection caps).
+    fn release_turn(&self, source: IpAddr, turn: Arc<tokio::sync::Mutex<()>>) {
+        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        drop(turn);
+        if checking.get(&source).is_some_and(|turn| Arc::strong_count(turn) == 1) {
+            checking.remove(&source);
+        }
+    }
+
+    async fn check_in_turn(
+        &self,
+        user: &str,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<UserRecord, LoginError> {
         let verdict = self.lock_throttle().verdict(ip, user, Instant::now());
         match verdict {
             Verdict::Refuse => return Err(LoginError::TooManyAttempts),

@@ -134,7 +134,7 @@ impl Throttle {
 }
 
 /// The key an address is tracked under: IPv4 as is, IPv6 by its /64 (IPv4-mapped as IPv4).
-fn source_key(ip: IpAddr) -> IpAddr {
+pub fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -1,6 +1,7 @@
 //! End-to-end tests: real `wharfd` and `wharf` processes (or the `wharf` library) over real QUIC on
 //! 127.0.0.1, with temporary server roots. One binary, one module per area.
 
+mod abuse;
 mod bad_senders;
 mod batch;
 mod hostile;

@@ -109,3 +109,30 @@ async fn sigterm_closes_sessions_cleanly_and_the_server_exits_zero() {
         "{closed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_total_cap_are_refused_from_any_address() {
+    let mut server = TestServer::new("[server]\nmax_connections = 3\n");
+    server.add_user("ann", "pw", "1MiB");
+    server.start();
+    let mut open = Vec::new();
+    for ip in [[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]] {
+        open.push(Session::open(&options_from(&server, ip), "ann", "pw").await.expect("under cap"));
+    }
+    // A fourth, from an address with no connections at all, is refused: the cap is global.
+    let fourth = Session::open(&options_from(&server, [127, 0, 0, 4]), "ann", "pw").await;
+    assert!(
+        matches!(&fourth, Err(ClientError::Connect { reason, .. }) if reason.contains("connection limit reached")),
+        "{fourth:?}"
+    );
+    for session in &open {
+        session.quota().await.expect("existing sessions carry on");
+    }
+    // Once one leaves, its place can be taken.
+    open.pop().expect("one").close().await;
+    Session::open(&options_from(&server, [127, 0, 0, 4]), "ann", "pw")
+        .await
+        .expect("a freed place")
+        .close()
+        .await;
+}
