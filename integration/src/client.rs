@@ -32,6 +32,22 @@ pub async fn login(server: &TestServer, user: &str, password: &str) -> Session {
 
 /// Runs the `wharf` binary with `args`, `HOME` in `home`, and `WHARF_PASSWORD` if given.
 pub fn wharf(home: &Path, password: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = spawn_wharf(home, password, args, stdin.is_some());
+    if let Some(text) = stdin {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wharf output")
+}
+
+/// Starts the `wharf` binary like [`wharf`] does, without waiting for it.
+pub fn spawn_wharf(
+    home: &Path,
+    password: Option<&str>,
+    args: &[&str],
+    stdin: bool,
+) -> std::process::Child {
     let mut command = Command::new(binary("wharf"));
     command
         .args(args)
@@ -40,17 +56,11 @@ pub fn wharf(home: &Path, password: Option<&str>, args: &[&str], stdin: Option<&
         .env_remove("WHARF_PASSWORD")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
     if let Some(password) = password {
         command.env("WHARF_PASSWORD", password);
     }
-    let mut child = command.spawn().expect("spawn wharf");
-    if let Some(text) = stdin {
-        use std::io::Write as _;
-        let mut input = child.stdin.take().expect("stdin");
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wharf output")
+    command.spawn().expect("spawn wharf")
 }
 
 /// `USER@127.0.0.1:PORT` for `server`.

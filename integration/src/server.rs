@@ -143,6 +143,13 @@ impl TestServer {
     }
 
     /// Sends SIGTERM and waits for a graceful exit, which must succeed.
+    /// Sends SIGTERM without waiting for the server to exit ([`TestServer::stop`] waits).
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            signal(child, libc::SIGTERM);
+        }
+    }
+
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;

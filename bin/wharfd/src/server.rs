@@ -23,6 +23,7 @@ use crate::layout::Layout;
 use crate::limiter::ConnectionLimiter;
 use crate::password::Passwords;
 use crate::quota::QuotaBook;
+use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
 use crate::users::UserStore;
 
@@ -42,6 +43,17 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Loads the certificate, opens storage and binds the UDP socket on `listen`.
     pub fn bind(layout: &Layout, config: Config, listen: SocketAddr) -> anyhow::Result<Server> {
+        Server::bind_with(layout, config, listen, |storage| Arc::new(storage))
+    }
+
+    /// Like [`Server::bind`], with the storage the server uses made from the filesystem backend by
+    /// `wrap`: another backend, or one that adds behaviour (tests inject faults this way).
+    pub fn bind_with(
+        layout: &Layout,
+        config: Config,
+        listen: SocketAddr,
+        wrap: impl FnOnce(FsStorage) -> Arc<dyn Storage>,
+    ) -> anyhow::Result<Server> {
         let certs = wharf_common::tls::load_certs(&layout.cert())?;
         let key = wharf_common::tls::load_key(&layout.key())?;
         let crypto = wharf_common::tls::server_crypto(certs, key)?;
@@ -84,12 +96,8 @@ impl Server {
             config.server.max_connections,
             config.server.max_connections_per_ip,
         );
-        let ctx = ServerContext {
-            config,
-            auth,
-            storage: Arc::new(storage),
-            quotas: QuotaBook::default(),
-        };
+        let ctx =
+            ServerContext { config, auth, storage: wrap(storage), quotas: QuotaBook::default() };
         Ok(Server { endpoint, ctx: Arc::new(ctx), limiter })
     }
 

@@ -292,11 +292,13 @@ fn write_and_hash(
     ready: oneshot::Sender<u64>,
 ) -> Result<Option<Sha256Digest>, TransferError> {
     let file = dest.file();
-    if present.is_empty() {
+    let mut len = file.metadata()?.len();
+    if present.is_empty() && len > 0 {
         // Nothing to keep: whatever an older attempt left would otherwise survive as a tail.
         file.set_len(0)?;
+        len = 0;
     }
-    let _ = ready.send(file.metadata()?.len());
+    let _ = ready.send(len);
     let mut frontier = Frontier { hasher: Sha256::new(), position: 0 };
     frontier.advance(file, present)?;
     let mut writeback: Option<Writeback> = None;

@@ -4,6 +4,7 @@
 mod abuse;
 mod bad_senders;
 mod batch;
+mod faults;
 mod hostile;
 mod huge;
 mod jail;

@@ -8,7 +8,7 @@ use wharf::error::ClientError;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::ErrorCode;
 use wharf_common::transfer::{CHECKPOINT_EVERY, CHUNK_SIZE};
-use wharf_integration::client::login;
+use wharf_integration::client::{login, spawn_wharf, target, text};
 use wharf_integration::server::TestServer;
 
 use crate::util::{Direction, content, interrupt, p, server_partial_bytes};
@@ -222,4 +222,41 @@ async fn a_changed_source_starts_over_instead_of_mixing() {
     assert_eq!(outcome.resumed_from, 0);
     assert_eq!(std::fs::read(&dest).expect("downloaded"), v3);
     session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_resumes_after_the_client_is_killed() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(96 << 20, 8);
+    std::fs::write(server.home("ann").join("big.bin"), &data).expect("server file");
+    let (home, local) = (tempfile::tempdir().expect("home"), tempfile::tempdir().expect("local"));
+    let (cert, to) = (server.cert().display().to_string(), target(&server, "ann"));
+    let dest_dir = local.path().display().to_string();
+    let args = ["--ca", &cert, "-c", &format!("get big.bin {dest_dir}"), &to];
+    let dest = local.path().join("big.bin");
+    let part = wharf::transfer::part_path(&dest);
+
+    // SIGKILL once the client has recorded some progress: no chance to clean up or say goodbye.
+    // (The lanes write at four places at once, so the partial's length says little.)
+    let mut meta = part.clone().into_os_string();
+    meta.push(".meta");
+    let recorded =
+        || std::fs::read_to_string(&meta).map_or(0, |text| text.lines().count().saturating_sub(1));
+    let mut child = spawn_wharf(home.path(), Some("pw"), &args, false);
+    let started = std::time::Instant::now();
+    while recorded() == 0 {
+        assert!(child.try_wait().expect("wait").is_none(), "finished before the kill");
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    assert!(!dest.exists(), "nothing installed");
+
+    let rerun = wharf_integration::client::wharf(home.path(), Some("pw"), &args, None);
+    let out = text(&rerun.stdout);
+    assert!(rerun.status.success(), "{out}{}", text(&rerun.stderr));
+    assert!(out.contains("resumed at") && out.contains("sha256 ok"), "{out}");
+    assert!(std::fs::read(&dest).expect("downloaded") == data, "the resumed file is whole");
+    assert!(!part.exists());
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use wharf::error::ClientError;
 use wharf::session::Session;
 use wharf_common::path::RemotePath;
+use wharf_common::proto::{CloseCode, Command, Reply};
 use wharf_integration::client::{login, options, options_from};
+use wharf_integration::raw::{RawClient, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,4 +137,64 @@ async fn connections_past_the_total_cap_are_refused_from_any_address() {
         .expect("a freed place")
         .close()
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partials_kept() {
+    let mut server = TestServer::new("[server]\nshutdown_grace_secs = 2\n");
+    server.add_user("ann", "pw", "100MiB");
+    server.start();
+    let size = 2 << 20;
+    let data = crate::util::content(size, 71);
+    let digest = wharf_common::hash::Sha256Digest::of(&data);
+    let mut lanes = Vec::new();
+    let mut clients = Vec::new();
+    for name in ["finishing", "stalled"] {
+        let mut raw = RawClient::login(&server, "ann", "pw").await;
+        let put = Command::Put {
+            path: format!("/{name}"),
+            size: size as u64,
+            source: "v".into(),
+            resume: true,
+        };
+        raw.send(2, put).await;
+        let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
+        let mut lane = raw.open_transfer(transfer).await;
+        write_segment(&mut lane, (0, size as u64), &data[..size / 2]).await.expect("first half");
+        lanes.push(lane);
+        clients.push(raw);
+    }
+    while crate::util::server_partial_bytes(server.root(), "ann") < size as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.terminate();
+
+    // Within the grace period, an upload that finishes is committed...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut stalled_lane, mut finishing_lane) =
+        (lanes.pop().expect("stalled"), lanes.pop().expect("finishing"));
+    let (stalled, mut finishing) =
+        (clients.pop().expect("stalled"), clients.pop().expect("finishing"));
+    finishing_lane.write_all(&data[size / 2..]).await.expect("rest");
+    write_end(&mut finishing_lane, digest).await.expect("end");
+    let done = loop {
+        match finishing.reply().await.reply {
+            Reply::Notice { .. } => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(done, Reply::Done { .. }), "{done:?}");
+    assert_eq!(std::fs::read(server.home("ann").join("finishing")).expect("committed"), data);
+
+    // ...one that does not is cut off after it, with a clean close, and its partial kept.
+    let code = stalled.close_code().await;
+    assert_eq!(code, Some(CloseCode::ShuttingDown as u64));
+    let _ = stalled_lane.write_all(b"too late").await;
+    server.stop();
+    assert!(!server.home("ann").join("stalled").exists());
+    assert!(
+        crate::util::server_partial_bytes(server.root(), "ann") >= (size / 2) as u64,
+        "partial kept"
+    );
+    drop(finishing);
 }

@@ -7,10 +7,13 @@
 //! matches the sender's is made durable and renamed into place; a mismatch drops the partial.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wharf_common::proto::{ErrorCode, Reply};
-use wharf_common::transfer::{Destination, Durability, Plan, Ranges, Written, receive_file};
+use wharf_common::transfer::{
+    Destination, Durability, Plan, Ranges, TransferError, Written, receive_file,
+};
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::{StorageError, partial_key};
@@ -73,18 +76,33 @@ pub async fn run(
     }
     // The disk thread shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
+    let partial = target.file.try_clone().map_err(|err| StorageError::from_io(&err, &path))?;
     let dest = Partial { file: target.file, checkpoint: target.checkpoint, _claim: claim.clone() };
     let reservation = std::sync::Mutex::new(reservation);
+    let charged = AtomicU64::new(0);
     let charge = |written: Written| {
         reservation.lock().unwrap_or_else(|p| p.into_inner()).consume(written.grown);
+        charged.fetch_add(written.grown, Ordering::Relaxed);
     };
     let stall = settings.stall_timeout();
     let received = receive_file(&mut lanes, dest, &plan, Durability::Synced, stall, &charge).await;
     session.transfers.forget(id);
     let received = match received {
         Ok(received) => received,
-        // The partial stays, with its bytes counted, for a later resume.
-        Err(err) => return Err(failed(&path, &err.to_string())),
+        Err(err) => {
+            // The partial stays, with its bytes counted, for a later resume. Bytes charged but
+            // never written (the disk filled up, say) are given back.
+            let now = tokio::task::spawn_blocking(move || partial.metadata().map(|m| m.len()))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let grown = now.map_or(0, |now| now.saturating_sub(target.len));
+            session.ledger.release(charged.load(Ordering::Relaxed).saturating_sub(grown));
+            return Err(match err {
+                TransferError::File(err) => StorageError::from_io(&err, &path),
+                other => failed(&path, &other.to_string()),
+            });
+        }
     };
     if !received.verified() {
         let freed = session.home.discard_upload(&key).await?;
