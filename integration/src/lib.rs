@@ -12,6 +12,7 @@ pub mod pty;
 pub mod raw;
 pub mod relay;
 pub mod server;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -29,4 +30,21 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Builds the `wharfd` and `wharf` binaries that the benchmark and soak commands run, in this
+/// build's profile. `cargo run` sets `CARGO` and has released its lock by the time this runs.
+pub fn build_binaries() -> std::io::Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "-q", "-p", "wharfd", "-p", "wharf", "--bins"]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("cargo build: {status}")))
+    }
 }

@@ -1,5 +1,12 @@
 //! The `wharfd` binary: see the library's `cli` module.
 
+/// mimalloc instead of glibc's malloc: the server allocates transfer chunks on disk threads and
+/// frees them on network threads, and glibc's per-thread arenas kept most of that memory. Measured
+/// with the soak run (100 clients, 8 bulk transfers): peak RSS 1.8 GiB with glibc, 0.5 GiB with
+/// mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     wharfd::cli::main()
 }

@@ -49,8 +49,8 @@ pub const MAX_LANES: u32 = 16;
 /// uploads of 4 KiB took 6.6 s with metadata and digest records for every file.
 pub const RESUME_MIN_SIZE: u64 = 1024 * 1024;
 
-/// Chunks buffered between a disk thread and a lane (bounds memory per lane).
-const CHUNKS_IN_FLIGHT: usize = 8;
+/// Chunks buffered between a disk thread and a lane (bounds memory per lane: 4 MiB when sending).
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What the `transfer` reply fixed: the file's size, the ranges to send, and the number of lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,12 +135,16 @@ async fn within<T>(
 /// How long a lane may make no progress before the transfer fails, unless the caller says otherwise.
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Bytes read at a time to hash a file already on disk: large enough for full speed, small enough
+/// that hundreds of concurrent hashes cost little memory.
+const HASH_BUFFER: usize = 256 * 1024;
+
 /// Hashes `file[start..end]` into `hasher`.
 pub fn hash_range(file: &File, start: u64, end: u64, hasher: &mut Sha256) -> std::io::Result<()> {
-    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut buf = vec![0u8; HASH_BUFFER];
     let mut position = start;
     while position < end {
-        let want = usize::try_from(end - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
+        let want = usize::try_from(end - position).unwrap_or(HASH_BUFFER).min(HASH_BUFFER);
         read_exact_at(file, &mut buf[..want], position)?;
         hasher.update(&buf[..want]);
         position += want as u64;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use sha2::{Digest as _, Sha256};
@@ -238,21 +238,28 @@ async fn receive_piece(
 ) -> Result<(), TransferError> {
     let mut got = 0;
     while got < len {
-        let want = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let read = async {
-            recv.read_chunk(want, true).await.map_err(|err| TransferError::Stream(err.to_string()))
-        };
-        let chunk = within(shared.stall, read)
-            .await?
-            .ok_or_else(|| TransferError::Truncated {
-                received: shared.received.load(Ordering::Relaxed),
-                expected: shared.expected,
-            })?
-            .bytes;
-        let bytes = chunk.len() as u64;
-        if shared.disk.send((offset + got, chunk)).await.is_err() {
+        // QUIC hands over one packet's worth (about a kilobyte) at a time. Gathered into chunks
+        // of up to 1 MiB, the disk thread makes a thousand times fewer writes, and the packet
+        // buffers go back to QUIC at once instead of waiting in the queue.
+        let size = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
+        let mut chunk = BytesMut::with_capacity(size);
+        while chunk.len() < size {
+            let read = async {
+                recv.read_chunk(size - chunk.len(), true)
+                    .await
+                    .map_err(|err| TransferError::Stream(err.to_string()))
+            };
+            let packet =
+                within(shared.stall, read).await?.ok_or_else(|| TransferError::Truncated {
+                    received: shared.received.load(Ordering::Relaxed) + chunk.len() as u64,
+                    expected: shared.expected,
+                })?;
+            chunk.extend_from_slice(&packet.bytes);
+        }
+        if shared.disk.send((offset + got, chunk.freeze())).await.is_err() {
             return Err(TransferError::Stream("the disk thread stopped".into()));
         }
+        let bytes = size as u64;
         got += bytes;
         // Counted only once handed to the disk thread, which writes all it is given: a chunk
         // dropped by a cancellation while waiting for the queue is neither written nor counted.

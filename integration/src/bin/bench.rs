@@ -1,25 +1,8 @@
 //! `cargo run --release -p wharf-integration --bin bench`: wharf against sftp and raw quinn.
 //! Set `WHARF_BENCH_QUICK=1` for a small, fast run (a 256 MiB file, one sample each).
 
-/// Builds the `wharfd` and `wharf` binaries the benchmark runs, in this build's profile. `cargo run`
-/// sets `CARGO` and has released its lock by the time this runs.
-fn build_binaries() -> std::io::Result<()> {
-    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
-    let mut command = std::process::Command::new(cargo);
-    command.args(["build", "-q", "-p", "wharfd", "-p", "wharf", "--bins"]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let status = command.status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!("cargo build: {status}")))
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    if let Err(err) = build_binaries() {
+    if let Err(err) = wharf_integration::build_binaries() {
         eprintln!("bench: cannot build the binaries: {err}");
         return std::process::ExitCode::FAILURE;
     }

@@ -102,17 +102,20 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
     let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
     let bystander = login(&server, "bob", "pw2").await;
     let mut raw = RawClient::login(&server, "ann", "pw").await;
-    let data = content(100_000, 31);
+    let size = 3 << 20;
+    let data = content(size, 31);
     let put =
-        Command::Put { path: "/reset".into(), size: 100_000, source: "v".into(), resume: true };
+        Command::Put { path: "/reset".into(), size: size as u64, source: "v".into(), resume: true };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     let mut lane = raw.open_transfer(transfer).await;
-    write_segment(&mut lane, (0, 100_000), &data[..50_000]).await.expect("first half");
-    // Reset only once the server is writing: a reset discards whatever it has not read yet,
-    // header included, and a lane that never arrives is a different case (it times out).
+    write_segment(&mut lane, (0, size as u64), &data[..size / 2]).await.expect("first half");
+    // Reset only once the server is writing (its first 1 MiB chunk): a reset discards whatever it
+    // has not read yet, header included, and a lane that never arrives is a different case.
     let watcher = login(&server, "ann", "pw").await;
+    let started = Instant::now();
     while watcher.quota().await.expect("quota").used == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the server never wrote");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     lane.reset(quinn::VarInt::from_u32(7)).expect("reset");

@@ -18,6 +18,7 @@ mod segments;
 mod sessions;
 mod setup_and_users;
 mod shell;
+mod soak;
 mod transfers;
 mod trust;
 mod util;

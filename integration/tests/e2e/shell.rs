@@ -131,8 +131,9 @@ fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
     sh.send(&format!("lcd {}\r", work.path().display()));
     at_prompt(&mut sh, "/");
     sh.send("put big.bin\r");
-    // Interrupt once some bytes have moved (the bar shows MiB of the GiB), so there is a partial.
-    sh.expect("MiB/1.00 GiB");
+    // Interrupt once 64 MiB have moved, so that the server has certainly written (and recorded)
+    // some of them: it writes in 1 MiB chunks per lane, and what was still in flight is sent again.
+    sh.expect_where("64 MiB moved", |screen| moved_mib(screen) >= 64.0);
     sh.send("\x03");
     sh.expect("error: interrupted; partial files are kept: run the same command again to resume");
     at_prompt(&mut sh, "/");
@@ -150,6 +151,15 @@ fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
         std::fs::metadata(server.home("ann").join("big.bin")).expect("stored").len(),
         1 << 30
     );
+}
+
+/// The MiB a `... MiB/1.00 GiB` progress bar on the screen shows as moved.
+fn moved_mib(screen: &str) -> f64 {
+    screen
+        .lines()
+        .filter_map(|line| line.split_once(" MiB/1.00 GiB").map(|(before, _)| before))
+        .filter_map(|before| before.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max)
 }
 
 #[test]

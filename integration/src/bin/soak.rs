@@ -1,0 +1,54 @@
+//! `cargo run --release -p wharf-integration --bin soak`: 100 clients doing mixed work for 20 s
+//! while 8 bulk transfers run; prints throughput, control latency, and the server's memory and
+//! descriptors. `WHARF_SOAK_SECS` changes the duration.
+
+use std::time::Duration;
+
+use wharf_integration::server::TestServer;
+use wharf_integration::soak::{SoakPlan, run};
+
+fn main() -> std::process::ExitCode {
+    if let Err(err) = wharf_integration::build_binaries() {
+        eprintln!("soak: cannot build the binaries: {err}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let secs = std::env::var("WHARF_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let plan = SoakPlan {
+        clients: 100,
+        bulk: 8,
+        duration: Duration::from_secs(secs),
+        bulk_size: 64 << 20,
+    };
+    let config = std::env::var("WHARF_SOAK_CONFIG").unwrap_or_default().replace("\\n", "\n");
+    let mut server = TestServer::new(&config);
+    for n in 0..10 {
+        server.add_user(&format!("soak{n}"), "pw", "unlimited");
+    }
+    server.start();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("soak: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&server, plan)) {
+        Ok(report) => {
+            report.print(&plan);
+            let p99 = report.quantile(0.99);
+            let met = report.errors.is_empty()
+                && report.fds_after <= report.fds_before
+                && report.rss_peak_kib < 512 * 1024
+                && p99 < Duration::from_millis(50);
+            println!(
+                "targets (no errors, no leaked descriptors, RSS < 512 MiB, p99 < 50 ms): {}",
+                if met { "met" } else { "NOT met" }
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("soak: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
