@@ -242,34 +242,66 @@ async fn receive_piece(
         // of up to 1 MiB, the disk thread makes a thousand times fewer writes, and the packet
         // buffers go back to QUIC at once instead of waiting in the queue.
         let size = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let mut chunk = BytesMut::with_capacity(size);
-        while chunk.len() < size {
+        let mut chunk =
+            Gathered { shared, offset: offset + got, bytes: BytesMut::with_capacity(size) };
+        while chunk.bytes.len() < size {
             let read = async {
-                recv.read_chunk(size - chunk.len(), true)
+                recv.read_chunk(size - chunk.bytes.len(), true)
                     .await
                     .map_err(|err| TransferError::Stream(err.to_string()))
             };
             let packet =
                 within(shared.stall, read).await?.ok_or_else(|| TransferError::Truncated {
-                    received: shared.received.load(Ordering::Relaxed) + chunk.len() as u64,
+                    received: shared.received.load(Ordering::Relaxed) + chunk.bytes.len() as u64,
                     expected: shared.expected,
                 })?;
-            chunk.extend_from_slice(&packet.bytes);
+            chunk.bytes.extend_from_slice(&packet.bytes);
         }
-        if shared.disk.send((offset + got, chunk.freeze())).await.is_err() {
+        let whole = chunk.take();
+        if shared.disk.send((offset + got, whole)).await.is_err() {
             return Err(TransferError::Stream("the disk thread stopped".into()));
         }
-        let bytes = size as u64;
-        got += bytes;
-        // Counted only once handed to the disk thread, which writes all it is given: a chunk
-        // dropped by a cancellation while waiting for the queue is neither written nor counted.
-        let end = offset + got;
-        let grown = end.saturating_sub(shared.high_water.fetch_max(end, Ordering::Relaxed));
-        shared.received.fetch_add(bytes, Ordering::Relaxed);
-        (shared.progress)(Written { bytes, grown });
+        got += size as u64;
+        count(shared, offset + got, size as u64);
         tokio::task::yield_now().await;
     }
     Ok(())
+}
+
+/// Counts bytes handed to the disk thread, which writes all it is given: a chunk dropped by a
+/// cancellation while waiting for the queue is neither written nor counted.
+fn count(shared: &Lanes<'_>, end: u64, bytes: u64) {
+    let grown = end.saturating_sub(shared.high_water.fetch_max(end, Ordering::Relaxed));
+    shared.received.fetch_add(bytes, Ordering::Relaxed);
+    (shared.progress)(Written { bytes, grown });
+}
+
+/// A chunk being gathered. If the lane stops before it is full (an error, a cancellation), what
+/// arrived is still handed to the disk thread when there is room, so that a resume need not send
+/// it again.
+struct Gathered<'a, 'b> {
+    shared: &'a Lanes<'b>,
+    offset: u64,
+    bytes: BytesMut,
+}
+
+impl Gathered<'_, '_> {
+    fn take(&mut self) -> Bytes {
+        std::mem::take(&mut self.bytes).freeze()
+    }
+}
+
+impl Drop for Gathered<'_, '_> {
+    fn drop(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        let (offset, bytes) = (self.offset, self.take());
+        let len = bytes.len() as u64;
+        if self.shared.disk.try_send((offset, bytes)).is_ok() {
+            count(self.shared, offset + len, len);
+        }
+    }
 }
 
 /// The disk thread. Reports the file's length on `ready` once the file is prepared, writes chunks
