@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wharf_common::frame::{decode_body, encode_frame, read_frame, read_message, write_message};
 use wharf_common::hash::Sha256Digest;
-use wharf_common::proto::{Command, Reply, Request, Response};
+use wharf_common::proto::{Command, ErrorCode, QuotaInfo, Reply, Request, Response};
 use wharf_common::transfer::{LaneFrame, StreamHeader};
 
 use crate::server::TestServer;
@@ -59,6 +59,15 @@ impl RawClient {
         self.send.write_all(bytes).await.expect("send bytes");
     }
 
+    /// Asks for the quota as request `id` and returns it.
+    pub async fn quota(&mut self, id: u32) -> QuotaInfo {
+        self.send(id, Command::Quota).await;
+        match self.reply().await.reply {
+            Reply::Quota { quota } => quota,
+            other => panic!("expected quota, got {other:?}"),
+        }
+    }
+
     /// Ends the control stream (what a client that sends a partial frame and stops would do).
     pub fn finish_control(&mut self) {
         let _ = self.send.finish();
@@ -87,6 +96,14 @@ impl RawClient {
         let header = encode_frame(&StreamHeader { transfer }).expect("header");
         stream.write_all(&header).await.expect("write header");
         stream
+    }
+}
+
+/// The error code of a reply that must be an error.
+pub fn error_code(reply: &Reply) -> ErrorCode {
+    match reply {
+        Reply::Error(err) => err.code,
+        other => panic!("expected an error, got {other:?}"),
     }
 }
 

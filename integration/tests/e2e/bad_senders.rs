@@ -4,7 +4,7 @@
 
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_integration::raw::{RawClient, write_end, write_segment};
+use wharf_integration::raw::{RawClient, error_code, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::content;
@@ -37,21 +37,6 @@ async fn lying_upload(
     reply.reply
 }
 
-async fn raw_quota(raw: &mut RawClient, id: u32) -> wharf_common::proto::QuotaInfo {
-    raw.send(id, Command::Quota).await;
-    match raw.reply().await.reply {
-        Reply::Quota { quota } => quota,
-        other => panic!("expected quota, got {other:?}"),
-    }
-}
-
-fn error_code(reply: &Reply) -> ErrorCode {
-    match reply {
-        Reply::Error(err) => err.code,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn lying_senders_fail_alone_and_install_nothing() {
     let server = TestServer::with_users(&[("ann", "pw")]);
@@ -78,7 +63,7 @@ async fn lying_senders_fail_alone_and_install_nothing() {
     for name in ["short", "long", "past", "off", "wrong"] {
         assert!(!server.home("ann").join(name).exists(), "{name} must not be installed");
     }
-    let quota = raw_quota(&mut raw, 7).await;
+    let quota = raw.quota(7).await;
     assert_eq!(quota.reserved, 0, "failed uploads hold no reservation: {quota:?}");
 
     // The same connection still works, and an honest upload succeeds.

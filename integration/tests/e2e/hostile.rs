@@ -9,7 +9,7 @@ use wharf::session::Session;
 use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Response};
 use wharf_common::transfer::{Ranges, StreamHeader};
 use wharf_integration::client::login;
-use wharf_integration::raw::{RawClient, write_segment};
+use wharf_integration::raw::{RawClient, error_code, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::{content, p, server_partial_bytes};
@@ -21,13 +21,6 @@ async fn bystander_unaffected(bystander: &Session) {
     assert!(matches!(quota, Ok(Ok(_))), "bystander's quota: {quota:?}");
     bystander.stat(&p("/")).await.expect("bystander's stat");
     assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-fn error_code(reply: &Reply) -> ErrorCode {
-    match reply {
-        Reply::Error(err) => err.code,
-        other => panic!("expected an error, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,9 +115,7 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
     let failed = raw.reply().await;
     assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
     assert!(!server.home("ann").join("reset").exists());
-    raw.send(3, Command::Quota).await;
-    let Reply::Quota { quota } = raw.reply().await.reply else { panic!("quota") };
-    assert_eq!(quota.reserved, 0, "the reservation is given back");
+    assert_eq!(raw.quota(3).await.reserved, 0, "the reservation is given back");
     bystander_unaffected(&bystander).await;
 }
 

@@ -153,7 +153,5 @@ async fn pieces_in_any_order_are_written_in_place_and_bad_pieces_fail_the_upload
     for name in ["twice", "disagree"] {
         assert!(!server.home("ann").join(name).exists(), "{name} must not be installed");
     }
-    raw.send(5, Command::Quota).await;
-    let Reply::Quota { quota } = raw.reply().await.reply else { panic!("expected quota") };
-    assert_eq!(quota.reserved, 0, "failed uploads hold no reservation");
+    assert_eq!(raw.quota(5).await.reserved, 0, "failed uploads hold no reservation");
 }
