@@ -170,18 +170,18 @@ async fn write_frame<T: Serialize>(
     send.write_all(&frame).await.map_err(|err| TransferError::Stream(err.to_string()))
 }
 
-/// Reads the next frame of a lane.
-async fn read_lane_frame(recv: &mut quinn::RecvStream) -> Result<LaneFrame, TransferError> {
-    let body = read_frame(recv)
-        .await
-        .map_err(|err| match err {
-            FrameError::Io(err) => TransferError::Stream(err.to_string()),
-            other => {
-                TransferError::Framing(format!("bad frame where a segment or end was due: {other}"))
-            }
-        })?
-        .ok_or_else(|| TransferError::Framing("the lane ended without an end frame".into()))?;
-    decode_body(&body).map_err(|err| TransferError::Framing(err.to_string()))
+/// Reads a lane's next frame; `None` if the lane ended there, between frames.
+async fn read_lane_frame(recv: &mut quinn::RecvStream) -> Result<Option<LaneFrame>, TransferError> {
+    let Some(body) = read_frame(recv).await.map_err(|err| match err {
+        FrameError::Io(err) => TransferError::Stream(err.to_string()),
+        other => {
+            TransferError::Framing(format!("bad frame where a segment or end was due: {other}"))
+        }
+    })?
+    else {
+        return Ok(None);
+    };
+    decode_body(&body).map(Some).map_err(|err| TransferError::Framing(err.to_string()))
 }
 
 /// Reads the header frame of an incoming lane.

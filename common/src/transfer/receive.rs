@@ -151,7 +151,19 @@ pub async fn receive_file(
     Ok(Received { computed, claimed })
 }
 
+/// How a lane that broke no rule ended.
+enum LaneEnd {
+    /// With its end frame, which names the whole file's digest.
+    Claimed(Sha256Digest),
+    /// Early, without an end frame: the sender stopped (cancelled, say) and finished its lanes.
+    Stopped,
+}
+
 /// Runs the lanes as they arrive until each has sent its end frame; returns their digests.
+///
+/// A lane that stops early does not abandon the others: a sender that stops finishes all its
+/// lanes, and what they still carry is worth writing, since a resume then need not send it again.
+/// A lane that breaks the rules (or is reset) ends the transfer at once.
 async fn receive_lanes(
     arrivals: &mut mpsc::Receiver<quinn::RecvStream>,
     lanes: u32,
@@ -160,24 +172,33 @@ async fn receive_lanes(
     let mut running = FuturesUnordered::new();
     let mut arrived = 0;
     let mut claims = Vec::new();
+    let mut stopped = false;
     while claims.len() < lanes as usize {
         tokio::select! {
-            stream = tokio::time::timeout(LANE_WAIT, arrivals.recv()), if arrived < lanes => {
+            stream = tokio::time::timeout(LANE_WAIT, arrivals.recv()), if !stopped && arrived < lanes => {
                 let stream = stream.ok().flatten().ok_or_else(|| {
                     TransferError::Stream("a transfer stream never arrived".into())
                 })?;
                 arrived += 1;
                 running.push(receive_lane(stream, shared));
             }
-            Some(claim) = running.next(), if !running.is_empty() => claims.push(claim?),
+            Some(end) = running.next(), if !running.is_empty() => match end? {
+                LaneEnd::Claimed(claim) => claims.push(claim),
+                LaneEnd::Stopped => {
+                    stopped = true;
+                    // Lanes that arrived are drained too; lanes never opened are not waited for.
+                    while arrived < lanes {
+                        let Ok(stream) = arrivals.try_recv() else { break };
+                        arrived += 1;
+                        running.push(receive_lane(stream, shared));
+                    }
+                }
+            },
             else => break,
         }
     }
-    let mut missing = shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).len();
-    if claims.len() < lanes as usize {
-        missing += 1;
-    }
-    if missing > 0 {
+    let missing = shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).len();
+    if stopped || missing > 0 || claims.len() < lanes as usize {
         let received = shared.received.load(Ordering::Relaxed);
         return Err(TransferError::Truncated { received, expected: shared.expected });
     }
@@ -188,20 +209,23 @@ async fn receive_lanes(
 async fn receive_lane(
     mut recv: quinn::RecvStream,
     shared: &Lanes<'_>,
-) -> Result<Sha256Digest, TransferError> {
+) -> Result<LaneEnd, TransferError> {
     let result = async {
         loop {
             match within(shared.stall, read_lane_frame(&mut recv)).await? {
-                LaneFrame::Segment { offset, len } => {
+                None => return Ok(LaneEnd::Stopped),
+                Some(LaneFrame::Segment { offset, len }) => {
                     take_piece(shared, offset, len)?;
-                    receive_piece(&mut recv, offset, len, shared).await?;
+                    if !receive_piece(&mut recv, offset, len, shared).await? {
+                        return Ok(LaneEnd::Stopped);
+                    }
                 }
-                LaneFrame::End { sha256 } => {
+                Some(LaneFrame::End { sha256 }) => {
                     let claimed = sha256
                         .parse()
                         .map_err(|_| TransferError::Framing("bad digest in an end frame".into()))?;
                     return match recv.read_chunk(1, true).await {
-                        Ok(None) => Ok(claimed),
+                        Ok(None) => Ok(LaneEnd::Claimed(claimed)),
                         Ok(Some(_)) => {
                             Err(TransferError::Framing("data after an end frame".into()))
                         }
@@ -229,13 +253,14 @@ fn take_piece(shared: &Lanes<'_>, offset: u64, len: u64) -> Result<(), TransferE
     }
 }
 
-/// Reads one piece's bytes and hands them to the disk thread.
+/// Reads one piece's bytes and hands them to the disk thread; `false` if the lane ended first (what
+/// arrived of the piece is written all the same).
 async fn receive_piece(
     recv: &mut quinn::RecvStream,
     offset: u64,
     len: u64,
     shared: &Lanes<'_>,
-) -> Result<(), TransferError> {
+) -> Result<bool, TransferError> {
     let mut got = 0;
     while got < len {
         // QUIC hands over one packet's worth (about a kilobyte) at a time. Gathered into chunks
@@ -244,28 +269,36 @@ async fn receive_piece(
         let size = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
         let mut chunk =
             Gathered { shared, offset: offset + got, bytes: BytesMut::with_capacity(size) };
+        let mut ended = false;
         while chunk.bytes.len() < size {
             let read = async {
                 recv.read_chunk(size - chunk.bytes.len(), true)
                     .await
                     .map_err(|err| TransferError::Stream(err.to_string()))
             };
-            let packet =
-                within(shared.stall, read).await?.ok_or_else(|| TransferError::Truncated {
-                    received: shared.received.load(Ordering::Relaxed) + chunk.bytes.len() as u64,
-                    expected: shared.expected,
-                })?;
-            chunk.bytes.extend_from_slice(&packet.bytes);
+            match within(shared.stall, read).await? {
+                Some(packet) => chunk.bytes.extend_from_slice(&packet.bytes),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
         }
-        let whole = chunk.take();
-        if shared.disk.send((offset + got, whole)).await.is_err() {
-            return Err(TransferError::Stream("the disk thread stopped".into()));
+        let gathered = chunk.take();
+        let gathered_len = gathered.len() as u64;
+        if gathered_len > 0 {
+            if shared.disk.send((offset + got, gathered)).await.is_err() {
+                return Err(TransferError::Stream("the disk thread stopped".into()));
+            }
+            got += gathered_len;
+            count(shared, offset + got, gathered_len);
         }
-        got += size as u64;
-        count(shared, offset + got, size as u64);
+        if ended {
+            return Ok(false);
+        }
         tokio::task::yield_now().await;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Counts bytes handed to the disk thread, which writes all it is given: a chunk dropped by a

@@ -98,8 +98,12 @@ async fn partial_uploads_count_and_expire_with_the_space_given_back() {
     let source = local.path().join("big");
     std::fs::write(&source, content(24 * MIB, 3)).expect("file");
     let session = login(&server, "ann", "pw").await;
-    interrupt(&session, Direction::Put { local: &source, remote: &p("/big") }, 21 * MIB as u64)
-        .await;
+    interrupt(
+        &session,
+        Direction::Put { local: &source, remote: &p("/big"), root: server.root(), user: "ann" },
+        21 * MIB as u64,
+    )
+    .await;
     // A second put of another path waits for nothing and shows the partial in the usage.
     let small = local.path().join("small");
     std::fs::write(&small, b"x").expect("file");

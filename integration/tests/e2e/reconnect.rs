@@ -53,7 +53,7 @@ async fn through_a_server_crash(
         let direction = &direction;
         async move {
             match *direction {
-                Direction::Put { local, remote } => {
+                Direction::Put { local, remote, .. } => {
                     session.put(local, remote, resume, on_bytes).await
                 }
                 Direction::Get { remote, local } => {
@@ -85,7 +85,8 @@ async fn an_upload_reconnects_and_resumes_after_a_server_crash() {
     std::fs::write(&source, &data).expect("source");
     let session = quick_to_notice(&server).await;
     let remote = p("/up.bin");
-    let direction = Direction::Put { local: &source, remote: &remote };
+    let root = server.root().to_path_buf();
+    let direction = Direction::Put { local: &source, remote: &remote, root: &root, user: "ann" };
     let (result, reconnects) = through_a_server_crash(&mut server, &session, direction, true).await;
     let outcome = result.expect("the upload rides out the crash");
     assert!((1..=RECONNECT_ATTEMPTS).contains(&reconnects), "{reconnects} reconnections");

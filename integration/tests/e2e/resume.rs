@@ -40,7 +40,12 @@ async fn uploads_resume_after_interruptions_and_verify_the_whole_file() {
     let remote = p("/big.bin");
     let session = login(&server, "ann", "pw").await;
     for cut in cut_points() {
-        interrupt(&session, Direction::Put { local: &source, remote: &remote }, cut).await;
+        interrupt(
+            &session,
+            Direction::Put { local: &source, remote: &remote, root: server.root(), user: "ann" },
+            cut,
+        )
+        .await;
         assert!(!server.home("ann").join("big.bin").exists(), "nothing installed while incomplete");
     }
     let outcome = session.put(&source, &remote, true, NO_PROGRESS).await.expect("resumed put");
@@ -162,7 +167,12 @@ async fn corrupted_partials_are_caught_in_both_directions() {
     std::fs::write(&source, &data).expect("source");
     let session = login(&server, "ann", "pw").await;
 
-    interrupt(&session, Direction::Put { local: &source, remote: &p("/up.bin") }, LATE_CUT).await;
+    interrupt(
+        &session,
+        Direction::Put { local: &source, remote: &p("/up.bin"), root: server.root(), user: "ann" },
+        LATE_CUT,
+    )
+    .await;
     let part = server
         .root()
         .join("var/partials/ann")
@@ -195,7 +205,7 @@ async fn a_changed_source_starts_over_instead_of_mixing() {
     let session = login(&server, "ann", "pw").await;
     interrupt(
         &session,
-        Direction::Put { local: &source, remote: &p("/doc.bin") },
+        Direction::Put { local: &source, remote: &p("/doc.bin"), root: server.root(), user: "ann" },
         (SIZE / 2) as u64,
     )
     .await;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_common::transfer::{PIECE_SIZE, Plan, Ranges};
+use wharf_common::transfer::{CHUNK_SIZE, PIECE_SIZE, Plan, Ranges};
 use wharf_integration::client::login;
 use wharf_integration::raw::{RawClient, read_lane, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
-use crate::util::{content, p};
+use crate::util::{content, p, server_partial_bytes};
 
 const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
 const PIECE: usize = PIECE_SIZE as usize;
@@ -154,4 +154,74 @@ async fn pieces_in_any_order_are_written_in_place_and_bad_pieces_fail_the_upload
         assert!(!server.home("ann").join(name).exists(), "{name} must not be installed");
     }
     assert_eq!(raw.quota(5).await.reserved, 0, "failed uploads hold no reservation");
+}
+
+/// Waits until the user's partials on the server reach `len` bytes: the lanes that carried them
+/// have arrived and the server has written what they brought.
+async fn partial_reaches(server: &TestServer, len: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server_partial_bytes(server.root(), "ann") < len {
+        assert!(tokio::time::Instant::now() < deadline, "the partial never reached {len} bytes");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_that_stops_keeps_what_every_lane_carried() {
+    // A cancelled client finishes its lanes wherever they are. The first to end must not make the
+    // server drop what the others still carry: here a whole piece, and a half piece that is still
+    // arriving when the first lane ends.
+    let server = TestServer::segmented(3, &[("ann", "pw")]);
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let data = content(3 * PIECE, 10);
+    let (transfer, plan) = start_upload(&mut raw, 2, "stopped", data.len()).await;
+    assert_eq!(plan.lanes, 3);
+    let piece = PIECE as u64;
+    let (half, short) = (piece / 2 + 123, 1000);
+    // One lane at a time, each seen to arrive (by what it wrote) before the next opens.
+    let mut lanes = Vec::new();
+    for (offset, sent) in [(0, piece), (piece, piece / 4), (2 * piece, short)] {
+        let mut lane = raw.open_transfer(transfer).await;
+        let bytes = &data[offset as usize..(offset + sent) as usize];
+        write_segment(&mut lane, (offset, piece), bytes).await.expect("piece");
+        if sent >= CHUNK_SIZE as u64 {
+            partial_reaches(&server, offset + sent).await;
+        }
+        lanes.push(lane);
+    }
+    // The short lane ends first; only then does the second lane send the rest of its half piece,
+    // whose last, partly gathered chunk is flushed when that lane ends.
+    let _ = lanes[2].finish();
+    partial_reaches(&server, 2 * piece + short).await;
+    let rest = &data[(piece + piece / 4) as usize..(piece + half) as usize];
+    let _ = lanes[1].write_all(rest).await;
+    let _ = lanes[0].finish();
+    let _ = lanes[1].finish();
+    let stopped = raw.reply().await.reply;
+    assert!(
+        matches!(&stopped, Reply::Error(err) if err.code == ErrorCode::TransferFailed),
+        "{stopped:?}"
+    );
+
+    let (transfer, plan) = start_upload(&mut raw, 3, "stopped", data.len()).await;
+    let mut owed = Ranges::new();
+    owed.insert(piece + half, 2 * piece);
+    owed.insert(2 * piece + short, 3 * piece);
+    assert_eq!(plan.ranges, owed, "the resume asks for exactly what no lane carried");
+    let digest = Sha256Digest::of(&data);
+    let mut lanes = Vec::new();
+    for _ in 0..plan.lanes {
+        lanes.push(raw.open_transfer(transfer).await);
+    }
+    for (index, (offset, len)) in plan.ranges.pieces(PIECE_SIZE).into_iter().enumerate() {
+        let bytes = &data[offset as usize..(offset + len) as usize];
+        let lane = index % lanes.len();
+        write_segment(&mut lanes[lane], (offset, len), bytes).await.expect("piece");
+    }
+    for lane in &mut lanes {
+        write_end(lane, digest).await.expect("end");
+    }
+    let done = raw.reply().await.reply;
+    assert!(matches!(done, Reply::Done { .. }), "{done:?}");
+    assert!(std::fs::read(server.home("ann").join("stopped")).expect("stored") == data);
 }

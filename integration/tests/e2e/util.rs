@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use wharf::session::Session;
@@ -26,12 +27,25 @@ pub fn p(path: &str) -> RemotePath {
 
 /// Which way an interrupted transfer goes.
 pub enum Direction<'a> {
-    Put { local: &'a Path, remote: &'a RemotePath },
-    Get { remote: &'a RemotePath, local: &'a Path },
+    /// An upload by `user` of a server whose root is `root`.
+    Put {
+        local: &'a Path,
+        remote: &'a RemotePath,
+        root: &'a Path,
+        user: &'a str,
+    },
+    Get {
+        remote: &'a RemotePath,
+        local: &'a Path,
+    },
 }
 
 /// Starts a resumable transfer and abandons it once `after` bytes have moved, as Ctrl-C or a killed
 /// client would. Fails the test if the transfer finishes first.
+///
+/// An upload is abandoned only once the server has written some of it, whenever that was: a
+/// cancelled upload keeps what the server wrote, but what was still in flight may be dropped, and on
+/// a loaded machine all that moved can still be in flight.
 pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) {
     let moved = AtomicU64::new(0);
     let reached = Notify::new();
@@ -40,15 +54,27 @@ pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) 
             reached.notify_one();
         }
     };
+    let written = || match direction {
+        Direction::Put { root, user, .. } => server_partial_bytes(root, user) > 0,
+        Direction::Get { .. } => true,
+    };
     let transfer = async {
         match direction {
-            Direction::Put { local, remote } => session.put(local, remote, true, &on_bytes).await,
+            Direction::Put { local, remote, .. } => {
+                session.put(local, remote, true, &on_bytes).await
+            }
             Direction::Get { remote, local } => session.get(remote, local, true, &on_bytes).await,
+        }
+    };
+    let cut = async {
+        reached.notified().await;
+        while !written() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
     tokio::select! {
         biased;
-        () = reached.notified() => {}
+        () = cut => {}
         finished = transfer => panic!("the transfer ended before the interruption: {finished:?}"),
     }
 }
