@@ -40,7 +40,7 @@ impl<K: Hash + Eq + Clone> ClaimSet<K> {
     }
 
     /// Claims `key`, waiting up to `patience` for its holder to let go (an interrupted transfer whose
-    /// disk thread is still finishing, for instance).
+    /// writer is still finishing, for instance).
     pub async fn claim_within(self: &Arc<Self>, key: &K, patience: Duration) -> Option<Claim<K>> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {

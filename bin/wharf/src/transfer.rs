@@ -282,7 +282,7 @@ fn parse_part_meta(text: &str) -> Option<(String, Ranges)> {
     Some((version, present))
 }
 
-/// The partial file of a download, as the disk thread sees it.
+/// The partial file of a download, as the writer sees it.
 struct PartFile {
     file: std::fs::File,
     /// Where to record progress, and the remote version it belongs to; `None` for small files.

@@ -12,12 +12,16 @@
 //! The sender's lanes take pieces from one shared queue as they drain, so a fast lane ends up
 //! carrying more pieces than a slow one and every lane stays busy until the queue is empty. The
 //! receiver writes each piece in place and hashes the file in order as its prefix fills in
-//! ([`receive`]). Disk I/O and hashing run on blocking threads; 1 MiB [`bytes::Bytes`] chunks pass
-//! to and from QUIC without copies (`read_chunk` / `write_chunk`).
+//! ([`receive`], [`write`]). Disk I/O and hashing run as short jobs on a few transfer threads
+//! ([`workers`]), never on the async runtime; 1 MiB [`bytes::Bytes`] chunks pass to and from QUIC
+//! without copies (`read_chunk` / `write_chunk`), in buffers that are reused ([`pool`]).
 
+mod pool;
 mod ranges;
 mod receive;
 mod send;
+mod workers;
+mod write;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -28,11 +32,10 @@ use sha2::{Digest as _, Sha256};
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
 pub use ranges::{MAX_RANGES, Ranges};
-pub use receive::{
-    CHECKPOINT_EVERY, Destination, Durability, Received, STOP_TRANSFER_FAILED, Written,
-    receive_file,
-};
+pub use receive::{Received, STOP_TRANSFER_FAILED, Written, receive_file};
 pub use send::send_file;
+pub use workers::{MIN_TRANSFER_THREADS, TRANSFER_NICE};
+pub use write::{CHECKPOINT_EVERY, Destination, Durability};
 
 /// Bytes read from disk and written to a stream at a time.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -49,7 +52,8 @@ pub const MAX_LANES: u32 = 16;
 /// uploads of 4 KiB took 6.6 s with metadata and digest records for every file.
 pub const RESUME_MIN_SIZE: u64 = 1024 * 1024;
 
-/// Chunks buffered between a disk thread and a lane (bounds memory per lane: 4 MiB when sending).
+/// Chunks in flight between the disk and one lane: reads ahead of a sending lane, and chunks queued for
+/// the writer per receiving lane (bounds memory per lane to 4 MiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What the `transfer` reply fixed: the file's size, the ranges to send, and the number of lanes.
@@ -134,6 +138,9 @@ async fn within<T>(
 
 /// How long a lane may make no progress before the transfer fails, unless the caller says otherwise.
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Most bytes one job hashes of a file already on disk, so that no job holds a transfer thread long.
+const HASH_STEP: u64 = 8 * 1024 * 1024;
 
 /// Bytes read at a time to hash a file already on disk: large enough for full speed, small enough
 /// that hundreds of concurrent hashes cost little memory.

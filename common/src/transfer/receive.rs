@@ -1,27 +1,21 @@
-//! The receiving end: lanes that check every piece against the plan, and one disk thread that writes
-//! pieces in place and hashes the file in order as its prefix fills in.
-//!
-//! The digest must cover the whole file from byte 0, but pieces arrive out of order. The disk thread
-//! keeps a hash "frontier": a chunk that lands exactly there is hashed as it is written; a chunk
-//! beyond it is only written, and read back from the page cache once the bytes before it are in.
-//! With one lane every chunk lands on the frontier, so nothing is read twice.
+//! The receiving end: lanes that check every piece against the plan and gather what they carry
+//! into chunks for the writer ([`super::write`]).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::pool::ChunkBuf;
+use super::write::{Destination, Durability, write_in_place};
 use super::{
-    CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, Ranges, TransferError, hash_range,
-    read_lane_frame, within,
+    CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, TransferError, read_lane_frame,
+    within,
 };
 use crate::hash::Sha256Digest;
 
@@ -29,12 +23,6 @@ use crate::hash::Sha256Digest;
 pub const STOP_TRANSFER_FAILED: u32 = 2;
 /// How long each lane may take to arrive once the transfer is under way.
 const LANE_WAIT: Duration = Duration::from_secs(30);
-/// Bytes written between two background writebacks of a [`Durability::Synced`] receive.
-const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
-/// Bytes written between two checkpoints of the ranges in place: at most this much is sent again
-/// after the receiver is killed outright. (A checkpoint is a small file write and a rename.)
-pub const CHECKPOINT_EVERY: u64 = 4 * 1024 * 1024;
-
 /// What a receiver got: the digest of the file as written, and the digest the sender claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -48,7 +36,7 @@ impl Received {
     }
 }
 
-/// One chunk handed to the disk thread: its length, and how much it grew the file (what a quota
+/// One chunk handed to the writer: its length, and how much it grew the file (what a quota
 /// must charge, since bytes written into a hole left by an earlier attempt are already counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -56,45 +44,11 @@ pub struct Written {
     pub grown: u64,
 }
 
-/// The file a receiver writes, together with whatever must live exactly as long as the writing (a
-/// claim on the partial): the disk thread owns it and drops it after its last write, even when the
-/// transfer was abandoned before.
-pub trait Destination: Send + 'static {
-    fn file(&self) -> &File;
-
-    /// Records which ranges are in place, for a later resume. Called by the disk thread every
-    /// [`CHECKPOINT_EVERY`] bytes and when it stops short of the whole file. A lost record only
-    /// makes a resume send more, so failures are the implementation's to log.
-    fn checkpoint(&self, _present: &Ranges) {}
-}
-
-impl Destination for File {
-    fn file(&self) -> &File {
-        self
-    }
-}
-
-impl<T: Send + 'static> Destination for (File, T) {
-    fn file(&self) -> &File {
-        &self.0
-    }
-}
-
-/// Whether the receiver will fsync the file when it is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// The caller fsyncs at the end: start writeback during the transfer, so that final fsync has
-    /// little left to do.
-    Synced,
-    /// Leave writeback to the kernel.
-    Lazy,
-}
-
 /// State the lanes of one transfer share.
 struct Lanes<'a> {
     /// Pieces of the plan not yet received, by offset: a segment must name one exactly.
     pieces: Mutex<HashMap<u64, u64>>,
-    /// The file's length as far as the chunks handed to the disk thread reach.
+    /// The file's length as far as the chunks handed to the writer reach.
     high_water: AtomicU64,
     received: AtomicU64,
     expected: u64,
@@ -118,13 +72,11 @@ pub async fn receive_file(
     let (disk, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT * plan.lanes as usize);
     let (ready, initial_len) = oneshot::channel();
     let (present, size) = (plan.ranges.complement(plan.size), plan.size);
-    let writer = tokio::task::spawn_blocking(move || {
-        write_in_place(dest, present, size, chunks, durability, ready)
-    });
+    // A task of its own: it writes what the lanes handed over even if this future is dropped.
+    let writer = tokio::spawn(write_in_place(dest, present, size, chunks, durability, ready));
     let outcome = async {
-        let initial_len = initial_len
-            .await
-            .map_err(|_| TransferError::Stream("the disk thread stopped".into()))?;
+        let initial_len =
+            initial_len.await.map_err(|_| TransferError::Stream("the writer stopped".into()))?;
         let shared = Lanes {
             pieces: Mutex::new(plan.ranges.pieces(PIECE_SIZE).into_iter().collect()),
             high_water: AtomicU64::new(initial_len),
@@ -138,9 +90,9 @@ pub async fn receive_file(
         Ok::<_, TransferError>((claims, shared.received.load(Ordering::Relaxed)))
     }
     .await;
-    // The disk thread's error (a full disk, say) explains a stopped lane better than the lane does.
+    // The writer's error (a full disk, say) explains a stopped lane better than the lane does.
     let computed =
-        writer.await.map_err(|err| TransferError::Stream(format!("disk thread: {err}")))??;
+        writer.await.map_err(|err| TransferError::Stream(format!("writer: {err}")))??;
     let (claims, received) = outcome?;
     let computed =
         computed.ok_or(TransferError::Truncated { received, expected: plan.ranges.total() })?;
@@ -253,7 +205,7 @@ fn take_piece(shared: &Lanes<'_>, offset: u64, len: u64) -> Result<(), TransferE
     }
 }
 
-/// Reads one piece's bytes and hands them to the disk thread; `false` if the lane ended first (what
+/// Reads one piece's bytes and hands them to the writer; `false` if the lane ended first (what
 /// arrived of the piece is written all the same).
 async fn receive_piece(
     recv: &mut quinn::RecvStream,
@@ -264,11 +216,10 @@ async fn receive_piece(
     let mut got = 0;
     while got < len {
         // QUIC hands over one packet's worth (about a kilobyte) at a time. Gathered into chunks
-        // of up to 1 MiB, the disk thread makes a thousand times fewer writes, and the packet
+        // of up to 1 MiB, the writer makes a thousand times fewer writes, and the packet
         // buffers go back to QUIC at once instead of waiting in the queue.
         let size = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let mut chunk =
-            Gathered { shared, offset: offset + got, bytes: BytesMut::with_capacity(size) };
+        let mut chunk = Gathered { shared, offset: offset + got, bytes: ChunkBuf::new() };
         let mut ended = false;
         while chunk.bytes.len() < size {
             let read = async {
@@ -288,7 +239,7 @@ async fn receive_piece(
         let gathered_len = gathered.len() as u64;
         if gathered_len > 0 {
             if shared.disk.send((offset + got, gathered)).await.is_err() {
-                return Err(TransferError::Stream("the disk thread stopped".into()));
+                return Err(TransferError::Stream("the writer stopped".into()));
             }
             got += gathered_len;
             count(shared, offset + got, gathered_len);
@@ -301,7 +252,7 @@ async fn receive_piece(
     Ok(true)
 }
 
-/// Counts bytes handed to the disk thread, which writes all it is given: a chunk dropped by a
+/// Counts bytes handed to the writer, which writes all it is given: a chunk dropped by a
 /// cancellation while waiting for the queue is neither written nor counted.
 fn count(shared: &Lanes<'_>, end: u64, bytes: u64) {
     let grown = end.saturating_sub(shared.high_water.fetch_max(end, Ordering::Relaxed));
@@ -310,17 +261,17 @@ fn count(shared: &Lanes<'_>, end: u64, bytes: u64) {
 }
 
 /// A chunk being gathered. If the lane stops before it is full (an error, a cancellation), what
-/// arrived is still handed to the disk thread when there is room, so that a resume need not send
+/// arrived is still handed to the writer when there is room, so that a resume need not send
 /// it again.
 struct Gathered<'a, 'b> {
     shared: &'a Lanes<'b>,
     offset: u64,
-    bytes: BytesMut,
+    bytes: ChunkBuf,
 }
 
 impl Gathered<'_, '_> {
     fn take(&mut self) -> Bytes {
-        std::mem::take(&mut self.bytes).freeze()
+        self.bytes.freeze()
     }
 }
 
@@ -334,109 +285,5 @@ impl Drop for Gathered<'_, '_> {
         if self.shared.disk.try_send((offset, bytes)).is_ok() {
             count(self.shared, offset + len, len);
         }
-    }
-}
-
-/// The disk thread. Reports the file's length on `ready` once the file is prepared, writes chunks
-/// as they come, and returns the whole file's digest, or `None` if it is not all there. Records
-/// the ranges in place when it stops short, whatever stopped it.
-fn write_in_place(
-    dest: impl Destination,
-    mut present: Ranges,
-    size: u64,
-    chunks: mpsc::Receiver<(u64, Bytes)>,
-    durability: Durability,
-    ready: oneshot::Sender<u64>,
-) -> Result<Option<Sha256Digest>, TransferError> {
-    let result = write_and_hash(&dest, &mut present, size, chunks, durability, ready);
-    if present.total() < size {
-        dest.checkpoint(&present);
-    }
-    result
-}
-
-fn write_and_hash(
-    dest: &impl Destination,
-    present: &mut Ranges,
-    size: u64,
-    mut chunks: mpsc::Receiver<(u64, Bytes)>,
-    durability: Durability,
-    ready: oneshot::Sender<u64>,
-) -> Result<Option<Sha256Digest>, TransferError> {
-    let file = dest.file();
-    let mut len = file.metadata()?.len();
-    if present.is_empty() && len > 0 {
-        // Nothing to keep: whatever an older attempt left would otherwise survive as a tail.
-        file.set_len(0)?;
-        len = 0;
-    }
-    let _ = ready.send(len);
-    let mut frontier = Frontier { hasher: Sha256::new(), position: 0 };
-    frontier.advance(file, present)?;
-    let mut writeback: Option<Writeback> = None;
-    let (mut unsynced, mut unrecorded) = (0, 0);
-    while let Some((offset, chunk)) = chunks.blocking_recv() {
-        file.write_all_at(&chunk, offset)?;
-        let len = chunk.len() as u64;
-        if offset == frontier.position {
-            frontier.hasher.update(&chunk);
-            frontier.position += len;
-        }
-        present.insert(offset, offset + len);
-        frontier.advance(file, present)?;
-        unsynced += len;
-        unrecorded += len;
-        if durability == Durability::Synced && unsynced >= WRITEBACK_EVERY {
-            unsynced = 0;
-            match &writeback {
-                Some(writeback) => writeback.kick(),
-                None => writeback = Some(Writeback::start(file.try_clone()?)),
-            }
-        }
-        if unrecorded >= CHECKPOINT_EVERY {
-            unrecorded = 0;
-            dest.checkpoint(present);
-        }
-    }
-    Ok((frontier.position == size).then(|| Sha256Digest::from_hasher(frontier.hasher)))
-}
-
-/// The hash of the file's complete prefix.
-struct Frontier {
-    hasher: Sha256,
-    position: u64,
-}
-
-impl Frontier {
-    /// Hashes (reading back from the file) the bytes in place right after the frontier.
-    fn advance(&mut self, file: &File, present: &Ranges) -> std::io::Result<()> {
-        if let Some(end) = present.end_of_range_at(self.position) {
-            hash_range(file, self.position, end, &mut self.hasher)?;
-            self.position = end;
-        }
-        Ok(())
-    }
-}
-
-/// A helper thread that flushes a file's dirty pages (fdatasync) when kicked, so that the disk
-/// works while the network does. A kick while a flush runs is merged into it.
-struct Writeback {
-    kicks: std::sync::mpsc::SyncSender<()>,
-}
-
-impl Writeback {
-    fn start(file: File) -> Writeback {
-        let (kicks, pending) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::spawn(move || {
-            // An error here is not lost: the caller's final fsync reports it.
-            while pending.recv().is_ok() && file.sync_data().is_ok() {}
-        });
-        let writeback = Writeback { kicks };
-        writeback.kick();
-        writeback
-    }
-
-    fn kick(&self) {
-        let _ = self.kicks.try_send(());
     }
 }

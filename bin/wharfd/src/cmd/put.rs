@@ -74,7 +74,7 @@ pub async fn run(
         session.transfers.forget(id);
         return Err(failed(&path, "connection closed"));
     }
-    // The disk thread shares the claim: it is released only when both this task (through the commit)
+    // The writer shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
     let partial = target.file.try_clone().map_err(|err| StorageError::from_io(&err, &path))?;
     let dest = Partial { file: target.file, checkpoint: target.checkpoint, _claim: claim.clone() };
@@ -124,7 +124,7 @@ fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
     StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
 }
 
-/// A partial upload as the disk thread sees it.
+/// A partial upload as the writer sees it.
 struct Partial {
     file: std::fs::File,
     checkpoint: Box<dyn Fn(&Ranges) + Send>,

@@ -1,0 +1,120 @@
+//! Chunk buffers, reused.
+//!
+//! Every chunk of every transfer is a 1 MiB buffer: filled by a transfer thread and freed by the
+//! network task once QUIC is done with it, or filled by a lane and freed by a transfer thread. Under
+//! load that is hundreds of large allocations a second, each freed on another thread than the one
+//! that made it, which allocators handle worst. Buffers taken from this pool go back to it when the
+//! last [`Bytes`] referring to them drops, and are handed out again without touching the allocator
+//! (nor zeroing them again).
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::CHUNK_SIZE;
+
+/// Idle buffers the pool keeps: beyond this, returned buffers are freed. Enough for the chunks of
+/// several busy transfers to cycle without touching the allocator.
+pub const MAX_IDLE_CHUNKS: usize = 64;
+
+static IDLE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// A chunk-sized buffer of which the first `len` bytes are in use.
+#[derive(Debug)]
+pub struct ChunkBuf {
+    buf: Option<Box<[u8]>>,
+    len: usize,
+}
+
+impl ChunkBuf {
+    /// An empty buffer with room for [`CHUNK_SIZE`] bytes, reused if the pool has one.
+    pub fn new() -> ChunkBuf {
+        ChunkBuf { buf: Some(take_buffer()), len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `bytes`, which must fit in what remains.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let (start, end) = (self.len, self.len + bytes.len());
+        self.whole()[start..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    /// The first `len` bytes, to be filled in place (by a read); they are then in use.
+    pub fn fill(&mut self, len: usize) -> &mut [u8] {
+        self.len = len;
+        &mut self.whole()[..len]
+    }
+
+    /// The bytes in use, as `Bytes` that return the buffer to the pool when the last clone drops.
+    /// Leaves this buffer empty (with a fresh one taken on the next write).
+    pub fn freeze(&mut self) -> Bytes {
+        let taken = ChunkBuf { buf: self.buf.take(), len: std::mem::take(&mut self.len) };
+        Bytes::from_owner(taken)
+    }
+
+    fn whole(&mut self) -> &mut [u8] {
+        self.buf.get_or_insert_with(take_buffer)
+    }
+}
+
+/// An idle buffer, or a new one. Zeroed once, when first allocated (fresh pages cost nothing to
+/// zero); a reused buffer keeps stale bytes, which are never exposed.
+fn take_buffer() -> Box<[u8]> {
+    let reused = IDLE.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    reused.unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
+}
+
+impl Default for ChunkBuf {
+    fn default() -> Self {
+        ChunkBuf::new()
+    }
+}
+
+impl AsRef<[u8]> for ChunkBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.as_deref().map_or(&[], |buf| &buf[..self.len])
+    }
+}
+
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_CHUNKS {
+                idle.push(buf);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frozen_bytes_hold_what_was_written_and_buffers_are_reused() {
+        let mut chunk = ChunkBuf::new();
+        chunk.extend_from_slice(b"abc");
+        chunk.extend_from_slice(b"def");
+        assert_eq!(chunk.len(), 6);
+        let frozen = chunk.freeze();
+        assert_eq!(&frozen[..], b"abcdef");
+        assert!(chunk.is_empty());
+        chunk.fill(2).copy_from_slice(b"xy");
+        assert_eq!(&chunk.freeze()[..], b"xy");
+        assert_eq!(&frozen[..], b"abcdef", "a frozen chunk is not touched by later writes");
+
+        // A dropped chunk's buffer comes back (stale bytes and all) but shows none of them.
+        drop(frozen);
+        let reused = ChunkBuf::new();
+        assert!(reused.is_empty() && reused.as_ref().is_empty());
+    }
+}
