@@ -32,8 +32,12 @@ pub struct SoakReport {
     pub ops: u64,
     pub errors: Vec<String>,
     pub elapsed: Duration,
-    /// Latencies of `ls` while the bulk transfers ran.
+    /// Latencies of the mixed clients' `ls` and `stat` while the bulk transfers ran: these include
+    /// waiting for the driver's own runtime, which runs every client.
     pub control: Vec<Duration>,
+    /// Latencies of a probe's `ls`, every [`PROBE_EVERY`] while the bulk transfers ran, from a
+    /// session on a thread and runtime of its own: the server's responsiveness.
+    pub probe: Vec<Duration>,
     pub bulk_bytes: u64,
     pub rss_before_kib: u64,
     pub rss_peak_kib: u64,
@@ -42,12 +46,9 @@ pub struct SoakReport {
 }
 
 impl SoakReport {
-    /// The `q`-quantile (0..=1) of the control latencies.
+    /// The `q`-quantile (0..=1) of the probe's latencies.
     pub fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.control.clone();
-        sorted.sort();
-        let index = ((sorted.len().saturating_sub(1)) as f64 * q).round() as usize;
-        sorted.get(index).copied().unwrap_or_default()
+        quantile(&self.probe, q)
     }
 
     pub fn ops_per_sec(&self) -> f64 {
@@ -58,7 +59,8 @@ impl SoakReport {
         println!(
             "soak: {} clients and {} bulk transfers for {:?}\n\
              operations: {} ({:.0}/s), errors: {}\n\
-             ls latency while bulk transfers ran: p50 {:.1} ms, p99 {:.1} ms ({} samples)\n\
+             ls latency while bulk transfers ran, probe: p50 {:.1} ms, p99 {:.1} ms ({} samples)\n\
+             ls and stat latency of the mixed clients: p50 {:.1} ms, p99 {:.1} ms ({} samples)\n\
              bulk: {:.0} MiB moved\n\
              server RSS: {} MiB before, {} MiB peak; open descriptors: {} before, {} after",
             plan.clients,
@@ -69,6 +71,9 @@ impl SoakReport {
             self.errors.len(),
             self.quantile(0.5).as_secs_f64() * 1000.0,
             self.quantile(0.99).as_secs_f64() * 1000.0,
+            self.probe.len(),
+            quantile(&self.control, 0.5).as_secs_f64() * 1000.0,
+            quantile(&self.control, 0.99).as_secs_f64() * 1000.0,
             self.control.len(),
             self.bulk_bytes as f64 / 1048576.0,
             self.rss_before_kib / 1024,
@@ -81,6 +86,17 @@ impl SoakReport {
         }
     }
 }
+
+/// The `q`-quantile (0..=1) of `latencies`.
+fn quantile(latencies: &[Duration], q: f64) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let index = ((sorted.len().saturating_sub(1)) as f64 * q).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+/// How often the probe lists a directory.
+pub const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 /// A `/proc/PID/status` field in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -157,6 +173,11 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
             anyhow::Ok(())
         });
     }
+    let probe = {
+        let options = options_from(server, client_ip(plan.clients + plan.bulk));
+        let running = bulk_running.clone();
+        std::thread::spawn(move || probe(&options, &running, deadline))
+    };
     let mut rss_peak_kib = rss_before_kib;
     while !tasks.is_empty() {
         tokio::select! {
@@ -172,6 +193,14 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
         rss_peak_kib = rss_peak_kib.max(status_kib(pid, "VmRSS:"));
     }
     let elapsed = started.elapsed();
+    let probe = match probe.join() {
+        Ok(Ok(latencies)) => latencies,
+        Ok(Err(err)) => {
+            tally.lock().await.errors.push(format!("probe: {err:#}"));
+            Vec::new()
+        }
+        Err(_) => anyhow::bail!("the probe thread panicked"),
+    };
     // Closed connections take a moment to be torn down on the server.
     let settle = Instant::now() + Duration::from_secs(10);
     let mut fds_after = open_fds(pid);
@@ -185,11 +214,37 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
         errors: tally.errors,
         elapsed,
         control: tally.control,
+        probe,
         bulk_bytes: tally.bulk_bytes,
         rss_before_kib,
         rss_peak_kib,
         fds_before,
         fds_after,
+    })
+}
+
+/// Lists `/` every [`PROBE_EVERY`] while the bulk transfers run, on a runtime of its own so that
+/// the latencies are the server's and the network's, not the wait for a busy driver.
+fn probe(
+    options: &wharf::session::ConnectOptions,
+    bulk_running: &AtomicBool,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Duration>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let session = Session::open(options, "soak0", "pw").await?;
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            tokio::time::sleep(PROBE_EVERY).await;
+            if !bulk_running.load(Ordering::Relaxed) {
+                continue;
+            }
+            let started = Instant::now();
+            session.list(&path("/")).await?;
+            latencies.push(started.elapsed());
+        }
+        session.close().await;
+        Ok(latencies)
     })
 }
 

@@ -1,6 +1,8 @@
 //! `cargo run --release -p wharf-integration --bin soak`: 100 clients doing mixed work for 20 s
 //! while 8 bulk transfers run; prints throughput, control latency, and the server's memory and
-//! descriptors. `WHARF_SOAK_SECS` changes the duration.
+//! descriptors. `WHARF_SOAK_SECS`, `WHARF_SOAK_CLIENTS` and `WHARF_SOAK_BULK` change the duration
+//! and the numbers of clients and bulk transfers; `WHARF_SOAK_CONFIG` is `wharfd.toml` text for the
+//! server (`\n` for newlines).
 
 use std::time::Duration;
 
@@ -13,9 +15,12 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let secs = std::env::var("WHARF_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let count = |name: &str, default: usize| {
+        std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
     let plan = SoakPlan {
-        clients: 100,
-        bulk: 8,
+        clients: count("WHARF_SOAK_CLIENTS", 100),
+        bulk: count("WHARF_SOAK_BULK", 8),
         duration: Duration::from_secs(secs),
         bulk_size: 64 << 20,
     };
@@ -25,14 +30,28 @@ fn main() -> std::process::ExitCode {
         server.add_user(&format!("soak{n}"), "pw", "unlimited");
     }
     server.start();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The clients share this machine's cores with the server, which clients on other machines
+    // would not. With a niceness here, the clients' threads yield the CPU to the server (and to
+    // the probe, whose thread is not the runtime's), which is closer to a real deployment.
+    let driver_nice = count("WHARF_SOAK_DRIVER_NICE", 0) as i32;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            if driver_nice > 0 {
+                let _ = rustix::process::setpriority_process(None, driver_nice);
+            }
+        })
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("soak: {err}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&server, plan)) {
+    let outcome = runtime.block_on(run(&server, plan));
+    server.stop();
+    match outcome {
         Ok(report) => {
             report.print(&plan);
             let p99 = report.quantile(0.99);
