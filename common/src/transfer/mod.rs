@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
+pub use pool::MAX_IDLE_CHUNKS;
 pub use ranges::{MAX_RANGES, Ranges};
 pub use receive::{Received, STOP_TRANSFER_FAILED, Written, receive_file};
 pub use send::send_file;
