@@ -92,9 +92,10 @@ pub async fn execute(
     Ok(Flow::Continue)
 }
 
-/// Runs a transfer until it ends or the user presses Ctrl-C. Cancelling drops the transfer tasks,
-/// which resets their streams; partial files stay for a resume.
+/// Runs a transfer until it ends or the user presses Ctrl-C, with the terminal's echo off meanwhile.
+/// Cancelling drops the transfer tasks and cancels their requests; partial files stay for a resume.
 async fn interruptible(transfer: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    let _echo = crate::progress::EchoOff::on_stdin();
     tokio::select! {
         result = transfer => result,
         _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted),

@@ -137,6 +137,9 @@ fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
     sh.send("\x03");
     sh.expect("error: interrupted; partial files are kept: run the same command again to resume");
     at_prompt(&mut sh, "/");
+    let screen = sh.screen();
+    assert!(moved_mib(&screen) == 0.0, "no bar is left on the screen:\n{screen}");
+    assert!(!screen.contains("^C"), "the interrupt is not echoed among the bars:\n{screen}");
     assert!(!server.home("ann").join("big.bin").exists(), "nothing installed");
 
     // The rerun resumes from what the server kept (and waits for it to let go of the partial).
