@@ -382,12 +382,25 @@ fn tree_bytes(dir: &Dir) -> io::Result<u64> {
             Err(err) => return Err(err),
         };
         total += if meta.is_dir() {
-            tree_bytes(&dir.open_dir_nofollow(item.file_name())?)?
+            match dir.open_dir_nofollow(item.file_name()) {
+                Ok(sub) => tree_bytes(&sub)?,
+                // Renamed away or swapped for a symlink since it was listed (the user's other
+                // sessions keep working while this one logs in): it holds nothing here now.
+                Err(err) if changed_under_us(&err) => 0,
+                Err(err) => return Err(err),
+            }
         } else {
             file_bytes(&meta)
         };
     }
     Ok(total)
+}
+
+/// Whether opening a directory just listed failed because it is no longer one: gone, or replaced
+/// by a symlink (refused with ELOOP) or a file.
+fn changed_under_us(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound
+        || matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
 }
 
 /// Empties `dir` depth first, never following symlinks, and returns the bytes of the files removed.
@@ -406,4 +419,40 @@ fn remove_tree(dir: &Dir) -> io::Result<u64> {
         }
     }
     Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn measuring_usage_survives_directories_renamed_or_swapped_for_symlinks_meanwhile() {
+        let home = tempfile::tempdir().expect("home");
+        let (d, hidden) = (home.path().join("d"), home.path().join("d.hidden"));
+        std::fs::create_dir(&d).expect("d");
+        std::fs::write(d.join("f"), b"x").expect("f");
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = std::thread::spawn({
+            let (d, hidden, stop) = (d.clone(), hidden.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(&d, &hidden).expect("hide");
+                    std::os::unix::fs::symlink("/", &d).expect("symlink");
+                    std::fs::remove_file(&d).expect("unlink");
+                    std::fs::rename(&hidden, &d).expect("restore");
+                }
+            }
+        });
+        let dir = Dir::open_ambient_dir(home.path(), cap_std::ambient_authority()).expect("open");
+        let outcomes: Vec<_> = (0..20_000).map(|_| tree_bytes(&dir)).collect();
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        for outcome in outcomes {
+            let bytes = outcome.expect("usage measured despite the race");
+            // A live walk may meet the directory under both names (like du), never what is outside.
+            assert!(bytes <= 2, "nothing outside the home is counted, got {bytes}");
+        }
+    }
 }
