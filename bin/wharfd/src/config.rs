@@ -141,6 +141,7 @@ pub struct TransferSettings {
     pub segment_threshold: u64,
     pub segment_lanes: u32,
     pub stall_timeout_secs: u64,
+    pub thread_niceness: i32,
 }
 
 impl Default for TransferSettings {
@@ -149,6 +150,7 @@ impl Default for TransferSettings {
             segment_threshold: 64 * 1024 * 1024,
             segment_lanes: 4,
             stall_timeout_secs: wharf_common::transfer::DEFAULT_STALL_TIMEOUT.as_secs(),
+            thread_niceness: 0,
         }
     }
 }
@@ -216,6 +218,9 @@ impl Config {
         }
         if self.transfer.stall_timeout_secs == 0 {
             return Err("transfer.stall_timeout_secs must be at least 1".into());
+        }
+        if !(0..=19).contains(&self.transfer.thread_niceness) {
+            return Err("transfer.thread_niceness must be between 0 and 19".into());
         }
         if a.login_timeout_secs == 0 || a.max_failures_per_connection == 0 {
             return Err(

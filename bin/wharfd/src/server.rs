@@ -54,6 +54,7 @@ impl Server {
         listen: SocketAddr,
         wrap: impl FnOnce(FsStorage) -> Arc<dyn Storage>,
     ) -> anyhow::Result<Server> {
+        wharf_common::transfer::set_thread_niceness(config.transfer.thread_niceness);
         let certs = wharf_common::tls::load_certs(&layout.cert())?;
         let key = wharf_common::tls::load_key(&layout.key())?;
         let crypto = wharf_common::tls::server_crypto(certs, key)?;

@@ -35,7 +35,7 @@ pub use pool::MAX_IDLE_CHUNKS;
 pub use ranges::{MAX_RANGES, Ranges};
 pub use receive::{Received, STOP_TRANSFER_FAILED, Written, receive_file};
 pub use send::send_file;
-pub use workers::{MIN_TRANSFER_THREADS, TRANSFER_NICE};
+pub use workers::{MIN_TRANSFER_THREADS, set_thread_niceness};
 pub use write::{CHECKPOINT_EVERY, Destination, Durability};
 
 /// Bytes read from disk and written to a stream at a time.

@@ -1,16 +1,17 @@
-//! The threads that do the disk work and hashing of every transfer in the process: a fixed few, at a
-//! lower scheduling priority than the async runtime.
+//! The threads that do the disk work and hashing of every transfer in the process: a fixed few.
 //!
 //! Transfers used to get blocking threads of their own for as long as they ran (a writer per
 //! upload, a reader per lane). A server with a hundred transfers then had a hundred and fifty
-//! threads: each kept its own allocator cache (the soak run's server held 700 MiB of RSS for 200 MiB
-//! of buffers), and the kernel shared the two cores among all of them equally, so the runtime
-//! threads that answer `ls` got a sliver (p50 of 10 ms with eight bulk transfers). Here each
+//! threads: each kept its own allocator cache (the soak run's server reached 650 to 950 MiB of RSS
+//! where heaptrack counted at most about 200 MiB live), and the kernel shared the two cores among
+//! all of them equally, so the runtime threads that answer `ls` got a sliver (p50 of 10 ms with
+//! eight bulk transfers). Here each
 //! transfer submits short jobs (write and hash one chunk, read one chunk, hash a few MiB), which the
-//! threads take in turn: every transfer moves, the thread count stays fixed, and when the CPU is
-//! short the runtime comes first.
+//! threads take in turn: every transfer moves and the thread count stays fixed. A server can also
+//! lower their priority, so that its runtime comes first when the CPU is short.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
 
@@ -22,9 +23,16 @@ use super::TransferError;
 /// with 4, eight bulk transfers' jobs crowded out the small transfers of a hundred clients (495
 /// operations/s against 763 with 8), and 16 did no better than 8 (617).
 pub const MIN_TRANSFER_THREADS: usize = 8;
-/// Niceness of the transfer threads (0 is normal, 19 the lowest priority): high enough that the
-/// runtime's threads win the CPU when both want it.
-pub const TRANSFER_NICE: i32 = 10;
+/// Niceness the transfer threads take when they start (0 is normal, 19 the lowest priority): 0
+/// unless the process set another with [`set_thread_niceness`] before its first transfer.
+static NICENESS: AtomicI32 = AtomicI32::new(0);
+
+/// Sets the niceness of the transfer threads, which start with the first transfer: the server's
+/// `transfer.thread_niceness`, so that its runtime, which answers every session, can be made to win
+/// the CPU when both want it.
+pub fn set_thread_niceness(nice: i32) {
+    NICENESS.store(nice, Ordering::Relaxed);
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -57,7 +65,7 @@ fn queue() -> &'static std_mpsc::Sender<Job> {
 fn work(incoming: &Mutex<std_mpsc::Receiver<Job>>) {
     // On Linux, niceness belongs to each thread: "the current process" here is this thread. Failing
     // (a process already nicer than this) leaves the thread as it was, which is fine.
-    let _ = rustix::process::setpriority_process(None, TRANSFER_NICE);
+    let _ = rustix::process::setpriority_process(None, NICENESS.load(Ordering::Relaxed));
     loop {
         let job = incoming.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match job {
@@ -99,7 +107,9 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn jobs_run_off_the_runtime_at_lower_priority_and_panics_become_errors() {
+    async fn jobs_run_off_the_runtime_at_the_set_priority_and_panics_become_errors() {
+        // The only test in this crate that starts the transfer threads.
+        set_thread_niceness(7);
         let (name, nice) = run(|| {
             let nice = rustix::process::getpriority_process(None).expect("priority");
             (std::thread::current().name().map(str::to_owned), nice)
@@ -107,7 +117,7 @@ mod tests {
         .await
         .expect("job");
         assert!(name.is_some_and(|name| name.starts_with("wharf-transfer-")));
-        assert_eq!(nice, TRANSFER_NICE);
+        assert_eq!(nice, 7);
         let panicked = run(|| panic!("boom")).await;
         assert!(matches!(panicked, Err(TransferError::Stream(_))), "{panicked:?}");
         assert_eq!(run(|| 2 + 2).await.expect("still running"), 4, "the thread survived");
