@@ -72,12 +72,6 @@ fn take_buffer() -> Box<[u8]> {
     reused.unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
 }
 
-impl Default for ChunkBuf {
-    fn default() -> Self {
-        ChunkBuf::new()
-    }
-}
-
 impl AsRef<[u8]> for ChunkBuf {
     fn as_ref(&self) -> &[u8] {
         self.buf.as_deref().map_or(&[], |buf| &buf[..self.len])

@@ -39,7 +39,7 @@ type Job = Box<dyn FnOnce() + Send>;
 static QUEUE: OnceLock<std_mpsc::Sender<Job>> = OnceLock::new();
 
 /// How many transfer threads this process runs.
-pub fn thread_count() -> usize {
+fn thread_count() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (2 * cores).max(MIN_TRANSFER_THREADS)
 }
