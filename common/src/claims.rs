@@ -1,8 +1,12 @@
 //! Exclusive claims on keys (a partial upload's key, a download's destination), so that two
 //! transfers never write the same partial file. A claim lives as long as its guard, which a transfer
 //! hands to the thread that writes the file, so it is released only when the last write is done.
+//!
+//! A newcomer may also ask the holder to stop ([`ClaimSet::take_over`]): an upload whose client
+//! died holds its claim until the dead connection times out, and the same user's next attempt at the
+//! same file must not wait for that.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,13 +16,14 @@ use tokio::sync::Notify;
 /// The keys currently claimed.
 #[derive(Debug)]
 pub struct ClaimSet<K> {
-    held: Mutex<HashSet<K>>,
+    /// Each held key, with the signal that asks its holder to stop.
+    held: Mutex<HashMap<K, Arc<Notify>>>,
     released: Notify,
 }
 
 impl<K> Default for ClaimSet<K> {
     fn default() -> Self {
-        ClaimSet { held: Mutex::new(HashSet::new()), released: Notify::new() }
+        ClaimSet { held: Mutex::new(HashMap::new()), released: Notify::new() }
     }
 }
 
@@ -27,16 +32,33 @@ impl<K> Default for ClaimSet<K> {
 pub struct Claim<K: Hash + Eq> {
     set: Arc<ClaimSet<K>>,
     key: K,
+    stop: Arc<Notify>,
 }
 
 impl<K: Hash + Eq + Clone> ClaimSet<K> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<K>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Notify>>> {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Claims `key` now, or `None` if it is held.
     pub fn try_claim(self: &Arc<Self>, key: &K) -> Option<Claim<K>> {
-        self.lock().insert(key.clone()).then(|| Claim { set: self.clone(), key: key.clone() })
+        let mut held = self.lock();
+        if held.contains_key(key) {
+            return None;
+        }
+        let stop = Arc::new(Notify::new());
+        held.insert(key.clone(), stop.clone());
+        Some(Claim { set: self.clone(), key: key.clone(), stop })
+    }
+
+    /// Claims `key`, first asking its holder, if any, to stop ([`Claim::stop_requested`]), then
+    /// waiting up to `patience` for it to let go.
+    pub async fn take_over(self: &Arc<Self>, key: &K, patience: Duration) -> Option<Claim<K>> {
+        if let Some(stop) = self.lock().get(key) {
+            // A permit is kept if the holder is not waiting yet, so the request is never lost.
+            stop.notify_one();
+        }
+        self.claim_within(key, patience).await
     }
 
     /// Claims `key`, waiting up to `patience` for its holder to let go (an interrupted transfer whose
@@ -55,6 +77,13 @@ impl<K: Hash + Eq + Clone> ClaimSet<K> {
                 return None;
             }
         }
+    }
+}
+
+impl<K: Hash + Eq> Claim<K> {
+    /// Completes when a newcomer asks for this key ([`ClaimSet::take_over`]).
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await;
     }
 }
 
@@ -89,5 +118,22 @@ mod tests {
         tokio::task::yield_now().await;
         drop(first);
         assert!(waiter.await.expect("task"), "the waiter gets the key once it is released");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_asks_the_holder_to_stop_and_gets_the_key() {
+        let set = Arc::new(ClaimSet::<String>::default());
+        let key = "k".to_owned();
+        let holder = set.try_claim(&key).expect("free");
+        let holder = tokio::spawn(async move {
+            holder.stop_requested().await;
+            // Finishing the last write takes a moment; the newcomer waits for it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(holder);
+        });
+        let taken = set.take_over(&key, Duration::from_secs(10)).await;
+        assert!(taken.is_some(), "the newcomer gets the key once the holder stopped");
+        holder.await.expect("holder");
+        assert!(set.try_claim(&key).is_none(), "the newcomer holds it now");
     }
 }

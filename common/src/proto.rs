@@ -267,6 +267,8 @@ pub enum CloseCode {
     TooManyConnections = 5,
     /// The logged-in session sent nothing for too long.
     Idle = 6,
+    /// The session's account was deleted, or its password changed: log in again.
+    AccountChanged = 7,
 }
 
 impl CloseCode {
@@ -285,6 +287,7 @@ impl CloseCode {
             CloseCode::ShuttingDown,
             CloseCode::TooManyConnections,
             CloseCode::Idle,
+            CloseCode::AccountChanged,
         ]
         .into_iter()
         .find(|c| *c as u64 == code)

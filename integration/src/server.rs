@@ -105,7 +105,10 @@ impl TestServer {
             .arg("--root")
             .arg(self.root())
             .args(["serve", "--listen", &listen.to_string()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WHARF_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -180,6 +183,31 @@ impl TestServer {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+}
+
+/// Runs `wharfd --root ROOT serve --listen 127.0.0.1:0` until it prints a line `last` accepts (or
+/// ends its output), stops it, and returns the lines it printed: for what `serve` announces.
+pub fn serve_and_read(root: &Path, last: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut child = Command::new(binary("wharfd"))
+        .arg("--root")
+        .arg(root)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn wharfd serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
 }
 
 #[allow(unsafe_code)]

@@ -22,7 +22,7 @@ Exit codes:
   3  connection or host key problem (unreachable, certificate unknown or changed, connection lost)
   4  authentication failed
 
-The password is taken from WHARF_PASSWORD, or asked for on the terminal.";
+The password is taken from WHARF_PASSWORD, or asked for on the terminal when standard input is one.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -261,10 +261,19 @@ fn ask_about_host(host: &str, fingerprint: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
 }
 
-/// Logs in with `WHARF_PASSWORD`, or asks on the terminal (up to three times, like ssh).
+/// Logs in with `WHARF_PASSWORD`, or asks on the terminal (up to three times, like ssh) when standard
+/// input is one.
 fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if let Ok(password) = std::env::var("WHARF_PASSWORD") {
         return runtime.block_on(session.login(user, &password)).map(|_| ());
+    }
+    // Asking needs a person at the keyboard: with standard input not a terminal (a script, a pipe, a
+    // test harness), a prompt on the controlling terminal would wait for nobody.
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Auth(
+            "no password: set WHARF_PASSWORD (standard input is not a terminal, so wharf does not ask)"
+                .into(),
+        ));
     }
     let mut attempt = 0;
     loop {
@@ -273,7 +282,16 @@ fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> R
         let password = rpassword::prompt_password(prompt).map_err(|err| {
             ClientError::Auth(format!("no password: set WHARF_PASSWORD or use a terminal ({err})"))
         })?;
-        match runtime.block_on(session.login(user, &password)) {
+        // The server does not wait forever for a login: if the prompts outlasted its timeout, the
+        // connection is gone, and a fresh one (the host key is known by now) takes the password.
+        runtime.block_on(session.relink_if_closed())?;
+        let mut result = runtime.block_on(session.login(user, &password));
+        if matches!(result, Err(ClientError::ConnectionLost(_)))
+            && runtime.block_on(session.relink_if_closed())?
+        {
+            result = runtime.block_on(session.login(user, &password));
+        }
+        match result {
             Err(ClientError::Auth(message)) if attempt < 3 => eprintln!("{message}"),
             other => return other.map(|_| ()),
         }

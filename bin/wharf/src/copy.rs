@@ -281,6 +281,9 @@ async fn run(
             if options.resume && mismatch {
                 // A resumed transfer whose whole-file digest failed had a bad partial, which both
                 // ends have now dropped: start over once, from byte 0.
+                ui.print(format!(
+                    "{verb} {name}: the partial file was corrupt (checksum mismatch); starting over"
+                ));
                 file.restart();
                 result = with_reconnects(&session, false, on_reconnect, &attempt).await;
             }

@@ -3,7 +3,9 @@
 //! its size, time, rate and whether its checksum matched.
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -14,6 +16,12 @@ use crate::transfer::Outcome;
 const FILE_TEMPLATE: &str = "{msg:32!} [{bar:24}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}";
 const TOTAL_TEMPLATE: &str = "{prefix:32!} [{bar:24}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}";
 
+/// A bar whose transfer moved nothing for this long says "stalled" instead of showing a frozen rate.
+pub const STALLED_AFTER: Duration = Duration::from_secs(3);
+
+/// How often the stall watcher looks at the bars.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
 /// Progress of a batch of transfers.
 pub struct TransferUi {
     multi: MultiProgress,
@@ -22,37 +30,80 @@ pub struct TransferUi {
     verb: &'static str,
     files: usize,
     done: AtomicUsize,
+    /// The files in progress, for the stall watcher (which ends when the UI is dropped).
+    active: Arc<Mutex<Vec<Weak<FileState>>>>,
 }
 
 /// Progress of one file.
 pub struct FileProgress {
-    bar: ProgressBar,
+    state: Arc<FileState>,
     overall: ProgressBar,
-    name: String,
     size: u64,
     tty: bool,
     /// Last quarter reported on a plain (non-terminal) output.
     quarter: AtomicU64,
+    /// The next report is the first of an attempt: the bytes already in place, not a rate.
+    first: AtomicBool,
+}
+
+/// What the stall watcher sees of a file.
+struct FileState {
+    bar: ProgressBar,
+    name: String,
+    last_moved: Mutex<Instant>,
+    stalled: AtomicBool,
+}
+
+impl FileState {
+    fn moved(&self) {
+        *self.last_moved.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        if self.stalled.swap(false, Ordering::Relaxed) {
+            self.bar.set_message(self.name.clone());
+        }
+    }
+
+    fn check_stall(&self) {
+        let idle = self.last_moved.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if idle >= STALLED_AFTER && !self.stalled.swap(true, Ordering::Relaxed) {
+            self.bar.set_message(format!("{} (stalled)", self.name));
+        }
+    }
 }
 
 impl FileProgress {
     /// Goes back to zero for a fresh attempt.
     pub fn restart(&self) {
-        self.overall.set_position(self.overall.position().saturating_sub(self.bar.position()));
-        self.bar.set_position(0);
+        let bar = &self.state.bar;
+        self.overall.set_position(self.overall.position().saturating_sub(bar.position()));
+        bar.set_position(0);
         self.quarter.store(0, Ordering::Relaxed);
+        self.first.store(true, Ordering::Relaxed);
     }
 
-    /// Counts `bytes` moved.
+    /// Counts `bytes` moved. The first report of an attempt is what was already in place (a resume):
+    /// it moves the bar but does not count towards the rate.
     pub fn advance(&self, bytes: u64) {
-        self.bar.inc(bytes);
+        let bar = &self.state.bar;
+        bar.inc(bytes);
         self.overall.inc(bytes);
+        if self.first.swap(false, Ordering::Relaxed) {
+            bar.reset_eta();
+            self.overall.reset_eta();
+        }
+        self.state.moved();
         if !self.tty && self.size > 0 {
-            let quarter = self.bar.position() * 4 / self.size;
-            if quarter > self.quarter.swap(quarter, Ordering::Relaxed) && quarter < 4 {
-                println!("{}: {}%", self.name, quarter * 25);
+            let quarter = (bar.position() * 4 / self.size).min(3);
+            let before = self.quarter.fetch_max(quarter, Ordering::Relaxed);
+            // A file that moves in a few large steps still says every quarter it passed.
+            for passed in before + 1..=quarter {
+                println!("{}: {}%", self.state.name, passed * 25);
             }
         }
+    }
+
+    /// The file's name as shown.
+    pub fn name(&self) -> &str {
+        &self.state.name
     }
 }
 
@@ -64,7 +115,11 @@ impl TransferUi {
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(bytes));
         overall.set_style(style(TOTAL_TEMPLATE));
-        let ui = TransferUi { multi, overall, tty, verb, files, done: AtomicUsize::new(0) };
+        let active = Arc::new(Mutex::new(Vec::new()));
+        if tty {
+            watch_stalls(Arc::downgrade(&active));
+        }
+        let ui = TransferUi { multi, overall, tty, verb, files, done: AtomicUsize::new(0), active };
         ui.update_prefix();
         ui
     }
@@ -79,24 +134,31 @@ impl TransferUi {
         let bar = self.multi.insert_before(&self.overall, ProgressBar::new(size));
         bar.set_style(style(FILE_TEMPLATE));
         bar.set_message(name.to_owned());
-        FileProgress {
+        let state = Arc::new(FileState {
             bar,
-            overall: self.overall.clone(),
             name: name.to_owned(),
+            last_moved: Mutex::new(Instant::now()),
+            stalled: AtomicBool::new(false),
+        });
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&state));
+        FileProgress {
+            state,
+            overall: self.overall.clone(),
             size,
             tty: self.tty,
             quarter: AtomicU64::new(0),
+            first: AtomicBool::new(true),
         }
     }
 
     /// Ends one file's bar and prints its result line.
     pub fn finish(&self, file: FileProgress, result: &Result<Outcome, ClientError>) {
-        file.bar.finish_and_clear();
+        file.state.bar.finish_and_clear();
         self.done.fetch_add(1, Ordering::Relaxed);
         self.update_prefix();
         let line = match result {
-            Ok(outcome) => finished_line(self.verb, &file.name, outcome),
-            Err(err) => format!("{} {}: failed: {err}", self.verb, file.name),
+            Ok(outcome) => finished_line(self.verb, file.name(), outcome),
+            Err(err) => format!("{} {}: failed: {err}", self.verb, file.name()),
         };
         self.print(line);
     }
@@ -118,6 +180,28 @@ impl TransferUi {
     /// Removes the overall bar.
     pub fn close(self) {
         self.overall.finish_and_clear();
+    }
+}
+
+/// Marks bars whose transfer moved nothing for [`STALLED_AFTER`], on a thread of its own that ends
+/// with the UI: a transfer stuck on a dead connection must not show a frozen rate as if it moved.
+fn watch_stalls(active: Weak<Mutex<Vec<Weak<FileState>>>>) {
+    let spawned = std::thread::Builder::new().name("wharf-stalls".into()).spawn(move || {
+        loop {
+            std::thread::sleep(STALL_CHECK);
+            let Some(active) = active.upgrade() else { return };
+            let mut files = active.lock().unwrap_or_else(|p| p.into_inner());
+            files.retain(|file| match file.upgrade() {
+                Some(file) => {
+                    file.check_stall();
+                    true
+                }
+                None => false,
+            });
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::debug!(%err, "no stall watcher");
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use wharf_common::proto::ErrorCode;
+
 use crate::error::{ClientError, Result};
 use crate::session::Session;
 
@@ -13,6 +15,16 @@ use crate::session::Session;
 pub const RECONNECT_ATTEMPTS: u32 = 4;
 /// Wait before the first reconnection; it doubles for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// How long a transfer refused with `shutting_down` waits for the server to close the connection
+/// (it lets running transfers finish first, for its grace period) before reconnecting anyway.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether the server refused the request because it is going down: the connection will close, and
+/// the server may come back.
+fn server_going_down(err: &ClientError) -> bool {
+    matches!(err, ClientError::Remote { code: ErrorCode::ShuttingDown, .. })
+}
 
 /// Whether an error may be cured by reconnecting: the user's own interruption, a refused login
 /// or a changed host key are final.
@@ -39,6 +51,10 @@ where
         let generation = session.generation();
         let err = match attempt(resume).await {
             Err(err) if session.lost(generation) && worth_reconnecting(&err) => err,
+            Err(err) if server_going_down(&err) => {
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, session.closed()).await;
+                err
+            }
             other => return other,
         };
         // Reconnect, retrying the connection itself within the same budget.

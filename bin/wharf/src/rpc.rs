@@ -15,7 +15,15 @@ use wharf_common::proto::{CloseCode, Command, Reply, Request, Response};
 
 use crate::error::{ClientError, Result};
 
-type Pending = Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>>;
+type Pending = Arc<Mutex<Waiting>>;
+
+/// The requests waiting for replies, and whether replies can still come at all.
+#[derive(Debug, Default)]
+struct Waiting {
+    by_id: HashMap<u32, mpsc::Sender<Reply>>,
+    /// Set once the reader has stopped: a request registered after that would wait forever.
+    ended: bool,
+}
 
 /// The client side of the control stream.
 #[derive(Debug)]
@@ -46,7 +54,7 @@ impl Drop for Replies {
         if self.finished {
             return;
         }
-        lock(&self.inner.pending).remove(&self.id);
+        lock(&self.inner.pending).by_id.remove(&self.id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (inner, request) = (self.inner.clone(), self.id);
             runtime.spawn(async move {
@@ -64,22 +72,26 @@ impl Inner {
         cmd: Command,
     ) -> std::result::Result<(u32, mpsc::Receiver<Reply>), String> {
         let (tx, rx) = mpsc::channel(16);
-        let id = self.register(tx);
+        let id = self.register(tx).ok_or_else(|| "control stream closed".to_owned())?;
         let mut send = self.send.lock().await;
         if let Err(err) = write_message(&mut *send, &Request { id, cmd }).await {
-            lock(&self.pending).remove(&id);
+            lock(&self.pending).by_id.remove(&id);
             return Err(err.to_string());
         }
         Ok((id, rx))
     }
 
-    fn register(&self, tx: mpsc::Sender<Reply>) -> u32 {
+    /// Registers `tx` under a fresh id; `None` once the control stream has ended.
+    fn register(&self, tx: mpsc::Sender<Reply>) -> Option<u32> {
         let mut pending = lock(&self.pending);
+        if pending.ended {
+            return None;
+        }
         loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id != NOTICE_ID && !pending.contains_key(&id) {
-                pending.insert(id, tx);
-                return id;
+            if id != NOTICE_ID && !pending.by_id.contains_key(&id) {
+                pending.by_id.insert(id, tx);
+                return Some(id);
             }
         }
     }
@@ -126,6 +138,11 @@ impl Rpc {
         }
     }
 
+    /// Whether the control stream has ended: no reply can come any more.
+    pub fn ended(&self) -> bool {
+        lock(&self.inner.pending).ended
+    }
+
     /// The error for a connection that went away, with the server's reason when it gave one.
     pub fn lost(&self, fallback: String) -> ClientError {
         match self.inner.conn.close_reason() {
@@ -135,7 +152,7 @@ impl Rpc {
     }
 }
 
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Reply>>> {
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, Waiting> {
     pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -158,15 +175,18 @@ async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
         let is_final = reply.is_final();
         let tx = {
             let mut pending = lock(&pending);
-            if is_final { pending.remove(&id) } else { pending.get(&id).cloned() }
+            if is_final { pending.by_id.remove(&id) } else { pending.by_id.get(&id).cloned() }
         };
         if let Some(tx) = tx {
             // A caller that stopped listening simply misses the rest.
             let _ = tx.send(reply).await;
         }
     }
-    // Dropping the senders wakes every waiting caller with "connection lost".
-    lock(&pending).clear();
+    // Dropping the senders wakes every waiting caller with "connection lost"; later requests fail at
+    // once instead of waiting for replies that cannot come.
+    let mut pending = lock(&pending);
+    pending.ended = true;
+    pending.by_id.clear();
 }
 
 /// Explains why the server closed the connection.
@@ -177,6 +197,7 @@ pub fn closed_error(reason: &quinn::ConnectionError) -> ClientError {
     let text = String::from_utf8_lossy(&close.reason).into_owned();
     match CloseCode::from_u64(close.error_code.into_inner()) {
         Some(CloseCode::TooManyFailures) => ClientError::Auth(format!("login failed: {text}")),
+        Some(CloseCode::AccountChanged) => ClientError::Auth(format!("session ended: {text}")),
         Some(CloseCode::TooManyConnections) => {
             ClientError::Connect { target: "server".into(), reason: format!("refused: {text}") }
         }

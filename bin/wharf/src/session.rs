@@ -105,7 +105,16 @@ pub struct Session {
 impl Session {
     /// Connects and checks the server's certificate. Nothing secret has been sent when this returns.
     pub async fn connect(options: &ConnectOptions) -> Result<Session> {
-        let link = connect_link(options, 0).await?;
+        let link = match connect_link(options, 0).await {
+            // The server gave up on the login while a person was checking its host key, which is
+            // pinned by now: connect again.
+            Err(ClientError::ConnectionLost(_))
+                if matches!(options.trust, Trust::Pinned { .. }) =>
+            {
+                connect_link(options, 0).await?
+            }
+            other => other?,
+        };
         Ok(Session {
             link: Mutex::new(Arc::new(link)),
             relinking: tokio::sync::Mutex::new(()),
@@ -131,7 +140,21 @@ impl Session {
     /// Whether link `generation` is gone: closed, or already replaced.
     pub fn lost(&self, generation: u64) -> bool {
         let link = self.link();
-        link.generation != generation || link.conn.close_reason().is_some()
+        link.generation != generation || link.conn.close_reason().is_some() || link.rpc.ended()
+    }
+
+    /// Connects again, not logged in, if the current link has closed: the server ends connections
+    /// that do not log in within its login timeout, and a person checking a host key and typing a
+    /// password may take longer than that. Returns whether it reconnected.
+    pub async fn relink_if_closed(&self) -> Result<bool> {
+        let _relinking = self.relinking.lock().await;
+        let old = self.link();
+        if old.conn.close_reason().is_none() && !old.rpc.ended() {
+            return Ok(false);
+        }
+        let link = connect_link(&self.options, old.generation + 1).await?;
+        *lock(&self.link) = Arc::new(link);
+        Ok(true)
     }
 
     /// Replaces link `generation`, which was lost, with a new connection logged in as before. If

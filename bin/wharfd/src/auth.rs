@@ -57,6 +57,17 @@ pub struct Authenticator {
     files: BlockingPool,
 }
 
+/// What became of a logged-in session's account since it logged in.
+#[derive(Debug)]
+pub enum AccountState {
+    /// Unchanged credentials; the current record.
+    Valid(UserRecord),
+    /// The record could not be read; nothing is known.
+    Unknown,
+    Deleted,
+    PasswordChanged,
+}
+
 impl Authenticator {
     pub fn new(
         users: UserStore,
@@ -160,6 +171,23 @@ impl Authenticator {
         }
         self.lock_throttle().record_failure(ip, user, Instant::now());
         Err(LoginError::Failed)
+    }
+
+    /// Whether a session that logged in with `credential` (the stored hash at the time) may go on:
+    /// not once its user is deleted or its password changed. A record that cannot be read right now
+    /// keeps the session (an I/O hiccup must not log everybody out); the quota is refreshed too.
+    pub async fn account_state(&self, user: &str, credential: &str) -> AccountState {
+        let store = self.users.clone();
+        let name = user.to_owned();
+        match self.files.run(move || store.load(&name)).await {
+            Ok(None) => AccountState::Deleted,
+            Ok(Some(record)) if record.password != credential => AccountState::PasswordChanged,
+            Ok(Some(record)) => AccountState::Valid(record),
+            Err(err) => {
+                tracing::warn!(%err, user, "cannot re-read user record; keeping the session");
+                AccountState::Unknown
+            }
+        }
     }
 
     /// Reloads a user's record, e.g. to pick up a changed quota.

@@ -4,7 +4,6 @@ use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -62,14 +61,17 @@ enum UserCommand {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Give the new user the files a deleted user of the same name left in their home.
+        #[arg(long)]
+        reuse_home: bool,
     },
-    /// Change a user's password.
+    /// Change a user's password (their open sessions end).
     Passwd {
         name: String,
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Delete a user (their home stays unless --purge).
+    /// Delete a user (their open sessions end; their home stays unless --purge).
     Del {
         name: String,
         /// Also delete the user's home and everything in it.
@@ -129,13 +131,20 @@ fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
 fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
     let config = Config::load(&layout.config())?;
     let store = UserStore::new(layout.users());
-    std::fs::create_dir_all(layout.users())?;
+    crate::layout::private_dir(&layout.users())?;
     let rt = runtime()?;
     match action {
-        UserCommand::Add { name, quota, password_stdin } => {
+        UserCommand::Add { name, quota, password_stdin, reuse_home } => {
             validate_name(&name)?;
             if store.load(&name)?.is_some() {
                 bail!("user {name:?} already exists");
+            }
+            if home_in_use(layout, &name) && !reuse_home {
+                bail!(
+                    "{} holds files left by an earlier user named {name}: add --reuse-home to \
+                     give them to the new user, or delete that folder first",
+                    layout.homes().join(&name).display()
+                );
             }
             let quota = match quota {
                 Some(quota) => quota,
@@ -224,33 +233,52 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
 fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let report = crate::setup::setup(layout, &[], false)?;
     let config = Config::load(&layout.config())?;
-    let _guards = crate::logging::init(layout, &config.log.level).context("opening the logs")?;
-    let demo_password = create_demo_user(layout, &config)?;
+    let logs = crate::logging::init(layout, &config.log.level).context("opening the logs")?;
     let listen = listen.unwrap_or(config.server.listen);
 
     let rt = runtime()?;
-    rt.block_on(async {
-        let server = crate::server::Server::bind(layout, config, listen)?;
-        let addr = server.local_addr()?;
-        announce(layout, addr, &report.fingerprint, demo_password.as_deref())?;
-        server.run(crate::server::shutdown_signal()).await;
-        anyhow::Ok(())
-    })
+    // Bind first: a server that cannot start must not leave a demo user whose password nobody saw.
+    let server =
+        rt.block_on(async { crate::server::Server::bind(layout, config.clone(), listen) })?;
+    let demo = rt.block_on(create_demo_user(layout, &config))?;
+    let addr = server.local_addr()?;
+    announce(layout, addr, &report.fingerprint, &demo)?;
+    rt.spawn(crate::logging::reopen_on_sighup(std::sync::Arc::new(logs)));
+    rt.block_on(server.run(crate::server::shutdown_signal()));
+    Ok(())
+}
+
+/// What serving a root without users did about `demo`.
+enum Demo {
+    /// There were users already.
+    NotNeeded,
+    Created {
+        password: String,
+    },
+    /// A home named `demo` is left from an earlier user: it is not handed to a new account silently.
+    HomeTaken,
 }
 
 /// Creates the user `demo` with a random password when there are no users at all.
-fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<Option<String>> {
+async fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<Demo> {
     let store = UserStore::new(layout.users());
     if !store.list()?.is_empty() {
-        return Ok(None);
+        return Ok(Demo::NotNeeded);
+    }
+    if home_in_use(layout, "demo") {
+        return Ok(Demo::HomeTaken);
     }
     let password = random_password(16);
     let hash = Passwords::new(&config.auth)?.hash(&password)?;
     let quota = config.default_quota().map_err(anyhow::Error::msg)?;
-    let storage = Arc::new(storage(layout, config)?);
-    runtime()?.block_on(storage.create_home("demo"))?;
+    storage(layout, config)?.create_home("demo").await?;
     store.create(&UserRecord { name: "demo".into(), password: hash, quota: quota.limit() })?;
-    Ok(Some(password))
+    Ok(Demo::Created { password })
+}
+
+/// Whether `name` has a home with something in it: files of a deleted user of that name.
+fn home_in_use(layout: &Layout, name: &str) -> bool {
+    std::fs::read_dir(layout.homes().join(name)).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Prints the machine-readable `listening on` line (tests read it) and, once, the demo login.
@@ -258,21 +286,34 @@ fn announce(
     layout: &Layout,
     addr: SocketAddr,
     fingerprint: &str,
-    demo: Option<&str>,
+    demo: &Demo,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "wharfd listening on {addr}")?;
     writeln!(out, "certificate fingerprint {fingerprint}")?;
-    if let Some(password) = demo {
-        let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
-            "localhost".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
-        let cert = std::fs::canonicalize(layout.cert()).unwrap_or_else(|_| layout.cert());
-        writeln!(out, "created user demo with password {password} (shown only this once)")?;
-        writeln!(out, "connect with:")?;
-        writeln!(out, "  wharf --ca {} demo@{host}:{}", cert.display(), addr.port())?;
+    match demo {
+        Demo::NotNeeded => {}
+        Demo::Created { password } => {
+            let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                "localhost".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let cert = std::fs::canonicalize(layout.cert()).unwrap_or_else(|_| layout.cert());
+            writeln!(out, "created user demo with password {password} (shown only this once)")?;
+            writeln!(out, "connect with:")?;
+            writeln!(out, "  wharf --ca {} demo@{host}:{}", cert.display(), addr.port())?;
+        }
+        Demo::HomeTaken => {
+            let home = layout.homes().join("demo");
+            writeln!(
+                out,
+                "no users, and {} still holds an earlier demo user's files, so demo was not \
+                 created again; add a user with `wharfd user add NAME` (--reuse-home to give \
+                 them that home), or delete the folder",
+                home.display()
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

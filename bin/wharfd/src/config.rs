@@ -228,6 +228,7 @@ impl Config {
                     .into(),
             );
         }
+        crate::logging::check_level(&self.log.level)?;
         self.default_quota().map(|_| ())
     }
 }

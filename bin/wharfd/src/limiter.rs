@@ -1,4 +1,5 @@
-//! Admission control: at most N connections in total and M from one address.
+//! Admission control: at most N connections in total and M from one address. An IPv6 /64 counts as
+//! one address, as it does for login throttling: one host commonly owns a whole /64.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -52,6 +53,7 @@ impl ConnectionLimiter {
 
     /// Admits a connection from `ip`, or says which limit stops it.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+        let ip = crate::throttle::source_key(ip);
         let mut counts = self.counts();
         if counts.total >= self.max_total {
             return Err(Refusal::Total);
@@ -95,5 +97,16 @@ mod tests {
         assert_eq!(limiter.admit(b).err(), Some(Refusal::Total));
         drop(first);
         assert!(limiter.admit(a).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_counts_as_one_address() {
+        let limiter = ConnectionLimiter::new(10, 2);
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, last]);
+        let _one = limiter.admit(host(1)).expect("first");
+        let _two = limiter.admit(host(2)).expect("second, same /64");
+        assert_eq!(limiter.admit(host(3)).err(), Some(Refusal::PerIp), "a third in the /64");
+        let elsewhere = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+        assert!(limiter.admit(elsewhere).is_ok(), "another /64 is another address");
     }
 }

@@ -1,4 +1,15 @@
-//! Logging: the console, `var/log/wharfd.log`, and `var/log/audit.log` for login attempts only.
+//! Logging: the console, `var/log/wharfd.log`, and `var/log/audit.log` for who did what (logins,
+//! uploads, downloads, deletes, renames).
+//!
+//! The log files are opened by [`LogFile`], mode 0600 (the audit log names users and addresses), and
+//! reopened on SIGHUP so that logrotate can move them away. Colour codes go to the console only
+//! when it is a terminal, never into a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal as _, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::{EnvFilter, Targets};
@@ -8,32 +19,96 @@ use tracing_subscriber::{Layer as _, fmt};
 
 use crate::layout::Layout;
 
-/// Keeps the background log writers alive; dropping it flushes them.
+/// Keeps the background log writers alive (dropping it flushes them), and reopens the files.
 #[derive(Debug)]
-pub struct LogGuards(#[allow(dead_code)] Vec<WorkerGuard>);
+pub struct LogGuards {
+    _writers: Vec<WorkerGuard>,
+    files: Vec<LogFile>,
+}
+
+impl LogGuards {
+    /// Reopens every log file by name: after a rotation, writing goes on in the new file.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        self.files.iter().try_for_each(LogFile::reopen)
+    }
+}
+
+/// An append-only log file that can be reopened under its name.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl LogFile {
+    pub fn open(path: &Path) -> std::io::Result<LogFile> {
+        Ok(LogFile { path: path.to_owned(), file: Arc::new(Mutex::new(open_private(path)?)) })
+    }
+
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let fresh = open_private(&self.path)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Checks a configured level (`info`, `wharfd=debug,quinn=warn`, ...) before anything starts.
+pub fn check_level(level: &str) -> Result<(), String> {
+    EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|err| format!("invalid [log] level {level:?}: {err} (try info, debug or warn)"))
+}
 
 /// Installs the global subscriber. `level` is the configured level; `RUST_LOG` overrides it.
 pub fn init(layout: &Layout, level: &str) -> std::io::Result<LogGuards> {
-    std::fs::create_dir_all(layout.logs())?;
+    check_level(level).map_err(std::io::Error::other)?;
+    crate::layout::private_dir(&layout.logs())?;
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let (main_file, main_guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(
-        layout.logs(),
-        "wharfd.log",
-    ));
-    let (audit_file, audit_guard) = tracing_appender::non_blocking(
-        tracing_appender::rolling::never(layout.logs(), "audit.log"),
-    );
+    let main = LogFile::open(&layout.logs().join("wharfd.log"))?;
+    let audit = LogFile::open(&layout.logs().join("audit.log"))?;
+    let (main_writer, main_guard) = tracing_appender::non_blocking(main.clone());
+    let (audit_writer, audit_guard) = tracing_appender::non_blocking(audit.clone());
     let audit_only = Targets::new().with_target("audit", tracing::Level::INFO);
+    let console = fmt::layer().with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry()
-        .with(fmt::layer().with_writer(std::io::stderr).with_filter(filter()))
-        .with(fmt::layer().with_ansi(false).with_writer(main_file).with_filter(filter()))
+        .with(console.with_writer(std::io::stderr).with_filter(filter()))
+        .with(fmt::layer().with_ansi(false).with_writer(main_writer).with_filter(filter()))
         .with(
             fmt::layer()
                 .with_ansi(false)
                 .with_target(false)
-                .with_writer(audit_file)
+                .with_writer(audit_writer)
                 .with_filter(audit_only),
         )
         .init();
-    Ok(LogGuards(vec![main_guard, audit_guard]))
+    Ok(LogGuards { _writers: vec![main_guard, audit_guard], files: vec![main, audit] })
+}
+
+/// Reopens the log files on every SIGHUP, for as long as the server runs.
+pub async fn reopen_on_sighup(guards: Arc<LogGuards>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; log files will not be reopened");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match guards.reopen() {
+            Ok(()) => tracing::info!("log files reopened"),
+            Err(err) => tracing::error!(%err, "cannot reopen the log files"),
+        }
+    }
 }

@@ -76,7 +76,7 @@ impl Server {
             );
         }
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            crate::setup::endpoint_config(layout)?,
             Some(server_config),
             bound.socket,
             Arc::new(quinn::TokioRuntime),

@@ -10,6 +10,40 @@ use anyhow::Context as _;
 use crate::config::DEFAULT_CONFIG_TOML;
 use crate::layout::Layout;
 
+/// Bytes of the stateless-reset secret.
+pub const RESET_KEY_LEN: usize = 64;
+
+/// The secrets of the QUIC endpoint that must outlive a restart: the key stateless resets are made
+/// with, and the key connection ids are signed with. With both the same after a restart, the server
+/// recognises packets of connections it no longer knows as its own and answers them with a reset
+/// their clients accept at once, instead of leaving them to time out (30 s) behind a frozen transfer.
+/// Made on first use.
+pub fn endpoint_config(layout: &Layout) -> anyhow::Result<quinn::EndpointConfig> {
+    if !layout.reset_key().exists() {
+        let mut secret = [0u8; RESET_KEY_LEN];
+        argon2::password_hash::rand_core::RngCore::fill_bytes(
+            &mut argon2::password_hash::rand_core::OsRng,
+            &mut secret,
+        );
+        write_private(&layout.reset_key(), &secret)?;
+    }
+    let secret = fs::read(layout.reset_key())
+        .with_context(|| format!("reading {}", layout.reset_key().display()))?;
+    anyhow::ensure!(
+        secret.len() == RESET_KEY_LEN,
+        "{} is not a {RESET_KEY_LEN}-byte key: delete it and run wharfd setup",
+        layout.reset_key().display()
+    );
+    let (reset, cid) = secret.split_at(RESET_KEY_LEN - 8);
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset);
+    let cid_key = u64::from_le_bytes(cid.try_into().context("connection id key")?);
+    let mut config = quinn::EndpointConfig::new(std::sync::Arc::new(reset));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
+}
+
 /// What setup did.
 #[derive(Debug)]
 pub struct SetupReport {
@@ -22,12 +56,18 @@ pub struct SetupReport {
 /// Creates what is missing under `layout`. An existing certificate is kept unless `force`.
 pub fn setup(layout: &Layout, extra_hosts: &[String], force: bool) -> anyhow::Result<SetupReport> {
     for dir in layout.dirs() {
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let made = if layout.is_private(&dir) {
+            crate::layout::private_dir(&dir)
+        } else {
+            fs::create_dir_all(&dir)
+        };
+        made.with_context(|| format!("creating {}", dir.display()))?;
     }
     let cert_created = force || !layout.cert().exists() || !layout.key().exists();
     if cert_created {
         write_certificate(layout, extra_hosts)?;
     }
+    endpoint_config(layout)?;
     let config_created = !layout.config().exists();
     if config_created {
         fs::write(layout.config(), DEFAULT_CONFIG_TOML)

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -104,7 +105,15 @@ impl UserStore {
         })?;
         let temp = self.dir.join(format!(".{}.toml.tmp", record.name));
         let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temp)?;
+            // Password hashes: readable by the service's user alone, from the first byte (a stale
+            // temporary file would keep its old mode, so it goes first).
+            let _ = fs::remove_file(&temp);
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             fs::rename(&temp, &path)?;

@@ -2,6 +2,7 @@
 //! 127.0.0.1, with temporary server roots. One binary, one module per area.
 
 mod abuse;
+mod accounts;
 mod bad_senders;
 mod batch;
 mod faults;
@@ -13,6 +14,7 @@ mod login;
 mod navigation;
 mod quota;
 mod reconnect;
+mod restarts;
 mod resume;
 mod segments;
 mod sessions;

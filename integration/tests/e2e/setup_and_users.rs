@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use wharf::error::ClientError;
 use wharf::session::Session;
 use wharf_integration::client::{login, options, text};
-use wharf_integration::server::TestServer;
+use wharf_integration::server::{TestServer, serve_and_read};
 
 fn fingerprint_line(stdout: &[u8]) -> String {
     text(stdout)
@@ -103,20 +103,7 @@ async fn a_running_server_sees_new_users_passwords_and_quotas() {
 #[test]
 fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = std::process::Command::new(wharf_integration::binary("wharfd"))
-        .arg("--root")
-        .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    use std::io::BufRead as _;
-    let stdout = child.stdout.take().expect("stdout");
-    let lines: Vec<String> =
-        std::io::BufReader::new(stdout).lines().map_while(Result::ok).take(5).collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    let lines = serve_and_read(dir.path(), |line| line.contains("wharf --ca"));
     let all = lines.join("\n");
     assert!(all.contains("wharfd listening on 127.0.0.1:"), "{all}");
     let password_line =

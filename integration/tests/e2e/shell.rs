@@ -1,5 +1,7 @@
 //! The interactive shell, driven through a pseudo-terminal as a person would use it.
 
+use std::path::Path;
+
 use wharf_integration::binary;
 use wharf_integration::pty::PtyShell;
 use wharf_integration::server::TestServer;
@@ -182,4 +184,43 @@ fn first_connection_asks_about_the_host_and_the_password() {
     let pinned =
         std::fs::read_to_string(home.path().join(".config/wharf/known_hosts")).expect("pinned");
     assert!(pinned.starts_with(&format!("127.0.0.1:{} SHA256:", server.addr().port())), "{pinned}");
+}
+
+#[test]
+fn a_person_slower_than_the_login_timeout_still_logs_in() {
+    // One second to log in: the host-key question and the password prompt together take longer.
+    let server = TestServer::configured("[auth]\nlogin_timeout_secs = 1\n", &[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), false, None);
+    sh.expect("Are you sure you want to continue connecting (yes/no)?");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sh.send("yes\r");
+    sh.expect("ann@127.0.0.1's password:");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sh.send("pw\r");
+    at_prompt(&mut sh, "/");
+    sh.send("pwd\r");
+    sh.expect_where("pwd output", |s| has_line(s, "/"));
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
+#[test]
+fn without_a_terminal_on_stdin_wharf_never_prompts_even_with_a_controlling_terminal() {
+    // As `cargo test` typed in a terminal runs it: the terminal is there, standard input is not it.
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let command = format!(
+        "exec '{}' --ca '{}' -c pwd ann@127.0.0.1:{} </dev/null",
+        binary("wharf").display(),
+        server.cert().display(),
+        server.addr().port()
+    );
+    let home_env = home.path().display().to_string();
+    let mut sh = PtyShell::spawn(Path::new("/bin/sh"), &["-c", &command], &[("HOME", &home_env)]);
+    let code = sh.wait();
+    let screen = sh.screen();
+    assert_eq!(code, 4, "no password available is an authentication failure:\n{screen}");
+    assert!(screen.contains("WHARF_PASSWORD"), "says how to give one:\n{screen}");
+    assert!(!screen.contains("'s password:"), "never asks:\n{screen}");
 }

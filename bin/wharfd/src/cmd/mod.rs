@@ -27,6 +27,9 @@ use crate::storage::{Home, StorageError};
 /// A logged-in user's view of the server.
 pub struct Session {
     pub user: String,
+    /// The stored password hash this session logged in against: a different one means the password
+    /// changed since, and the session ends.
+    pub credential: String,
     pub home: Arc<dyn Home>,
     pub ledger: Arc<Ledger>,
     pub ctx: Arc<ServerContext>,

@@ -19,7 +19,7 @@ use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::{StorageError, partial_key};
 use wharf_common::claims::Claim;
 
-/// How long a `put` waits for an earlier upload of the same path to end.
+/// How long a `put` waits for an earlier upload of the same path to end once asked to stop.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 
 pub async fn run(
@@ -32,18 +32,15 @@ pub async fn run(
 ) -> CmdResult {
     let path = parse_path(path)?;
     let key = partial_key(&path);
-    let claim = session
-        .ledger
-        .uploads()
-        .claim_within(&key, CLAIM_PATIENCE)
-        .await
-        .map(Arc::new)
-        .ok_or_else(|| {
-            StorageError::new(
-                ErrorCode::Busy,
-                format!("{path}: another upload to this path is in progress"),
-            )
-        })?;
+    let claim =
+        session.ledger.uploads().take_over(&key, CLAIM_PATIENCE).await.map(Arc::new).ok_or_else(
+            || {
+                StorageError::new(
+                    ErrorCode::Busy,
+                    format!("{path}: another upload to this path is still finishing; try again"),
+                )
+            },
+        )?;
     let target = session.home.begin_upload(&path, size, source, resume).await?;
     session.ledger.release(target.discarded);
     // The quota counts a partial by its length, so the upload owes what takes it to `size`.
@@ -85,7 +82,12 @@ pub async fn run(
         charged.fetch_add(written.grown, Ordering::Relaxed);
     };
     let stall = settings.stall_timeout();
-    let received = receive_file(&mut lanes, dest, &plan, Durability::Synced, stall, &charge).await;
+    // A newer upload of the same path by the same user (its client reconnected, or was restarted
+    // after a crash) takes over at once instead of waiting for this one's connection to time out.
+    let received = tokio::select! {
+        received = receive_file(&mut lanes, dest, &plan, Durability::Synced, stall, &charge) => received,
+        () = claim.stop_requested() => Err(TransferError::Stream("a newer upload of this path took over".into())),
+    };
     session.transfers.forget(id);
     let received = match received {
         Ok(received) => received,

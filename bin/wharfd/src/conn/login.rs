@@ -79,6 +79,7 @@ async fn open_session(
     let ledger =
         ctx.quotas.ledger(&record.name, home.as_ref(), record.quota).await.map_err(unavailable)?;
     Ok(Session {
+        credential: record.password,
         user: record.name,
         home,
         ledger,

@@ -38,7 +38,11 @@ pub async fn handle(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let close = run(&conn, ctx, &mut shutdown).await;
-    tracing::info!(code = ?close.code, reason = %close.reason, "connection closed");
+    if logged_out(&conn) {
+        tracing::info!("client logged out");
+    } else {
+        tracing::info!(code = ?close.code, reason = %close.reason, "connection closed");
+    }
     conn.close(close.code.varint(), close.reason.as_bytes());
 }
 
@@ -59,6 +63,15 @@ async fn run(
         }
     };
     requests::run(logged_in, ctx, shutdown).await
+}
+
+/// Whether the client closed the connection itself, normally: a logout, not a lost connection.
+fn logged_out(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == CloseCode::Normal.varint()
+    )
 }
 
 /// Completes once the server starts shutting down. (The `watch` guard is dropped inside, so the

@@ -4,7 +4,8 @@
 //! Rules enforced here: request id 0 is reserved (protocol error); an id already in flight is
 //! answered with `duplicate_id`; past `max_requests_in_flight` new requests get `busy`; with nothing
 //! in flight for `session_idle_secs` the session is closed; on shutdown, running requests get the
-//! grace period, new ones get `shutting_down`.
+//! grace period, new ones get `shutting_down`. Every [`ACCOUNT_RECHECK`] the user's record is read
+//! again: a deleted user, or one whose password changed, loses the session at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,12 +20,19 @@ use super::Close;
 use super::io::spawn_writer;
 use super::login::LoggedIn;
 use super::transfers::TransferStreams;
+use crate::auth::AccountState;
 use crate::cmd::{Progress, Session, dispatch};
 use crate::context::ServerContext;
 
 /// The requests in flight, by id, with the handle that cancels each, so that a reused id is caught
 /// and a `cancel` can stop its request.
 type InFlight = Arc<Mutex<HashMap<u32, Option<AbortHandle>>>>;
+
+/// How long the last replies may take to leave once the session is over.
+const WRITER_LINGER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often a session checks that its account still exists with the password it logged in with.
+pub const ACCOUNT_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     logged_in: LoggedIn,
@@ -41,6 +49,7 @@ pub async fn run(
     let mut idle_deadline = Instant::now() + idle;
     let streams =
         tokio::spawn(accept_transfer_streams(session.conn.clone(), session.transfers.clone()));
+    let mut recheck = tokio::time::interval_at(Instant::now() + ACCOUNT_RECHECK, ACCOUNT_RECHECK);
 
     let close = loop {
         tokio::select! {
@@ -62,8 +71,14 @@ pub async fn run(
             () = sleep_until(idle_deadline), if tasks.is_empty() => {
                 break Close::new(CloseCode::Idle, "session idle for too long");
             }
+            _ = recheck.tick() => {
+                if let Some(close) = account_revoked(&session, &ctx).await {
+                    break close;
+                }
+            }
             () = super::stopping(shutdown) => {
-                break drain_for_shutdown(&ctx, &mut tasks, &replies, &mut requests).await;
+                break drain_for_shutdown(&ctx, &session.conn, &mut tasks, &replies, &mut requests)
+                    .await;
             }
         }
     };
@@ -74,8 +89,25 @@ pub async fn run(
     tasks.abort_all();
     streams.abort();
     drop(replies);
-    let _ = writer.await;
+    // A dead client may never take the last replies: do not let it hold the close (or a shutdown).
+    let _ = tokio::time::timeout(WRITER_LINGER, writer).await;
     close
+}
+
+/// The close for a session whose account was deleted or re-passworded since it logged in; also
+/// applies a changed quota to the ledger.
+async fn account_revoked(session: &Session, ctx: &ServerContext) -> Option<Close> {
+    let why = match ctx.auth.account_state(&session.user, &session.credential).await {
+        AccountState::Valid(record) => {
+            session.ledger.set_limit(record.quota);
+            return None;
+        }
+        AccountState::Unknown => return None,
+        AccountState::Deleted => "your account was deleted",
+        AccountState::PasswordChanged => "your password was changed: log in again",
+    };
+    tracing::info!(target: "audit", user = ?session.user, reason = why, "session ended");
+    Some(Close::new(CloseCode::AccountChanged, why))
 }
 
 /// Routes every unidirectional stream the client opens to the `put` waiting for it. The number open
@@ -156,15 +188,27 @@ impl Drop for Slot {
     }
 }
 
-/// On shutdown: refuse new requests, give running ones the grace period, then say goodbye.
+/// A connection from which nothing at all arrives for this long during shutdown, although the
+/// notice sent at its start asks for an acknowledgement, has a dead peer: its requests are not
+/// waited for.
+const DEAD_PEER_SILENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// On shutdown: tell the client, refuse new requests, give running ones the grace period (unless the
+/// client is gone), then close.
 async fn drain_for_shutdown(
     ctx: &ServerContext,
+    conn: &quinn::Connection,
     tasks: &mut JoinSet<()>,
     replies: &mpsc::Sender<Response>,
     requests: &mut mpsc::Receiver<super::io::Incoming>,
 ) -> Close {
+    let notice = Reply::Notice { message: "server shutting down".into() };
+    let _ = replies.send(Response { id: NOTICE_ID, reply: notice }).await;
     let grace = ctx.config.server.shutdown_grace();
     let deadline = Instant::now() + grace;
+    let mut heard = conn.stats().udp_rx.datagrams;
+    let mut last_heard = Instant::now();
+    let mut look = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         tokio::select! {
             done = tasks.join_next() => if done.is_none() { break },
@@ -172,11 +216,18 @@ async fn drain_for_shutdown(
                 let reply = Reply::error(ErrorCode::ShuttingDown, "server shutting down");
                 let _ = replies.send(Response { id: request.id, reply }).await;
             }
+            _ = look.tick() => {
+                let now = conn.stats().udp_rx.datagrams;
+                if now != heard {
+                    (heard, last_heard) = (now, Instant::now());
+                } else if last_heard.elapsed() >= DEAD_PEER_SILENCE {
+                    tracing::info!("client silent during shutdown; not waiting for its requests");
+                    break;
+                }
+            }
             () = sleep_until(deadline) => break,
         }
     }
-    let notice = Reply::Notice { message: "server shutting down".into() };
-    let _ = replies.send(Response { id: NOTICE_ID, reply: notice }).await;
     Close::new(CloseCode::ShuttingDown, "server shutting down")
 }
 

@@ -38,7 +38,11 @@ impl FsStorage {
     /// Opens the directories of the layout. This is the only use of ambient authority.
     pub fn open(layout: &crate::layout::Layout, pool: BlockingPool) -> io::Result<FsStorage> {
         let open = |path: std::path::PathBuf| -> io::Result<Arc<Dir>> {
-            std::fs::create_dir_all(&path)?;
+            if layout.is_private(&path) {
+                crate::layout::private_dir(&path)?;
+            } else {
+                std::fs::create_dir_all(&path)?;
+            }
             Ok(Arc::new(Dir::open_ambient_dir(&path, cap_std::ambient_authority())?))
         };
         Ok(FsStorage {

@@ -1,0 +1,129 @@
+//! The lifecycle of accounts and of the server root: sessions end with their account, names are not
+//! handed another user's files, a failed start leaves nothing behind, and secrets are private.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use wharf::error::ClientError;
+use wharf::session::Session;
+use wharf_integration::client::{login, options, text};
+use wharf_integration::server::{TestServer, serve_and_read};
+
+/// Long enough for several account re-checks, however loaded the machine.
+const NOTICE: Duration = Duration::from_secs(30);
+
+async fn ended_by_server(session: &Session) -> ClientError {
+    tokio::time::timeout(NOTICE, session.closed()).await.expect("the server ends the session")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_user_or_changing_their_password_ends_their_sessions() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw")]);
+    let ann = login(&server, "ann", "pw").await;
+    let bob = login(&server, "bob", "pw").await;
+
+    let changed = server.wharfd(&["user", "passwd", "ann", "--password-stdin"], Some("new\n"));
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let err = ended_by_server(&ann).await;
+    assert!(matches!(&err, ClientError::Auth(m) if m.contains("password was changed")), "{err:?}");
+    login(&server, "ann", "new").await.close().await;
+
+    let deleted = server.wharfd(&["user", "del", "bob"], None);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let err = ended_by_server(&bob).await;
+    assert!(matches!(&err, ClientError::Auth(m) if m.contains("deleted")), "{err:?}");
+    assert!(Session::open(&options(&server), "bob", "pw").await.is_err(), "bob is gone");
+}
+
+#[test]
+fn a_re_added_name_does_not_silently_inherit_the_old_home() {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", "1MiB");
+    std::fs::write(server.home("ann").join("diary.txt"), b"old secrets").expect("file");
+    assert!(server.wharfd(&["user", "del", "ann"], None).status.success());
+
+    let again = server.wharfd(&["user", "add", "ann", "--password-stdin"], Some("pw2\n"));
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = text(&again.stderr);
+    assert!(stderr.contains("--reuse-home") && stderr.contains("earlier user"), "{stderr}");
+    assert!(!server.root().join("var/users/ann.toml").exists(), "no account was made");
+
+    let reused =
+        server.wharfd(&["user", "add", "ann", "--reuse-home", "--password-stdin"], Some("pw2\n"));
+    assert!(reused.status.success(), "{}", text(&reused.stderr));
+    assert_eq!(std::fs::read(server.home("ann").join("diary.txt")).expect("kept"), b"old secrets");
+
+    // `del --purge` leaves nothing to inherit.
+    assert!(server.wharfd(&["user", "del", "ann", "--purge"], None).status.success());
+    let fresh = server.wharfd(&["user", "add", "ann", "--password-stdin"], Some("pw3\n"));
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+}
+
+#[test]
+fn demo_is_not_created_on_top_of_an_old_demo_home() {
+    let server = TestServer::new("");
+    std::fs::create_dir_all(server.home("demo")).expect("old home");
+    std::fs::write(server.home("demo").join("left.txt"), b"x").expect("old file");
+    let out = serve_briefly(&server);
+    assert!(out.contains("demo was not created"), "{out}");
+    assert!(!server.root().join("var/users/demo.toml").exists());
+}
+
+#[test]
+fn a_start_that_fails_creates_no_demo_user() {
+    let server = TestServer::new("");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("occupy a port");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = server.wharfd(&["serve", "--listen", &addr], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("binding UDP"), "{}", text(&out.stderr));
+    assert!(!server.root().join("var/users/demo.toml").exists(), "no demo without its password");
+    drop(busy);
+
+    let out = serve_briefly(&server);
+    assert!(out.contains("created user demo with password"), "{out}");
+    assert!(server.root().join("var/users/demo.toml").exists());
+}
+
+/// What `wharfd serve` prints in a root without users, up to what it says about `demo`.
+fn serve_briefly(server: &TestServer) -> String {
+    let lines = serve_and_read(server.root(), |line| {
+        line.contains("wharf --ca") || line.contains("demo was not created")
+    });
+    lines.join("\n")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_logs_and_partials_are_for_the_service_user_alone() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    let session = login(&server, "ann", "pw").await;
+    session.close().await;
+    server.stop();
+    let root = server.root();
+    for dir in ["var/users", "var/partials", "var/digests", "var/log", "certs", "var/homes/ann"] {
+        assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+    }
+    for file in [
+        "var/users/ann.toml",
+        "var/log/audit.log",
+        "var/log/wharfd.log",
+        "certs/server.key",
+        "certs/reset.key",
+    ] {
+        assert_eq!(mode(&root.join(file)), 0o600, "{file}");
+    }
+    // A root made before these rules is tightened by the next setup.
+    std::fs::set_permissions(root.join("var/users"), std::fs::Permissions::from_mode(0o755))
+        .expect("loosen");
+    assert!(server.wharfd(&["setup"], None).status.success());
+    assert_eq!(mode(&root.join("var/users")), 0o700);
+}
