@@ -2,7 +2,12 @@
 //! every error code is documented.
 
 use crate::frame::encode_frame;
-use crate::proto::{Command, ErrorCode, QuotaInfo, Reply, Request, Response};
+use crate::limits::{
+    LIST_PAGE_ENTRIES, MAX_DECODE_DEPTH, MAX_FRAME_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN,
+    MAX_PATH_LEN, MAX_USER_LEN,
+};
+use crate::proto::{CloseCode, Command, ErrorCode, QuotaInfo, Reply, Request, Response};
+use crate::transfer::{MAX_LANES, MAX_RANGES, PIECE_SIZE};
 
 const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
 
@@ -87,4 +92,53 @@ fn every_error_code_is_documented() {
     let unknown: ErrorCode =
         rmp_serde::from_slice(&rmp_serde::to_vec("new_code").expect("encode")).expect("decode");
     assert_eq!(unknown, ErrorCode::Other);
+}
+
+#[test]
+fn every_close_code_is_documented() {
+    for code in 0..16u64 {
+        let Some(close) = CloseCode::from_u64(code) else { continue };
+        assert!(
+            PROTOCOL_MD.contains(&format!("\n| {} | ", close as u64)),
+            "PROTOCOL.md lacks close code {code} ({close:?})"
+        );
+    }
+    assert!(CloseCode::from_u64(7).is_some(), "the table's last code is known");
+}
+
+/// `1048576` as `1,048,576`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_limits_table_quotes_the_constants() {
+    let rows = [
+        format!("| frame body | 1 .. {} bytes | `MAX_FRAME_LEN` |", grouped(MAX_FRAME_LEN.into())),
+        format!("| MessagePack nesting | {MAX_DECODE_DEPTH} | `MAX_DECODE_DEPTH` |"),
+        format!("| path | {MAX_PATH_LEN} bytes | `MAX_PATH_LEN` |"),
+        format!("| path component | {MAX_NAME_LEN} bytes | `MAX_NAME_LEN` |"),
+        format!("| password | {MAX_PASSWORD_LEN} bytes | `MAX_PASSWORD_LEN` |"),
+        format!("| listing page | {LIST_PAGE_ENTRIES} entries | `LIST_PAGE_ENTRIES` |"),
+        format!(
+            "| lanes per transfer | 1 to {MAX_LANES} | `MAX_LANES`, `transfer.segment_lanes` |"
+        ),
+        format!("| piece | {} MiB | `PIECE_SIZE` |", PIECE_SIZE >> 20),
+        format!("| ranges in a set | {MAX_RANGES} | `MAX_RANGES` |"),
+    ];
+    for row in rows {
+        assert!(PROTOCOL_MD.contains(&row), "PROTOCOL.md's limits table lacks:\n{row}");
+    }
+    assert!(
+        PROTOCOL_MD.contains(&format!("| user name | {MAX_USER_LEN} bytes of")),
+        "user name limit"
+    );
 }
