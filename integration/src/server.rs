@@ -185,13 +185,13 @@ impl TestServer {
     }
 }
 
-/// Runs `wharfd --root ROOT serve --listen 127.0.0.1:0` until it prints a line `last` accepts (or
+/// Runs `wharfd --root ROOT ARGS...` (a way of serving) until it prints a line `last` accepts (or
 /// ends its output), stops it, and returns the lines it printed: for what `serve` announces.
-pub fn serve_and_read(root: &Path, last: impl Fn(&str) -> bool) -> Vec<String> {
+pub fn serve_and_read(root: &Path, args: &[&str], last: impl Fn(&str) -> bool) -> Vec<String> {
     let mut child = Command::new(binary("wharfd"))
         .arg("--root")
         .arg(root)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

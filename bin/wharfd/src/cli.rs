@@ -22,6 +22,9 @@ struct Cli {
     /// Server root holding certs/, etc/ and var/.
     #[arg(long, global = true, default_value = ".")]
     root: PathBuf,
+    /// UDP address to listen on, overriding the configuration (for `wharfd` alone, which serves).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,7 +102,25 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let layout = Layout::new(cli.root);
-    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+    let command = match cli.command {
+        Some(_) if cli.listen.is_some() => {
+            bail!("--listen goes with serve: wharfd serve --listen ADDR (or wharfd --listen ADDR)")
+        }
+        Some(command) => command,
+        None => {
+            // `wharfd` alone serves an existing root; creating one takes an explicit command, so
+            // that running it in the wrong folder does not litter that folder.
+            if !layout.config().exists() && !layout.cert().exists() {
+                bail!(
+                    "{} is not a wharfd root (no etc/wharfd.toml or certs/): run `wharfd setup` \
+                     or `wharfd serve` to make one here, or give --root DIR",
+                    display_root(&layout)
+                );
+            }
+            Command::Serve { listen: cli.listen }
+        }
+    };
+    match command {
         Command::Setup { hosts, force } => {
             let report = crate::setup::setup(&layout, &hosts, force)?;
             let verb = if report.cert_created { "generated" } else { "kept existing" };
@@ -113,6 +134,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { action } => user_command(&layout, action),
         Command::Serve { listen } => serve(&layout, listen),
     }
+}
+
+/// The root as a person would recognise it: absolute where possible.
+fn display_root(layout: &Layout) -> String {
+    std::fs::canonicalize(layout.root())
+        .unwrap_or_else(|_| layout.root().to_owned())
+        .display()
+        .to_string()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

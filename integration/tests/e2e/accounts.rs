@@ -10,6 +10,8 @@ use wharf::session::Session;
 use wharf_integration::client::{login, options, text};
 use wharf_integration::server::{TestServer, serve_and_read};
 
+const SERVE: &[&str] = &["serve", "--listen", "127.0.0.1:0"];
+
 /// Long enough for several account re-checks, however loaded the machine.
 const NOTICE: Duration = Duration::from_secs(30);
 
@@ -88,7 +90,7 @@ fn a_start_that_fails_creates_no_demo_user() {
 
 /// What `wharfd serve` prints in a root without users, up to what it says about `demo`.
 fn serve_briefly(server: &TestServer) -> String {
-    let lines = serve_and_read(server.root(), |line| {
+    let lines = serve_and_read(server.root(), SERVE, |line| {
         line.contains("wharf --ca") || line.contains("demo was not created")
     });
     lines.join("\n")
@@ -126,4 +128,30 @@ async fn secrets_logs_and_partials_are_for_the_service_user_alone() {
         .expect("loosen");
     assert!(server.wharfd(&["setup"], None).status.success());
     assert_eq!(mode(&root.join("var/users")), 0o700);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_downloads_renames_and_deletes_are_audited() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    let local = tempfile::tempdir().expect("local");
+    let source = local.path().join("report.txt");
+    std::fs::write(&source, b"numbers").expect("source");
+    let session = login(&server, "ann", "pw").await;
+    let remote = wharf_common::path::RemotePath::parse("/report.txt").expect("path");
+    session.put(&source, &remote, true, &|_| {}).await.expect("put");
+    session.get(&remote, &local.path().join("copy.txt"), true, &|_| {}).await.expect("get");
+    let renamed = wharf_common::path::RemotePath::parse("/final.txt").expect("path");
+    session.rename(&remote, &renamed).await.expect("mv");
+    session.remove(&renamed, false).await.expect("rm");
+    let refused = session.remove(&renamed, false).await;
+    assert!(refused.is_err());
+    session.close().await;
+    server.stop();
+    let audit = server.audit_log();
+    let has = |parts: &[&str]| audit.lines().any(|line| parts.iter().all(|p| line.contains(p)));
+    assert!(has(&["\"ann\"", "upload", "\"/report.txt\"", "size=7", "result=\"ok\""]), "{audit}");
+    assert!(has(&["download", "\"/report.txt\"", "size=7"]), "{audit}");
+    assert!(has(&["rename", "\"/report.txt\"", "to=\"/final.txt\""]), "{audit}");
+    assert!(has(&["delete", "\"/final.txt\"", "result=\"ok\""]), "{audit}");
+    assert!(has(&["delete", "\"/final.txt\"", "result=\"not_found\""]), "{audit}");
 }

@@ -7,6 +7,8 @@ use wharf::session::Session;
 use wharf_integration::client::{login, options, text};
 use wharf_integration::server::{TestServer, serve_and_read};
 
+const SERVE: &[&str] = &["serve", "--listen", "127.0.0.1:0"];
+
 fn fingerprint_line(stdout: &[u8]) -> String {
     text(stdout)
         .lines()
@@ -103,7 +105,7 @@ async fn a_running_server_sees_new_users_passwords_and_quotas() {
 #[test]
 fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let lines = serve_and_read(dir.path(), |line| line.contains("wharf --ca"));
+    let lines = serve_and_read(dir.path(), SERVE, |line| line.contains("wharf --ca"));
     let all = lines.join("\n");
     assert!(all.contains("wharfd listening on 127.0.0.1:"), "{all}");
     let password_line =
@@ -115,4 +117,13 @@ fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
     let record =
         std::fs::read_to_string(dir.path().join("var/users/demo.toml")).expect("demo record");
     assert!(!record.contains(password), "the demo password must be stored hashed");
+}
+
+#[test]
+fn wharfd_alone_with_listen_serves_an_existing_root() {
+    let server = TestServer::new("");
+    let lines = serve_and_read(server.root(), &["--listen", "127.0.0.1:0"], |line| {
+        line.starts_with("certificate fingerprint")
+    });
+    assert!(lines.iter().any(|l| l.starts_with("wharfd listening on 127.0.0.1:")), "{lines:?}");
 }

@@ -46,9 +46,17 @@ pub async fn run(
     // The quota counts a partial by its length, so the upload owes what takes it to `size`.
     let needed = size.saturating_sub(target.len).saturating_sub(target.replaced);
     let reservation = session.ledger.reserve(needed).map_err(|over| {
+        let limit =
+            session.ledger.info().limit.map_or_else(String::new, |l| {
+                format!(" of {}", wharf_common::units::format_bytes(l))
+            });
         StorageError::new(
             ErrorCode::QuotaExceeded,
-            format!("{path}: needs {} more bytes, {} available", over.needed, over.available),
+            format!(
+                "{path}: over quota: needs {}, {}{limit} left",
+                wharf_common::units::format_bytes(over.needed),
+                wharf_common::units::format_bytes(over.available),
+            ),
         )
     })?;
 

@@ -156,6 +156,9 @@ async fn start(
         slot.release();
         drop(permit);
         let _ = slot.replies.send(Response { id, reply }).await;
+        // Only now is the request answered: a cancel that lands while the reply waits for room in
+        // the queue still gets the request its one final reply (`cancelled`, from the drop).
+        slot.answered = true;
     });
     if let Some(entry) = lock(in_flight).get_mut(&id) {
         *entry = Some(task);
@@ -163,7 +166,8 @@ async fn start(
 }
 
 /// A request's place among those in flight. If its task ends without answering (it was aborted by
-/// a `cancel`), dropping the slot frees the id and answers `cancelled`.
+/// a `cancel`), dropping the slot frees the id and answers `cancelled`: every request gets exactly
+/// one final reply.
 struct Slot {
     id: u32,
     in_flight: InFlight,
@@ -172,18 +176,28 @@ struct Slot {
 }
 
 impl Slot {
+    /// Frees the request's id; the final reply is still to be sent.
     fn release(&mut self) {
         lock(&self.in_flight).remove(&self.id);
-        self.answered = true;
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if !self.answered {
-            lock(&self.in_flight).remove(&self.id);
-            let reply = Reply::error(ErrorCode::Cancelled, "cancelled by the client");
-            let _ = self.replies.try_send(Response { id: self.id, reply });
+        if self.answered {
+            return;
+        }
+        lock(&self.in_flight).remove(&self.id);
+        let reply = Reply::error(ErrorCode::Cancelled, "cancelled by the client");
+        let response = Response { id: self.id, reply };
+        // The queue to the writer may be full for a moment; the answer must not be lost for that.
+        if let Err(mpsc::error::TrySendError::Full(response)) = self.replies.try_send(response)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let replies = self.replies.clone();
+            runtime.spawn(async move {
+                let _ = replies.send(response).await;
+            });
         }
     }
 }
