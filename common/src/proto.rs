@@ -44,7 +44,15 @@ pub enum Command {
     /// size and source continues where it stopped. The server answers `transfer`, the client sends
     /// the bytes on a unidirectional stream, and the final reply is `done` once the server has
     /// verified the whole file and renamed it into place.
-    Put { path: String, size: u64, source: String, resume: bool },
+    /// `mtime`, if given, is the modification time (seconds since the epoch) the stored file gets.
+    Put {
+        path: String,
+        size: u64,
+        source: String,
+        resume: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime: Option<i64>,
+    },
     /// Abandon the request `request` (an upload or download the user interrupted): the server stops
     /// it, frees what it held, and answers it with `cancelled`. Answered `ok` at once, also when that
     /// request has already finished.
@@ -54,6 +62,29 @@ pub enum Command {
     /// otherwise the whole file. The server answers `transfer`, sends the bytes on unidirectional
     /// streams it opens, and the final reply is `done`.
     Get { path: String, have: Ranges, version: Option<String> },
+    /// Set the permission bits (`0o000`..=`0o777`) of `path`.
+    Chmod { path: String, mode: u32 },
+    /// The user's partial uploads: what interrupted uploads keep (and count against the quota).
+    Partials,
+    /// Delete partial uploads: the one for `path`, or with no `path` all that no upload is writing
+    /// right now. Answered `dropped`.
+    DropPartials {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+}
+
+/// One partial upload, as `partials` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialUpload {
+    /// The path the upload was going to; absent for small files, whose partials record none.
+    pub path: Option<String>,
+    /// The whole file's size, when known.
+    pub size: Option<u64>,
+    /// Bytes the partial holds on disk (what the quota counts).
+    pub held: u64,
+    /// Last written, seconds since the epoch.
+    pub modified: i64,
 }
 
 /// One server message: the id of the request it answers (0 for a notice) and the reply.
@@ -86,6 +117,10 @@ pub enum Reply {
     Done { size: u64, sha256: String },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
     Notice { message: String },
+    /// Answer to `partials`.
+    Partials { partials: Vec<PartialUpload> },
+    /// Answer to `drop_partials`: how many partials were deleted and the bytes given back.
+    Dropped { count: u64, bytes: u64 },
 }
 
 impl Reply {

@@ -25,6 +25,8 @@ fn example_frames_are_byte_exact() {
     let login = Command::Login { user: "ann".into(), password: "secret".into() };
     assert_documented(encode_frame(&Request { id: 1, cmd: login }).expect("encode"));
     assert_documented(encode_frame(&Request { id: 2, cmd: Command::Quota }).expect("encode"));
+    let chmod = Command::Chmod { path: "/a".into(), mode: 0o600 };
+    assert_documented(encode_frame(&Request { id: 3, cmd: chmod }).expect("encode"));
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
     assert_documented(encode_frame(&Response { id: 2, reply: error }).expect("encode"));
     let quota = Reply::Quota { quota: QuotaInfo { used: 5, reserved: 0, limit: None } };

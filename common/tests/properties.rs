@@ -21,8 +21,18 @@ fn command() -> impl Strategy<Value = Command> {
         ".*".prop_map(|path| Command::Stat { path }),
         (".*", any::<bool>()).prop_map(|(path, parents)| Command::Mkdir { path, parents }),
         (".*", ".*").prop_map(|(from, to)| Command::Rename { from, to }),
-        (".*", any::<u64>(), ".*", any::<bool>())
-            .prop_map(|(path, size, source, resume)| Command::Put { path, size, source, resume }),
+        (".*", any::<u64>(), ".*", any::<bool>(), proptest::option::of(any::<i64>())).prop_map(
+            |(path, size, source, resume, mtime)| Command::Put {
+                path,
+                size,
+                source,
+                resume,
+                mtime
+            }
+        ),
+        (".*", any::<u32>()).prop_map(|(path, mode)| Command::Chmod { path, mode }),
+        proptest::option::of(".*").prop_map(|path| Command::DropPartials { path }),
+        Just(Command::Partials),
         (".*", ranges, proptest::option::of(".*")).prop_map(|(path, have, version)| Command::Get {
             path,
             have,

@@ -3,7 +3,7 @@
 
 use crate::commands::{Parsed, parse_line};
 use crate::error::{ClientError, Result};
-use crate::exec::{Flow, execute};
+use crate::exec::{Flow, emit, execute, run_local};
 use crate::session::Session;
 
 /// Splits a script into command lines at newlines and at `;` outside quotes.
@@ -39,8 +39,14 @@ pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> 
     for line in split_script(script) {
         let command = match parse_line(&line)? {
             Parsed::Empty => continue,
+            // A script that asks for help did not say what to do: show it, and fail, so that a
+            // mistyped flag (`ls -lh` once meant help) never passes for success.
             Parsed::Help(text) => {
-                print!("{text}");
+                emit(&mut stdout, &text)?;
+                return Err(ClientError::Usage(format!("{line}: help is not a command to run")));
+            }
+            Parsed::Local(command) => {
+                run_local(&command)?;
                 continue;
             }
             Parsed::Command(command) => command,

@@ -24,6 +24,9 @@ Exit codes:
 
 The password is taken from WHARF_PASSWORD, or asked for on the terminal when standard input is one.";
 
+/// Exit status when standard output was closed under us: 128 + SIGPIPE, as shells report it.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wharf",
@@ -105,6 +108,9 @@ pub fn main() -> ExitCode {
         };
     match run(args, &runtime) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`wharf ... | head`): end quietly, with the status a
+        // shell reports for a program ended by SIGPIPE, as cat or ls would.
+        Err(err) if err.is_broken_pipe() => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(err) => {
             eprintln!("wharf: {err}");
             err.exit()
@@ -179,7 +185,10 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
         OneShot::Get(args) => (true, args),
         OneShot::Put(args) => (false, args),
     };
-    let options = args.options();
+    let mut options = args.options();
+    // The user's shell has expanded the local paths already; globbing them again would turn a
+    // name like `report[1].txt` into a pattern.
+    options.glob_local = false;
     let (last, sources) =
         args.paths.split_last().ok_or_else(|| ClientError::Usage("nothing to copy".into()))?;
     if sources.is_empty() {

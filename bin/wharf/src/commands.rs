@@ -20,18 +20,14 @@ pub enum ShellCommand {
     Pwd,
     /// Change the remote working directory (to / without an argument).
     Cd { path: Option<String> },
-    /// List a remote directory.
-    Ls {
-        /// Long format: type, permissions, size, modification time (UTC) and name.
-        #[arg(short = 'l')]
-        long: bool,
-        /// Show names starting with a dot.
-        #[arg(short = 'a')]
-        all: bool,
-        path: Option<String>,
+    /// List remote directories or files (wildcards match remote names).
+    #[command(disable_help_flag = true)]
+    Ls(ListArgs),
+    /// Show remote files' metadata (wildcards match remote names).
+    Stat {
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
-    /// Show a remote file's metadata.
-    Stat { path: String },
     /// Create remote directories.
     Mkdir {
         /// Create missing parents, and accept directories that already exist.
@@ -45,7 +41,7 @@ pub enum ShellCommand {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Remove remote files (and with -r, directories and their contents).
+    /// Remove remote files (and with -r, directories and their contents); wildcards match remote names.
     Rm {
         /// Remove directories and everything in them.
         #[arg(short = 'r', short_alias = 'R')]
@@ -55,31 +51,97 @@ pub enum ShellCommand {
     },
     /// Rename or move a remote file or directory (into TO if TO is a directory).
     Mv { from: String, to: String },
-    /// Show your disk usage and quota.
+    /// Change the permission bits of remote files: chmod 640 FILE... (octal, like chmod(1)).
+    Chmod {
+        /// Octal permission bits, 000 to 777.
+        mode: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Show your disk usage and quota, and what partial uploads hold.
     Quota,
-    /// Upload files: put LOCAL... [REMOTEDIR] (with two or more arguments the last is the
-    /// destination directory). Wildcards match local names; interrupted uploads resume.
+    /// Show your space like df(1): size (your quota), used, available.
+    #[command(disable_help_flag = true)]
+    Df {
+        /// Sizes in KiB, MiB, GiB rather than 1024-byte blocks.
+        #[arg(short = 'h')]
+        human: bool,
+        /// Print help (-h means human-readable sizes here, as in df).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// List interrupted uploads (they hold quota until resumed or dropped), or drop them:
+    /// partials drop PATH... | partials drop --all.
+    Partials {
+        #[command(subcommand)]
+        action: Option<PartialsAction>,
+    },
+    /// Upload files: put LOCAL... [REMOTE] (with two or more arguments the last is the destination
+    /// directory, or with one source the new name). Wildcards match local names; interrupted
+    /// uploads resume.
+    #[command(visible_aliases = ["reput", "mput"])]
     Put(TransferArgs),
-    /// Download files: get REMOTE... [LOCALDIR] (with two or more arguments the last is the
-    /// destination directory). Wildcards match remote names (quote them); interrupted downloads resume.
+    /// Download files: get REMOTE... [LOCAL] (with two or more arguments the last is the destination
+    /// directory, or with one source the new name). Wildcards match remote names (quote them);
+    /// interrupted downloads resume.
+    #[command(visible_aliases = ["reget", "mget"])]
     Get(TransferArgs),
     /// Change the local working directory (to your home without an argument).
     Lcd { path: Option<String> },
     /// Print the local working directory.
     Lpwd,
-    /// List a local directory.
-    Lls {
-        #[arg(short = 'l')]
-        long: bool,
-        #[arg(short = 'a')]
-        all: bool,
-        path: Option<String>,
-    },
+    /// List local directories or files.
+    #[command(disable_help_flag = true)]
+    Lls(ListArgs),
     /// List the commands, or show one command's usage.
     Help { command: Option<String> },
     /// Leave the shell.
     #[command(visible_aliases = ["quit", "bye"])]
     Exit,
+}
+
+/// `partials drop ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum PartialsAction {
+    /// Delete partial uploads and give their space back.
+    Drop {
+        /// Every partial upload not running right now.
+        #[arg(long, conflicts_with = "paths")]
+        all: bool,
+        /// The remote paths the uploads were going to.
+        #[arg(required_unless_present = "all")]
+        paths: Vec<String>,
+    },
+}
+
+/// How `ls` and `lls` list: the flags of ls(1) that people type without thinking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ListArgs {
+    /// Long format: type, permissions, size, modification time (UTC) and name.
+    #[arg(short = 'l')]
+    pub long: bool,
+    /// Show names starting with a dot.
+    #[arg(short = 'a')]
+    pub all: bool,
+    /// Sizes in KiB, MiB, GiB (with -l).
+    #[arg(short = 'h')]
+    pub human: bool,
+    /// Newest first.
+    #[arg(short = 't')]
+    pub by_time: bool,
+    /// Largest first.
+    #[arg(short = 'S', conflicts_with = "by_time")]
+    pub by_size: bool,
+    /// Reverse the order.
+    #[arg(short = 'r')]
+    pub reverse: bool,
+    /// One name per line.
+    #[arg(short = '1')]
+    pub one_per_line: bool,
+    /// Print help (-h means human-readable sizes here, as in ls).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    pub paths: Vec<String>,
 }
 
 /// The options and paths of `put` and `get`, in the shell and in the one-shot form alike.
@@ -94,6 +156,9 @@ pub struct TransferArgs {
     /// Start over instead of resuming partial transfers.
     #[arg(long)]
     pub no_resume: bool,
+    /// Keep modification times.
+    #[arg(short = 'p')]
+    pub preserve: bool,
     /// Sources, then (with two or more) the destination directory.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -105,12 +170,19 @@ impl TransferArgs {
             recursive: self.recursive,
             jobs: self.jobs.into(),
             resume: !self.no_resume,
+            preserve: self.preserve,
+            glob_local: true,
         }
     }
 }
 
-/// Commands whose path arguments are local, for completion.
-pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls", "put"];
+/// Commands whose path arguments are all local, for completion.
+pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls"];
+
+/// Commands whose first path is local and the rest remote, and the other way round (the
+/// destination of a transfer is on the other side), for completion.
+pub const LOCAL_THEN_REMOTE: &[&str] = &["put", "reput", "mput"];
+pub const REMOTE_THEN_LOCAL: &[&str] = &["get", "reget", "mget"];
 
 /// What a typed line turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -119,6 +191,8 @@ pub enum Parsed {
     Empty,
     /// `--help` or similar: text to print.
     Help(String),
+    /// `!COMMAND` (or `!` alone): run it in a local shell.
+    Local(String),
     Command(ShellCommand),
 }
 
@@ -128,20 +202,49 @@ pub fn parse_line(line: &str) -> Result<Parsed, ClientError> {
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(Parsed::Empty);
     }
+    if let Some(local) = trimmed.strip_prefix('!') {
+        return Ok(Parsed::Local(local.trim().to_owned()));
+    }
     let words =
         shlex::split(trimmed).ok_or_else(|| ClientError::Usage("unbalanced quotes".into()))?;
-    match Line::try_parse_from(words) {
+    match Line::try_parse_from(&words) {
         Ok(line) => Ok(Parsed::Command(line.command)),
         Err(err) if matches!(err.kind(), clap::error::ErrorKind::DisplayHelp) => {
             Ok(Parsed::Help(err.render().to_string()))
         }
-        Err(err) => Err(ClientError::Usage(first_line(&err.render().to_string()))),
+        Err(err) => Err(ClientError::Usage(plain_error(&err, &words))),
     }
 }
 
-fn first_line(text: &str) -> String {
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_owned() + " (try: help)"
+/// clap's error as a short sentence a person reads at a prompt.
+fn plain_error(err: &clap::Error, words: &[String]) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let command = words.first().map_or("", String::as_str);
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => text.clone(),
+        Some(ContextValue::Strings(texts)) => texts.join(", "),
+        _ => String::new(),
+    };
+    match err.kind() {
+        ErrorKind::InvalidSubcommand => format!("unknown command: {command} (try: help)"),
+        ErrorKind::MissingRequiredArgument => format!(
+            "{command}: missing {} (try: help {command})",
+            context(ContextKind::InvalidArg).to_lowercase().replace(['<', '>'], "")
+        ),
+        ErrorKind::UnknownArgument => format!(
+            "{command}: unknown option {} (try: help {command})",
+            context(ContextKind::InvalidArg)
+        ),
+        ErrorKind::TooManyValues | ErrorKind::WrongNumberOfValues => {
+            format!("{command}: too many arguments (try: help {command})")
+        }
+        _ => {
+            let text = err.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            format!("{command}: {first} (try: help {command})")
+        }
+    }
 }
 
 /// Names of all commands and their aliases, for completion.
@@ -164,8 +267,16 @@ pub fn overview() -> String {
     let mut text = String::from("Commands (help COMMAND for details):\n");
     for sub in command.get_subcommands() {
         let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-        text.push_str(&format!("  {:<8} {about}\n", sub.get_name()));
+        let about = about.split(':').next().unwrap_or_default().trim_end_matches('.');
+        let aliases: Vec<&str> = sub.get_visible_aliases().collect();
+        let aliases = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", aliases.join(", "))
+        };
+        text.push_str(&format!("  {:<8} {about}{aliases}\n", sub.get_name()));
     }
+    text.push_str("  !CMD     run CMD in a local shell (! alone: an interactive one)\n");
     text
 }
 
@@ -192,11 +303,21 @@ mod tests {
     #[test]
     fn quoting_keeps_spaces() {
         assert_eq!(parse("cd 'my dir'"), ShellCommand::Cd { path: Some("my dir".into()) });
-        assert_eq!(parse(r"stat a\ b"), ShellCommand::Stat { path: "a b".into() });
+        assert_eq!(parse(r"stat a\ b"), ShellCommand::Stat { paths: vec!["a b".into()] });
         assert_eq!(
             parse("ls -la \"x y\""),
-            ShellCommand::Ls { long: true, all: true, path: Some("x y".into()) }
+            ShellCommand::Ls(ListArgs {
+                long: true,
+                all: true,
+                paths: vec!["x y".into()],
+                ..ListArgs::default()
+            })
         );
+    }
+
+    #[test]
+    fn the_command_definitions_are_consistent() {
+        Line::command().debug_assert();
     }
 
     #[test]
@@ -204,6 +325,17 @@ mod tests {
         assert_eq!(parse("quit"), ShellCommand::Exit);
         assert_eq!(parse_line("  # note").expect("comment"), Parsed::Empty);
         assert!(matches!(parse_line("ls --help"), Ok(Parsed::Help(text)) if text.contains("-l")));
+        assert!(
+            matches!(parse("ls -lhtr1"), ShellCommand::Ls(a) if a.human && a.by_time && a.reverse && a.one_per_line)
+        );
+        assert_eq!(parse_line("!ls -l").expect("local"), Parsed::Local("ls -l".into()));
+        assert_eq!(parse("reget a"), parse("get a"));
+        assert!(
+            matches!(parse_line("frobnicate"), Err(ClientError::Usage(m)) if m == "unknown command: frobnicate (try: help)")
+        );
+        assert!(
+            matches!(parse_line("mv a"), Err(ClientError::Usage(m)) if m.starts_with("mv: missing"))
+        );
         assert!(matches!(parse_line("frobnicate"), Err(ClientError::Usage(_))));
         assert!(matches!(parse_line("rm"), Err(ClientError::Usage(_))));
         assert!(matches!(parse_line("cd 'open"), Err(ClientError::Usage(_))));

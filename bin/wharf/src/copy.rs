@@ -13,7 +13,7 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, ErrorCode};
 
 use crate::error::{ClientError, Result};
-use crate::glob::{has_wildcards, matches};
+use crate::expand::remote_child;
 use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
@@ -24,6 +24,11 @@ pub struct CopyOptions {
     pub recursive: bool,
     pub jobs: usize,
     pub resume: bool,
+    /// Keep modification times (`-p`).
+    pub preserve: bool,
+    /// Expand wildcards in local paths. Off for the one-shot `wharf put`, whose local paths the
+    /// user's shell has expanded already: a name like `report[1].txt` must not be globbed twice.
+    pub glob_local: bool,
 }
 
 /// One file to move.
@@ -32,15 +37,12 @@ struct Job {
     local: PathBuf,
     remote: RemotePath,
     size: u64,
+    /// The source's modification time, for `-p` on downloads.
+    mtime: Option<i64>,
 }
 
 fn remote_error(code: ErrorCode, message: String) -> ClientError {
     ClientError::Remote { code, message }
-}
-
-fn child(dir: &RemotePath, name: &str) -> Result<RemotePath> {
-    dir.join(name)
-        .map_err(|err| remote_error(ErrorCode::InvalidPath, format!("{dir}/{name}: {err}")))
 }
 
 /// Splits scp-style arguments into sources and the destination (`None`: the current directory).
@@ -52,49 +54,98 @@ fn split_args(args: &[String]) -> (&[String], Option<&String>) {
     }
 }
 
-/// `put [-r] [-j N] [--no-resume] LOCAL... [REMOTEDIR]`.
+/// Where the sources go, as cp(1) and scp decide it: into an existing directory, or, for a single
+/// source, to the name given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination<P> {
+    Into(P),
+    As(P),
+}
+
+/// Decides the destination from what `dest` is (`Some(true)` a directory, `Some(false)` something
+/// else, `None` nothing) and how many sources there are.
+fn destination<P>(
+    path: P,
+    shown: &str,
+    is_dir: Option<bool>,
+    sources: usize,
+) -> Result<Destination<P>> {
+    let names_a_dir = shown.ends_with('/');
+    match is_dir {
+        Some(true) => Ok(Destination::Into(path)),
+        _ if sources == 1 && !names_a_dir => Ok(Destination::As(path)),
+        None => Err(remote_error(
+            ErrorCode::NotFound,
+            format!(
+                "{shown}: no such directory (with several sources, the destination must be an existing directory)"
+            ),
+        )),
+        Some(false) => {
+            Err(remote_error(ErrorCode::NotADirectory, format!("{shown}: not a directory")))
+        }
+    }
+}
+
+/// `put [-r] [-j N] [-p] [--no-resume] LOCAL... [REMOTE]`.
 pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) -> Result<()> {
     let (sources, dest) = split_args(args);
-    let dest = session.resolve(dest.map_or(".", String::as_str))?;
-    if session.stat(&dest).await?.kind != EntryKind::Dir {
-        return Err(remote_error(ErrorCode::NotADirectory, format!("{dest}: not a directory")));
-    }
+    let shown = dest.map_or(".", String::as_str);
     let sources = sources.to_vec();
-    let dest_dir = dest.clone();
+    let locals = tokio::task::spawn_blocking(move || expand_locals(&sources, options.glob_local))
+        .await
+        .map_err(|err| ClientError::Protocol(format!("planner failed: {err}")))??;
+    let dest_path = session.resolve(shown)?;
+    let is_dir = match session.stat(&dest_path).await {
+        Ok(entry) => Some(entry.kind == EntryKind::Dir),
+        Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) => None,
+        Err(err) => return Err(err),
+    };
+    let target = destination(dest_path, shown, is_dir, locals.len())?;
     let recursive = options.recursive;
-    let (dirs, jobs) =
-        tokio::task::spawn_blocking(move || plan_put(&sources, &dest_dir, recursive))
-            .await
-            .map_err(|err| ClientError::Protocol(format!("planner failed: {err}")))??;
+    let (dirs, jobs) = tokio::task::spawn_blocking(move || plan_put(&locals, &target, recursive))
+        .await
+        .map_err(|err| ClientError::Protocol(format!("planner failed: {err}")))??;
     for dir in &dirs {
         session.mkdir(dir, true).await?;
     }
     run(session, "put", jobs, options).await
 }
 
+fn expand_locals(sources: &[String], glob: bool) -> Result<Vec<PathBuf>> {
+    let mut all = Vec::new();
+    for source in sources {
+        if glob {
+            all.extend(crate::expand::local(source)?);
+        } else {
+            all.push(PathBuf::from(source));
+        }
+    }
+    Ok(all)
+}
+
 fn plan_put(
-    sources: &[String],
-    dest: &RemotePath,
+    locals: &[PathBuf],
+    target: &Destination<RemotePath>,
     recursive: bool,
 ) -> Result<(Vec<RemotePath>, Vec<Job>)> {
     let (mut dirs, mut jobs) = (Vec::new(), Vec::new());
-    for source in sources {
-        for local in expand_local(source)? {
-            let meta = std::fs::metadata(&local)
-                .map_err(|err| ClientError::local(local.display().to_string(), err))?;
-            let name = local_name(&local)?;
-            let remote = child(dest, &name)?;
-            if meta.is_dir() {
-                if !recursive {
-                    return Err(ClientError::Usage(format!(
-                        "{}: is a directory (use put -r)",
-                        local.display()
-                    )));
-                }
-                walk_local(&local, &remote, &mut dirs, &mut jobs)?;
-            } else {
-                jobs.push(Job { local, remote, size: meta.len() });
+    for local in locals {
+        let meta = std::fs::metadata(local)
+            .map_err(|err| ClientError::local(local.display().to_string(), err))?;
+        let remote = match target {
+            Destination::Into(dir) => remote_child(dir, &local_name(local)?)?,
+            Destination::As(path) => path.clone(),
+        };
+        if meta.is_dir() {
+            if !recursive {
+                return Err(ClientError::Usage(format!(
+                    "{}: is a directory (use put -r)",
+                    local.display()
+                )));
             }
+            walk_local(local, &remote, &mut dirs, &mut jobs)?;
+        } else {
+            jobs.push(Job { local: local.clone(), remote, size: meta.len(), mtime: None });
         }
     }
     Ok((dirs, jobs))
@@ -105,28 +156,6 @@ fn local_name(path: &Path) -> Result<String> {
         .and_then(|n| n.to_str())
         .map(str::to_owned)
         .ok_or_else(|| ClientError::Usage(format!("{}: no usable file name", path.display())))
-}
-
-/// Expands a wildcard in the last component of a local path; a plain path is returned as it is.
-fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
-    let path = Path::new(pattern);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if !has_wildcards(name) {
-        return Ok(vec![path.to_owned()]);
-    }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let entries =
-        std::fs::read_dir(dir).map_err(|err| ClientError::local(dir.display().to_string(), err))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_name().to_str().is_some_and(|n| matches(name, n)))
-        .map(|entry| dir.join(entry.file_name()))
-        .collect();
-    if found.is_empty() {
-        return Err(ClientError::Usage(format!("{pattern}: no match")));
-    }
-    found.sort();
-    Ok(found)
 }
 
 fn walk_local(
@@ -144,64 +173,48 @@ fn walk_local(
         let path = entry.path();
         let meta = std::fs::metadata(&path)
             .map_err(|err| ClientError::local(path.display().to_string(), err))?;
-        let target = child(remote, &local_name(&path)?)?;
+        let target = remote_child(remote, &local_name(&path)?)?;
         if meta.is_dir() {
             walk_local(&path, &target, dirs, jobs)?;
         } else {
-            jobs.push(Job { local: path, remote: target, size: meta.len() });
+            jobs.push(Job { local: path, remote: target, size: meta.len(), mtime: None });
         }
     }
     Ok(())
 }
 
-/// `get [-r] [-j N] [--no-resume] REMOTE... [LOCALDIR]`.
+/// `get [-r] [-j N] [-p] [--no-resume] REMOTE... [LOCAL]`.
 pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) -> Result<()> {
     let (sources, dest) = split_args(args);
-    let dest = PathBuf::from(dest.map_or(".", String::as_str));
-    if !std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
-        return Err(ClientError::Usage(format!("{}: not a local directory", dest.display())));
+    let shown = dest.map_or(".", String::as_str);
+    let remotes = crate::expand::remote_all(session, sources).await?;
+    let dest_path = PathBuf::from(shown);
+    let is_dir = std::fs::metadata(&dest_path).ok().map(|meta| meta.is_dir());
+    let target = destination(dest_path, shown, is_dir, remotes.len())
+        .map_err(|err| ClientError::Usage(format!("local {err}")))?;
+    if let Destination::As(path) = &target
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(ClientError::Usage(format!("{}: no such local directory", parent.display())));
     }
     let mut jobs = Vec::new();
-    for source in sources {
-        for remote in expand_remote(session, source).await? {
-            let entry = session.stat(&remote).await?;
-            let name = remote.file_name().unwrap_or("home").to_owned();
-            let local = dest.join(&name);
-            if entry.kind == EntryKind::Dir {
-                if !options.recursive {
-                    return Err(ClientError::Usage(format!(
-                        "{remote}: is a directory (use get -r)"
-                    )));
-                }
-                walk_remote(session, &remote, &local, &mut jobs).await?;
-            } else {
-                jobs.push(Job { local, remote, size: entry.size });
+    for remote in remotes {
+        let entry = session.stat(&remote).await?;
+        let local = match &target {
+            Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
+            Destination::As(path) => path.clone(),
+        };
+        if entry.kind == EntryKind::Dir {
+            if !options.recursive {
+                return Err(ClientError::Usage(format!("{remote}: is a directory (use get -r)")));
             }
+            walk_remote(session, &remote, &local, &mut jobs).await?;
+        } else {
+            jobs.push(Job { local, remote, size: entry.size, mtime: Some(entry.mtime) });
         }
     }
     run(session, "get", jobs, options).await
-}
-
-/// Expands a wildcard in the last component of a remote path.
-async fn expand_remote(session: &Session, pattern: &str) -> Result<Vec<RemotePath>> {
-    let (dir_part, name) = pattern
-        .rsplit_once('/')
-        .map_or((".", pattern), |(d, n)| (if d.is_empty() { "/" } else { d }, n));
-    if !has_wildcards(name) {
-        return Ok(vec![session.resolve(pattern)?]);
-    }
-    let dir = session.resolve(dir_part)?;
-    let mut found = Vec::new();
-    for entry in session.list(&dir).await? {
-        if matches(name, &entry.name) {
-            found.push(child(&dir, &entry.name)?);
-        }
-    }
-    if found.is_empty() {
-        return Err(ClientError::Usage(format!("{pattern}: no match")));
-    }
-    found.sort();
-    Ok(found)
 }
 
 async fn walk_remote(
@@ -215,19 +228,36 @@ async fn walk_remote(
         std::fs::create_dir_all(&local_dir)
             .map_err(|err| ClientError::local(local_dir.display().to_string(), err))?;
         for entry in session.list(&dir).await? {
-            let remote_child = child(&dir, &entry.name)?;
+            let remote_child = remote_child(&dir, &entry.name)?;
             let local_child = local_dir.join(&entry.name);
             match entry.kind {
                 EntryKind::Dir => pending.push((remote_child, local_child)),
-                EntryKind::File => {
-                    jobs.push(Job { local: local_child, remote: remote_child, size: entry.size })
-                }
+                EntryKind::File => jobs.push(Job {
+                    local: local_child,
+                    remote: remote_child,
+                    size: entry.size,
+                    mtime: Some(entry.mtime),
+                }),
                 // Symlinks and special files are not copied: a symlink may point anywhere.
                 _ => {}
             }
         }
     }
     Ok(())
+}
+
+/// Gives a downloaded file the remote file's modification time (`get -p`).
+fn set_mtime(path: &Path, secs: i64) -> Result<()> {
+    let time = if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.unsigned_abs())
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(time))
+        .map_err(|err| ClientError::local(format!("{}: keeping the time", path.display()), err))
 }
 
 /// Runs the jobs `options.jobs` at a time. Every file is attempted; the first error is returned
@@ -259,9 +289,14 @@ async fn run(
                 let (session, job, on_bytes) = (&session, &job, &on_bytes);
                 async move {
                     if verb == "put" {
-                        session.put(&job.local, &job.remote, resume, on_bytes).await
+                        let keep = options.preserve;
+                        session.put_keeping(&job.local, &job.remote, resume, keep, on_bytes).await
                     } else {
-                        session.get(&job.remote, &job.local, resume, on_bytes).await
+                        let got = session.get(&job.remote, &job.local, resume, on_bytes).await;
+                        if let (Ok(_), true, Some(mtime)) = (&got, options.preserve, job.mtime) {
+                            set_mtime(&job.local, mtime)?;
+                        }
+                        got
                     }
                 }
             };

@@ -36,7 +36,7 @@ pub enum ClientError {
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
     /// A local file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", describe_io(source))]
     Local {
         context: String,
         #[source]
@@ -69,6 +69,11 @@ impl ClientError {
         ExitCode::from(self.exit_code())
     }
 
+    /// True if writing our own output failed because its reader went away.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, ClientError::Local { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// True if the session cannot go on after this error.
     pub fn is_fatal(&self) -> bool {
         self.exit_code() >= 3
@@ -79,5 +84,32 @@ impl ClientError {
     }
 }
 
+/// An I/O error as a person reads it: "no such file or directory", without "(os error 2)".
+pub fn describe_io(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(cut) if text.ends_with(')') => text[..cut].to_owned(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 /// Convenience alias.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_like_sentences() {
+        let err = ClientError::local("lls /nope", std::io::Error::from_raw_os_error(2));
+        assert_eq!(err.to_string(), "lls /nope: no such file or directory");
+        let other = ClientError::local("x", std::io::Error::other("Disk on fire"));
+        assert_eq!(other.to_string(), "x: disk on fire");
+    }
+}

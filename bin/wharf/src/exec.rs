@@ -1,14 +1,13 @@
 //! Runs one parsed [`ShellCommand`] against a [`Session`], writing its output to `out`.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use wharf_common::proto::{EntryKind, ErrorCode};
 
-use std::sync::Arc;
-
-use crate::commands::{ShellCommand, overview, usage_of};
+use crate::commands::{PartialsAction, ShellCommand, overview, usage_of};
 use crate::error::{ClientError, Result};
-use crate::format::{columns, long_line, prepare, quota_text, stat_text};
+use crate::format::{df_text, human_bytes, partials_text, quota_text, stat_text};
 use crate::session::Session;
 
 /// Whether the shell goes on after a command.
@@ -18,9 +17,9 @@ pub enum Flow {
     Exit,
 }
 
-/// Terminal width for `ls` columns: `$COLUMNS`, or 80.
-fn width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w > 0).unwrap_or(80)
+/// Writes `text` to `out`.
+pub fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes()).map_err(|err| ClientError::local("writing output", err))
 }
 
 /// Runs `command`.
@@ -29,19 +28,17 @@ pub async fn execute(
     command: ShellCommand,
     out: &mut dyn Write,
 ) -> Result<Flow> {
-    let write_err = |err| ClientError::local("writing output", err);
     match command {
-        ShellCommand::Pwd => writeln!(out, "{}", session.cwd()).map_err(write_err)?,
+        ShellCommand::Pwd => emit(out, &format!("{}\n", session.cwd()))?,
         ShellCommand::Cd { path } => {
             session.cd(path.as_deref().unwrap_or("/")).await?;
         }
-        ShellCommand::Ls { long, all, path } => {
-            ls(session, long, all, path.as_deref(), out).await?
-        }
-        ShellCommand::Stat { path } => {
-            let resolved = session.resolve(&path)?;
-            let entry = session.stat(&resolved).await?;
-            out.write_all(stat_text(resolved.as_str(), &entry).as_bytes()).map_err(write_err)?;
+        ShellCommand::Ls(args) => crate::listing::remote(session, &args, out).await?,
+        ShellCommand::Stat { paths } => {
+            for path in crate::expand::remote_all(session, &paths).await? {
+                let entry = session.stat(&path).await?;
+                emit(out, &stat_text(path.as_str(), &entry))?;
+            }
         }
         ShellCommand::Mkdir { parents, paths } => {
             for path in paths {
@@ -54,15 +51,24 @@ pub async fn execute(
             }
         }
         ShellCommand::Rm { recursive, paths } => {
-            for path in paths {
-                session.remove(&session.resolve(&path)?, recursive).await?;
+            for path in crate::expand::remote_all(session, &paths).await? {
+                session.remove(&path, recursive).await?;
             }
         }
         ShellCommand::Mv { from, to } => mv(session, &from, &to).await?,
+        ShellCommand::Chmod { mode, paths } => {
+            let mode = parse_mode(&mode)?;
+            for path in crate::expand::remote_all(session, &paths).await? {
+                session.chmod(&path, mode).await?;
+            }
+        }
         ShellCommand::Quota => {
             let quota = session.quota().await?;
-            out.write_all(quota_text(&quota).as_bytes()).map_err(write_err)?;
+            let partials = session.partials().await?;
+            emit(out, &quota_text(&quota, &partials))?;
         }
+        ShellCommand::Df { human, .. } => emit(out, &df_text(&session.quota().await?, human))?,
+        ShellCommand::Partials { action } => partials(session, action, out).await?,
         ShellCommand::Put(args) => {
             interruptible(crate::copy::put(session, &args.paths, args.options())).await?;
         }
@@ -72,20 +78,14 @@ pub async fn execute(
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;
         }
-        ShellCommand::Lpwd => {
-            writeln!(out, "{}", crate::local::current_dir()?.display()).map_err(write_err)?
-        }
-        ShellCommand::Lls { long, all, path } => {
-            let entries =
-                crate::local::entries(std::path::Path::new(path.as_deref().unwrap_or(".")))?;
-            print_entries(prepare(entries, all), long, out)?;
-        }
+        ShellCommand::Lpwd => emit(out, &format!("{}\n", crate::local::current_dir()?.display()))?,
+        ShellCommand::Lls(args) => crate::listing::local(&args, out)?,
         ShellCommand::Help { command } => {
             let text = match command {
                 Some(name) => usage_of(&name)?,
                 None => overview(),
             };
-            out.write_all(text.as_bytes()).map_err(write_err)?;
+            emit(out, &text)?;
         }
         ShellCommand::Exit => return Ok(Flow::Exit),
     }
@@ -95,46 +95,39 @@ pub async fn execute(
 /// Runs a transfer until it ends or the user presses Ctrl-C, with the terminal's echo off meanwhile.
 /// Cancelling drops the transfer tasks and cancels their requests; partial files stay for a resume.
 async fn interruptible(transfer: impl std::future::Future<Output = Result<()>>) -> Result<()> {
-    let _echo = crate::progress::EchoOff::on_stdin();
+    let _echo = crate::terminal::EchoOff::on_stdin();
     tokio::select! {
         result = transfer => result,
         _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted),
     }
 }
 
-async fn ls(
-    session: &Session,
-    long: bool,
-    all: bool,
-    path: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let target = session.resolve(path.unwrap_or("."))?;
-    let entries = match session.list(&target).await {
-        Ok(entries) => prepare(entries, all),
-        // `ls FILE` shows the file itself, as ls(1) does.
-        Err(ClientError::Remote { code: ErrorCode::NotADirectory, .. }) => {
-            let mut entry = session.stat(&target).await?;
-            entry.name = path.unwrap_or_default().to_owned();
-            vec![entry]
-        }
-        Err(err) => return Err(err),
-    };
-    print_entries(entries, long, out)
+/// `640`, `0640` or `755` as permission bits.
+fn parse_mode(text: &str) -> Result<u32> {
+    u32::from_str_radix(text, 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
+        ClientError::Usage(format!("chmod: {text:?} is not an octal mode (000 to 777)"))
+    })
 }
 
-fn print_entries(
-    entries: Vec<wharf_common::proto::Entry>,
-    long: bool,
+/// `partials` and `partials drop PATH...|--all`.
+async fn partials(
+    session: &Session,
+    action: Option<PartialsAction>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let text = if long {
-        entries.iter().map(|e| long_line(e) + "\n").collect::<String>()
-    } else {
-        let names: Vec<String> = entries.iter().map(crate::format::display_name).collect();
-        columns(&names, width())
+    let Some(PartialsAction::Drop { all, paths }) = action else {
+        return emit(out, &partials_text(&session.partials().await?));
     };
-    out.write_all(text.as_bytes()).map_err(|err| ClientError::local("writing output", err))
+    let (mut count, mut bytes) = (0, 0);
+    if all {
+        (count, bytes) = session.drop_partials(None).await?;
+    }
+    for path in paths {
+        let (dropped, freed) = session.drop_partials(Some(&session.resolve(&path)?)).await?;
+        count += dropped;
+        bytes += freed;
+    }
+    emit(out, &format!("dropped {count} partial uploads, {} given back\n", human_bytes(bytes)))
 }
 
 /// `mv FROM TO`: into `TO` when it is an existing directory, as mv(1) does.
@@ -151,4 +144,26 @@ async fn mv(session: &Session, from: &str, to: &str) -> Result<()> {
         })?;
     }
     session.rename(&from, &to).await
+}
+
+/// `!COMMAND` runs COMMAND with `sh -c`; `!` alone starts an interactive `$SHELL`. The command's
+/// failure is the line's failure.
+pub fn run_local(command: &str) -> Result<()> {
+    let mut process = if command.is_empty() {
+        std::process::Command::new(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()))
+    } else {
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg("-c").arg(command);
+        sh
+    };
+    let status =
+        process.status().map_err(|err| ClientError::local("starting a local shell", err))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ClientError::local(
+            format!("!{command}"),
+            std::io::Error::other(format!("exited with {status}")),
+        ))
+    }
 }

@@ -1,6 +1,6 @@
 //! How entries, times and quotas are shown.
 
-use wharf_common::proto::{Entry, EntryKind, QuotaInfo};
+use wharf_common::proto::{Entry, EntryKind, PartialUpload, QuotaInfo};
 pub use wharf_common::units::format_bytes as human_bytes;
 
 /// `drwxr-xr-x`-style type and permission string.
@@ -53,12 +53,12 @@ pub fn display_name(entry: &Entry) -> String {
     }
 }
 
-/// One `ls -l` line.
-pub fn long_line(entry: &Entry) -> String {
+/// One `ls -l` line; with `human`, sizes as `1.5 MiB`.
+pub fn long_line(entry: &Entry, human: bool) -> String {
+    let size = if human { human_bytes(entry.size) } else { entry.size.to_string() };
     format!(
-        "{} {:>12} {} {}",
+        "{} {size:>12} {} {}",
         mode_string(entry.kind, entry.mode),
-        entry.size,
         format_time(entry.mtime),
         display_name(entry)
     )
@@ -86,13 +86,6 @@ pub fn columns(names: &[String], width: usize) -> String {
     text
 }
 
-/// Sorts by name and drops dot-files unless `all`.
-pub fn prepare(mut entries: Vec<Entry>, all: bool) -> Vec<Entry> {
-    entries.retain(|e| all || !e.name.starts_with('.'));
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    entries
-}
-
 /// `stat` output.
 pub fn stat_text(path: &str, entry: &Entry) -> String {
     let kind = match entry.kind {
@@ -111,8 +104,8 @@ pub fn stat_text(path: &str, entry: &Entry) -> String {
     )
 }
 
-/// `quota` output.
-pub fn quota_text(quota: &QuotaInfo) -> String {
+/// `quota` output, with what partial uploads hold.
+pub fn quota_text(quota: &QuotaInfo, partials: &[PartialUpload]) -> String {
     let limit = match quota.limit {
         Some(limit) => {
             let percent = if limit == 0 { 100.0 } else { quota.used as f64 * 100.0 / limit as f64 };
@@ -120,12 +113,66 @@ pub fn quota_text(quota: &QuotaInfo) -> String {
         }
         None => "unlimited".to_owned(),
     };
+    let held: u64 = partials.iter().map(|p| p.held).sum();
+    let partial = match partials.len() {
+        0 => String::new(),
+        n => format!(
+            "partial:  {} in {n} interrupted upload{} (counted in used; `partials` lists them)\n",
+            human_bytes(held),
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     format!(
-        "used:     {} ({} bytes)\nreserved: {}\nlimit:    {limit}\n",
+        "used:     {} ({} bytes)\n{partial}reserved: {}\nlimit:    {limit}\n",
         human_bytes(quota.used),
         quota.used,
         human_bytes(quota.reserved)
     )
+}
+
+/// `df` output: the quota as a filesystem, in 1024-byte blocks or (`human`) in units.
+pub fn df_text(quota: &QuotaInfo, human: bool) -> String {
+    let used = quota.used + quota.reserved;
+    let size = quota.limit;
+    let avail = size.map(|size| size.saturating_sub(used));
+    let show = |bytes: Option<u64>| match bytes {
+        None => "-".to_owned(),
+        Some(bytes) if human => human_bytes(bytes),
+        Some(bytes) => bytes.div_ceil(1024).to_string(),
+    };
+    let percent = match size {
+        Some(0) => "100%".to_owned(),
+        Some(size) => format!("{}%", (used as u128 * 100).div_ceil(size as u128)),
+        None => "-".to_owned(),
+    };
+    let heading = if human { "Size" } else { "1K-blocks" };
+    format!(
+        "{heading:>12} {:>12} {:>12} {:>5}\n{:>12} {:>12} {:>12} {percent:>5}\n",
+        "Used",
+        "Avail",
+        "Use%",
+        show(size),
+        show(Some(used)),
+        show(avail)
+    )
+}
+
+/// `partials` output: one line per interrupted upload.
+pub fn partials_text(partials: &[PartialUpload]) -> String {
+    if partials.is_empty() {
+        return "no partial uploads\n".to_owned();
+    }
+    let mut text = String::new();
+    for partial in partials {
+        let of = partial.size.map_or_else(String::new, |size| format!(" of {}", human_bytes(size)));
+        let path = partial.path.as_deref().unwrap_or("(a small file, not resumable)");
+        text.push_str(&format!(
+            "{:>10}{of:<14} {}  {path}\n",
+            human_bytes(partial.held),
+            format_time(partial.modified)
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -139,6 +186,15 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00");
         assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06");
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn df_shows_the_quota_as_a_filesystem() {
+        let quota = QuotaInfo { used: 3 << 20, reserved: 1 << 20, limit: Some(16 << 20) };
+        let text = df_text(&quota, true);
+        assert!(text.contains("16.0 MiB") && text.contains("4.0 MiB") && text.contains("12.0 MiB"));
+        assert!(text.trim_end().ends_with("25%"), "{text}");
+        assert!(df_text(&quota, false).contains("16384"));
     }
 
     #[test]

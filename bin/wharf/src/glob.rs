@@ -1,9 +1,37 @@
 //! Shell-style wildcards in the last path component: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`.
 //! Used the same way for local (`put *.log`) and remote (`get 'logs/*.gz'`) names.
+//!
+//! As in sftp, a name that exists as written is taken literally even if it looks like a pattern
+//! (`report[1].txt`), and a backslash makes the next character literal (`'report\[1].txt'`; the
+//! shell's own quoting removes one level of backslashes, hence the quotes).
 
-/// True if `text` contains a wildcard character.
+/// True if `text` contains a wildcard character that is not escaped.
 pub fn has_wildcards(text: &str) -> bool {
-    text.contains(['*', '?', '['])
+    let mut escaped = false;
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `text` with its escaping backslashes removed: the name a pattern stands for when taken literally.
+pub fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut escaped = false;
+    for c in text.chars() {
+        if c == '\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        out.push(c);
+    }
+    out
 }
 
 /// True if `name` matches `pattern` as a whole. A leading `.` must be matched literally, as in sh.
@@ -22,6 +50,11 @@ fn match_from(pattern: &[char], name: &[char]) -> bool {
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
         match pattern.get(p) {
+            Some('\\') if pattern.get(p + 1) == Some(&name[n]) => {
+                p += 2;
+                n += 1;
+                continue;
+            }
             Some('*') => {
                 star = Some((p, n));
                 p += 1;
@@ -111,5 +144,15 @@ mod tests {
         assert!(matches("ünï*", "ünïcode"));
         assert!(matches("[", "["), "an unclosed class is literal");
         assert!(has_wildcards("logs/*.gz") && !has_wildcards("plain.txt"));
+    }
+
+    #[test]
+    fn escaped_wildcards_are_literal() {
+        assert!(!has_wildcards("report\\[1].txt"));
+        assert!(has_wildcards("report[1].txt"));
+        assert_eq!(unescape("report\\[1].txt"), "report[1].txt");
+        assert!(matches("report\\[1]*", "report[1].txt"));
+        assert!(!matches("report\\[1]*", "report1.txt"));
+        assert!(matches("a\\*", "a*") && !matches("a\\*", "ab"));
     }
 }

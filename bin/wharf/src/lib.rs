@@ -10,8 +10,10 @@ pub mod commands;
 pub mod copy;
 pub mod error;
 pub mod exec;
+pub mod expand;
 pub mod format;
 pub mod glob;
+pub mod listing;
 pub mod local;
 pub mod progress;
 pub mod reconnect;
@@ -20,6 +22,7 @@ pub mod session;
 pub mod shell;
 pub mod streams;
 pub mod target;
+pub mod terminal;
 pub mod transfer;
 pub mod trust;
 

@@ -96,7 +96,7 @@ impl FileProgress {
             let before = self.quarter.fetch_max(quarter, Ordering::Relaxed);
             // A file that moves in a few large steps still says every quarter it passed.
             for passed in before + 1..=quarter {
-                println!("{}: {}%", self.state.name, passed * 25);
+                plain_line(&format!("{}: {}%", self.state.name, passed * 25));
             }
         }
     }
@@ -168,7 +168,7 @@ impl TransferUi {
         if self.tty {
             let _ = self.multi.println(line);
         } else {
-            println!("{line}");
+            plain_line(&line);
         }
     }
 
@@ -218,39 +218,11 @@ impl Drop for ClearOnDrop {
     }
 }
 
-/// Turns the terminal's echo off while bars are drawn, and back on when dropped. A key typed during a
-/// transfer, or the `^C` of an interrupt, would otherwise be echoed among the bars, shift them, and
-/// leave a stale bar on the screen once they are cleared.
-pub struct EchoOff(Option<rustix::termios::Termios>);
-
-impl EchoOff {
-    /// Turns echo off on standard input, if it is a terminal.
-    pub fn on_stdin() -> EchoOff {
-        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return EchoOff(None);
-        }
-        let Ok(saved) = tcgetattr(&stdin) else { return EchoOff(None) };
-        let mut quiet = saved.clone();
-        quiet.local_modes -= LocalModes::ECHO | LocalModes::ECHOCTL;
-        match tcsetattr(&stdin, OptionalActions::Now, &quiet) {
-            Ok(()) => EchoOff(Some(saved)),
-            Err(_) => EchoOff(None),
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            let _ = rustix::termios::tcsetattr(
-                std::io::stdin(),
-                rustix::termios::OptionalActions::Now,
-                saved,
-            );
-        }
-    }
+/// Prints a line on standard output without a terminal. A reader that went away (`| head`) is not
+/// an error here: the command's own output notices it and ends quietly.
+fn plain_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn style(template: &str) -> ProgressStyle {

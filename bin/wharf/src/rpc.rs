@@ -202,7 +202,7 @@ pub fn closed_error(reason: &quinn::ConnectionError) -> ClientError {
             ClientError::Connect { target: "server".into(), reason: format!("refused: {text}") }
         }
         Some(CloseCode::ProtocolError) => ClientError::Protocol(text),
-        Some(code) => ClientError::ConnectionLost(format!("{text} ({code:?})")),
+        Some(_) => ClientError::ConnectionLost(text),
         None => ClientError::ConnectionLost(format!("closed with unknown code: {text}")),
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use wharf_common::claims::ClaimSet;
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{CloseCode, Command, Entry, EntryKind, ErrorCode, QuotaInfo, Reply};
+use wharf_common::proto::{
+    CloseCode, Command, Entry, EntryKind, ErrorCode, PartialUpload, QuotaInfo, Reply,
+};
 
 use crate::error::{ClientError, Result};
 use crate::rpc::Rpc;
@@ -235,7 +237,7 @@ async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link>
                 }
                 last_error = match &err {
                     quinn::ConnectionError::ApplicationClosed(_) => crate::rpc::closed_error(&err),
-                    _ => connect_error(err.to_string()),
+                    _ => connect_error(explain_handshake(&err.to_string(), &target.host)),
                 };
                 continue;
             }
@@ -264,6 +266,20 @@ async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link>
         return Ok(Link { endpoint, conn, rpc, incoming, generation });
     }
     Err(last_error)
+}
+
+/// A handshake failure, with what to do about the usual one: a certificate that does not name the
+/// host the client was asked to reach.
+fn explain_handshake(reason: &str, host: &str) -> String {
+    if reason.contains("not valid for name") {
+        format!(
+            "the server's certificate does not name {host:?}: connect by a name it has, or on the \
+             server run `wharfd setup --force --host {host}` and restart it (clients that pinned \
+             the old certificate must then drop its known_hosts line) [{reason}]"
+        )
+    } else {
+        reason.to_owned()
+    }
 }
 
 /// Logs in on `rpc`; returns the user name the server confirmed and the quota.
@@ -372,6 +388,28 @@ impl Session {
 
     pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
         self.expect_ok(Command::Rename { from: from.to_string(), to: to.to_string() }).await
+    }
+
+    /// Sets the permission bits of `path`.
+    pub async fn chmod(&self, path: &RemotePath, mode: u32) -> Result<()> {
+        self.expect_ok(Command::Chmod { path: path.to_string(), mode }).await
+    }
+
+    /// The user's partial uploads.
+    pub async fn partials(&self) -> Result<Vec<PartialUpload>> {
+        match self.link().rpc.call(Command::Partials).await? {
+            Reply::Partials { partials } => Ok(partials),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops the partial upload for `path`, or all that are not running; returns (count, bytes).
+    pub async fn drop_partials(&self, path: Option<&RemotePath>) -> Result<(u64, u64)> {
+        let path = path.map(RemotePath::to_string);
+        match self.link().rpc.call(Command::DropPartials { path }).await? {
+            Reply::Dropped { count, bytes } => Ok((count, bytes)),
+            other => Err(unexpected(&other)),
+        }
     }
 
     pub async fn quota(&self) -> Result<QuotaInfo> {

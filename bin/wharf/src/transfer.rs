@@ -85,6 +85,19 @@ impl Session {
         resume: bool,
         on_bytes: OnBytes<'_>,
     ) -> Result<Outcome> {
+        self.put_keeping(local, remote, resume, false, on_bytes).await
+    }
+
+    /// Like [`Session::put`]; with `keep_time`, the stored file gets the local file's modification
+    /// time (`put -p`).
+    pub async fn put_keeping(
+        &self,
+        local: &Path,
+        remote: &RemotePath,
+        resume: bool,
+        keep_time: bool,
+        on_bytes: OnBytes<'_>,
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let path = local.to_owned();
         let (file, meta) = blocking(move || {
@@ -102,7 +115,8 @@ impl Session {
         }
         let size = meta.len();
         let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
-        let cmd = Command::Put { path: remote.to_string(), size, source, resume };
+        let mtime = keep_time.then(|| meta.mtime());
+        let cmd = Command::Put { path: remote.to_string(), size, source, resume, mtime };
         let link = self.link();
         let mut replies = link.rpc.request(cmd).await?;
         let (transfer, plan) = match link.rpc.next_reply(&mut replies).await? {

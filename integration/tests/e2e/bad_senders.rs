@@ -24,6 +24,7 @@ async fn lying_upload(
         size: declared,
         source: "v".into(),
         resume: false,
+        mtime: None,
     };
     raw.send(id, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
@@ -77,7 +78,13 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
     let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
     let mut ann = RawClient::login(&server, "ann", "pw").await;
     let mut bob = RawClient::login(&server, "bob", "pw2").await;
-    let cmd = Command::Put { path: "/mine".into(), size: 10, source: "v".into(), resume: false };
+    let cmd = Command::Put {
+        path: "/mine".into(),
+        size: 10,
+        source: "v".into(),
+        resume: false,
+        mtime: None,
+    };
     ann.send(2, cmd).await;
     let Reply::Transfer { transfer, .. } = ann.reply().await.reply else {
         panic!("expected transfer")

@@ -12,7 +12,7 @@ use wharf::session::{ConnectOptions, Session, Trust};
 use wharf::target::Target;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{Entry, ErrorCode};
+use wharf_common::proto::{Entry, ErrorCode, PartialUpload};
 use wharf_integration::server::TestServer;
 use wharfd::config::Config;
 use wharfd::layout::Layout;
@@ -105,11 +105,18 @@ impl Home for FaultyHome {
         key: &str,
         path: &RemotePath,
         digest: Sha256Digest,
+        mtime: Option<i64>,
     ) -> StorageResult<u64> {
         if self.fault.load(Ordering::Relaxed) == FSYNC_FAILS {
             return Err(StorageError::from_io(&std::io::Error::from_raw_os_error(libc::EIO), path));
         }
-        self.inner.commit_upload(key, path, digest).await
+        self.inner.commit_upload(key, path, digest, mtime).await
+    }
+    async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {
+        self.inner.partials().await
+    }
+    async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {
+        self.inner.chmod(path, mode).await
     }
     async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
         self.inner.discard_upload(key).await

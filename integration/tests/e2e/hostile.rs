@@ -73,7 +73,8 @@ async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
     let bystander = login(&server, "bob", "pw2").await;
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     // Request 5 (an upload) stays in flight until its lane arrives.
-    let put = Command::Put { path: "/a".into(), size: 3, source: "v".into(), resume: false };
+    let put =
+        Command::Put { path: "/a".into(), size: 3, source: "v".into(), resume: false, mtime: None };
     raw.send(5, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     raw.send(5, Command::Quota).await;
@@ -97,8 +98,13 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     let size = 3 << 20;
     let data = content(size, 31);
-    let put =
-        Command::Put { path: "/reset".into(), size: size as u64, source: "v".into(), resume: true };
+    let put = Command::Put {
+        path: "/reset".into(),
+        size: size as u64,
+        source: "v".into(),
+        resume: true,
+        mtime: None,
+    };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     let mut lane = raw.open_transfer(transfer).await;
@@ -183,8 +189,13 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     let size = 4 << 20;
     let data = content(size, 33);
-    let put =
-        Command::Put { path: "/slow".into(), size: size as u64, source: "v".into(), resume: true };
+    let put = Command::Put {
+        path: "/slow".into(),
+        size: size as u64,
+        source: "v".into(),
+        resume: true,
+        mtime: None,
+    };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     let mut lane = raw.open_transfer(transfer).await;

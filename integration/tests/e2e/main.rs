@@ -6,6 +6,7 @@ mod accounts;
 mod bad_senders;
 mod batch;
 mod faults;
+mod habits;
 mod hostile;
 mod huge;
 mod jail;

@@ -83,6 +83,7 @@ async fn start_upload(raw: &mut RawClient, id: u32, name: &str, size: usize) -> 
         size: size as u64,
         source: "v".into(),
         resume: true,
+        mtime: None,
     };
     raw.send(id, cmd).await;
     match raw.reply().await.reply {

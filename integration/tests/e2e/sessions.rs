@@ -156,6 +156,7 @@ async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partial
             size: size as u64,
             source: "v".into(),
             resume: true,
+            mtime: None,
         };
         raw.send(2, put).await;
         let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };

@@ -68,7 +68,7 @@ fn prompt_commands_completion_errors_ctrl_c_and_history() {
     sh.expect("error: /my docs/nowhere: no such file or directory");
     at_prompt(&mut sh, "/my docs");
     sh.send("ls --bogus\r");
-    sh.expect("error: unexpected argument '--bogus'");
+    sh.expect("error: ls: unknown option --bogus (try: help ls)");
     at_prompt(&mut sh, "/my docs");
     sh.send("cd ..\r");
     at_prompt(&mut sh, "/");

@@ -135,6 +135,7 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
         size: data.len() as u64,
         source: "v1".into(),
         resume: false,
+        mtime: None,
     };
     raw.send(2, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {

@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind};
 
-use crate::commands::{LOCAL_PATH_COMMANDS, command_names};
+use crate::commands::{LOCAL_PATH_COMMANDS, LOCAL_THEN_REMOTE, REMOTE_THEN_LOCAL, command_names};
 use crate::session::Session;
 
 /// How long a remote listing is reused for completion.
@@ -70,11 +70,12 @@ impl Completer for WharfCompleter {
                 .collect()
         } else {
             let command = before.split_whitespace().next().unwrap_or_default();
+            let local = completes_locally(command, &before[..word.start]);
             let (dir_part, prefix) = match word.text.rfind('/') {
                 Some(cut) => (&word.text[..=cut], &word.text[cut + 1..]),
                 None => ("", word.text.as_str()),
             };
-            let candidates: Vec<(String, bool)> = if LOCAL_PATH_COMMANDS.contains(&command) {
+            let candidates: Vec<(String, bool)> = if local {
                 local_candidates(dir_part)
             } else {
                 match self.session.resolve(if dir_part.is_empty() { "." } else { dir_part }) {
@@ -100,6 +101,28 @@ impl Completer for WharfCompleter {
             matches
         };
         CompletionResult::fresh(suggestions)
+    }
+}
+
+/// Whether the word after `earlier` (the line up to it) is a local path: every argument of `lcd` and
+/// `lls`; the first path of `put` (its destination is remote) and every path after the first of `get`
+/// (its destination is local), as sftp completes them.
+fn completes_locally(command: &str, earlier: &str) -> bool {
+    if LOCAL_PATH_COMMANDS.contains(&command) {
+        return true;
+    }
+    let paths_before = shlex::split(earlier)
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+        .filter(|word| !word.starts_with('-'))
+        .count();
+    // `-j N` takes a value that is not a path.
+    let paths_before = paths_before.saturating_sub(usize::from(earlier.contains("-j ")));
+    if LOCAL_THEN_REMOTE.contains(&command) {
+        paths_before == 0
+    } else {
+        REMOTE_THEN_LOCAL.contains(&command) && paths_before > 0
     }
 }
 
@@ -177,6 +200,17 @@ mod tests {
         assert_eq!(current_word("cd 'a b/c"), Word { start: 3, text: "a b/c".into() });
         assert_eq!(current_word("mk"), Word { start: 0, text: "mk".into() });
         assert_eq!(current_word("ls "), Word { start: 3, text: String::new() });
+    }
+
+    #[test]
+    fn transfer_destinations_complete_on_the_other_side() {
+        assert!(completes_locally("put", "put "));
+        assert!(!completes_locally("put", "put a.txt "));
+        assert!(!completes_locally("get", "get -r "));
+        assert!(completes_locally("get", "get -r logs "));
+        assert!(!completes_locally("get", "get -j 4 "));
+        assert!(completes_locally("lls", "lls "));
+        assert!(!completes_locally("ls", "ls "));
     }
 
     #[test]

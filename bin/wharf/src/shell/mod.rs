@@ -1,7 +1,7 @@
 //! The interactive shell: reedline with history, completion and the `user@host:/cwd> ` prompt.
 //!
 //! The shell loop runs on the main thread, outside the async runtime, and runs each command with
-//! `block_on`. Errors print as one line and the shell goes on, unless the connection itself is gone.
+//! `block_on`. Errors print as one line and the shell goes on; a lost connection is made again.
 
 mod completer;
 mod prompt;
@@ -64,7 +64,38 @@ fn editor(
         .with_edit_mode(Box::new(Emacs::new(keybindings))))
 }
 
-/// Runs the shell until `exit`, Ctrl-D, or a lost connection.
+/// Runs one command. A connection found dead (the server restarted, the network dropped) is made
+/// again, logged in as before, and the command runs once more on it, as transfers already do.
+async fn run_command(
+    session: &Arc<Session>,
+    command: crate::commands::ShellCommand,
+) -> Result<Flow> {
+    let mut stdout = std::io::stdout();
+    let generation = session.generation();
+    if session.lost(generation) {
+        reconnect(session, generation, None).await?;
+    }
+    let generation = session.generation();
+    match execute(session, command.clone(), &mut stdout).await {
+        Err(err @ ClientError::ConnectionLost(_)) => {
+            reconnect(session, generation, Some(&err)).await?;
+            execute(session, command, &mut stdout).await
+        }
+        other => other,
+    }
+}
+
+async fn reconnect(session: &Session, generation: u64, cause: Option<&ClientError>) -> Result<()> {
+    match cause {
+        Some(err) => eprintln!("wharf: {err}; reconnecting"),
+        None => eprintln!("wharf: the connection was lost; reconnecting"),
+    }
+    session.reconnect(generation).await?;
+    eprintln!("wharf: reconnected");
+    Ok(())
+}
+
+/// Runs the shell until `exit`, Ctrl-D, or a connection that cannot be made again.
 pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let cache = ListingCache::default();
     let mut line_editor = editor(session.clone(), runtime.handle().clone(), cache.clone())?;
@@ -83,12 +114,10 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
         let outcome = match parse_line(&line) {
             Ok(Parsed::Empty) => continue,
             Ok(Parsed::Help(text)) => {
-                print!("{text}");
-                continue;
+                crate::exec::emit(&mut stdout, &text).map(|()| Flow::Continue)
             }
-            Ok(Parsed::Command(command)) => {
-                runtime.block_on(execute(&session, command, &mut stdout))
-            }
+            Ok(Parsed::Local(command)) => crate::exec::run_local(&command).map(|()| Flow::Continue),
+            Ok(Parsed::Command(command)) => runtime.block_on(run_command(&session, command)),
             Err(err) => Err(err),
         };
         cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();

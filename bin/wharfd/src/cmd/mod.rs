@@ -3,9 +3,11 @@
 //!
 //! `login` is not here: it is only valid before a session exists and lives in [`crate::conn::login`].
 
+mod chmod;
 mod get;
 mod list;
 mod mkdir;
+mod partials;
 mod put;
 mod quota;
 mod remove;
@@ -89,15 +91,19 @@ struct Audited {
 impl Audited {
     fn of(cmd: &Command) -> Option<Audited> {
         let (op, path, to) = match cmd {
-            Command::Put { path, .. } => ("upload", path, None),
-            Command::Get { path, .. } => ("download", path, None),
-            Command::Remove { path, .. } => ("delete", path, None),
-            Command::Rmdir { path } => ("rmdir", path, None),
-            Command::Mkdir { path, .. } => ("mkdir", path, None),
-            Command::Rename { from, to } => ("rename", from, Some(to.clone())),
+            Command::Put { path, .. } => ("upload", path.clone(), None),
+            Command::Get { path, .. } => ("download", path.clone(), None),
+            Command::Remove { path, .. } => ("delete", path.clone(), None),
+            Command::Rmdir { path } => ("rmdir", path.clone(), None),
+            Command::Mkdir { path, .. } => ("mkdir", path.clone(), None),
+            Command::Rename { from, to } => ("rename", from.clone(), Some(to.clone())),
+            Command::Chmod { path, .. } => ("chmod", path.clone(), None),
+            Command::DropPartials { path } => {
+                ("drop_partials", path.clone().unwrap_or_default(), None)
+            }
             _ => return None,
         };
-        Some(Audited { op, path: path.clone(), to })
+        Some(Audited { op, path, to })
     }
 
     fn log(&self, user: &str, reply: &Reply) {
@@ -137,9 +143,17 @@ async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply 
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
-        Command::Put { path, size, source, resume } => {
-            put::run(session, &path, size, &source, resume, progress).await
+        Command::Put { path, size, source, resume, mtime } => {
+            put::run(
+                session,
+                &put::Upload { path: &path, size, source: &source, resume, mtime },
+                progress,
+            )
+            .await
         }
+        Command::Chmod { path, mode } => chmod::run(session, &path, mode).await,
+        Command::Partials => partials::list(session).await,
+        Command::DropPartials { path } => partials::drop(session, path.as_deref()).await,
         Command::Get { path, have, version } => {
             get::run(session, &path, &have, version, progress).await
         }

@@ -22,14 +22,17 @@ use wharf_common::claims::Claim;
 /// How long a `put` waits for an earlier upload of the same path to end once asked to stop.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 
-pub async fn run(
-    session: &Session,
-    path: &str,
-    size: u64,
-    source: &str,
-    resume: bool,
-    progress: &Progress<'_>,
-) -> CmdResult {
+/// What a `put` asks for.
+pub struct Upload<'a> {
+    pub path: &'a str,
+    pub size: u64,
+    pub source: &'a str,
+    pub resume: bool,
+    pub mtime: Option<i64>,
+}
+
+pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>) -> CmdResult {
+    let &Upload { path, size, source, resume, mtime } = upload;
     let path = parse_path(path)?;
     let key = partial_key(&path);
     let claim =
@@ -45,7 +48,12 @@ pub async fn run(
     session.ledger.release(target.discarded);
     // The quota counts a partial by its length, so the upload owes what takes it to `size`.
     let needed = size.saturating_sub(target.len).saturating_sub(target.replaced);
-    let reservation = session.ledger.reserve(needed).map_err(|over| {
+    let reservation = session.ledger.reserve(needed);
+    if reservation.is_err() && target.len == 0 {
+        // Nothing was kept from before: leave no empty partial behind for a refused upload.
+        session.home.discard_upload(&key).await?;
+    }
+    let reservation = reservation.map_err(|over| {
         let limit =
             session.ledger.info().limit.map_or_else(String::new, |l| {
                 format!(" of {}", wharf_common::units::format_bytes(l))
@@ -125,7 +133,7 @@ pub async fn run(
             ),
         ));
     }
-    let replaced = session.home.commit_upload(&key, &path, received.computed).await?;
+    let replaced = session.home.commit_upload(&key, &path, received.computed, mtime).await?;
     session.ledger.release(replaced);
     Ok(Reply::Done { size, sha256: received.computed.to_string() })
 }

@@ -19,11 +19,12 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
 use super::fs_transfer::{
-    begin_download, begin_upload, commit_upload, discard_upload, expire_partials, partial_bytes,
-    record_digest, subdir,
+    begin_download, begin_upload, commit_upload, discard_upload, expire_partials, list_partials,
+    partial_bytes, record_digest, subdir,
 };
 use super::{DownloadSource, Home, Listing, Storage, StorageError, StorageResult, UploadTarget};
 use crate::blocking::BlockingPool;
+use wharf_common::proto::PartialUpload;
 
 /// Homes as directories below one host directory, with partial uploads and digests beside them.
 #[derive(Debug)]
@@ -310,11 +311,25 @@ impl Home for FsHome {
         key: &str,
         path: &RemotePath,
         digest: Sha256Digest,
+        mtime: Option<i64>,
     ) -> StorageResult<u64> {
         let (partials, digests, key) =
             (self.partials.clone(), self.digests.clone(), key.to_owned());
         self.with_path(path, move |dir, path| {
-            commit_upload(dir, &partials, &digests, &key, path, digest)
+            commit_upload(dir, &partials, &digests, &key, path, digest, mtime)
+        })
+        .await
+    }
+
+    async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {
+        let partials = self.partials.clone();
+        self.with_path(&RemotePath::root(), move |_, _| list_partials(&partials)).await
+    }
+
+    async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {
+        refuse_root(path, "change the mode of")?;
+        self.with_path(path, move |dir, path| {
+            dir.set_permissions(path.relative(), cap_std::fs::Permissions::from_mode(mode))
         })
         .await
     }

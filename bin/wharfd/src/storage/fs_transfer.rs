@@ -13,6 +13,7 @@ use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
 use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
+use wharf_common::proto::PartialUpload;
 use wharf_common::transfer::Ranges;
 
 use super::{DownloadSource, UploadTarget, partial_key};
@@ -136,8 +137,13 @@ pub fn commit_upload(
     key: &str,
     path: &RemotePath,
     digest: Sha256Digest,
+    mtime: Option<i64>,
 ) -> io::Result<u64> {
-    partials.open(part_name(key))?.sync_all()?;
+    let part = partials.open_with(part_name(key), OpenOptions::new().write(true))?.into_std();
+    if let Some(secs) = mtime {
+        part.set_modified(system_time(secs))?;
+    }
+    part.sync_all()?;
     let replaced = target_bytes(home, path)?;
     partials.rename(part_name(key), home, path.relative())?;
     // The rename is durable only once the directory holding the new name is synced. (A read-only
@@ -207,6 +213,41 @@ pub fn expire_partials(partials: &Dir, max_age: std::time::Duration) -> io::Resu
         }
     }
     Ok(freed)
+}
+
+/// Seconds since the epoch as a time (before the epoch too).
+fn system_time(secs: i64) -> std::time::SystemTime {
+    let offset = std::time::Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 { std::time::UNIX_EPOCH + offset } else { std::time::UNIX_EPOCH - offset }
+}
+
+/// One user's partial uploads, with their keys.
+pub fn list_partials(partials: &Dir) -> io::Result<Vec<(String, PartialUpload)>> {
+    let mut found = Vec::new();
+    for entry in partials.entries()? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".part") else { continue };
+        let meta = entry.metadata()?;
+        let recorded: Option<PartialMeta> = partials
+            .read_to_string(meta_name(key))
+            .ok()
+            .and_then(|text| toml::from_str(&text).ok());
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+        let upload = PartialUpload {
+            path: recorded.as_ref().map(|r| r.path.clone()),
+            size: recorded.map(|r| r.size),
+            held: meta.len(),
+            modified,
+        };
+        found.push((key.to_owned(), upload));
+    }
+    found.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    Ok(found)
 }
 
 /// Bytes held by partial uploads.

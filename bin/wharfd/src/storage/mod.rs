@@ -155,14 +155,20 @@ pub trait Home: Send + Sync + 'static {
         source: &str,
         resume: bool,
     ) -> StorageResult<UploadTarget>;
-    /// Makes a verified partial durable and visible: fsync, rename over `path`, fsync the directory,
-    /// and record `digest`. Returns the bytes of the file it replaced.
+    /// Makes a verified partial durable and visible: set its modification time to `mtime` if given,
+    /// fsync, rename over `path`, fsync the directory, and record `digest`. Returns the bytes of the
+    /// file it replaced.
     async fn commit_upload(
         &self,
         key: &str,
         path: &RemotePath,
         digest: Sha256Digest,
+        mtime: Option<i64>,
     ) -> StorageResult<u64>;
+    /// The user's partial uploads, each with its key (see [`partial_key`]).
+    async fn partials(&self) -> StorageResult<Vec<(String, wharf_common::proto::PartialUpload)>>;
+    /// Sets the permission bits of `path` (the caller keeps `mode` within `0o777`).
+    async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()>;
     /// Deletes a partial upload; returns its bytes.
     async fn discard_upload(&self, key: &str) -> StorageResult<u64>;
     /// Opens a regular file for download.

@@ -1,0 +1,156 @@
+//! `ls` and `lls`: which entries to show for the paths given (directories are listed, files and
+//! wildcard matches shown as themselves, as ls(1) does), in the order and form the flags ask for.
+
+use std::io::Write;
+use std::path::Path;
+
+use wharf_common::proto::{Entry, ErrorCode};
+
+use crate::commands::ListArgs;
+use crate::error::{ClientError, Result};
+use crate::exec::emit;
+use crate::format::{columns, display_name, long_line};
+use crate::glob::has_wildcards;
+use crate::session::Session;
+
+/// Terminal width for `ls` columns: `$COLUMNS`, or 80.
+fn width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w > 0).unwrap_or(80)
+}
+
+/// What one path argument stands for.
+enum Shown {
+    /// A directory's entries, under its name when several paths are listed.
+    Dir(String, Vec<Entry>),
+    /// Files (or wildcard matches) shown as themselves.
+    Entries(Vec<Entry>),
+}
+
+/// `ls [FLAGS] [PATH...]` on the server.
+pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> Result<()> {
+    let paths = if args.paths.is_empty() { vec![".".to_owned()] } else { args.paths.clone() };
+    let mut shown = Vec::new();
+    for raw in &paths {
+        let name = raw.rsplit('/').next().unwrap_or_default();
+        if has_wildcards(name) {
+            let mut entries = Vec::new();
+            for path in crate::expand::remote(session, raw).await? {
+                let mut entry = session.stat(&path).await?;
+                entry.name = path.file_name().unwrap_or("/").to_owned();
+                entries.push(entry);
+            }
+            shown.push(Shown::Entries(entries));
+            continue;
+        }
+        let target = session.resolve(raw)?;
+        match session.list(&target).await {
+            Ok(entries) => shown.push(Shown::Dir(raw.clone(), entries)),
+            // `ls FILE` shows the file itself, as ls(1) does.
+            Err(ClientError::Remote { code: ErrorCode::NotADirectory, .. }) => {
+                let mut entry = session.stat(&target).await?;
+                entry.name = raw.clone();
+                shown.push(Shown::Entries(vec![entry]));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    print(shown, args, out)
+}
+
+/// `lls [FLAGS] [PATH...]` on this machine.
+pub fn local(args: &ListArgs, out: &mut dyn Write) -> Result<()> {
+    let paths = if args.paths.is_empty() { vec![".".to_owned()] } else { args.paths.clone() };
+    let mut shown = Vec::new();
+    for raw in &paths {
+        for path in crate::expand::local(raw)? {
+            let entries = crate::local::entries(&path)?;
+            let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+            shown.push(if is_dir {
+                Shown::Dir(path.display().to_string(), entries)
+            } else {
+                Shown::Entries(entries)
+            });
+        }
+    }
+    print(shown, args, out)
+}
+
+fn print(shown: Vec<Shown>, args: &ListArgs, out: &mut dyn Write) -> Result<()> {
+    let headed = shown.len() > 1;
+    let mut first = true;
+    // Loose files first, as ls(1) does, then each directory under its name.
+    let (mut loose, mut dirs) = (Vec::new(), Vec::new());
+    for item in shown {
+        match item {
+            Shown::Entries(entries) => loose.extend(entries),
+            Shown::Dir(name, entries) => dirs.push((name, entries)),
+        }
+    }
+    if !loose.is_empty() {
+        emit(out, &render(arrange(loose, args, true), args))?;
+        first = false;
+    }
+    for (name, entries) in dirs {
+        if headed {
+            let gap = if first { "" } else { "\n" };
+            emit(out, &format!("{gap}{}:\n", Path::new(&name).display()))?;
+        }
+        emit(out, &render(arrange(entries, args, false), args))?;
+        first = false;
+    }
+    Ok(())
+}
+
+/// Drops dot-files unless `-a` (names given explicitly always show) and sorts as the flags say:
+/// by name, or newest first (`-t`), or largest first (`-S`); `-r` reverses.
+fn arrange(mut entries: Vec<Entry>, args: &ListArgs, named: bool) -> Vec<Entry> {
+    entries.retain(|e| named || args.all || !e.name.starts_with('.'));
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    if args.by_time {
+        entries.sort_by_key(|e| std::cmp::Reverse(e.mtime));
+    } else if args.by_size {
+        entries.sort_by_key(|e| std::cmp::Reverse(e.size));
+    }
+    if args.reverse {
+        entries.reverse();
+    }
+    entries
+}
+
+fn render(entries: Vec<Entry>, args: &ListArgs) -> String {
+    if args.long {
+        entries.iter().map(|e| long_line(e, args.human) + "\n").collect()
+    } else if args.one_per_line {
+        entries.iter().map(|e| display_name(e) + "\n").collect()
+    } else {
+        let names: Vec<String> = entries.iter().map(display_name).collect();
+        columns(&names, width())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_common::proto::EntryKind;
+
+    fn entry(name: &str, size: u64, mtime: i64) -> Entry {
+        Entry { name: name.into(), kind: EntryKind::File, size, mode: 0o644, mtime }
+    }
+
+    #[test]
+    fn flags_sort_and_filter_like_ls() {
+        let all =
+            || vec![entry("b", 1, 30), entry(".h", 9, 99), entry("a", 5, 10), entry("c", 3, 20)];
+        let names = |entries: Vec<Entry>| entries.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        let plain = ListArgs::default();
+        assert_eq!(names(arrange(all(), &plain, false)), ["a", "b", "c"]);
+        let dot = ListArgs { all: true, ..ListArgs::default() };
+        assert_eq!(names(arrange(all(), &dot, false)), [".h", "a", "b", "c"]);
+        let newest = ListArgs { by_time: true, ..ListArgs::default() };
+        assert_eq!(names(arrange(all(), &newest, false)), ["b", "c", "a"]);
+        let largest_last = ListArgs { by_size: true, reverse: true, ..ListArgs::default() };
+        assert_eq!(names(arrange(all(), &largest_last, false)), ["b", "c", "a"]);
+        let one = ListArgs { one_per_line: true, ..ListArgs::default() };
+        assert_eq!(render(arrange(all(), &one, false), &one), "a\nb\nc\n");
+    }
+}

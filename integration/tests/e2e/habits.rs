@@ -1,0 +1,231 @@
+//! What sftp and lftp users type without thinking, through the `wharf` binary in batch mode: names
+//! that look like patterns, ls flags, renaming on transfer, remote wildcards, partial uploads,
+//! df, chmod, kept times, a local shell, and messages written for people.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Output;
+
+use wharf_integration::client::{target, text, wharf};
+use wharf_integration::server::TestServer;
+
+/// Runs `wharf --ca CERT -c SCRIPT ann@server` with its working directory in `work`.
+fn batch(server: &TestServer, work: &std::path::Path, script: &str) -> Output {
+    let cert = server.cert().display().to_string();
+    let to = target(server, "ann");
+    let script = format!("lcd '{}'; {script}", work.display());
+    wharf(work, Some("pw"), &["--ca", &cert, "-c", &script, &to], None)
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn names_that_look_like_patterns_are_taken_literally_when_they_exist() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    std::fs::write(work.path().join("report[1].txt"), b"literal").expect("file");
+    std::fs::write(work.path().join("report1.txt"), b"pattern match").expect("file");
+
+    ok(&batch(&server, work.path(), "put 'report[1].txt'"));
+    let home = server.home("ann");
+    assert_eq!(std::fs::read(home.join("report[1].txt")).expect("uploaded"), b"literal");
+    assert!(!home.join("report1.txt").exists(), "the literal name wins over the pattern");
+
+    // An escaped bracket is literal even when the file does not exist under that name locally.
+    std::fs::remove_file(work.path().join("report[1].txt")).expect("rm");
+    ok(&batch(&server, work.path(), "get 'report\\[1].txt'"));
+    assert_eq!(std::fs::read(work.path().join("report[1].txt")).expect("got"), b"literal");
+
+    // The one-shot form takes what the user's shell passed, without globbing it again.
+    std::fs::write(work.path().join("b[2].txt"), b"two").expect("file");
+    std::fs::write(work.path().join("b2.txt"), b"not me").expect("file");
+    let cert = server.cert().display().to_string();
+    let local = work.path().join("b[2].txt").display().to_string();
+    let url = format!("wharf://ann@127.0.0.1:{}/", server.addr().port());
+    let out = wharf(work.path(), Some("pw"), &["--ca", &cert, "put", &local, &url], None);
+    ok(&out);
+    assert_eq!(std::fs::read(home.join("b[2].txt")).expect("one-shot"), b"two");
+    assert!(!home.join("b2.txt").exists());
+}
+
+#[test]
+fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = server.home("ann");
+    std::fs::write(home.join("small"), vec![0u8; 10]).expect("file");
+    std::fs::write(home.join("big"), vec![0u8; 3 << 20]).expect("file");
+    let work = tempfile::tempdir().expect("work");
+
+    let long = ok(&batch(&server, work.path(), "ls -lh"));
+    assert!(long.contains("3.0 MiB") && long.contains("big"), "{long}");
+    let by_size = ok(&batch(&server, work.path(), "ls -S1"));
+    assert_eq!(by_size, "big\nsmall\n");
+    let reversed = ok(&batch(&server, work.path(), "ls -1Sr"));
+    assert_eq!(reversed, "small\nbig\n");
+
+    let help = batch(&server, work.path(), "ls --help; pwd");
+    assert_eq!(help.status.code(), Some(2), "help in a batch is a usage error");
+    assert!(text(&help.stdout).contains("-h"), "the help is still shown");
+    assert!(!text(&help.stdout).contains("\n/\n"), "and nothing after it runs");
+}
+
+#[test]
+fn one_source_may_name_the_destination_and_several_need_a_directory() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    std::fs::write(work.path().join("a.txt"), b"alpha").expect("file");
+    std::fs::write(work.path().join("b.txt"), b"beta").expect("file");
+
+    ok(&batch(&server, work.path(), "put a.txt renamed.txt; get renamed.txt back.txt"));
+    assert_eq!(std::fs::read(server.home("ann").join("renamed.txt")).expect("put as"), b"alpha");
+    assert_eq!(std::fs::read(work.path().join("back.txt")).expect("get as"), b"alpha");
+
+    let out = batch(&server, work.path(), "put a.txt b.txt nowhere");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nowhere: no such directory"), "{}", text(&out.stderr));
+    let out = batch(&server, work.path(), "get renamed.txt a.txt missing/");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("missing/: no such directory"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn rm_ls_and_stat_expand_remote_wildcards() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = server.home("ann");
+    for name in ["a.tmp", "b.tmp", "keep.txt"] {
+        std::fs::write(home.join(name), name).expect("file");
+    }
+    let work = tempfile::tempdir().expect("work");
+    assert_eq!(ok(&batch(&server, work.path(), "ls -1 '*.tmp'")), "a.tmp\nb.tmp\n");
+    let stat = ok(&batch(&server, work.path(), "stat '*.tmp'"));
+    assert_eq!(stat.matches("Type: file").count(), 2, "{stat}");
+    ok(&batch(&server, work.path(), "rm '*.tmp'"));
+    assert!(!home.join("a.tmp").exists() && !home.join("b.tmp").exists());
+    assert!(home.join("keep.txt").exists());
+    let none = batch(&server, work.path(), "rm '*.tmp'");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none.stderr).contains("no match"), "{}", text(&none.stderr));
+}
+
+#[test]
+fn quota_errors_speak_in_sizes_and_partial_uploads_can_be_seen_and_dropped() {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", "2MiB");
+    server.start();
+    let work = tempfile::tempdir().expect("work");
+    std::fs::write(work.path().join("huge.bin"), vec![7u8; 3 << 20]).expect("file");
+    let out = batch(&server, work.path(), "put huge.bin");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("over quota: needs 3.0 MiB, 2.0 MiB of 2.0 MiB left"),
+        "quota errors say what is needed and what is left: {stderr}"
+    );
+
+    // A partial left by an interrupted upload, as the server keeps it.
+    let partials = server.root().join("var/partials/ann");
+    std::fs::create_dir_all(&partials).expect("partials dir");
+    std::fs::write(partials.join("k.part"), vec![0u8; 1 << 20]).expect("partial");
+    std::fs::write(
+        partials.join("k.meta"),
+        "path = \"/movie.mkv\"\nsize = 4000000\nsource = \"v\"\n",
+    )
+    .expect("meta");
+    server.stop();
+    server.start();
+    let quota = ok(&batch(&server, work.path(), "quota"));
+    assert!(quota.contains("partial:  1.0 MiB in 1 interrupted upload"), "{quota}");
+    let listed = ok(&batch(&server, work.path(), "partials"));
+    assert!(listed.contains("/movie.mkv") && listed.contains("1.0 MiB"), "{listed}");
+    let dropped = ok(&batch(&server, work.path(), "partials drop --all; quota"));
+    assert!(dropped.contains("dropped 1 partial uploads, 1.0 MiB given back"), "{dropped}");
+    assert!(dropped.contains("used:     0 B"), "{dropped}");
+    assert!(!partials.join("k.part").exists());
+}
+
+#[test]
+fn df_chmod_kept_times_and_a_local_shell() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    let local = work.path().join("old.txt");
+    std::fs::write(&local, b"from 2001").expect("file");
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&local)
+        .expect("open")
+        .set_modified(then)
+        .expect("time");
+
+    let df = ok(&batch(&server, work.path(), "df -h"));
+    assert!(df.contains("Size") && df.contains("100.0 MiB"), "{df}");
+
+    ok(&batch(&server, work.path(), "put -p old.txt; chmod 600 old.txt; get -p old.txt copy.txt"));
+    let stored = std::fs::metadata(server.home("ann").join("old.txt")).expect("stored");
+    assert_eq!(stored.modified().expect("mtime"), then, "put -p keeps the time");
+    assert_eq!(stored.permissions().mode() & 0o777, 0o600, "chmod");
+    let copy = std::fs::metadata(work.path().join("copy.txt")).expect("copy");
+    assert_eq!(copy.modified().expect("mtime"), then, "get -p keeps the time");
+
+    let bad = batch(&server, work.path(), "chmod 4755 old.txt");
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+
+    let shell = ok(&batch(&server, work.path(), "!echo local-$((6*7))"));
+    assert!(shell.contains("local-42"), "{shell}");
+    let failed = batch(&server, work.path(), "!false; pwd");
+    assert_eq!(failed.status.code(), Some(1), "a failing local command fails the batch");
+
+    let help = ok(&batch(&server, work.path(), "help"));
+    for word in ["chmod", "df", "partials", "reget", "mput", "!CMD"] {
+        assert!(help.contains(word), "help lacks {word}:\n{help}");
+    }
+}
+
+#[test]
+fn messages_are_written_for_people() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    let out = batch(&server, work.path(), "lls /no/such/dir");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no such file or directory") && !stderr.contains("os error"),
+        "{stderr}"
+    );
+    let out = batch(&server, work.path(), "frobnicate");
+    assert!(
+        text(&out.stderr).contains("unknown command: frobnicate (try: help)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = batch(&server, work.path(), "mv onlyone");
+    assert!(text(&out.stderr).contains("mv: missing"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_closed_pipe_ends_the_client_quietly() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    for i in 0..3000 {
+        std::fs::write(server.home("ann").join(format!("file-with-a-long-name-{i:05}")), b"")
+            .expect("file");
+    }
+    let home = tempfile::tempdir().expect("home");
+    let cert = server.cert().display().to_string();
+    let to = target(&server, "ann");
+    let mut child = wharf_integration::client::spawn_wharf(
+        home.path(),
+        Some("pw"),
+        &["--ca", &cert, "-c", "ls -1; ls -1; ls -1", &to],
+        false,
+    );
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("some output");
+    drop(stdout); // like `| head -c 16`
+    let out = child.wait_with_output().expect("wait");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "nothing to say about a reader that left: {stderr}");
+    assert_eq!(out.status.code(), Some(141));
+}
