@@ -224,3 +224,44 @@ fn without_a_terminal_on_stdin_wharf_never_prompts_even_with_a_controlling_termi
     assert!(screen.contains("WHARF_PASSWORD"), "says how to give one:\n{screen}");
     assert!(!screen.contains("'s password:"), "never asks:\n{screen}");
 }
+
+#[test]
+fn the_shell_reconnects_after_the_server_restarts() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send("mkdir kept\r");
+    at_prompt(&mut sh, "/");
+    sh.send("cd kept\r");
+    at_prompt(&mut sh, "/kept");
+    let addr = server.addr();
+    server.stop();
+    server.start_on(addr);
+    sh.send("ls -1 /\r");
+    sh.expect("wharf: reconnected");
+    sh.expect_where("the listing after reconnecting", |s| has_line(s, "kept/"));
+    at_prompt(&mut sh, "/kept");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
+#[test]
+fn tab_completes_the_local_destination_of_get() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    std::fs::write(server.home("ann").join("remote.txt"), b"r").expect("remote file");
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    std::fs::create_dir(work.path().join("downloads-here")).expect("local dir");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send(&format!("lcd '{}'\r", work.path().display()));
+    at_prompt(&mut sh, "/");
+    sh.send("get remote.txt down\t");
+    sh.expect("get remote.txt downloads-here/");
+    sh.send("\r");
+    at_prompt(&mut sh, "/");
+    assert!(work.path().join("downloads-here/remote.txt").exists());
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
