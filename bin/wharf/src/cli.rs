@@ -44,8 +44,12 @@ struct Args {
     /// known_hosts pinning.
     #[arg(long, value_name = "FILE", global = true)]
     ca: Option<PathBuf>,
+    /// Trust servers whose certificate a CA in the system's store signed (a certificate from a public
+    /// CA), instead of known_hosts pinning.
+    #[arg(long, conflicts_with = "ca", global = true)]
+    system_ca: bool,
     /// Known-hosts file for certificate pinning [default: ~/.config/wharf/known_hosts].
-    #[arg(long, value_name = "FILE", conflicts_with = "ca", global = true)]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ca", "system_ca"], global = true)]
     known_hosts: Option<PathBuf>,
     /// Trust and record a server seen for the first time without asking.
     #[arg(long, global = true)]
@@ -239,6 +243,9 @@ fn mode(args: &Args) -> Result<Mode> {
 fn trust(args: &Args, interactive: bool) -> Trust {
     if let Some(ca) = &args.ca {
         return Trust::Ca(ca.clone());
+    }
+    if args.system_ca {
+        return Trust::System;
     }
     let known_hosts =
         KnownHosts::new(args.known_hosts.clone().unwrap_or_else(KnownHosts::default_path));

@@ -19,7 +19,7 @@ use crate::error::{ClientError, Result};
 use crate::rpc::Rpc;
 use crate::streams::IncomingStreams;
 use crate::target::Target;
-use crate::trust::{HostKeyError, KnownHosts, PinVerifier, ca_verifier};
+use crate::trust::{HostKeyError, KnownHosts, PinVerifier, ca_verifier, system_verifier};
 
 /// Asked about an unknown host: `(host_key, fingerprint) -> trust it?`.
 pub type AskUser = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -50,6 +50,8 @@ impl std::fmt::Debug for UnknownHost {
 pub enum Trust {
     /// Verify against the certificates in this file (a CA, or the server's own certificate).
     Ca(PathBuf),
+    /// Verify against the operating system's CA certificates.
+    System,
     /// Pin the certificate's fingerprint in a known-hosts file.
     Pinned { known_hosts: KnownHosts, unknown: UnknownHost },
 }
@@ -195,6 +197,7 @@ async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link>
     let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
         match &options.trust {
             Trust::Ca(file) => (ca_verifier(file)?, None, None),
+            Trust::System => (system_verifier()?, None, None),
             Trust::Pinned { known_hosts, .. } => {
                 let pin = known_hosts.lookup(&target.host_key())?;
                 let (verifier, observed) =
@@ -466,7 +469,7 @@ fn unexpected(reply: &Reply) -> ClientError {
 fn changed(options: &ConnectOptions, pin: &crate::trust::Pin, presented: String) -> ClientError {
     let file = match &options.trust {
         Trust::Pinned { known_hosts, .. } => known_hosts.path().display().to_string(),
-        Trust::Ca(_) => String::new(),
+        Trust::Ca(_) | Trust::System => String::new(),
     };
     HostKeyError::Changed {
         host: options.target.host_key(),

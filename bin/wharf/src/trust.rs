@@ -199,6 +199,28 @@ pub fn ca_verifier(ca_file: &Path) -> Result<Arc<dyn ServerCertVerifier>, HostKe
     for cert in wharf_common::tls::load_certs(ca_file)? {
         roots.add(cert).map_err(wharf_common::tls::TlsError::Rustls)?;
     }
+    roots_verifier(roots)
+}
+
+/// Verifies the server against the operating system's CA certificates (`--system-ca`): for servers
+/// with a certificate from a public CA, which survives renewals where a pin would not.
+pub fn system_verifier() -> Result<Arc<dyn ServerCertVerifier>, HostKeyError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found.errors.first().map_or_else(String::new, |err| format!(": {err}"));
+        return Err(wharf_common::tls::TlsError::Quic(format!(
+            "no CA certificates found in the system's store{why}"
+        ))
+        .into());
+    }
+    roots_verifier(roots)
+}
+
+fn roots_verifier(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<dyn ServerCertVerifier>, HostKeyError> {
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
         wharf_common::tls::provider(),

@@ -264,6 +264,11 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = Config::load(&layout.config())?;
     let logs = crate::logging::init(layout, &config.log.level).context("opening the logs")?;
     let listen = listen.unwrap_or(config.server.listen);
+    let cert = config.tls.cert_path(layout.root());
+    let fingerprint = match wharf_common::tls::load_certs(&cert)?.first() {
+        Some(first) => wharf_common::tls::fingerprint(first),
+        None => report.fingerprint.clone(),
+    };
 
     let rt = runtime()?;
     // Bind first: a server that cannot start must not leave a demo user whose password nobody saw.
@@ -271,7 +276,7 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         rt.block_on(async { crate::server::Server::bind(layout, config.clone(), listen) })?;
     let demo = rt.block_on(create_demo_user(layout, &config))?;
     let addr = server.local_addr()?;
-    announce(layout, addr, &report.fingerprint, &demo)?;
+    announce(layout, &cert, addr, &fingerprint, &demo)?;
     rt.spawn(crate::logging::reopen_on_sighup(std::sync::Arc::new(logs)));
     rt.block_on(server.run(crate::server::shutdown_signal()));
     Ok(())
@@ -313,6 +318,7 @@ fn home_in_use(layout: &Layout, name: &str) -> bool {
 /// Prints the machine-readable `listening on` line (tests read it) and, once, the demo login.
 fn announce(
     layout: &Layout,
+    cert: &std::path::Path,
     addr: SocketAddr,
     fingerprint: &str,
     demo: &Demo,
@@ -328,7 +334,7 @@ fn announce(
             } else {
                 addr.ip().to_string()
             };
-            let cert = std::fs::canonicalize(layout.cert()).unwrap_or_else(|_| layout.cert());
+            let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.to_owned());
             writeln!(out, "created user demo with password {password} (shown only this once)")?;
             writeln!(out, "connect with:")?;
             writeln!(out, "  wharf --ca {} demo@{host}:{}", cert.display(), addr.port())?;

@@ -35,7 +35,36 @@ pub struct Config {
     pub users: UserSettings,
     pub transfer: TransferSettings,
     pub transport: TransportSettings,
+    pub tls: TlsSettings,
     pub log: LogSettings,
+}
+
+/// Where the server's certificate chain and private key are, relative to the root unless absolute.
+/// The defaults are what `wharfd setup` writes (self-signed); point them at a certificate from a
+/// public CA to serve clients that trust the system's CA store (`wharf --system-ca`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings { cert: "certs/server.crt".into(), key: "certs/server.key".into() }
+    }
+}
+
+impl TlsSettings {
+    /// The certificate chain's path under `root`.
+    pub fn cert_path(&self, root: &Path) -> std::path::PathBuf {
+        root.join(&self.cert)
+    }
+
+    /// The private key's path under `root`.
+    pub fn key_path(&self, root: &Path) -> std::path::PathBuf {
+        root.join(&self.key)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -55,8 +55,8 @@ impl Server {
         wrap: impl FnOnce(FsStorage) -> Arc<dyn Storage>,
     ) -> anyhow::Result<Server> {
         wharf_common::transfer::set_thread_niceness(config.transfer.thread_niceness);
-        let certs = wharf_common::tls::load_certs(&layout.cert())?;
-        let key = wharf_common::tls::load_key(&layout.key())?;
+        let certs = wharf_common::tls::load_certs(&config.tls.cert_path(layout.root()))?;
+        let key = wharf_common::tls::load_key(&config.tls.key_path(layout.root()))?;
         let crypto = wharf_common::tls::server_crypto(certs, key)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(config.transport.transport_config(false)));

@@ -74,3 +74,39 @@ fn ca_file_trust_verifies_the_certificate_and_the_name() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+/// `wharf --system-ca -c pwd` with `SSL_CERT_FILE` standing in for the system's CA store.
+fn with_system_store(server: &TestServer, store: &std::path::Path) -> std::process::Output {
+    let home = tempfile::tempdir().expect("home");
+    std::process::Command::new(wharf_integration::binary("wharf"))
+        .args(["--system-ca", "-c", "pwd", &target(server, "ann")])
+        .env("HOME", home.path())
+        .env("WHARF_PASSWORD", "pw")
+        .env("SSL_CERT_FILE", store)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("wharf")
+}
+
+#[test]
+fn a_certificate_from_elsewhere_and_the_system_ca_store() {
+    // The server presents a certificate kept outside certs/, named in [tls].
+    let mut server = TestServer::new("");
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let (cert, key) = (elsewhere.path().join("chain.pem"), elsewhere.path().join("key.pem"));
+    std::fs::rename(server.cert(), &cert).expect("move cert");
+    std::fs::rename(server.root().join("certs/server.key"), &key).expect("move key");
+    let config = format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert.display(), key.display());
+    std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("config");
+    server.add_user("ann", "pw", "1MiB");
+    server.start();
+
+    // A store holding the CA that signed it (here, the certificate itself) is trusted...
+    let out = with_system_store(&server, &cert);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "/");
+    // ...and a store without it is not.
+    let other = TestServer::new("");
+    let out = with_system_store(&server, &other.cert());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
