@@ -502,3 +502,18 @@ fn trust_new_host(
     }
     known_hosts.add(host_key, fingerprint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::explain_handshake;
+
+    #[test]
+    fn a_certificate_for_another_name_says_how_to_fix_it() {
+        let reason = "the cryptographic handshake failed: error 42: invalid peer certificate: \
+                      certificate not valid for name \"files.example\"; certificate is only valid \
+                      for DnsName(\"localhost\")";
+        let text = explain_handshake(reason, "files.example");
+        assert!(text.contains("wharfd setup --force --host files.example"), "{text}");
+        assert_eq!(explain_handshake("timed out", "h"), "timed out");
+    }
+}

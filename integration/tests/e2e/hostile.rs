@@ -208,3 +208,39 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
     bystander_unaffected(&bystander).await;
     drop(lane);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_request_gets_exactly_one_final_reply() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    std::fs::write(server.home("ann").join("big.bin"), content(32 << 20, 41)).expect("file");
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    // A download whose lanes nobody reads: it stays in flight until cancelled.
+    raw.send(5, Command::Get { path: "/big.bin".into(), have: Ranges::new(), version: None }).await;
+    let announced = raw.reply().await;
+    assert!(matches!(announced.reply, Reply::Transfer { .. }), "{announced:?}");
+    raw.send(6, Command::Cancel { request: 5 }).await;
+    // A request after the cancel marks where the cancel's effects must have ended.
+    raw.send(7, Command::Quota).await;
+    let mut finals_for_5 = Vec::new();
+    let mut seen_6_and_7 = (false, false);
+    while !(seen_6_and_7.0 && seen_6_and_7.1 && !finals_for_5.is_empty()) {
+        let Response { id, reply } =
+            tokio::time::timeout(Duration::from_secs(20), raw.reply()).await.expect("replies");
+        match id {
+            5 if reply.is_final() => finals_for_5.push(reply),
+            6 => seen_6_and_7.0 = matches!(reply, Reply::Ok),
+            7 => seen_6_and_7.1 = matches!(reply, Reply::Quota { .. }),
+            _ => {}
+        }
+    }
+    assert_eq!(finals_for_5.len(), 1, "{finals_for_5:?}");
+    assert_eq!(error_code(&finals_for_5[0]), ErrorCode::Cancelled);
+
+    // Cancelling a request that has finished is `ok`, and adds no reply to it.
+    raw.send(8, Command::Quota).await;
+    assert_eq!(raw.reply().await.id, 8);
+    raw.send(9, Command::Cancel { request: 8 }).await;
+    raw.send(10, Command::Quota).await;
+    let ids = [raw.reply().await.id, raw.reply().await.id];
+    assert_eq!(ids, [9, 10], "nothing more for request 8");
+}
