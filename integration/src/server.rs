@@ -179,6 +179,13 @@ impl TestServer {
         }
     }
 
+    /// Sends SIGHUP, which makes the server reopen its log files.
+    pub fn hangup(&self) {
+        if let Some(child) = &self.child {
+            signal(child, libc::SIGHUP);
+        }
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -68,9 +68,17 @@ fn open_private(path: &Path) -> std::io::Result<File> {
 
 /// Checks a configured level (`info`, `wharfd=debug,quinn=warn`, ...) before anything starts.
 pub fn check_level(level: &str) -> Result<(), String> {
-    EnvFilter::try_new(level)
-        .map(drop)
-        .map_err(|err| format!("invalid [log] level {level:?}: {err} (try info, debug or warn)"))
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let invalid =
+        |why: String| format!("invalid [log] level {level:?}: {why} (try info, debug or warn)");
+    // EnvFilter takes a bare word for a target name, so a typo like "inf" would silently log nothing.
+    for directive in level.split(',').map(str::trim) {
+        let wanted = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&wanted.to_ascii_lowercase().as_str()) {
+            return Err(invalid(format!("{wanted:?} is not one of {}", LEVELS.join(", "))));
+        }
+    }
+    EnvFilter::try_new(level).map(drop).map_err(|err| invalid(err.to_string()))
 }
 
 /// Installs the global subscriber. `level` is the configured level; `RUST_LOG` overrides it.
@@ -109,6 +117,21 @@ pub async fn reopen_on_sighup(guards: Arc<LogGuards>) {
         match guards.reopen() {
             Ok(()) => tracing::info!("log files reopened"),
             Err(err) => tracing::error!(%err, "cannot reopen the log files"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_level;
+
+    #[test]
+    fn levels_are_checked_word_by_word() {
+        for good in ["info", "warn", "wharfd=debug,quinn=warn", "TRACE", "off"] {
+            assert!(check_level(good).is_ok(), "{good}");
+        }
+        for bad in ["loud", "inf", "wharfd=loud", ""] {
+            assert!(check_level(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -155,3 +155,40 @@ async fn uploads_downloads_renames_and_deletes_are_audited() {
     assert!(has(&["delete", "\"/final.txt\"", "result=\"ok\""]), "{audit}");
     assert!(has(&["delete", "\"/final.txt\"", "result=\"not_found\""]), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_plain_text_say_logout_and_reopen_on_sighup() {
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
+    login(&server, "ann", "pw").await.close().await;
+    let logs = server.root().join("var/log");
+    // Rotated away, as logrotate does; SIGHUP makes the server write to a fresh file of the name.
+    std::fs::rename(logs.join("audit.log"), logs.join("audit.log.1")).expect("rotate");
+    server.hangup();
+    let deadline = std::time::Instant::now() + NOTICE;
+    while !logs.join("audit.log").exists() {
+        assert!(std::time::Instant::now() < deadline, "no new audit.log after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    login(&server, "ann", "pw").await.close().await;
+    server.stop();
+    let rotated = std::fs::read_to_string(logs.join("audit.log.1")).expect("old audit log");
+    let fresh = std::fs::read_to_string(logs.join("audit.log")).expect("new audit log");
+    assert_eq!(rotated.matches("result=\"success\"").count(), 1, "{rotated}");
+    assert_eq!(fresh.matches("result=\"success\"").count(), 1, "{fresh}");
+
+    let main = std::fs::read_to_string(logs.join("wharfd.log")).expect("main log");
+    let console = server.log();
+    for (name, text) in [("wharfd.log", &main), ("console", &console)] {
+        assert!(!text.contains('\u{1b}'), "{name} has colour codes:\n{text}");
+    }
+    assert!(main.contains("client logged out"), "{main}");
+    assert!(!main.contains("connection lost"), "a logout is not a lost connection:\n{main}");
+}
+
+#[test]
+fn an_invalid_log_level_is_refused() {
+    let server = TestServer::new("[log]\nlevel = \"loud\"\n");
+    let out = server.wharfd(&["serve", "--listen", "127.0.0.1:0"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("invalid [log] level \"loud\""), "{}", text(&out.stderr));
+}

@@ -151,3 +151,20 @@ fn one_shot_get_and_put_with_urls() {
     let bad_url = run(&server, Some("pw"), &["get", "ftp://x/y", &down_s], None);
     assert_eq!(bad_url.status.code(), Some(2), "a malformed URL is a usage error");
 }
+
+#[test]
+fn plain_progress_passes_every_quarter_even_for_a_file_sent_in_one_piece() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let dir = tempfile::tempdir().expect("dir");
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, vec![3u8; 100 << 10]).expect("small file");
+    let out = run(
+        &server,
+        Some("pw"),
+        &["-c", &format!("put {}", small.display()), &target(&server, "ann")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("small.bin: 25%\nsmall.bin: 50%\nsmall.bin: 75%\n"), "{stdout}");
+}
