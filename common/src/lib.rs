@@ -5,6 +5,7 @@
 //! - [`proto`]: the messages of the control stream and the typed error codes.
 //! - [`path`]: the normalisation of remote paths, so that both ends agree on what `/a/../b` means.
 //! - [`tls`]: certificate fingerprints, rustls and quinn configuration.
+//! - [`keys`]: Ed25519 key logins bound to the TLS session.
 //! - [`net`]: UDP sockets with explicitly sized buffers, and the QUIC transport limits.
 //! - [`units`]: byte counts for people.
 //!
@@ -13,6 +14,7 @@
 pub mod claims;
 pub mod frame;
 pub mod hash;
+pub mod keys;
 pub mod limits;
 pub mod net;
 pub mod path;

@@ -25,6 +25,9 @@ pub struct Request {
 pub enum Command {
     /// Authenticate. Must be the first request on a connection.
     Login { user: String, password: String },
+    /// Authenticate with a key: `key` is the Ed25519 public key and `signature` its signature of the
+    /// login message, both in base64 (see [`crate::keys`]). Otherwise like `login`.
+    LoginKey { user: String, key: String, signature: String },
     /// Metadata of one path; symlinks inside the home are followed.
     Stat { path: String },
     /// The entries of a directory, in pages.

@@ -25,6 +25,14 @@ fn example_frames_are_byte_exact() {
     let login = Command::Login { user: "ann".into(), password: "secret".into() };
     assert_documented(encode_frame(&Request { id: 1, cmd: login }).expect("encode"));
     assert_documented(encode_frame(&Request { id: 2, cmd: Command::Quota }).expect("encode"));
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let login_key = Command::LoginKey {
+        user: "ann".into(),
+        key: base64.encode([1u8; crate::keys::PUBLIC_KEY_LEN]),
+        signature: base64.encode([2u8; crate::keys::SIGNATURE_LEN]),
+    };
+    assert_documented(encode_frame(&Request { id: 1, cmd: login_key }).expect("encode"));
     let chmod = Command::Chmod { path: "/a".into(), mode: 0o600 };
     assert_documented(encode_frame(&Request { id: 3, cmd: chmod }).expect("encode"));
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");

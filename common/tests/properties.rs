@@ -33,6 +33,11 @@ fn command() -> impl Strategy<Value = Command> {
         (".*", any::<u32>()).prop_map(|(path, mode)| Command::Chmod { path, mode }),
         proptest::option::of(".*").prop_map(|path| Command::DropPartials { path }),
         Just(Command::Partials),
+        (".*", ".*", ".*").prop_map(|(user, key, signature)| Command::LoginKey {
+            user,
+            key,
+            signature
+        }),
         (".*", ranges, proptest::option::of(".*")).prop_map(|(path, have, version)| Command::Get {
             path,
             have,

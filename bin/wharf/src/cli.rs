@@ -1,7 +1,7 @@
 //! The `wharf` command line: connect, log in, then run the shell or a batch.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::commands::TransferArgs;
 use crate::copy::CopyOptions;
 use crate::error::{ClientError, Result};
+use crate::identity::Identity;
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
 use crate::target::Target;
 use crate::trust::KnownHosts;
@@ -22,7 +23,9 @@ Exit codes:
   3  connection or host key problem (unreachable, certificate unknown or changed, connection lost)
   4  authentication failed
 
-The password is taken from WHARF_PASSWORD, or asked for on the terminal when standard input is one.";
+A key (-i FILE, or ~/.config/wharf/id_ed25519) is tried first; its passphrase comes from
+WHARF_KEY_PASSPHRASE or the terminal. The password is taken from WHARF_PASSWORD, or asked for on
+the terminal when standard input is one.";
 
 /// Exit status when standard output was closed under us: 128 + SIGPIPE, as shells report it.
 const BROKEN_PIPE_EXIT: u8 = 141;
@@ -37,7 +40,8 @@ const BROKEN_PIPE_EXIT: u8 = 141;
     disable_help_subcommand = true,
     override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT]\n       \
                       wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR\n       \
-                      wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR"
+                      wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR\n       \
+                      wharf keygen [--no-passphrase] [-C COMMENT] [FILE]"
 )]
 struct Args {
     /// Trust the server certificate(s) in FILE (a CA, or the server's own certificate) instead of
@@ -60,6 +64,10 @@ struct Args {
     /// Run the commands in FILE (one per line) and exit.
     #[arg(short = 'b', value_name = "FILE")]
     batch: Option<PathBuf>,
+    /// Log in with the private key in FILE (made by `wharf keygen`) [default:
+    /// ~/.config/wharf/id_ed25519, if it exists]; a password is asked for only if the key is refused.
+    #[arg(short = 'i', value_name = "FILE", global = true)]
+    identity: Option<PathBuf>,
     /// Seconds to wait for the server to answer the handshake.
     #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
     connect_timeout: u64,
@@ -77,6 +85,18 @@ enum OneShot {
     Get(TransferArgs),
     /// Upload: wharf put LOCAL... wharf://[USER@]HOST[:PORT]/DIR
     Put(TransferArgs),
+    /// Make an Ed25519 key pair for key logins: FILE (private, mode 0600) and FILE.pub, which the
+    /// server's administrator adds with `wharfd user key add`.
+    Keygen {
+        /// Where to write the private key [default: ~/.config/wharf/id_ed25519].
+        file: Option<PathBuf>,
+        /// Do not protect the key with a passphrase (for unattended scripts).
+        #[arg(long)]
+        no_passphrase: bool,
+        /// A comment for the public key (who and where) [default: USER@HOST].
+        #[arg(short = 'C', value_name = "COMMENT")]
+        comment: Option<String>,
+    },
 }
 
 /// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path.
@@ -143,6 +163,9 @@ enum Work {
 }
 
 fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    if let Some(OneShot::Keygen { file, no_passphrase, comment }) = args.one_shot.take() {
+        return keygen(file, no_passphrase, comment);
+    }
     let (target, work) = match args.one_shot.take() {
         Some(_) if args.target.is_some() => {
             return Err(ClientError::Usage(
@@ -169,7 +192,7 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
     options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
 
     let session = runtime.block_on(Session::connect(&options))?;
-    log_in(&session, &user, runtime)?;
+    log_in(&session, &user, args.identity.as_deref(), runtime)?;
     let session = Arc::new(session);
     let outcome = match work {
         Work::Mode(Mode::Interactive) => crate::shell::run(session.clone(), runtime),
@@ -188,6 +211,7 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
     let (is_get, args) = match one_shot {
         OneShot::Get(args) => (true, args),
         OneShot::Put(args) => (false, args),
+        OneShot::Keygen { .. } => return Err(ClientError::Usage("keygen takes no server".into())),
     };
     let mut options = args.options();
     // The user's shell has expanded the local paths already; globbing them again would turn a
@@ -277,9 +301,26 @@ fn ask_about_host(host: &str, fingerprint: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
 }
 
-/// Logs in with `WHARF_PASSWORD`, or asks on the terminal (up to three times, like ssh) when standard
-/// input is one.
-fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> Result<()> {
+/// Logs in: with a key (`-i FILE`, or the default key if there is one), then, if there is no key or
+/// the server refuses it, with `WHARF_PASSWORD` or a password asked on the terminal (up to three
+/// times, like ssh) when standard input is one.
+fn log_in(
+    session: &Session,
+    user: &str,
+    identity: Option<&Path>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let default = crate::identity::default_key_path();
+    let key_path = identity.or_else(|| default.exists().then_some(default.as_path()));
+    if let Some(path) = key_path {
+        let identity = Identity::load(path, key_passphrase)
+            .map_err(|err| ClientError::Auth(err.to_string()))?;
+        match runtime.block_on(session.login_key(user, Arc::new(identity))) {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Auth(message)) => eprintln!("{message} (key {})", path.display()),
+            Err(err) => return Err(err),
+        }
+    }
     if let Ok(password) = std::env::var("WHARF_PASSWORD") {
         return runtime.block_on(session.login(user, &password)).map(|_| ());
     }
@@ -287,7 +328,8 @@ fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> R
     // test harness), a prompt on the controlling terminal would wait for nobody.
     if !std::io::stdin().is_terminal() {
         return Err(ClientError::Auth(
-            "no password: set WHARF_PASSWORD (standard input is not a terminal, so wharf does not ask)"
+            "no password: set WHARF_PASSWORD or use a key (standard input is not a terminal, so \
+             wharf does not ask)"
                 .into(),
         ));
     }
@@ -312,4 +354,54 @@ fn log_in(session: &Session, user: &str, runtime: &tokio::runtime::Runtime) -> R
             other => return other.map(|_| ()),
         }
     }
+}
+
+/// A sealed key's passphrase: `WHARF_KEY_PASSPHRASE`, or asked on the terminal.
+fn key_passphrase() -> Option<String> {
+    if let Ok(passphrase) = std::env::var("WHARF_KEY_PASSPHRASE") {
+        return Some(passphrase);
+    }
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    rpassword::prompt_password("Key passphrase: ").ok()
+}
+
+/// `wharf keygen`.
+fn keygen(file: Option<PathBuf>, no_passphrase: bool, comment: Option<String>) -> Result<()> {
+    let path = file.unwrap_or_else(crate::identity::default_key_path);
+    let passphrase = if no_passphrase {
+        None
+    } else if let Ok(passphrase) = std::env::var("WHARF_KEY_PASSPHRASE") {
+        Some(passphrase)
+    } else if std::io::stdin().is_terminal() {
+        let read = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map_err(|err| ClientError::local("reading the passphrase", err))
+        };
+        let first = read("Passphrase (empty for none): ")?;
+        if !first.is_empty() && read("Same passphrase again: ")? != first {
+            return Err(ClientError::Usage("the passphrases do not match".into()));
+        }
+        Some(first)
+    } else {
+        return Err(ClientError::Usage(
+            "no terminal to ask for a passphrase: use --no-passphrase or set WHARF_KEY_PASSPHRASE"
+                .into(),
+        ));
+    };
+    let comment = comment.unwrap_or_else(|| {
+        let user = std::env::var("USER").unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{user}@{}", host.trim())
+    });
+    let public = crate::identity::generate(&path, passphrase.as_deref(), &comment)
+        .map_err(|err| ClientError::Usage(err.to_string()))?;
+    println!("wrote {} and {}", path.display(), crate::identity::public_path(&path).display());
+    println!("key fingerprint {}", public.fingerprint());
+    println!(
+        "on the server: wharfd user key add NAME {}",
+        crate::identity::public_path(&path).display()
+    );
+    Ok(())
 }

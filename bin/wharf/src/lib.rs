@@ -13,6 +13,7 @@ pub mod exec;
 pub mod expand;
 pub mod format;
 pub mod glob;
+pub mod identity;
 pub mod listing;
 pub mod local;
 pub mod progress;

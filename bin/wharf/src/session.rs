@@ -16,6 +16,7 @@ use wharf_common::proto::{
 };
 
 use crate::error::{ClientError, Result};
+use crate::identity::Identity;
 use crate::rpc::Rpc;
 use crate::streams::IncomingStreams;
 use crate::target::Target;
@@ -98,7 +99,7 @@ pub struct Session {
     relinking: tokio::sync::Mutex<()>,
     options: ConnectOptions,
     /// Kept for reconnecting, like lftp does; it never leaves this process except to log in again.
-    password: Mutex<Option<String>>,
+    secret: Mutex<Option<Secret>>,
     /// Local partial downloads being written, so two downloads never share one.
     downloads: Arc<ClaimSet<PathBuf>>,
     host: String,
@@ -123,7 +124,7 @@ impl Session {
             link: Mutex::new(Arc::new(link)),
             relinking: tokio::sync::Mutex::new(()),
             options: options.clone(),
-            password: Mutex::new(None),
+            secret: Mutex::new(None),
             downloads: Arc::default(),
             host: options.target.host.clone(),
             user: Mutex::new(None),
@@ -170,12 +171,12 @@ impl Session {
             return Ok(());
         }
         let user = lock(&self.user).clone();
-        let password = lock(&self.password).clone();
-        let (Some(user), Some(password)) = (user, password) else {
+        let secret = lock(&self.secret).clone();
+        let (Some(user), Some(secret)) = (user, secret) else {
             return Err(ClientError::Usage("not logged in".into()));
         };
         let link = connect_link(&self.options, generation + 1).await?;
-        if let Err(err) = login_on(&link.rpc, &user, &password).await {
+        if let Err(err) = login_on(&link, &user, &secret).await {
             link.conn.close(CloseCode::Normal.varint(), b"login failed");
             return Err(err);
         }
@@ -285,10 +286,31 @@ fn explain_handshake(reason: &str, host: &str) -> String {
     }
 }
 
-/// Logs in on `rpc`; returns the user name the server confirmed and the quota.
-async fn login_on(rpc: &Rpc, user: &str, password: &str) -> Result<(String, QuotaInfo)> {
-    let cmd = Command::Login { user: user.to_owned(), password: password.to_owned() };
-    match rpc.call(cmd).await {
+/// What a session logs in with, kept to log in again after a reconnection.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    Password(String),
+    Key(Arc<Identity>),
+}
+
+/// Logs in on `link`; returns the user name the server confirmed and the quota. A key signs the
+/// login message of this link's own TLS session, so the proof is good for this connection only.
+async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<(String, QuotaInfo)> {
+    let cmd = match secret {
+        Secret::Password(password) => {
+            Command::Login { user: user.to_owned(), password: password.clone() }
+        }
+        Secret::Key(identity) => {
+            let exported = wharf_common::keys::exported(&link.conn, user)
+                .map_err(|err| ClientError::Protocol(err.to_string()))?;
+            Command::LoginKey {
+                user: user.to_owned(),
+                key: identity.public().to_base64(),
+                signature: identity.sign_login(user, &exported),
+            }
+        }
+    };
+    match link.rpc.call(cmd).await {
         Ok(Reply::LoggedIn { user, quota }) => Ok((user, quota)),
         Ok(other) => Err(unexpected(&other)),
         Err(ClientError::Remote {
@@ -303,9 +325,18 @@ impl Session {
     /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
     /// server closes the connection.
     pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
-        let (user, quota) = login_on(&self.link().rpc, user, password).await?;
+        self.login_with(user, Secret::Password(password.to_owned())).await
+    }
+
+    /// Logs in with a key: its signature of this connection's login message.
+    pub async fn login_key(&self, user: &str, identity: Arc<Identity>) -> Result<QuotaInfo> {
+        self.login_with(user, Secret::Key(identity)).await
+    }
+
+    async fn login_with(&self, user: &str, secret: Secret) -> Result<QuotaInfo> {
+        let (user, quota) = login_on(&self.link(), user, &secret).await?;
         *lock(&self.user) = Some(user);
-        *lock(&self.password) = Some(password.to_owned());
+        *lock(&self.secret) = Some(secret);
         Ok(quota)
     }
 

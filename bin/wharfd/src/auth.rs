@@ -1,8 +1,9 @@
 //! Authentication: "who is this?" and nothing more.
 //!
-//! [`Authenticator::login`] applies the throttle, loads the user record, verifies the password off
-//! the executor and writes one audit line per attempt (target `audit`, routed to `var/log/audit.log`).
-//! What a user may do once known (home, quota) is decided elsewhere.
+//! [`Authenticator::login`] applies the throttle, loads the user record, checks the [`Proof`] (a
+//! password, verified off the executor, or a key's signature bound to the TLS session) and writes one
+//! audit line per attempt (target `audit`, routed to `var/log/audit.log`). Failed key logins meet the
+//! same throttle as wrong passwords. What a user may do once known (home, quota) is decided elsewhere.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use crate::config::AuthSettings;
 use crate::password::Passwords;
 use crate::throttle::{self, Throttle, Verdict};
 use crate::users::{UserRecord, UserStore};
+use wharf_common::keys::PublicKey;
 
 /// Why a login failed, as told to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,12 +35,47 @@ pub enum LoginError {
     /// The user store could not be read.
     #[error("the server cannot check logins right now")]
     Unavailable,
+    /// This server takes keys only (`auth.passwords = false`).
+    #[error("password logins are disabled on this server: log in with a key")]
+    PasswordsDisabled,
+}
+
+/// What a client offers to prove who it is.
+#[derive(Debug)]
+pub enum Proof {
+    Password(String),
+    /// A key and its signature of `message`, the login message of this TLS session.
+    Key {
+        key: PublicKey,
+        signature: Vec<u8>,
+        message: Vec<u8>,
+    },
+    /// A key proof that could not be read (bad base64, wrong lengths): it fails like a wrong one.
+    Malformed,
+}
+
+/// What a session logged in with: a later change to the account that takes it away ends the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The stored password hash at the time of the login.
+    Password(String),
+    Key(PublicKey),
+}
+
+impl Credential {
+    /// Whether `record` still grants this credential.
+    fn granted_by(&self, record: &UserRecord) -> bool {
+        match self {
+            Credential::Password(hash) => record.password.as_ref() == Some(hash),
+            Credential::Key(key) => record.has_key(key),
+        }
+    }
 }
 
 impl LoginError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            LoginError::Failed => ErrorCode::AuthFailed,
+            LoginError::Failed | LoginError::PasswordsDisabled => ErrorCode::AuthFailed,
             LoginError::TooManyAttempts => ErrorCode::TooManyAttempts,
             LoginError::PasswordTooLong => ErrorCode::BadRequest,
             LoginError::Unavailable => ErrorCode::Io,
@@ -55,6 +92,7 @@ pub struct Authenticator {
     /// One lock per source address with an attempt under way (see [`Authenticator::check`]).
     checking: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     files: BlockingPool,
+    passwords_allowed: bool,
 }
 
 /// What became of a logged-in session's account since it logged in.
@@ -65,7 +103,8 @@ pub enum AccountState {
     /// The record could not be read; nothing is known.
     Unknown,
     Deleted,
-    PasswordChanged,
+    /// The password changed, or the key was removed.
+    CredentialRevoked,
 }
 
 impl Authenticator {
@@ -81,6 +120,7 @@ impl Authenticator {
             throttle: Mutex::new(Throttle::new(settings)),
             checking: Mutex::default(),
             files,
+            passwords_allowed: settings.passwords,
         }
     }
 
@@ -88,37 +128,48 @@ impl Authenticator {
     pub async fn login(
         &self,
         user: &str,
-        password: String,
+        proof: Proof,
         ip: IpAddr,
-    ) -> Result<UserRecord, LoginError> {
-        let result = self.check(user, password, ip).await;
+    ) -> Result<(UserRecord, Credential), LoginError> {
+        let (method, key) = match &proof {
+            Proof::Key { key, .. } => ("key", Some(key.fingerprint())),
+            Proof::Malformed => ("key", None),
+            Proof::Password(_) => ("password", None),
+        };
+        let result = self.check(user, proof, ip).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(LoginError::Failed) => "failure",
             Err(LoginError::TooManyAttempts) => "throttled",
             Err(LoginError::PasswordTooLong) => "malformed",
             Err(LoginError::Unavailable) => "error",
+            Err(LoginError::PasswordsDisabled) => "refused",
         };
         // `{:?}` quotes and escapes the name, so a hostile name cannot forge audit lines.
-        tracing::info!(target: "audit", user = ?user, %ip, result = outcome, "login");
+        tracing::info!(target: "audit", user = ?user, %ip, method, key, result = outcome, "login");
         result
     }
 
     async fn check(
         &self,
         user: &str,
-        password: String,
+        proof: Proof,
         ip: IpAddr,
-    ) -> Result<UserRecord, LoginError> {
-        if password.len() > MAX_PASSWORD_LEN {
-            return Err(LoginError::PasswordTooLong);
+    ) -> Result<(UserRecord, Credential), LoginError> {
+        if let Proof::Password(password) = &proof {
+            if password.len() > MAX_PASSWORD_LEN {
+                return Err(LoginError::PasswordTooLong);
+            }
+            if !self.passwords_allowed {
+                return Err(LoginError::PasswordsDisabled);
+            }
         }
         // Attempts from one address are checked one at a time, so that each sees the failures of
         // the ones before it. Without this, a burst of concurrent guesses would all pass the
         // throttle before the first failure is recorded, and all be hashed.
         let turn = self.turn_of(throttle::source_key(ip));
         let _turn = turn.lock().await;
-        let result = self.check_in_turn(user, password, ip).await;
+        let result = self.check_in_turn(user, proof, ip).await;
         drop(_turn);
         self.release_turn(throttle::source_key(ip), turn);
         result
@@ -142,9 +193,9 @@ impl Authenticator {
     async fn check_in_turn(
         &self,
         user: &str,
-        password: String,
+        proof: Proof,
         ip: IpAddr,
-    ) -> Result<UserRecord, LoginError> {
+    ) -> Result<(UserRecord, Credential), LoginError> {
         let verdict = self.lock_throttle().verdict(ip, user, Instant::now());
         match verdict {
             Verdict::Refuse => return Err(LoginError::TooManyAttempts),
@@ -162,26 +213,36 @@ impl Authenticator {
                 return Err(LoginError::Unavailable);
             }
         };
-        let stored = record.as_ref().map(|r| r.password.clone());
-        if self.passwords.verify(stored, password).await
-            && let Some(record) = record
-        {
+        let credential = match proof {
+            Proof::Password(password) => {
+                // An unknown user, or one with keys only, costs a hash all the same.
+                let stored = record.as_ref().and_then(|r| r.password.clone());
+                let matched = self.passwords.verify(stored.clone(), password).await;
+                stored.filter(|_| matched).map(Credential::Password)
+            }
+            Proof::Key { key, signature, message } => {
+                let listed = record.as_ref().is_some_and(|r| r.has_key(&key));
+                (listed && key.verifies(&message, &signature)).then_some(Credential::Key(key))
+            }
+            Proof::Malformed => None,
+        };
+        if let (Some(record), Some(credential)) = (record, credential) {
             self.lock_throttle().record_success(ip, user);
-            return Ok(record);
+            return Ok((record, credential));
         }
         self.lock_throttle().record_failure(ip, user, Instant::now());
         Err(LoginError::Failed)
     }
 
-    /// Whether a session that logged in with `credential` (the stored hash at the time) may go on:
-    /// not once its user is deleted or its password changed. A record that cannot be read right now
-    /// keeps the session (an I/O hiccup must not log everybody out); the quota is refreshed too.
-    pub async fn account_state(&self, user: &str, credential: &str) -> AccountState {
+    /// Whether a session that logged in with `credential` may go on: not once its user is deleted,
+    /// its password changed or its key removed. A record that cannot be read right now keeps the
+    /// session (an I/O hiccup must not log everybody out).
+    pub async fn account_state(&self, user: &str, credential: &Credential) -> AccountState {
         let store = self.users.clone();
         let name = user.to_owned();
         match self.files.run(move || store.load(&name)).await {
             Ok(None) => AccountState::Deleted,
-            Ok(Some(record)) if record.password != credential => AccountState::PasswordChanged,
+            Ok(Some(record)) if !credential.granted_by(&record) => AccountState::CredentialRevoked,
             Ok(Some(record)) => AccountState::Valid(record),
             Err(err) => {
                 tracing::warn!(%err, user, "cannot re-read user record; keeping the session");

@@ -1,6 +1,6 @@
 //! The `wharfd` command line: `setup`, `user add|passwd|del|list|quota`, and `serve` (the default).
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::password::{Passwords, random_password};
-use crate::size::{Quota, format_bytes};
 use crate::storage::Storage as _;
-use crate::storage::fs::FsStorage;
-use crate::users::{UserRecord, UserStore, validate_name};
+use crate::users::{UserRecord, UserStore};
 
 #[derive(Debug, Parser)]
 #[command(name = "wharfd", version, about = "wharf file server over QUIC")]
@@ -43,7 +41,7 @@ enum Command {
     /// Manage users.
     User {
         #[command(subcommand)]
-        action: UserCommand,
+        action: crate::admin::UserCommand,
     },
     /// Run the server (the default command).
     Serve {
@@ -51,40 +49,6 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum UserCommand {
-    /// Create a user and their home.
-    Add {
-        name: String,
-        /// Disk quota: 500MiB, 10GB, 2G or unlimited (default from the configuration).
-        #[arg(long, value_name = "SIZE")]
-        quota: Option<Quota>,
-        /// Read the password from the first line of standard input instead of prompting.
-        #[arg(long)]
-        password_stdin: bool,
-        /// Give the new user the files a deleted user of the same name left in their home.
-        #[arg(long)]
-        reuse_home: bool,
-    },
-    /// Change a user's password (their open sessions end).
-    Passwd {
-        name: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Delete a user (their open sessions end; their home stays unless --purge).
-    Del {
-        name: String,
-        /// Also delete the user's home and everything in it.
-        #[arg(long)]
-        purge: bool,
-    },
-    /// List users with their quota and usage.
-    List,
-    /// Set a user's quota.
-    Quota { name: String, size: Quota },
 }
 
 /// Entry point of the binary: parses arguments, runs, and maps errors to exit codes
@@ -131,7 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("fingerprint {}", report.fingerprint);
             Ok(())
         }
-        Command::User { action } => user_command(&layout, action),
+        Command::User { action } => crate::admin::user_command(&layout, action),
         Command::Serve { listen } => serve(&layout, listen),
     }
 }
@@ -144,119 +108,11 @@ fn display_root(layout: &Layout) -> String {
         .to_string()
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
-    std::fs::create_dir_all(layout.homes())?;
-    let pool = crate::blocking::BlockingPool::new(config.server.blocking_ops);
-    FsStorage::open(layout, pool).with_context(|| format!("opening {}", layout.homes().display()))
-}
-
-fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
-    let config = Config::load(&layout.config())?;
-    let store = UserStore::new(layout.users());
-    crate::layout::private_dir(&layout.users())?;
-    let rt = runtime()?;
-    match action {
-        UserCommand::Add { name, quota, password_stdin, reuse_home } => {
-            validate_name(&name)?;
-            if store.load(&name)?.is_some() {
-                bail!("user {name:?} already exists");
-            }
-            if home_in_use(layout, &name) && !reuse_home {
-                bail!(
-                    "{} holds files left by an earlier user named {name}: add --reuse-home to \
-                     give them to the new user, or delete that folder first",
-                    layout.homes().join(&name).display()
-                );
-            }
-            let quota = match quota {
-                Some(quota) => quota,
-                None => config.default_quota().map_err(anyhow::Error::msg)?,
-            };
-            let password = read_new_password(password_stdin)?;
-            let hash = Passwords::new(&config.auth)?.hash(&password)?;
-            rt.block_on(storage(layout, &config)?.create_home(&name))?;
-            store.create(&UserRecord {
-                name: name.clone(),
-                password: hash,
-                quota: quota.limit(),
-            })?;
-            println!("added user {name} with quota {quota}");
-        }
-        UserCommand::Passwd { name, password_stdin } => {
-            let mut record = store.get(&name)?;
-            let password = read_new_password(password_stdin)?;
-            record.password = Passwords::new(&config.auth)?.hash(&password)?;
-            store.save(&record)?;
-            println!("password changed for {name}");
-        }
-        UserCommand::Del { name, purge } => {
-            store.remove(&name)?;
-            if purge {
-                rt.block_on(storage(layout, &config)?.remove_home(&name))?;
-                println!("deleted user {name} and their home");
-            } else {
-                println!(
-                    "deleted user {name} (home kept in {})",
-                    layout.homes().join(&name).display()
-                );
-            }
-        }
-        UserCommand::List => {
-            let storage = storage(layout, &config)?;
-            println!("{:<32} {:>12} {:>12}", "USER", "QUOTA", "USED");
-            for user in store.list()? {
-                let used = rt.block_on(async {
-                    let home = storage.open_home(&user.name).await?;
-                    home.usage().await
-                });
-                let used = used.map_or_else(|err| format!("? ({})", err.code), format_bytes);
-                println!(
-                    "{:<32} {:>12} {:>12}",
-                    user.name,
-                    Quota::from_limit(user.quota).to_string(),
-                    used
-                );
-            }
-        }
-        UserCommand::Quota { name, size } => {
-            let mut record = store.get(&name)?;
-            record.quota = size.limit();
-            store.save(&record)?;
-            println!("quota of {name} set to {size}");
-        }
-    }
-    Ok(())
-}
-
-/// Reads a new password: one line of standard input, or twice from a hidden prompt.
-fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
-    let password = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    } else {
-        let first = rpassword::prompt_password("New password: ").context("reading the password")?;
-        let second =
-            rpassword::prompt_password("Repeat password: ").context("reading the password")?;
-        if first != second {
-            bail!("the passwords do not match");
-        }
-        first
-    };
-    if password.is_empty() {
-        bail!("the password must not be empty");
-    }
-    if password.len() > wharf_common::limits::MAX_PASSWORD_LEN {
-        bail!("the password is longer than {} bytes", wharf_common::limits::MAX_PASSWORD_LEN);
-    }
-    Ok(password)
 }
 
 fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
@@ -299,20 +155,21 @@ async fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<De
     if !store.list()?.is_empty() {
         return Ok(Demo::NotNeeded);
     }
-    if home_in_use(layout, "demo") {
+    if crate::admin::home_in_use(layout, "demo") {
         return Ok(Demo::HomeTaken);
     }
     let password = random_password(16);
     let hash = Passwords::new(&config.auth)?.hash(&password)?;
     let quota = config.default_quota().map_err(anyhow::Error::msg)?;
-    storage(layout, config)?.create_home("demo").await?;
-    store.create(&UserRecord { name: "demo".into(), password: hash, quota: quota.limit() })?;
+    crate::admin::storage(layout, config)?.create_home("demo").await?;
+    let record = UserRecord {
+        name: "demo".into(),
+        password: Some(hash),
+        quota: quota.limit(),
+        keys: Vec::new(),
+    };
+    store.create(&record)?;
     Ok(Demo::Created { password })
-}
-
-/// Whether `name` has a home with something in it: files of a deleted user of that name.
-fn home_in_use(layout: &Layout, name: &str) -> bool {
-    std::fs::read_dir(layout.homes().join(name)).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Prints the machine-readable `listening on` line (tests read it) and, once, the demo login.

@@ -115,6 +115,8 @@ impl ServerSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
+    /// Whether password logins are accepted at all (keys always are).
+    pub passwords: bool,
     pub login_timeout_secs: u64,
     pub max_failures_per_connection: u32,
     pub argon2_memory_kib: u32,
@@ -131,6 +133,7 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
+            passwords: true,
             login_timeout_secs: 10,
             max_failures_per_connection: 3,
             argon2_memory_kib: 19456,

@@ -2,13 +2,14 @@
 //!
 //! Everything lives in this library so that it can be tested; `main.rs` only calls [`cli::main`].
 //!
-//! - [`cli`]: the command line (`setup`, `user ...`, `serve`).
+//! - [`cli`]: the command line (`setup`, `serve`); [`admin`]: `user ...`.
 //! - [`setup`], [`layout`], [`config`]: the server root and its configuration.
 //! - [`users`], [`password`], [`throttle`], [`auth`]: user records and logins.
 //! - [`storage`]: the only way to touch users' files, jailed with cap-std; [`quota`] accounts for them.
 //! - [`server`], [`limiter`], [`conn`], [`cmd`]: the endpoint, connections and the commands.
 //! - [`blocking`]: bounded offloading of blocking work from the async executor.
 
+pub mod admin;
 pub mod auth;
 pub mod blocking;
 pub mod cli;

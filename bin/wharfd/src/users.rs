@@ -10,6 +10,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use wharf_common::keys::PublicKey;
 use wharf_common::limits::MAX_USER_LEN;
 
 /// A stored user.
@@ -17,11 +18,39 @@ use wharf_common::limits::MAX_USER_LEN;
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     pub name: String,
-    /// Argon2id hash in PHC string form (`$argon2id$v=19$m=...`).
-    pub password: String,
+    /// Argon2id hash in PHC string form (`$argon2id$v=19$m=...`); absent for a user with keys only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
     /// Bytes allowed; absent when unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<u64>,
+    /// Public keys the user may log in with. (Last: TOML writes tables after plain values.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<AuthorizedKey>,
+}
+
+/// One key a user may log in with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizedKey {
+    /// The Ed25519 public key, base64.
+    pub public: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl AuthorizedKey {
+    /// The key, if the stored text is one.
+    pub fn key(&self) -> Option<PublicKey> {
+        PublicKey::from_base64(&self.public).ok()
+    }
+}
+
+impl UserRecord {
+    /// Whether `key` is one of the user's keys.
+    pub fn has_key(&self, key: &PublicKey) -> bool {
+        self.keys.iter().any(|listed| listed.key().as_ref() == Some(key))
+    }
 }
 
 /// Why a user record could not be read or written.
@@ -191,8 +220,18 @@ mod tests {
     fn records_round_trip_and_list_sorted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = UserStore::new(dir.path());
-        let bob = UserRecord { name: "bob".into(), password: "$argon2id$x".into(), quota: None };
-        let ann = UserRecord { name: "ann".into(), password: "$argon2id$y".into(), quota: Some(5) };
+        let bob = UserRecord {
+            name: "bob".into(),
+            password: Some("$argon2id$x".into()),
+            quota: None,
+            keys: Vec::new(),
+        };
+        let ann = UserRecord {
+            name: "ann".into(),
+            password: None,
+            quota: Some(5),
+            keys: vec![AuthorizedKey { public: "AAAA".into(), comment: "laptop".into() }],
+        };
         store.create(&bob).expect("create bob");
         store.create(&ann).expect("create ann");
         assert!(matches!(store.create(&ann), Err(UserError::Exists(_))));

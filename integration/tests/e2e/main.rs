@@ -11,6 +11,7 @@ mod hostile;
 mod huge;
 mod jail;
 mod jail_race;
+mod keys;
 mod login;
 mod navigation;
 mod quota;

@@ -29,9 +29,9 @@ use crate::storage::{Home, StorageError};
 /// A logged-in user's view of the server.
 pub struct Session {
     pub user: String,
-    /// The stored password hash this session logged in against: a different one means the password
-    /// changed since, and the session ends.
-    pub credential: String,
+    /// What this session logged in with: once the account no longer grants it (password changed,
+    /// key removed), the session ends.
+    pub credential: crate::auth::Credential,
     pub home: Arc<dyn Home>,
     pub ledger: Arc<Ledger>,
     pub ctx: Arc<ServerContext>,
@@ -128,7 +128,7 @@ impl Audited {
 
 async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply {
     let result = match cmd {
-        Command::Login { .. } => {
+        Command::Login { .. } | Command::LoginKey { .. } => {
             return Reply::error(
                 ErrorCode::AlreadyLoggedIn,
                 format!("already logged in as {}", session.user),

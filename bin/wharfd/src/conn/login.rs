@@ -7,8 +7,10 @@ use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Respons
 
 use super::Close;
 use super::io::{Incoming, spawn_reader};
+use crate::auth::{Credential, Proof};
 use crate::cmd::Session;
 use crate::context::ServerContext;
+use wharf_common::keys::{self, PublicKey};
 
 /// A logged-in connection, ready for requests.
 pub struct LoggedIn {
@@ -32,13 +34,20 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
             .recv()
             .await
             .unwrap_or_else(|| Err(Close::new(CloseCode::Normal, "control stream closed")))?;
-        let Command::Login { user, password } = cmd else {
-            reply(&mut send, id, Reply::error(ErrorCode::NotLoggedIn, "log in first")).await?;
-            continue;
+        let (user, proof) = match cmd {
+            Command::Login { user, password } => (user, Proof::Password(password)),
+            Command::LoginKey { user, key, signature } => {
+                let proof = key_proof(conn, &user, &key, &signature);
+                (user, proof)
+            }
+            _ => {
+                reply(&mut send, id, Reply::error(ErrorCode::NotLoggedIn, "log in first")).await?;
+                continue;
+            }
         };
-        match ctx.auth.login(&user, password, ip).await {
-            Ok(record) => {
-                let session = open_session(ctx, conn, record).await;
+        match ctx.auth.login(&user, proof, ip).await {
+            Ok((record, credential)) => {
+                let session = open_session(ctx, conn, record, credential).await;
                 let session = match session {
                     Ok(session) => session,
                     Err(reply_err) => {
@@ -66,10 +75,25 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
     }
 }
 
+/// The proof a `login_key` carries, checked against this connection's TLS session. A malformed key
+/// or signature is a proof that fails, and counts as a failed login like a wrong password.
+fn key_proof(conn: &quinn::Connection, user: &str, key: &str, signature: &str) -> Proof {
+    let parsed = PublicKey::from_base64(key)
+        .and_then(|key| Ok((key, keys::signature_from_base64(signature)?)))
+        .and_then(|(key, signature)| Ok((key, signature, keys::exported(conn, user)?)));
+    match parsed {
+        Ok((key, signature, exported)) => {
+            Proof::Key { key, signature, message: keys::login_message(user, &exported) }
+        }
+        Err(_) => Proof::Malformed,
+    }
+}
+
 async fn open_session(
     ctx: &Arc<ServerContext>,
     conn: &quinn::Connection,
     record: crate::users::UserRecord,
+    credential: Credential,
 ) -> Result<Session, Reply> {
     let unavailable = |err: crate::storage::StorageError| {
         tracing::error!(user = %record.name, %err, "cannot open home");
@@ -79,7 +103,7 @@ async fn open_session(
     let ledger =
         ctx.quotas.ledger(&record.name, home.as_ref(), record.quota).await.map_err(unavailable)?;
     Ok(Session {
-        credential: record.password,
+        credential,
         user: record.name,
         home,
         ledger,

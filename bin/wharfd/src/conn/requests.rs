@@ -20,7 +20,7 @@ use super::Close;
 use super::io::spawn_writer;
 use super::login::LoggedIn;
 use super::transfers::TransferStreams;
-use crate::auth::AccountState;
+use crate::auth::{AccountState, Credential};
 use crate::cmd::{Progress, Session, dispatch};
 use crate::context::ServerContext;
 
@@ -104,7 +104,10 @@ async fn account_revoked(session: &Session, ctx: &ServerContext) -> Option<Close
         }
         AccountState::Unknown => return None,
         AccountState::Deleted => "your account was deleted",
-        AccountState::PasswordChanged => "your password was changed: log in again",
+        AccountState::CredentialRevoked => match session.credential {
+            Credential::Password(_) => "your password was changed: log in again",
+            Credential::Key(_) => "the key you logged in with was removed",
+        },
     };
     tracing::info!(target: "audit", user = ?session.user, reason = why, "session ended");
     Some(Close::new(CloseCode::AccountChanged, why))

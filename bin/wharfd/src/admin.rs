@@ -1,0 +1,250 @@
+//! `wharfd user ...`: accounts, passwords, quotas and login keys, written to the user store that a
+//! running server re-reads (at every login, and every few seconds for open sessions).
+
+use std::io::{BufRead as _, Read as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use wharf_common::keys::PublicKey;
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::password::Passwords;
+use crate::size::{Quota, format_bytes};
+use crate::storage::Storage as _;
+use crate::storage::fs::FsStorage;
+use crate::users::{AuthorizedKey, UserRecord, UserStore, validate_name};
+
+/// Most keys one user may have: a record is read at every login.
+pub const MAX_KEYS_PER_USER: usize = 64;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and their home.
+    Add {
+        name: String,
+        /// Disk quota: 500MiB, 10GB, 2G or unlimited (default from the configuration).
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<Quota>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Give the new user the files a deleted user of the same name left in their home.
+        #[arg(long)]
+        reuse_home: bool,
+        /// No password: the user logs in with keys only (add one with `user key add`).
+        #[arg(long, conflicts_with = "password_stdin")]
+        no_password: bool,
+    },
+    /// Change a user's password (their open sessions end).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user (their open sessions end; their home stays unless --purge).
+    Del {
+        name: String,
+        /// Also delete the user's home and everything in it.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List users with their quota and usage.
+    List,
+    /// Set a user's quota.
+    Quota { name: String, size: Quota },
+    /// Manage a user's login keys (seen by a running server at once).
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Authorise a public key (a `wharf keygen` .pub file, or - for standard input).
+    Add { name: String, public_key_file: PathBuf },
+    /// List a user's keys with their fingerprints.
+    List { name: String },
+    /// Remove a key, named by its fingerprint (or a unique start of it); sessions using it end.
+    Del { name: String, fingerprint: String },
+}
+
+pub fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
+    std::fs::create_dir_all(layout.homes())?;
+    let pool = crate::blocking::BlockingPool::new(config.server.blocking_ops);
+    FsStorage::open(layout, pool).with_context(|| format!("opening {}", layout.homes().display()))
+}
+
+pub fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
+    let config = Config::load(&layout.config())?;
+    let store = UserStore::new(layout.users());
+    crate::layout::private_dir(&layout.users())?;
+    let rt = crate::cli::runtime()?;
+    match action {
+        UserCommand::Add { name, quota, password_stdin, reuse_home, no_password } => {
+            validate_name(&name)?;
+            if store.load(&name)?.is_some() {
+                bail!("user {name:?} already exists");
+            }
+            if home_in_use(layout, &name) && !reuse_home {
+                bail!(
+                    "{} holds files left by an earlier user named {name}: add --reuse-home to \
+                     give them to the new user, or delete that folder first",
+                    layout.homes().join(&name).display()
+                );
+            }
+            let quota = match quota {
+                Some(quota) => quota,
+                None => config.default_quota().map_err(anyhow::Error::msg)?,
+            };
+            let password = if no_password {
+                None
+            } else {
+                let password = read_new_password(password_stdin)?;
+                Some(Passwords::new(&config.auth)?.hash(&password)?)
+            };
+            rt.block_on(storage(layout, &config)?.create_home(&name))?;
+            store.create(&UserRecord {
+                name: name.clone(),
+                password,
+                quota: quota.limit(),
+                keys: Vec::new(),
+            })?;
+            println!("added user {name} with quota {quota}");
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let mut record = store.get(&name)?;
+            let password = read_new_password(password_stdin)?;
+            record.password = Some(Passwords::new(&config.auth)?.hash(&password)?);
+            store.save(&record)?;
+            println!("password changed for {name}");
+        }
+        UserCommand::Del { name, purge } => {
+            store.remove(&name)?;
+            if purge {
+                rt.block_on(storage(layout, &config)?.remove_home(&name))?;
+                println!("deleted user {name} and their home");
+            } else {
+                println!(
+                    "deleted user {name} (home kept in {})",
+                    layout.homes().join(&name).display()
+                );
+            }
+        }
+        UserCommand::List => {
+            let storage = storage(layout, &config)?;
+            println!("{:<32} {:>12} {:>12}", "USER", "QUOTA", "USED");
+            for user in store.list()? {
+                let used = rt.block_on(async {
+                    let home = storage.open_home(&user.name).await?;
+                    home.usage().await
+                });
+                let used = used.map_or_else(|err| format!("? ({})", err.code), format_bytes);
+                println!(
+                    "{:<32} {:>12} {:>12}",
+                    user.name,
+                    Quota::from_limit(user.quota).to_string(),
+                    used
+                );
+            }
+        }
+        UserCommand::Quota { name, size } => {
+            let mut record = store.get(&name)?;
+            record.quota = size.limit();
+            store.save(&record)?;
+            println!("quota of {name} set to {size}");
+        }
+        UserCommand::Key { action } => key_command(&store, action)?,
+    }
+    Ok(())
+}
+
+fn key_command(store: &UserStore, action: KeyCommand) -> anyhow::Result<()> {
+    match action {
+        KeyCommand::Add { name, public_key_file } => {
+            let mut record = store.get(&name)?;
+            let text = if public_key_file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).context("reading the key")?;
+                text
+            } else {
+                std::fs::read_to_string(&public_key_file)
+                    .with_context(|| format!("reading {}", public_key_file.display()))?
+            };
+            let (key, comment) = PublicKey::parse_line(&text)?;
+            if record.has_key(&key) {
+                bail!("{name} already has key {}", key.fingerprint());
+            }
+            if record.keys.len() >= MAX_KEYS_PER_USER {
+                bail!("{name} has {MAX_KEYS_PER_USER} keys already; remove one first");
+            }
+            record.keys.push(AuthorizedKey { public: key.to_base64(), comment });
+            store.save(&record)?;
+            println!("added key {} for {name}", key.fingerprint());
+        }
+        KeyCommand::List { name } => {
+            let record = store.get(&name)?;
+            if record.keys.is_empty() {
+                println!("{name} has no keys");
+            }
+            for listed in &record.keys {
+                let fingerprint =
+                    listed.key().map_or_else(|| "(unreadable)".to_owned(), |k| k.fingerprint());
+                println!("{fingerprint}  {}", listed.comment);
+            }
+        }
+        KeyCommand::Del { name, fingerprint } => {
+            let mut record = store.get(&name)?;
+            let matching: Vec<usize> = record
+                .keys
+                .iter()
+                .enumerate()
+                .filter(|(_, listed)| {
+                    listed.key().is_some_and(|key| key.fingerprint().starts_with(&fingerprint))
+                })
+                .map(|(index, _)| index)
+                .collect();
+            let index = match matching.as_slice() {
+                [index] => *index,
+                [] => bail!("{name} has no key {fingerprint} (see `wharfd user key list {name}`)"),
+                _ => bail!("{fingerprint} names several of {name}'s keys: give more of it"),
+            };
+            let removed = record.keys.remove(index);
+            store.save(&record)?;
+            let shown = removed.key().map_or_else(String::new, |k| k.fingerprint());
+            println!("removed key {shown} of {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads a new password: one line of standard input, or twice from a hidden prompt.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("New password: ").context("reading the password")?;
+        let second =
+            rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("the password must not be empty");
+    }
+    if password.len() > wharf_common::limits::MAX_PASSWORD_LEN {
+        bail!("the password is longer than {} bytes", wharf_common::limits::MAX_PASSWORD_LEN);
+    }
+    Ok(password)
+}
+
+/// Whether `name` has a home with something in it: files of a deleted user of that name.
+pub fn home_in_use(layout: &Layout, name: &str) -> bool {
+    std::fs::read_dir(layout.homes().join(name)).is_ok_and(|mut entries| entries.next().is_some())
+}
