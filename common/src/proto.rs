@@ -65,6 +65,11 @@ pub enum Command {
     /// otherwise the whole file. The server answers `transfer`, sends the bytes on unidirectional
     /// streams it opens, and the final reply is `done`.
     Get { path: String, have: Ranges, version: Option<String> },
+    /// Every file, directory and symlink below the directory `path`, recursively, never following
+    /// symlinks, in pages of `tree_entries`: what a mirror compares.
+    Tree { path: String },
+    /// The SHA-256 of the file `path` as it is now, and its version.
+    Digest { path: String },
     /// Set the permission bits (`0o000`..=`0o777`) of `path`.
     Chmod { path: String, mode: u32 },
     /// The user's partial uploads: what interrupted uploads keep (and count against the quota).
@@ -75,6 +80,19 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
     },
+}
+
+/// One entry of a `tree` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// The path relative to the listed directory, `/`-separated, never empty.
+    pub path: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime: i64,
+    /// Changes whenever the entry's content may have changed (size, modification and change times,
+    /// inode): equal versions mean an unchanged file, without reading it.
+    pub version: String,
 }
 
 /// One partial upload, as `partials` lists it.
@@ -120,6 +138,10 @@ pub enum Reply {
     Done { size: u64, sha256: String },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
     Notice { message: String },
+    /// One page of a `tree` listing; the last page has `done` set (and may be empty).
+    TreeEntries { entries: Vec<TreeEntry>, done: bool },
+    /// Answer to `digest`.
+    Digest { sha256: String, version: String },
     /// Answer to `partials`.
     Partials { partials: Vec<PartialUpload> },
     /// Answer to `drop_partials`: how many partials were deleted and the bytes given back.
@@ -131,7 +153,10 @@ impl Reply {
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Reply::Entries { done: false, .. } | Reply::Notice { .. } | Reply::Transfer { .. }
+            Reply::Entries { done: false, .. }
+                | Reply::TreeEntries { done: false, .. }
+                | Reply::Notice { .. }
+                | Reply::Transfer { .. }
         )
     }
 

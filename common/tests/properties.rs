@@ -33,6 +33,8 @@ fn command() -> impl Strategy<Value = Command> {
         (".*", any::<u32>()).prop_map(|(path, mode)| Command::Chmod { path, mode }),
         proptest::option::of(".*").prop_map(|path| Command::DropPartials { path }),
         Just(Command::Partials),
+        ".*".prop_map(|path| Command::Tree { path }),
+        ".*".prop_map(|path| Command::Digest { path }),
         (".*", ".*", ".*").prop_map(|(user, key, signature)| Command::LoginKey {
             user,
             key,

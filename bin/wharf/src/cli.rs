@@ -41,6 +41,7 @@ const BROKEN_PIPE_EXIT: u8 = 141;
     override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT]\n       \
                       wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR\n       \
                       wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR\n       \
+                      wharf [OPTIONS] mirror [-R] [--delete] [--dry-run] [-j N] wharf://[USER@]HOST[:PORT]/DIR [LOCAL]\n       \
                       wharf keygen [--no-passphrase] [-C COMMENT] [FILE]"
 )]
 struct Args {
@@ -85,6 +86,8 @@ enum OneShot {
     Get(TransferArgs),
     /// Upload: wharf put LOCAL... wharf://[USER@]HOST[:PORT]/DIR
     Put(TransferArgs),
+    /// Mirror: wharf mirror [-R] [--delete] [--dry-run] [-j N] wharf://[USER@]HOST[:PORT]/DIR [LOCAL]
+    Mirror(crate::commands::MirrorArgs),
     /// Make an Ed25519 key pair for key logins: FILE (private, mode 0600) and FILE.pub, which the
     /// server's administrator adds with `wharfd user key add`.
     Keygen {
@@ -160,11 +163,12 @@ enum Work {
     Mode(Mode),
     Get(Vec<String>, CopyOptions),
     Put(Vec<String>, CopyOptions),
+    Mirror(crate::commands::MirrorArgs),
 }
 
 fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    if let Some(OneShot::Keygen { file, no_passphrase, comment }) = args.one_shot.take() {
-        return keygen(file, no_passphrase, comment);
+    if let Some(OneShot::Keygen { file, no_passphrase, comment }) = &args.one_shot {
+        return keygen(file.clone(), *no_passphrase, comment.clone());
     }
     let (target, work) = match args.one_shot.take() {
         Some(_) if args.target.is_some() => {
@@ -199,6 +203,13 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Work::Mode(Mode::Script(script)) => runtime.block_on(crate::batch::run(&session, &script)),
         Work::Get(paths, copy) => runtime.block_on(crate::copy::get(&session, &paths, copy)),
         Work::Put(paths, copy) => runtime.block_on(crate::copy::put(&session, &paths, copy)),
+        Work::Mirror(args) => runtime.block_on(crate::mirror::mirror(
+            &session,
+            args.remote.as_deref(),
+            args.local.as_deref(),
+            args.options(),
+            &mut std::io::stdout(),
+        )),
     };
     if let Ok(session) = Arc::try_unwrap(session) {
         runtime.block_on(session.close());
@@ -212,6 +223,14 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
         OneShot::Get(args) => (true, args),
         OneShot::Put(args) => (false, args),
         OneShot::Keygen { .. } => return Err(ClientError::Usage("keygen takes no server".into())),
+        OneShot::Mirror(mut args) => {
+            let url = args.remote.take().ok_or_else(|| {
+                ClientError::Usage("mirror needs wharf://[USER@]HOST[:PORT]/DIR".into())
+            })?;
+            let (target, path) = parse_url(&url)?;
+            args.remote = Some(path);
+            return Ok((target, Work::Mirror(args)));
+        }
     };
     let mut options = args.options();
     // The user's shell has expanded the local paths already; globbing them again would turn a

@@ -86,6 +86,9 @@ pub enum ShellCommand {
     /// interrupted downloads resume.
     #[command(visible_aliases = ["reget", "mget"])]
     Get(TransferArgs),
+    /// Make LOCAL a copy of REMOTE (with -R, REMOTE a copy of LOCAL), sending only files whose
+    /// content differs: mirror [-R] [--delete] [--dry-run] [-j N] [REMOTE [LOCAL]].
+    Mirror(MirrorArgs),
     /// Change the local working directory (to your home without an argument).
     Lcd { path: Option<String> },
     /// Print the local working directory.
@@ -98,6 +101,38 @@ pub enum ShellCommand {
     /// Leave the shell.
     #[command(visible_aliases = ["quit", "bye"])]
     Exit,
+}
+
+/// The options of `mirror`, in the shell and the one-shot form alike.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct MirrorArgs {
+    /// Reverse: make the remote directory a copy of the local one.
+    #[arg(short = 'R')]
+    pub reverse: bool,
+    /// Delete what the source no longer has (after every transfer succeeded).
+    #[arg(long)]
+    pub delete: bool,
+    /// Print what would be sent and deleted, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Files to move at once.
+    #[arg(short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// The remote directory [default: the current one].
+    pub remote: Option<String>,
+    /// The local directory [default: the current one].
+    pub local: Option<String>,
+}
+
+impl MirrorArgs {
+    pub fn options(&self) -> crate::mirror::MirrorOptions {
+        crate::mirror::MirrorOptions {
+            reverse: self.reverse,
+            delete: self.delete,
+            dry_run: self.dry_run,
+            jobs: self.jobs.into(),
+        }
+    }
 }
 
 /// `partials drop ...`.

@@ -33,12 +33,12 @@ pub struct CopyOptions {
 
 /// One file to move.
 #[derive(Debug, Clone)]
-struct Job {
-    local: PathBuf,
-    remote: RemotePath,
-    size: u64,
+pub(crate) struct Job {
+    pub local: PathBuf,
+    pub remote: RemotePath,
+    pub size: u64,
     /// The source's modification time, for `-p` on downloads.
-    mtime: Option<i64>,
+    pub mtime: Option<i64>,
 }
 
 fn remote_error(code: ErrorCode, message: String) -> ClientError {
@@ -262,7 +262,7 @@ fn set_mtime(path: &Path, secs: i64) -> Result<()> {
 
 /// Runs the jobs `options.jobs` at a time. Every file is attempted; the first error is returned
 /// after all have finished, and every failure has been printed on its own line.
-async fn run(
+pub(crate) async fn run(
     session: &Arc<Session>,
     verb: &'static str,
     jobs: Vec<Job>,

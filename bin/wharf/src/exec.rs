@@ -75,6 +75,16 @@ pub async fn execute(
         ShellCommand::Get(args) => {
             interruptible(crate::copy::get(session, &args.paths, args.options())).await?;
         }
+        ShellCommand::Mirror(args) => {
+            let run = crate::mirror::mirror(
+                session,
+                args.remote.as_deref(),
+                args.local.as_deref(),
+                args.options(),
+                out,
+            );
+            interruptible(run).await?;
+        }
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;
         }

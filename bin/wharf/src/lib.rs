@@ -16,6 +16,7 @@ pub mod glob;
 pub mod identity;
 pub mod listing;
 pub mod local;
+pub mod mirror;
 pub mod progress;
 pub mod reconnect;
 pub mod rpc;

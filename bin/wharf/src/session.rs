@@ -12,7 +12,7 @@ use wharf_common::claims::ClaimSet;
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{
-    CloseCode, Command, Entry, EntryKind, ErrorCode, PartialUpload, QuotaInfo, Reply,
+    CloseCode, Command, Entry, EntryKind, ErrorCode, PartialUpload, QuotaInfo, Reply, TreeEntry,
 };
 
 use crate::error::{ClientError, Result};
@@ -405,6 +405,31 @@ impl Session {
                 }
                 other => return Err(unexpected(&other)),
             }
+        }
+    }
+
+    /// Everything below the directory `path`, recursively (symlinks listed, not followed).
+    pub async fn tree(&self, path: &RemotePath) -> Result<Vec<TreeEntry>> {
+        let mut replies = self.link().rpc.request(Command::Tree { path: path.to_string() }).await?;
+        let mut all = Vec::new();
+        loop {
+            match self.link().rpc.next_reply(&mut replies).await? {
+                Reply::TreeEntries { entries, done } => {
+                    all.extend(entries);
+                    if done {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// The SHA-256 (hex) of the remote file `path` as it is now, and its version.
+    pub async fn digest(&self, path: &RemotePath) -> Result<(String, String)> {
+        match self.link().rpc.call(Command::Digest { path: path.to_string() }).await? {
+            Reply::Digest { sha256, version } => Ok((sha256, version)),
+            other => Err(unexpected(&other)),
         }
     }
 

@@ -18,7 +18,7 @@ use wharfd::config::Config;
 use wharfd::layout::Layout;
 use wharfd::server::Server;
 use wharfd::storage::{
-    DownloadSource, Home, Listing, Storage, StorageError, StorageResult, UploadTarget,
+    DownloadSource, Home, Listing, Storage, StorageError, StorageResult, TreeListing, UploadTarget,
 };
 
 use crate::util::{content, p, server_partial_bytes};
@@ -117,6 +117,12 @@ impl Home for FaultyHome {
     }
     async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {
         self.inner.chmod(path, mode).await
+    }
+    async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
+        self.inner.tree(path).await
+    }
+    async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
+        self.inner.digest(path).await
     }
     async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
         self.inner.discard_upload(key).await

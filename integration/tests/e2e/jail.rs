@@ -218,3 +218,33 @@ async fn two_users_never_see_each_other() {
     ann.close().await;
     anna.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tree_and_digest_never_follow_a_symlink_out_of_the_home() {
+    let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw")]);
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::create_dir(outside.path().join("secret dir")).expect("dir");
+    std::fs::write(outside.path().join("secret dir/key"), b"not yours").expect("secret");
+    let home = server.home("ann");
+    std::fs::create_dir(home.join("docs")).expect("docs");
+    std::fs::write(home.join("docs/mine.txt"), b"mine").expect("file");
+    symlink(outside.path().join("secret dir"), home.join("docs/escape")).expect("symlink");
+    symlink(server.home("bob"), home.join("docs/bob")).expect("symlink");
+    let before = snapshot(outside.path());
+    let session = login(&server, "ann", "pw").await;
+
+    let tree = session.tree(&p("/docs")).await.expect("tree");
+    let paths: Vec<&str> = tree.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    assert!(
+        paths.iter().all(|p| !p.contains("key")),
+        "nothing below a symlink is listed: {paths:?}"
+    );
+    for link in ["/docs/escape/key", "/docs/bob"] {
+        refused(link, session.digest(&p(link)).await);
+    }
+    refused("tree through a link", session.tree(&p("/docs/escape")).await);
+    let (digest, _) = session.digest(&p("/docs/mine.txt")).await.expect("digest");
+    assert_eq!(digest, wharf_common::hash::Sha256Digest::of(b"mine").to_string());
+    assert_eq!(snapshot(outside.path()), before);
+}

@@ -13,6 +13,7 @@ mod jail;
 mod jail_race;
 mod keys;
 mod login;
+mod mirror;
 mod navigation;
 mod quota;
 mod reconnect;

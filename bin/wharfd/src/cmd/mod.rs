@@ -14,6 +14,7 @@ mod remove;
 mod rename;
 mod rmdir;
 mod stat;
+mod tree;
 
 use std::sync::Arc;
 
@@ -153,6 +154,8 @@ async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply 
         }
         Command::Chmod { path, mode } => chmod::run(session, &path, mode).await,
         Command::Partials => partials::list(session).await,
+        Command::Tree { path } => tree::run(session, &path, progress).await,
+        Command::Digest { path } => tree::digest(session, &path).await,
         Command::DropPartials { path } => partials::drop(session, path.as_deref()).await,
         Command::Get { path, have, version } => {
             get::run(session, &path, &have, version, progress).await

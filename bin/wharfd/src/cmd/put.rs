@@ -90,7 +90,13 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     // The writer shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
     let partial = target.file.try_clone().map_err(|err| StorageError::from_io(&err, &path))?;
-    let dest = Partial { file: target.file, checkpoint: target.checkpoint, _claim: claim.clone() };
+    let (finished, writer_done) = tokio::sync::oneshot::channel();
+    let dest = Partial {
+        file: target.file,
+        checkpoint: target.checkpoint,
+        _claim: claim.clone(),
+        finished: Some(finished),
+    };
     let reservation = std::sync::Mutex::new(reservation);
     let charged = AtomicU64::new(0);
     let charge = |written: Written| {
@@ -108,6 +114,9 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     let received = match received {
         Ok(received) => received,
         Err(err) => {
+            // Taken over, the receiver was dropped while the writer may still be writing what the
+            // lanes handed over: measure the partial once it is done, or its bytes go uncounted.
+            let _ = tokio::time::timeout(CLAIM_PATIENCE, writer_done).await;
             // The partial stays, with its bytes counted, for a later resume. Bytes charged but
             // never written (the disk filled up, say) are given back.
             let now = tokio::task::spawn_blocking(move || partial.metadata().map(|m| m.len()))
@@ -142,11 +151,21 @@ fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
     StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
 }
 
-/// A partial upload as the writer sees it.
+/// A partial upload as the writer sees it. The writer drops it after its last write, which tells
+/// `finished`.
 struct Partial {
     file: std::fs::File,
     checkpoint: Box<dyn Fn(&Ranges) + Send>,
     _claim: Arc<Claim<String>>,
+    finished: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.send(());
+        }
+    }
 }
 
 impl Destination for Partial {

@@ -22,7 +22,10 @@ use super::fs_transfer::{
     begin_download, begin_upload, commit_upload, discard_upload, expire_partials, list_partials,
     partial_bytes, record_digest, subdir,
 };
-use super::{DownloadSource, Home, Listing, Storage, StorageError, StorageResult, UploadTarget};
+use super::fs_tree::TreeWalk;
+use super::{
+    DownloadSource, Home, Listing, Storage, StorageError, StorageResult, TreeListing, UploadTarget,
+};
 use crate::blocking::BlockingPool;
 use wharf_common::proto::PartialUpload;
 
@@ -324,6 +327,38 @@ impl Home for FsHome {
     async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {
         let partials = self.partials.clone();
         self.with_path(&RemotePath::root(), move |_, _| list_partials(&partials)).await
+    }
+
+    async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
+        let walk = self.with_path(path, TreeWalk::start).await?;
+        let (tx, rx) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        let shown = path.clone();
+        // As for listings: each page is read on the pool, and no thread waits for a slow client.
+        tokio::spawn(async move {
+            let mut walk = Some(walk);
+            while let Some(mut current) = walk.take() {
+                let (page, rest) = pool
+                    .run(move || {
+                        let page = current.next_page();
+                        let more = matches!(&page, Ok(p) if p.len() == LIST_PAGE_ENTRIES);
+                        (page, more.then_some(current))
+                    })
+                    .await;
+                let page = page.map_err(|err| StorageError::from_io(&err, &shown));
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    return;
+                }
+                walk = rest;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
+        let digests = self.digests.clone();
+        self.with_path(path, move |dir, path| super::fs_tree::digest(dir, &digests, path)).await
     }
 
     async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {

@@ -266,11 +266,24 @@ fn version_of(meta: &cap_std::fs::Metadata) -> String {
     format!("{}-{}.{:09}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
 }
 
+/// What a recorded digest is valid for: the size, the modification time, and the change time, which
+/// any write moves, even one that sets the modification time back.
 fn validity(meta: &cap_std::fs::Metadata) -> String {
-    format!("{} {}.{:09}", meta.len(), meta.mtime(), meta.mtime_nsec())
+    format!(
+        "{} {}.{:09} {}.{:09}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
 }
 
-fn record(digests: &Dir, meta: &cap_std::fs::Metadata, digest: Sha256Digest) -> io::Result<()> {
+pub(super) fn record(
+    digests: &Dir,
+    meta: &cap_std::fs::Metadata,
+    digest: Sha256Digest,
+) -> io::Result<()> {
     write_atomically(
         digests,
         &meta.ino().to_string(),
@@ -278,7 +291,7 @@ fn record(digests: &Dir, meta: &cap_std::fs::Metadata, digest: Sha256Digest) -> 
     )
 }
 
-fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
+pub(super) fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
     let text = digests.read_to_string(meta.ino().to_string()).ok()?;
     let (valid_for, digest) = text.trim_end().rsplit_once(' ')?;
     (valid_for == validity(meta)).then(|| digest.parse().ok()).flatten()

@@ -8,6 +8,7 @@
 
 pub mod fs;
 mod fs_transfer;
+mod fs_tree;
 
 use std::sync::Arc;
 
@@ -65,6 +66,9 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// Pages of a directory listing, produced as the client consumes them. The channel is bounded, so a
 /// huge directory is never held in memory at once.
 pub type Listing = mpsc::Receiver<StorageResult<Vec<Entry>>>;
+
+/// Pages of a recursive `tree` listing, produced as the client consumes them.
+pub type TreeListing = mpsc::Receiver<StorageResult<Vec<wharf_common::proto::TreeEntry>>>;
 
 /// The partial-upload key of `path`: stable, so that the same upload finds its partial again, and
 /// free of any character of the path.
@@ -169,6 +173,11 @@ pub trait Home: Send + Sync + 'static {
     async fn partials(&self) -> StorageResult<Vec<(String, wharf_common::proto::PartialUpload)>>;
     /// Sets the permission bits of `path` (the caller keeps `mode` within `0o777`).
     async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()>;
+    /// Everything below the directory `path`, recursively, never following symlinks, in pages.
+    async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing>;
+    /// The SHA-256 of the file `path` and its version: the recorded digest if it is still valid,
+    /// otherwise the file is read (off the executor) and the digest recorded.
+    async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)>;
     /// Deletes a partial upload; returns its bytes.
     async fn discard_upload(&self, key: &str) -> StorageResult<u64>;
     /// Opens a regular file for download.

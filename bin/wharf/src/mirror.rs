@@ -1,0 +1,405 @@
+//! `mirror [-R] [--delete] [--dry-run] [-j N] [REMOTE [LOCAL]]`: make LOCAL a copy of REMOTE (or,
+//! with `-R`, REMOTE a copy of LOCAL), sending only files whose content differs.
+//!
+//! Both sides are listed once (the server walks its tree in pages). A file whose two versions (size,
+//! modification time, change time, inode) are what they were when the last mirror left the pair
+//! equal is unchanged without reading a byte: the client keeps those versions in `LOCAL/.wharf-mirror`.
+//! Any other file of equal size is compared by SHA-256, the server's recorded digest against the
+//! local file's; a change that kept the size and modification time still moves the change time, so it
+//! is caught. Transfers are ordinary verified, resumable transfers; `--delete` removes what the
+//! source no longer has only after every transfer succeeded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wharf_common::hash::Sha256Digest;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{EntryKind, ErrorCode};
+
+use crate::copy::{CopyOptions, Job};
+use crate::error::{ClientError, Result};
+use crate::exec::emit;
+use crate::format::human_bytes;
+use crate::session::Session;
+
+/// The file beside a mirrored tree that remembers which versions were last equal.
+pub const STATE_FILE: &str = ".wharf-mirror";
+
+/// How a mirror runs.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorOptions {
+    /// Local to remote (`-R`) instead of remote to local.
+    pub reverse: bool,
+    pub delete: bool,
+    pub dry_run: bool,
+    pub jobs: usize,
+}
+
+/// One side's view of an entry: a file with its size and version, or a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    File { size: u64, version: String, mtime: i64 },
+    Dir,
+}
+
+/// Versions of a pair of files that were equal when a mirror last left them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    remote_root: String,
+    /// Relative path → (local version, remote version).
+    files: HashMap<String, (String, String)>,
+}
+
+/// What the mirror will do.
+#[derive(Debug, Default)]
+struct Plan {
+    new: Vec<(String, u64)>,
+    changed: Vec<(String, u64)>,
+    unchanged: Vec<String>,
+    dirs: Vec<String>,
+    delete: Vec<String>,
+}
+
+impl Plan {
+    fn bytes(&self) -> u64 {
+        self.new.iter().chain(&self.changed).map(|(_, size)| size).sum()
+    }
+}
+
+/// Runs a mirror between `remote` (resolved against the working directory) and the local `local`.
+pub async fn mirror(
+    session: &Arc<Session>,
+    remote: Option<&str>,
+    local: Option<&str>,
+    options: MirrorOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let started = Instant::now();
+    let remote_root = session.resolve(remote.unwrap_or("."))?;
+    let local_root = PathBuf::from(local.unwrap_or("."));
+    let remote_side =
+        remote_tree(session, &remote_root, options.reverse && !options.dry_run).await?;
+    if !options.reverse && !options.dry_run {
+        std::fs::create_dir_all(&local_root)
+            .map_err(|err| ClientError::local(local_root.display().to_string(), err))?;
+    }
+    let local_side = local_tree(&local_root, !options.reverse)?;
+    let mut state = load_state(&local_root, &remote_root);
+    let (source, dest) =
+        if options.reverse { (&local_side, &remote_side) } else { (&remote_side, &local_side) };
+    let plan = plan(session, &remote_root, &local_root, source, dest, &state, options).await?;
+    if options.dry_run {
+        return emit(out, &dry_run_text(&plan, options));
+    }
+    make_dirs(session, &remote_root, &local_root, &plan.dirs, options.reverse).await?;
+    let jobs = jobs(&remote_root, &local_root, &plan, source)?;
+    let copy = CopyOptions {
+        recursive: false,
+        jobs: options.jobs,
+        resume: true,
+        preserve: true,
+        glob_local: false,
+    };
+    if !jobs.is_empty() {
+        let verb = if options.reverse { "put" } else { "get" };
+        crate::copy::run(session, verb, jobs, copy).await?;
+    }
+    if options.delete {
+        delete(session, &remote_root, &local_root, &plan.delete, options.reverse).await?;
+    }
+    // Remember the versions now equal, so that the next mirror reads nothing for them.
+    let remote_after = remote_tree(session, &remote_root, false).await?;
+    let local_after = local_tree(&local_root, false)?;
+    state.files.clear();
+    for (path, node) in &local_after {
+        if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
+            (node, remote_after.get(path))
+            && source.contains_key(path)
+        {
+            state.files.insert(path.clone(), (local.clone(), remote.clone()));
+        }
+    }
+    save_state(&local_root, &state)?;
+    let deleted = if options.delete { plan.delete.len() } else { 0 };
+    emit(
+        out,
+        &format!(
+            "mirror: {} sent ({}), {} unchanged, {deleted} deleted, in {:.1} s\n",
+            plan.new.len() + plan.changed.len(),
+            human_bytes(plan.bytes()),
+            plan.unchanged.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    )
+}
+
+/// The remote tree below `root`; with `create`, a missing root is made (an upload's destination).
+async fn remote_tree(
+    session: &Session,
+    root: &RemotePath,
+    create: bool,
+) -> Result<BTreeMap<String, Node>> {
+    let entries = match session.tree(root).await {
+        Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) if create => {
+            session.mkdir(root, true).await?;
+            Vec::new()
+        }
+        other => other?,
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| {
+            let node = match entry.kind {
+                EntryKind::File => {
+                    Node::File { size: entry.size, version: entry.version, mtime: entry.mtime }
+                }
+                EntryKind::Dir => Node::Dir,
+                // Symlinks and special files are not mirrored: a symlink may point anywhere.
+                _ => return None,
+            };
+            Some((entry.path, node))
+        })
+        .collect())
+}
+
+/// The local tree below `root`, without the mirror's own files and partial downloads; a missing root
+/// is an empty tree when `may_be_missing`.
+fn local_tree(root: &Path, may_be_missing: bool) -> Result<BTreeMap<String, Node>> {
+    let mut tree = BTreeMap::new();
+    let mut pending = vec![(root.to_owned(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Err(err) if may_be_missing && err.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other.map_err(|err| ClientError::local(dir.display().to_string(), err))?,
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| ClientError::local(dir.display().to_string(), err))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if name.starts_with(STATE_FILE) || name.contains(".wharf-part") {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .map_err(|err| ClientError::local(entry.path().display().to_string(), err))?;
+            let path = format!("{prefix}{name}");
+            if meta.is_dir() {
+                pending.push((entry.path(), format!("{path}/")));
+                tree.insert(path, Node::Dir);
+            } else if meta.is_file() {
+                let node = Node::File {
+                    size: meta.len(),
+                    version: local_version(&meta),
+                    mtime: meta.mtime(),
+                };
+                tree.insert(path, node);
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// A local file's version, made like the server's: size, modification and change times, inode.
+fn local_version(meta: &std::fs::Metadata) -> String {
+    format!(
+        "{}-{}.{:09}-{}.{:09}-{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino()
+    )
+}
+
+async fn plan(
+    session: &Session,
+    remote_root: &RemotePath,
+    local_root: &Path,
+    source: &BTreeMap<String, Node>,
+    dest: &BTreeMap<String, Node>,
+    state: &State,
+    options: MirrorOptions,
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for (path, node) in source {
+        let Node::File { size, version, .. } = node else {
+            if dest.get(path) != Some(&Node::Dir) {
+                plan.dirs.push(path.clone());
+            }
+            continue;
+        };
+        match dest.get(path) {
+            None => plan.new.push((path.clone(), *size)),
+            Some(Node::Dir) => {
+                return Err(ClientError::Usage(format!(
+                    "{path}: a file on one side and a directory on the other; move one of them"
+                )));
+            }
+            Some(Node::File { size: other_size, version: other_version, .. }) => {
+                let (local, remote) = if options.reverse {
+                    (version, other_version)
+                } else {
+                    (other_version, version)
+                };
+                let remembered = state.files.get(path);
+                if remembered.is_some_and(|(l, r)| l == local && r == remote) {
+                    plan.unchanged.push(path.clone());
+                } else if size != other_size
+                    || !same_content(session, remote_root, local_root, path).await?
+                {
+                    plan.changed.push((path.clone(), *size));
+                } else {
+                    plan.unchanged.push(path.clone());
+                }
+            }
+        }
+    }
+    for path in dest.keys() {
+        let covered = plan.delete.iter().any(|gone| path.starts_with(&format!("{gone}/")));
+        if !source.contains_key(path) && !covered {
+            plan.delete.push(path.clone());
+        }
+    }
+    Ok(plan)
+}
+
+/// Whether the remote and local files at `path` hold the same bytes, by SHA-256: the server's
+/// (recorded, or read once) against the local file's.
+async fn same_content(
+    session: &Session,
+    remote_root: &RemotePath,
+    local_root: &Path,
+    path: &str,
+) -> Result<bool> {
+    let (remote, _) = session.digest(&remote_path(remote_root, path)?).await?;
+    let local = local_root.join(path);
+    let shown = local.display().to_string();
+    let digest = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&local)?;
+        let mut hasher = sha2::Sha256::default();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok::<_, std::io::Error>(Sha256Digest::from_hasher(hasher))
+    })
+    .await
+    .map_err(|err| ClientError::Protocol(format!("hashing failed: {err}")))?
+    .map_err(|err| ClientError::local(shown, err))?;
+    Ok(digest.to_string() == remote)
+}
+
+fn remote_path(root: &RemotePath, relative: &str) -> Result<RemotePath> {
+    root.join(relative).map_err(|err| ClientError::Remote {
+        code: ErrorCode::InvalidPath,
+        message: format!("{root}/{relative}: {err}"),
+    })
+}
+
+async fn make_dirs(
+    session: &Session,
+    remote_root: &RemotePath,
+    local_root: &Path,
+    dirs: &[String],
+    reverse: bool,
+) -> Result<()> {
+    for dir in dirs {
+        if reverse {
+            session.mkdir(&remote_path(remote_root, dir)?, true).await?;
+        } else {
+            let local = local_root.join(dir);
+            std::fs::create_dir_all(&local)
+                .map_err(|err| ClientError::local(local.display().to_string(), err))?;
+        }
+    }
+    Ok(())
+}
+
+fn jobs(
+    remote_root: &RemotePath,
+    local_root: &Path,
+    plan: &Plan,
+    source: &BTreeMap<String, Node>,
+) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for (path, size) in plan.new.iter().chain(&plan.changed) {
+        let mtime = match source.get(path) {
+            Some(Node::File { mtime, .. }) => Some(*mtime),
+            _ => None,
+        };
+        jobs.push(Job {
+            local: local_root.join(path),
+            remote: remote_path(remote_root, path)?,
+            size: *size,
+            mtime,
+        });
+    }
+    Ok(jobs)
+}
+
+async fn delete(
+    session: &Session,
+    remote_root: &RemotePath,
+    local_root: &Path,
+    paths: &[String],
+    reverse: bool,
+) -> Result<()> {
+    for path in paths {
+        if reverse {
+            session.remove(&remote_path(remote_root, path)?, true).await?;
+        } else {
+            let local = local_root.join(path);
+            let removed = if local.is_dir() {
+                std::fs::remove_dir_all(&local)
+            } else {
+                std::fs::remove_file(&local)
+            };
+            removed.map_err(|err| ClientError::local(local.display().to_string(), err))?;
+        }
+    }
+    Ok(())
+}
+
+fn dry_run_text(plan: &Plan, options: MirrorOptions) -> String {
+    let mut text = String::new();
+    for (path, size) in &plan.new {
+        text.push_str(&format!("new      {path} ({})\n", human_bytes(*size)));
+    }
+    for (path, size) in &plan.changed {
+        text.push_str(&format!("changed  {path} ({})\n", human_bytes(*size)));
+    }
+    if options.delete {
+        for path in &plan.delete {
+            text.push_str(&format!("delete   {path}\n"));
+        }
+    }
+    let deleted = if options.delete { plan.delete.len() } else { 0 };
+    text.push_str(&format!(
+        "dry run: {} new, {} changed, {} unchanged, {deleted} to delete, {} to send; nothing was changed\n",
+        plan.new.len(),
+        plan.changed.len(),
+        plan.unchanged.len(),
+        human_bytes(plan.bytes())
+    ));
+    text
+}
+
+fn load_state(local_root: &Path, remote_root: &RemotePath) -> State {
+    std::fs::read(local_root.join(STATE_FILE))
+        .ok()
+        .and_then(|bytes| rmp_serde::from_slice::<State>(&bytes).ok())
+        .filter(|state| state.remote_root == remote_root.as_str())
+        .unwrap_or_else(|| State { remote_root: remote_root.to_string(), files: HashMap::new() })
+}
+
+/// Writes the state in one rename. It is a hint: losing it only costs a comparison by content.
+fn save_state(local_root: &Path, state: &State) -> Result<()> {
+    let bytes = rmp_serde::to_vec(state).map_err(|err| ClientError::Protocol(err.to_string()))?;
+    let temp = local_root.join(format!("{STATE_FILE}.tmp"));
+    let path = local_root.join(STATE_FILE);
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::rename(&temp, &path))
+        .map_err(|err| ClientError::local(path.display().to_string(), err))
+}

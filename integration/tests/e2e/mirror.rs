@@ -1,0 +1,168 @@
+//! `mirror`: both directions, only what differs by content, `--delete`, `--dry-run`, awkward names,
+//! a change that keeps size and time, an interrupted mirror resumed, and a tree of 1,000 files.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use wharf_integration::client::{spawn_wharf, target, text, wharf};
+use wharf_integration::server::TestServer;
+
+use crate::util::content;
+
+fn run(server: &TestServer, work: &Path, script: &str) -> Output {
+    let cert = server.cert().display().to_string();
+    let script = format!("lcd '{}'; {script}", work.display());
+    wharf(work, Some("pw"), &["--ca", &cert, "-c", &script, &target(server, "ann")], None)
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The summary line's counts: (sent, unchanged, deleted).
+fn summary(stdout: &str) -> (usize, usize, usize) {
+    let line =
+        stdout.lines().find(|l| l.starts_with("mirror: ")).unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    let sent = numbers[0];
+    let unchanged =
+        line.split(", ").nth(1).and_then(|p| p.split(' ').next()).and_then(|n| n.parse().ok());
+    let deleted =
+        line.split(", ").nth(2).and_then(|p| p.split(' ').next()).and_then(|n| n.parse().ok());
+    (sent, unchanged.expect("unchanged"), deleted.expect("deleted"))
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let mut pending = vec![(a.to_owned(), b.to_owned())];
+    while let Some((left, right)) = pending.pop() {
+        for entry in std::fs::read_dir(&left).expect("read") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(".wharf-mirror") {
+                continue;
+            }
+            let other = right.join(&name);
+            if entry.file_type().expect("type").is_dir() {
+                pending.push((entry.path(), other));
+            } else {
+                let here = std::fs::read(entry.path()).expect("file");
+                assert_eq!(here, std::fs::read(&other).unwrap_or_default(), "{}", other.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn both_directions_send_only_what_differs_and_delete_on_request() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = server.home("ann");
+    std::fs::create_dir_all(home.join("docs/deep dir/ünï")).expect("dirs");
+    std::fs::write(home.join("docs/a file.txt"), b"alpha").expect("file");
+    std::fs::write(home.join("docs/deep dir/ünï/b.bin"), content(300_000, 1)).expect("file");
+    std::fs::write(home.join("docs/gone.txt"), b"soon deleted").expect("file");
+    let work = tempfile::tempdir().expect("work");
+
+    let first = ok(&run(&server, work.path(), "mirror docs copy"));
+    assert_eq!(summary(&first), (3, 0, 0), "{first}");
+    same_tree(&home.join("docs"), &work.path().join("copy"));
+
+    let again = ok(&run(&server, work.path(), "mirror docs copy"));
+    assert_eq!(summary(&again), (0, 3, 0), "nothing changed, nothing sent: {again}");
+
+    // Changed in place: same size, and the modification time put back.
+    let changed = home.join("docs/a file.txt");
+    let before = std::fs::metadata(&changed).expect("meta").modified().expect("mtime");
+    std::fs::write(&changed, b"ALPHA").expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&changed)
+        .expect("open")
+        .set_modified(before)
+        .expect("time");
+    std::fs::remove_file(home.join("docs/gone.txt")).expect("rm");
+
+    let dry = ok(&run(&server, work.path(), "mirror --delete --dry-run docs copy"));
+    assert!(dry.contains("changed  a file.txt") && dry.contains("delete   gone.txt"), "{dry}");
+    assert!(work.path().join("copy/gone.txt").exists(), "a dry run changes nothing");
+
+    let kept = ok(&run(&server, work.path(), "mirror docs copy"));
+    assert_eq!(summary(&kept), (1, 1, 0), "{kept}");
+    assert!(work.path().join("copy/gone.txt").exists(), "no --delete, nothing deleted");
+    let deleted = ok(&run(&server, work.path(), "mirror --delete docs copy"));
+    assert_eq!(summary(&deleted), (0, 2, 1), "{deleted}");
+    assert!(!work.path().join("copy/gone.txt").exists());
+    same_tree(&home.join("docs"), &work.path().join("copy"));
+
+    // The other way: a local change goes up, and a file only the server has goes away.
+    std::fs::write(work.path().join("copy/new here.txt"), b"from the laptop").expect("file");
+    std::fs::write(home.join("docs/server only.txt"), b"x").expect("file");
+    let up = ok(&run(&server, work.path(), "mirror -R --delete docs copy"));
+    assert_eq!(summary(&up), (1, 2, 1), "{up}");
+    assert_eq!(
+        std::fs::read(home.join("docs/new here.txt")).expect("uploaded"),
+        b"from the laptop"
+    );
+    assert!(!home.join("docs/server only.txt").exists());
+}
+
+#[test]
+fn a_tree_of_a_thousand_files_then_ten_changes() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    let local = work.path().join("tree");
+    for i in 0..1000 {
+        let dir = local.join(format!("d{}/e{}", i % 10, i % 7));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(format!("f{i}.txt")), format!("file {i}")).expect("file");
+    }
+    let first = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
+    assert_eq!(summary(&first), (1000, 0, 0));
+    same_tree(&local, &server.home("ann").join("up"));
+    for i in (0..1000).step_by(100) {
+        let path = local.join(format!("d{}/e{}/f{i}.txt", i % 10, i % 7));
+        std::fs::write(path, format!("changed {i}")).expect("change");
+    }
+    let started = Instant::now();
+    let second = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
+    assert_eq!(summary(&second), (10, 990, 0), "{second}");
+    same_tree(&local, &server.home("ann").join("up"));
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn an_interrupted_mirror_resumes() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(96 << 20, 2);
+    std::fs::create_dir(server.home("ann").join("big")).expect("dir");
+    std::fs::write(server.home("ann").join("big/movie.bin"), &data).expect("file");
+    let work = tempfile::tempdir().expect("work");
+    let cert = server.cert().display().to_string();
+    let url = format!("wharf://ann@127.0.0.1:{}/big", server.addr().port());
+    let dest = work.path().join("big");
+    let dest_arg = dest.display().to_string();
+    let mut child =
+        spawn_wharf(work.path(), Some("pw"), &["--ca", &cert, "mirror", &url, &dest_arg], false);
+    // Killed once the client has recorded some progress (the meta file's range lines).
+    let meta = dest.join("movie.bin.wharf-part.meta");
+    let recorded =
+        || std::fs::read_to_string(&meta).map_or(0, |text| text.lines().count().saturating_sub(1));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorded() == 0 {
+        assert!(child.try_wait().expect("wait").is_none(), "finished before the kill");
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!dest.join("movie.bin").exists(), "interrupted before the end");
+
+    let out = wharf(work.path(), Some("pw"), &["--ca", &cert, "mirror", &url, &dest_arg], None);
+    let stdout = ok(&out);
+    assert!(stdout.contains("resumed at"), "{stdout}");
+    assert_eq!(std::fs::read(dest.join("movie.bin")).expect("mirrored"), data);
+}
