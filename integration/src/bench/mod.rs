@@ -3,7 +3,8 @@
 //! the ratios are what to quote, since they are measured side by side.
 //!
 //! Workloads: one 1 GiB file (get and put, verified end to end by wharf, by nothing in sftp),
-//! 8 × 128 MiB at once, 1,000 files of 4 KiB, and connect + log in + `ls` + quit.
+//! 8 × 128 MiB at once, 1,000 files of 4 KiB, a mirror of those 1,000 files with 10 changed
+//! (against `rsync -a` over the same ssh), and connect + log in + `ls` + quit.
 
 mod raw_quinn;
 mod sftp;
@@ -42,6 +43,23 @@ fn measure(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow:
     for _ in 0..runs {
         // Flush what earlier runs left dirty, so that no run pays for another's writeback (on ext4,
         // an fsync can force out every file's dirty data).
+        std::process::Command::new("sync").status().context("sync")?;
+        let started = Instant::now();
+        once()?;
+        samples.push(started.elapsed());
+    }
+    Ok(median(samples))
+}
+
+/// Like [`measure`], with `prepare` run before each timed run, untimed.
+fn measure_after(
+    runs: usize,
+    prepare: &mut dyn FnMut() -> anyhow::Result<()>,
+    mut once: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        prepare()?;
         std::process::Command::new("sync").status().context("sync")?;
         let started = Instant::now();
         once()?;
@@ -264,6 +282,31 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
         })?,
         raw: None,
     });
+    eprintln!("bench: mirror of 1,000 files with 10 changed");
+    let rsync_dest = work.path().join("rsync-remote");
+    wharf_run("mirror -R -j 16 tree small".into())?;
+    sshd.rsync(&local.join("small"), &rsync_dest)?;
+    let mut round = 0;
+    let mut change_ten = || -> anyhow::Result<()> {
+        round += 1;
+        for n in (0..1000).step_by(100) {
+            write_random(&local.join(format!("small/f{n:04}")), 4096, 10_000 * round + n)?;
+        }
+        Ok(())
+    };
+    let wharf_mirror = measure_after(plan.small_runs, &mut change_ten, || {
+        wharf_run("mirror -R -j 16 tree small".into())
+    })?;
+    let rsync_mirror = measure_after(plan.small_runs, &mut change_ten, || {
+        sshd.rsync(&local.join("small"), &rsync_dest)
+    })?;
+    rows.push(Row {
+        workload: "mirror 1,000, 10 changed".into(),
+        bytes: None,
+        wharf: wharf_mirror,
+        sftp: rsync_mirror,
+        raw: None,
+    });
     eprintln!("bench: connect, log in, ls, quit");
     rows.push(Row {
         workload: "connect + login + ls".into(),
@@ -279,7 +322,7 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
         plan.big_runs, plan.small_runs
     );
     println!(
-        "sftp: OpenSSH, aes128-gcm@openssh.com, no end-to-end verification; wharf: SHA-256 verified, fsynced"
+        "sftp: OpenSSH, aes128-gcm@openssh.com, no end-to-end verification (the mirror row's baseline is rsync -a over the same ssh); wharf: SHA-256 verified, fsynced"
     );
     println!("rates: higher is better; times: lower is better; ratios are wharf / baseline\n");
     println!(

@@ -25,17 +25,19 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs openssh-server with apt-get if sshd is missing (CI machines start without it).
+/// Installs openssh-server and rsync with apt-get if missing (CI machines start without them).
 fn ensure_sshd() -> anyhow::Result<()> {
-    if Path::new(SSHD).exists() {
+    if Path::new(SSHD).exists() && Path::new(RSYNC).exists() {
         return Ok(());
     }
-    eprintln!("bench: installing openssh-server for the sftp baseline");
+    eprintln!("bench: installing openssh-server and rsync for the baselines");
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "openssh-server"])
+        .args(["install", "-y", "-qq", "openssh-server", "rsync"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
+
+const RSYNC: &str = "/usr/bin/rsync";
 
 impl Sshd {
     pub fn start() -> anyhow::Result<Sshd> {
@@ -124,6 +126,31 @@ impl Sshd {
             bail!("sftp failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(output)
+    }
+}
+
+impl Sshd {
+    /// `rsync -a SOURCE/ DEST` over ssh to this server, in the cipher the comparison uses: the
+    /// baseline for `mirror`.
+    pub fn rsync(&self, source: &Path, dest: &Path) -> anyhow::Result<()> {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let ssh = format!(
+            "ssh -c aes128-gcm@openssh.com -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o BatchMode=yes -o LogLevel=ERROR -i {} -p {}",
+            self.key().display(),
+            self.port
+        );
+        let output = Command::new(RSYNC)
+            .args(["-a", "-e", &ssh])
+            .arg(format!("{}/", source.display()))
+            .arg(format!("{user}@127.0.0.1:{}", dest.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        if !output.status.success() {
+            bail!("rsync failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
     }
 }
 
