@@ -95,6 +95,13 @@ pub struct TreeEntry {
     pub version: String,
 }
 
+/// A file's content version as `tree` reports it (and as the client keeps it for its own files):
+/// size, modification time, change time (which any write moves, even one that puts the
+/// modification time back) and inode.
+pub fn content_version(len: u64, mtime: (i64, i64), ctime: (i64, i64), ino: u64) -> String {
+    format!("{len}-{}.{:09}-{}.{:09}-{ino}", mtime.0, mtime.1, ctime.0, ctime.1)
+}
+
 /// One partial upload, as `partials` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialUpload {

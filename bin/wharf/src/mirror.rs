@@ -203,16 +203,13 @@ fn local_tree(root: &Path, may_be_missing: bool) -> Result<BTreeMap<String, Node
     Ok(tree)
 }
 
-/// A local file's version, made like the server's: size, modification and change times, inode.
+/// A local file's version, made like the server's.
 fn local_version(meta: &std::fs::Metadata) -> String {
-    format!(
-        "{}-{}.{:09}-{}.{:09}-{}",
+    wharf_common::proto::content_version(
         meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-        meta.ino()
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+        meta.ino(),
     )
 }
 

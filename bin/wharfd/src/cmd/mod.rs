@@ -62,6 +62,24 @@ impl Progress<'_> {
     }
 }
 
+/// Forwards pages as the storage layer produces them, each as a non-final reply made by `reply`,
+/// holding one back so that the last can carry `done`. Memory stays bounded by a couple of pages.
+pub async fn forward_pages<T>(
+    mut pages: tokio::sync::mpsc::Receiver<Result<Vec<T>, StorageError>>,
+    progress: &Progress<'_>,
+    reply: impl Fn(Vec<T>, bool) -> Reply,
+) -> CmdResult {
+    let mut previous = None;
+    while let Some(page) = pages.recv().await {
+        if let Some(entries) = previous.replace(page?)
+            && !progress.send(reply(entries, false)).await
+        {
+            break;
+        }
+    }
+    Ok(reply(previous.unwrap_or_default(), true))
+}
+
 /// What a command returns: its final reply, or the error to send instead.
 pub type CmdResult = Result<Reply, StorageError>;
 

@@ -3,21 +3,12 @@
 //!
 //! Pages are forwarded as the storage layer walks, so memory stays bounded whatever the tree's size.
 
-use super::{CmdResult, Progress, Session, parse_path};
+use super::{CmdResult, Progress, Session, forward_pages, parse_path};
 use wharf_common::proto::Reply;
 
 pub async fn run(session: &Session, path: &str, progress: &Progress<'_>) -> CmdResult {
-    let mut pages = session.home.tree(&parse_path(path)?).await?;
-    let mut previous = None;
-    while let Some(page) = pages.recv().await {
-        // Hold each page back by one, so that the last one can carry `done`.
-        if let Some(entries) = previous.replace(page?)
-            && !progress.send(Reply::TreeEntries { entries, done: false }).await
-        {
-            break;
-        }
-    }
-    Ok(Reply::TreeEntries { entries: previous.unwrap_or_default(), done: true })
+    let pages = session.home.tree(&parse_path(path)?).await?;
+    forward_pages(pages, progress, |entries, done| Reply::TreeEntries { entries, done }).await
 }
 
 pub async fn digest(session: &Session, path: &str) -> CmdResult {

@@ -74,17 +74,13 @@ fn tree_entry(path: String, meta: &Metadata) -> TreeEntry {
     }
 }
 
-/// Changes whenever the content may have: size, modification time, change time (which moves with
-/// any write, even one that puts the modification time back), and inode.
+/// The entry's content version (see [`wharf_common::proto::content_version`]).
 pub fn content_version(meta: &Metadata) -> String {
-    format!(
-        "{}-{}.{:09}-{}.{:09}-{}",
+    wharf_common::proto::content_version(
         meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-        meta.ino()
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+        meta.ino(),
     )
 }
 
