@@ -270,3 +270,35 @@ async fn a_download_resumes_after_the_client_is_killed() {
     assert!(std::fs::read(&dest).expect("downloaded") == data, "the resumed file is whole");
     assert!(!part.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_says_when_a_corrupt_partial_makes_it_start_over() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(SIZE, 9);
+    std::fs::write(server.home("ann").join("up.bin"), &data).expect("server file");
+    let local = tempfile::tempdir().expect("local");
+    let dest = local.path().join("down.bin");
+    let session = login(&server, "ann", "pw").await;
+    interrupt(&session, Direction::Get { remote: &p("/up.bin"), local: &dest }, LATE_CUT).await;
+    session.close().await;
+    corrupt(&wharf::transfer::part_path(&dest));
+
+    let home = tempfile::tempdir().expect("home");
+    let (cert, to) = (server.cert().display().to_string(), target(&server, "ann"));
+    let script = format!("get up.bin {}", dest.display());
+    let out = wharf_integration::client::wharf(
+        home.path(),
+        Some("pw"),
+        &["--ca", &cert, "-c", &script, &to],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "get up.bin: the partial file was corrupt (checksum mismatch); starting over"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+}
