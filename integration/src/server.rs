@@ -149,7 +149,7 @@ impl TestServer {
     /// Sends SIGTERM without waiting for the server to exit ([`TestServer::stop`] waits).
     pub fn terminate(&self) {
         if let Some(child) = &self.child {
-            signal(child, libc::SIGTERM);
+            signal(child, rustix::process::Signal::TERM);
         }
     }
 
@@ -157,7 +157,7 @@ impl TestServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        signal(&child, libc::SIGTERM);
+        signal(&child, rustix::process::Signal::TERM);
         let (tx, rx) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
             let status = child.wait();
@@ -174,7 +174,7 @@ impl TestServer {
     /// Kills the server with SIGKILL, as a crash would, and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGKILL);
+            signal(&child, rustix::process::Signal::KILL);
             let _ = child.wait();
         }
     }
@@ -182,7 +182,7 @@ impl TestServer {
     /// Sends SIGHUP, which makes the server reopen its log files.
     pub fn hangup(&self) {
         if let Some(child) = &self.child {
-            signal(child, libc::SIGHUP);
+            signal(child, rustix::process::Signal::HUP);
         }
     }
 
@@ -217,12 +217,11 @@ pub fn serve_and_read(root: &Path, args: &[&str], last: impl Fn(&str) -> bool) -
     lines
 }
 
-#[allow(unsafe_code)]
-fn signal(child: &Child, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
-    // SAFETY: kill(2) with a pid we spawned and still own; it has no memory effects.
-    unsafe {
-        libc::kill(pid, signal);
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = i32::try_from(child.id()).ok().and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        // A child that has exited already is not an error here.
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 

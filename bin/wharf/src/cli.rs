@@ -102,17 +102,41 @@ enum OneShot {
     },
 }
 
-/// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path.
-fn parse_url(url: &str) -> Result<(Target, String)> {
-    let rest = url.strip_prefix("wharf://").ok_or_else(|| {
-        ClientError::Usage(format!("{url:?}: expected wharf://[USER@]HOST[:PORT]/PATH"))
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(cut) => (&rest[..cut], &rest[cut..]),
-        None => (rest, "/"),
+/// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path. The user and the
+/// path are percent-decoded (`my%20docs` is `my docs`); `?` and `#` in a name must be written
+/// `%3F` and `%23`, since a URL gives them other meanings.
+fn parse_url(text: &str) -> Result<(Target, String)> {
+    let usage = |why: &str| {
+        ClientError::Usage(format!("{text:?}: {why}; expected wharf://[USER@]HOST[:PORT]/PATH"))
     };
-    let target = authority.parse::<Target>().map_err(|err| ClientError::Usage(err.to_string()))?;
-    Ok((target, path.to_owned()))
+    let url = url::Url::parse(text).map_err(|err| usage(&err.to_string()))?;
+    if url.scheme() != "wharf" {
+        return Err(usage("not a wharf:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(usage("write ? and # in names as %3F and %23"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => return Err(usage("no host")),
+    };
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| usage("percent-encoding that is not UTF-8"))
+    };
+    let user = match url.username() {
+        "" => None,
+        user => Some(decode(user)?),
+    };
+    let path = match url.path() {
+        "" => "/".to_owned(),
+        path => decode(path)?,
+    };
+    let port = url.port().unwrap_or(wharf_common::limits::DEFAULT_PORT);
+    Ok((Target { user, host, port }, path))
 }
 
 /// Entry point of the binary.
@@ -423,4 +447,27 @@ fn keygen(file: Option<PathBuf>, no_passphrase: bool, comment: Option<String>) -
         crate::identity::public_path(&path).display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn urls_are_percent_decoded() {
+        let (target, path) =
+            parse_url("wharf://ann@files.example:4500/my%20docs/a%23b.txt").expect("url");
+        assert_eq!(
+            (target.user.as_deref(), target.host.as_str(), target.port),
+            (Some("ann"), "files.example", 4500)
+        );
+        assert_eq!(path, "/my docs/a#b.txt");
+        let (target, path) = parse_url("wharf://[::1]/").expect("ipv6");
+        assert_eq!((target.host.as_str(), target.port, path.as_str()), ("::1", 4433, "/"));
+        assert_eq!(parse_url("wharf://host").expect("no path").1, "/");
+        assert_eq!(parse_url("wharf://h/with space").expect("raw space").1, "/with space");
+        assert!(parse_url("ftp://host/x").is_err());
+        assert!(parse_url("wharf://host/a?b").is_err(), "a raw ? is refused, not cut off");
+        assert!(parse_url("wharf:///nohost").is_err());
+    }
 }
