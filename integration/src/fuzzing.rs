@@ -18,7 +18,14 @@ use wharfd::storage::{Home, Storage as _};
 /// refused before the body is looked at. A request that decodes encodes back to the same request.
 pub fn frame_decode(data: &[u8]) {
     let Some((prefix, body)) = data.split_first_chunk::<4>() else { return };
-    if check_len(u32::from_be_bytes(*prefix)).is_err() {
+    let len = u32::from_be_bytes(*prefix);
+    let refused = check_len(len).is_err();
+    assert_eq!(
+        refused,
+        len == 0 || len > wharf_common::limits::MAX_FRAME_LEN,
+        "length {len}: refused exactly when empty or over the bound"
+    );
+    if refused {
         return;
     }
     if let Ok(request) = decode_body::<Request>(body) {
