@@ -94,7 +94,15 @@ async fn kill_mid_upload_then_put_again(mut server: TestServer) -> (u64, u64) {
     let remote = p("/big.bin");
     let put = session.put(&source, &remote, true, NO_PROGRESS);
     tokio::pin!(put);
-    while server_partial_bytes(server.root(), "ann") < 3 * CHECKPOINT_EVERY {
+    // Lanes write at several places, so the partial's length alone says little: wait for the
+    // server to have recorded some ranges too, or a resume at 0 would be the right answer.
+    let meta = server
+        .root()
+        .join("var/partials/ann")
+        .join(format!("{}.meta", Sha256Digest::of(b"/big.bin")));
+    let recorded =
+        || std::fs::read_to_string(&meta).is_ok_and(|text| text.contains("present = [["));
+    while server_partial_bytes(server.root(), "ann") < 3 * CHECKPOINT_EVERY || !recorded() {
         tokio::select! {
             result = &mut put => panic!("finished before the crash: {result:?}"),
             () = tokio::time::sleep(Duration::from_millis(2)) => {}
@@ -137,7 +145,7 @@ async fn a_segmented_upload_survives_the_server_being_killed() {
     // quota by the partial's length: the rerun fills them without charging them twice.
     let server = TestServer::segmented(3, &[("ann", "pw")]);
     let (resumed_from, kept) = kill_mid_upload_then_put_again(server).await;
-    assert!(resumed_from <= kept, "resumed at {resumed_from} of {kept}");
+    assert!(resumed_from > 0 && resumed_from <= kept, "resumed at {resumed_from} of {kept}");
 }
 
 /// Flips one byte in the middle of a partial, in place: a concurrent append by a writer that is still
