@@ -356,8 +356,7 @@ fn log_in(
     let default = crate::identity::default_key_path();
     let key_path = identity.or_else(|| default.exists().then_some(default.as_path()));
     if let Some(path) = key_path {
-        let identity = Identity::load(path, key_passphrase)
-            .map_err(|err| ClientError::Auth(err.to_string()))?;
+        let identity = Identity::load(path, key_passphrase)?;
         match runtime.block_on(session.login_key(user, Arc::new(identity))) {
             Ok(_) => return Ok(()),
             Err(ClientError::Auth(message)) => eprintln!("{message} (key {})", path.display()),
@@ -438,8 +437,7 @@ fn keygen(file: Option<PathBuf>, no_passphrase: bool, comment: Option<String>) -
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{user}@{}", host.trim())
     });
-    let public = crate::identity::generate(&path, passphrase.as_deref(), &comment)
-        .map_err(|err| ClientError::Usage(err.to_string()))?;
+    let public = crate::identity::generate(&path, passphrase.as_deref(), &comment)?;
     println!("wrote {} and {}", path.display(), crate::identity::public_path(&path).display());
     println!("key fingerprint {}", public.fingerprint());
     println!(

@@ -93,7 +93,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let sources = sources.to_vec();
     let locals = tokio::task::spawn_blocking(move || expand_locals(&sources, options.glob_local))
         .await
-        .map_err(|err| ClientError::Protocol(format!("planner failed: {err}")))??;
+        .map_err(|err| ClientError::Internal(format!("planner failed: {err}")))??;
     let dest_path = session.resolve(shown)?;
     let is_dir = match session.stat(&dest_path).await {
         Ok(entry) => Some(entry.kind == EntryKind::Dir),
@@ -104,7 +104,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let recursive = options.recursive;
     let (dirs, jobs) = tokio::task::spawn_blocking(move || plan_put(&locals, &target, recursive))
         .await
-        .map_err(|err| ClientError::Protocol(format!("planner failed: {err}")))??;
+        .map_err(|err| ClientError::Internal(format!("planner failed: {err}")))??;
     for dir in &dirs {
         session.mkdir(dir, true).await?;
     }
@@ -279,7 +279,7 @@ pub(crate) async fn run(
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ClientError::Protocol("closed".into()))?;
+            .map_err(|_| ClientError::Internal("the transfer slots closed".into()))?;
         let (session, ui) = (session.clone(), ui.clone());
         tasks.spawn(async move {
             let name = job.remote.file_name().unwrap_or("/").to_owned();
@@ -331,7 +331,7 @@ pub(crate) async fn run(
     let mut failed = 0;
     while let Some(joined) = tasks.join_next().await {
         let result =
-            joined.map_err(|err| ClientError::Protocol(format!("transfer task: {err}")))?;
+            joined.map_err(|err| ClientError::Internal(format!("transfer task: {err}")))?;
         if let Err(err) = result {
             failed += 1;
             first_error.get_or_insert(err);

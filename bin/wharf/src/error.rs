@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a command failed (remote error, local file error) |
+//! | 1 | a command failed (remote error, local file error, an internal failure of the client) |
 //! | 2 | usage: bad arguments, or a batch command that does not parse |
 //! | 3 | connection or host key: unreachable, handshake failed, certificate unknown or changed, connection lost |
 //! | 4 | authentication: wrong user or password, too many attempts, no password available |
@@ -48,6 +48,10 @@ pub enum ClientError {
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A task of this client failed (it panicked, or was cancelled): neither the network's fault
+    /// nor the user's.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ClientError {
@@ -60,7 +64,10 @@ impl ClientError {
             | ClientError::ConnectionLost(_) => 3,
             ClientError::Protocol(_) => 3,
             ClientError::Auth(_) => 4,
-            ClientError::Remote { .. } | ClientError::Local { .. } | ClientError::Interrupted => 1,
+            ClientError::Remote { .. }
+            | ClientError::Local { .. }
+            | ClientError::Interrupted
+            | ClientError::Internal(_) => 1,
         }
     }
 

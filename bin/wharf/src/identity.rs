@@ -39,6 +39,18 @@ pub enum KeyFileError {
     Crypto(String),
 }
 
+impl From<KeyFileError> for crate::error::ClientError {
+    fn from(err: KeyFileError) -> Self {
+        use crate::error::ClientError;
+        match err {
+            KeyFileError::Io { path, source } => ClientError::local(path, source),
+            KeyFileError::Crypto(why) => ClientError::Internal(why),
+            // A key that cannot be used is a login that cannot happen.
+            other => ClientError::Auth(other.to_string()),
+        }
+    }
+}
+
 /// The private key file as stored.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

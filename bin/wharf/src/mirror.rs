@@ -283,7 +283,7 @@ async fn same_content(
         Ok::<_, std::io::Error>(Sha256Digest::from_hasher(hasher))
     })
     .await
-    .map_err(|err| ClientError::Protocol(format!("hashing failed: {err}")))?
+    .map_err(|err| ClientError::Internal(format!("hashing failed: {err}")))?
     .map_err(|err| ClientError::local(shown, err))?;
     Ok(digest.to_string() == remote)
 }
