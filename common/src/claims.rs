@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -36,8 +38,8 @@ pub struct Claim<K: Hash + Eq> {
 }
 
 impl<K: Hash + Eq + Clone> ClaimSet<K> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Notify>>> {
-        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<K, Arc<Notify>>> {
+        self.held.lock()
     }
 
     /// Claims `key` now, or `None` if it is held.
@@ -89,7 +91,7 @@ impl<K: Hash + Eq> Claim<K> {
 
 impl<K: Hash + Eq> Drop for Claim<K> {
     fn drop(&mut self) {
-        self.set.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.key);
+        self.set.held.lock().remove(&self.key);
         self.set.released.notify_waiters();
     }
 }

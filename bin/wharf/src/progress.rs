@@ -4,7 +4,9 @@
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -56,14 +58,14 @@ struct FileState {
 
 impl FileState {
     fn moved(&self) {
-        *self.last_moved.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.last_moved.lock() = Instant::now();
         if self.stalled.swap(false, Ordering::Relaxed) {
             self.bar.set_message(self.name.clone());
         }
     }
 
     fn check_stall(&self) {
-        let idle = self.last_moved.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let idle = self.last_moved.lock().elapsed();
         if idle >= STALLED_AFTER && !self.stalled.swap(true, Ordering::Relaxed) {
             self.bar.set_message(format!("{} (stalled)", self.name));
         }
@@ -140,7 +142,7 @@ impl TransferUi {
             last_moved: Mutex::new(Instant::now()),
             stalled: AtomicBool::new(false),
         });
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&state));
+        self.active.lock().push(Arc::downgrade(&state));
         FileProgress {
             state,
             overall: self.overall.clone(),
@@ -190,7 +192,7 @@ fn watch_stalls(active: Weak<Mutex<Vec<Weak<FileState>>>>) {
         loop {
             std::thread::sleep(STALL_CHECK);
             let Some(active) = active.upgrade() else { return };
-            let mut files = active.lock().unwrap_or_else(|p| p.into_inner());
+            let mut files = active.lock();
             files.retain(|file| match file.upgrade() {
                 Some(file) => {
                     file.check_stall();

@@ -5,8 +5,10 @@
 //! ([`Reply::is_final`]); listings send pages before it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use tokio::sync::mpsc;
 use wharf_common::frame::{read_message, write_message};
@@ -152,8 +154,8 @@ impl Rpc {
     }
 }
 
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, Waiting> {
-    pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock(pending: &Pending) -> parking_lot::MutexGuard<'_, Waiting> {
+    pending.lock()
 }
 
 async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {

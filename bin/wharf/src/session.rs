@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use wharf_common::claims::ClaimSet;
@@ -234,7 +236,7 @@ async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link>
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => {
                 if let (Some(pin), Some(observed)) = (&pin, &observed) {
-                    let seen = observed.lock().ok().and_then(|o| o.fingerprint.clone());
+                    let seen = observed.lock().fingerprint.clone();
                     if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
                         return Err(changed(options, pin, presented));
                     }
@@ -254,8 +256,7 @@ async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link>
             }
         };
         if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
-            let seen =
-                observed.as_ref().and_then(|o| o.lock().ok().and_then(|o| o.fingerprint.clone()));
+            let seen = observed.as_ref().and_then(|o| o.lock().fingerprint.clone());
             let fingerprint = seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
             if let Err(err) = trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
             {
@@ -514,8 +515,8 @@ impl Session {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    mutex.lock()
 }
 
 fn unexpected(reply: &Reply) -> ClientError {

@@ -3,8 +3,8 @@
 //! The `transfer` reply (on the control stream) and the lanes race each other, so lanes that arrive
 //! before anyone waits for them are held until their `get` asks (at most [`MAX_UNCLAIMED`]).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -43,8 +43,8 @@ pub struct IncomingStreams {
 }
 
 impl IncomingStreams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Routes> {
+        self.routes.lock()
     }
 
     /// The `lanes` streams of transfer `id`, as they arrive (some may be here already).

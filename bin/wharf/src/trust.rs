@@ -7,7 +7,9 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -151,9 +153,7 @@ impl ServerCertVerifier for PinVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fingerprint = wharf_common::tls::fingerprint(end_entity);
         let matches = self.pin.as_ref().is_none_or(|pin| *pin == fingerprint);
-        if let Ok(mut observed) = self.observed.lock() {
-            observed.fingerprint = Some(fingerprint);
-        }
+        self.observed.lock().fingerprint = Some(fingerprint);
         if matches {
             Ok(ServerCertVerified::assertion())
         } else {

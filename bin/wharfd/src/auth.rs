@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use wharf_common::limits::MAX_PASSWORD_LEN;
@@ -176,14 +178,14 @@ impl Authenticator {
     }
 
     fn turn_of(&self, source: IpAddr) -> Arc<tokio::sync::Mutex<()>> {
-        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        let mut checking = self.checking.lock();
         checking.entry(source).or_default().clone()
     }
 
     /// Forgets an address's lock once no attempt holds or awaits it, so the table only holds
     /// addresses with attempts under way (bounded by the connection caps).
     fn release_turn(&self, source: IpAddr, turn: Arc<tokio::sync::Mutex<()>>) {
-        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        let mut checking = self.checking.lock();
         drop(turn);
         if checking.get(&source).is_some_and(|turn| Arc::strong_count(turn) == 1) {
             checking.remove(&source);
@@ -258,8 +260,8 @@ impl Authenticator {
         self.files.run(move || store.load(&name)).await.ok().flatten()
     }
 
-    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+    fn lock_throttle(&self) -> parking_lot::MutexGuard<'_, Throttle> {
         // The throttle holds only counters; a panic elsewhere cannot leave it inconsistent.
-        self.throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.throttle.lock()
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// Counts open connections by address.
 #[derive(Debug)]
@@ -47,8 +49,8 @@ impl ConnectionLimiter {
         Arc::new(ConnectionLimiter { open: Mutex::default(), max_total, max_per_ip })
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn counts(&self) -> parking_lot::MutexGuard<'_, Counts> {
+        self.open.lock()
     }
 
     /// Admits a connection from `ip`, or says which limit stops it.

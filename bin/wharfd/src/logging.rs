@@ -9,7 +9,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal as _, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::{EnvFilter, Targets};
@@ -47,18 +49,18 @@ impl LogFile {
 
     pub fn reopen(&self) -> std::io::Result<()> {
         let fresh = open_private(&self.path)?;
-        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.file.lock() = fresh;
         Ok(())
     }
 }
 
 impl Write for LogFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+        self.file.lock().write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.lock().unwrap_or_else(|p| p.into_inner()).flush()
+        self.file.lock().flush()
     }
 }
 

@@ -6,7 +6,9 @@
 //! writers can never together pass the limit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::OnceCell;
 use wharf_common::claims::ClaimSet;
@@ -54,9 +56,9 @@ impl Ledger {
         &self.uploading
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QuotaInfo> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, QuotaInfo> {
         // Plain counters; a panic mid-update cannot leave them worse than a missed update.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// The current figures.
@@ -107,7 +109,7 @@ impl QuotaBook {
     /// Gives `bytes` back to `user`'s ledger, if it has been measured already (otherwise the bytes are
     /// simply not there when it is).
     pub fn release(&self, user: &str, bytes: u64) {
-        let ledgers = self.ledgers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ledgers = self.ledgers.lock();
         if let Some(ledger) = ledgers.get(user).and_then(|cell| cell.get()) {
             ledger.release(bytes);
         }
@@ -129,7 +131,7 @@ impl QuotaBook {
         limit: Option<u64>,
     ) -> StorageResult<Arc<Ledger>> {
         let cell = {
-            let mut ledgers = self.ledgers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut ledgers = self.ledgers.lock();
             ledgers.entry(user.to_owned()).or_default().clone()
         };
         let ledger = cell

@@ -7,7 +7,7 @@
 //! last [`Bytes`] referring to them drops, and are handed out again without touching the allocator
 //! (nor zeroing them again).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 
@@ -68,7 +68,7 @@ impl ChunkBuf {
 /// An idle buffer, or a new one. Zeroed once, when first allocated (fresh pages cost nothing to
 /// zero); a reused buffer keeps stale bytes, which are never exposed.
 fn take_buffer() -> Box<[u8]> {
-    let reused = IDLE.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let reused = IDLE.lock().pop();
     reused.unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
 }
 
@@ -81,7 +81,7 @@ impl AsRef<[u8]> for ChunkBuf {
 impl Drop for ChunkBuf {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = IDLE.lock();
             if idle.len() < MAX_IDLE_CHUNKS {
                 idle.push(buf);
             }

@@ -1,8 +1,8 @@
 //! The receiving end: lanes that check every piece against the plan and gather what they carry
 //! into chunks for the writer ([`super::write`]).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ async fn receive_lanes(
             else => break,
         }
     }
-    let missing = shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let missing = shared.pieces.lock().len();
     if stopped || missing > 0 || claims.len() < lanes as usize {
         let received = shared.received.load(Ordering::Relaxed);
         return Err(TransferError::Truncated { received, expected: shared.expected });
@@ -197,7 +197,7 @@ async fn receive_lane(
 /// Marks a piece as taken; a segment that is not an outstanding piece of the plan (outside it, cut
 /// differently, or sent twice) breaks the framing.
 fn take_piece(shared: &Lanes<'_>, offset: u64, len: u64) -> Result<(), TransferError> {
-    match shared.pieces.lock().unwrap_or_else(|p| p.into_inner()).remove(&offset) {
+    match shared.pieces.lock().remove(&offset) {
         Some(planned) if planned == len => Ok(()),
         _ => Err(TransferError::Framing(format!(
             "segment of {len} bytes at {offset} is not an outstanding piece of the transfer"

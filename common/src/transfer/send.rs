@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -112,7 +114,7 @@ async fn send_lane(
     let mut send = within(stall, open).await?;
     within(stall, write_frame(&mut send, &header)).await?;
     loop {
-        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let next = queue.lock().pop_front();
         let Some((offset, len)) = next else { break };
         within(stall, write_frame(&mut send, &LaneFrame::Segment { offset, len })).await?;
         // Up to CHUNKS_IN_FLIGHT reads ahead of the stream, so the disk and the network overlap.

@@ -11,9 +11,11 @@
 //! lower their priority, so that its runtime comes first when the CPU is short.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Mutex, OnceLock};
+
+use parking_lot::Mutex;
 
 use tokio::sync::oneshot;
 
@@ -67,7 +69,7 @@ fn work(incoming: &Mutex<std_mpsc::Receiver<Job>>) {
     // (a process already nicer than this) leaves the thread as it was, which is fine.
     let _ = rustix::process::setpriority_process(None, NICENESS.load(Ordering::Relaxed));
     loop {
-        let job = incoming.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let job = incoming.lock().recv();
         match job {
             Ok(job) => job(),
             Err(_) => return,

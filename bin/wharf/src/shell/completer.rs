@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use reedline::{Completer, CompletionResult, Span, Suggestion};
@@ -39,7 +41,7 @@ impl WharfCompleter {
     }
 
     fn remote_entries(&self, dir: &RemotePath) -> Arc<Vec<Entry>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self.cache.lock();
         if let Some((when, entries)) = cache.get(dir)
             && when.elapsed() < LISTING_TTL
         {

@@ -120,7 +120,7 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
             Ok(Parsed::Command(command)) => runtime.block_on(run_command(&session, command)),
             Err(err) => Err(err),
         };
-        cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        cache.lock().clear();
         match outcome {
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => break,

@@ -97,10 +97,10 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
         _claim: claim.clone(),
         finished: Some(finished),
     };
-    let reservation = std::sync::Mutex::new(reservation);
+    let reservation = parking_lot::Mutex::new(reservation);
     let charged = AtomicU64::new(0);
     let charge = |written: Written| {
-        reservation.lock().unwrap_or_else(|p| p.into_inner()).consume(written.grown);
+        reservation.lock().consume(written.grown);
         charged.fetch_add(written.grown, Ordering::Relaxed);
     };
     let stall = settings.stall_timeout();

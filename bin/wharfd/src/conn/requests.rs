@@ -8,7 +8,9 @@
 //! again: a deleted user, or one whose password changed, loses the session at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -248,6 +250,6 @@ async fn drain_for_shutdown(
     Close::new(CloseCode::ShuttingDown, "server shutting down")
 }
 
-fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashMap<u32, Option<AbortHandle>>> {
-    in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock(in_flight: &InFlight) -> parking_lot::MutexGuard<'_, HashMap<u32, Option<AbortHandle>>> {
+    in_flight.lock()
 }

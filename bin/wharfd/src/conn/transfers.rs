@@ -6,8 +6,8 @@
 //! connection) is stopped with [`STOP_UNKNOWN_TRANSFER`] and harms nothing else. So is a lane past
 //! the number expected.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -53,8 +53,8 @@ impl TransferStreams {
         self.lock().remove(&id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Waiting>> {
+        self.waiting.lock()
     }
 
     /// Reads a new stream's header and hands the stream to its `put`, or stops it.
