@@ -13,9 +13,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc as std_mpsc;
-
-use parking_lot::Mutex;
 
 use tokio::sync::oneshot;
 
@@ -38,7 +35,7 @@ pub fn set_thread_niceness(nice: i32) {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-static QUEUE: OnceLock<std_mpsc::Sender<Job>> = OnceLock::new();
+static QUEUE: OnceLock<crossbeam_channel::Sender<Job>> = OnceLock::new();
 
 /// How many transfer threads this process runs.
 fn thread_count() -> usize {
@@ -46,10 +43,11 @@ fn thread_count() -> usize {
     (2 * cores).max(MIN_TRANSFER_THREADS)
 }
 
-fn queue() -> &'static std_mpsc::Sender<Job> {
+/// The queue every transfer thread takes jobs from (a channel with many receivers, so no thread
+/// holds a lock while it waits).
+fn queue() -> &'static crossbeam_channel::Sender<Job> {
     QUEUE.get_or_init(|| {
-        let (jobs, incoming) = std_mpsc::channel::<Job>();
-        let incoming = std::sync::Arc::new(Mutex::new(incoming));
+        let (jobs, incoming) = crossbeam_channel::unbounded::<Job>();
         for n in 0..thread_count() {
             let incoming = incoming.clone();
             let spawned = std::thread::Builder::new()
@@ -64,16 +62,12 @@ fn queue() -> &'static std_mpsc::Sender<Job> {
     })
 }
 
-fn work(incoming: &Mutex<std_mpsc::Receiver<Job>>) {
+fn work(incoming: &crossbeam_channel::Receiver<Job>) {
     // On Linux, niceness belongs to each thread: "the current process" here is this thread. Failing
     // (a process already nicer than this) leaves the thread as it was, which is fine.
     let _ = rustix::process::setpriority_process(None, NICENESS.load(Ordering::Relaxed));
-    loop {
-        let job = incoming.lock().recv();
-        match job {
-            Ok(job) => job(),
-            Err(_) => return,
-        }
+    for job in incoming.iter() {
+        job();
     }
 }
 

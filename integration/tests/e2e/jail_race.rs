@@ -66,6 +66,7 @@ async fn swapping_a_directory_for_a_symlink_never_breaks_the_jail() {
     // can take seconds while other tests write): a slow run is not a failed one.
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut round = 0;
+    let mut first_error = None;
     while Instant::now() < deadline || round < MIN_ROUNDS {
         round += 1;
         if let Ok(entries) = session.list(&p("/d")).await {
@@ -84,7 +85,13 @@ async fn swapping_a_directory_for_a_symlink_never_breaks_the_jail() {
             ok(true);
         }
         let uploaded = format!("/d/up-{round}");
-        ok(session.put(&local.path().join("up"), &p(&uploaded), false, &|_| {}).await.is_ok());
+        let put = session.put(&local.path().join("up"), &p(&uploaded), false, &|_| {}).await;
+        if let Err(err) = &put
+            && first_error.is_none()
+        {
+            first_error = Some(err.to_string());
+        }
+        ok(put.is_ok());
         ok(session.mkdir(&p(&format!("/d/dir-{round}")), false).await.is_ok());
         ok(session.rename(&p(&uploaded), &p(&format!("/d/moved-{round}"))).await.is_ok());
         ok(session.rename(&p("/d/inner"), &p("/d/inner2")).await.is_ok());
@@ -99,6 +106,10 @@ async fn swapping_a_directory_for_a_symlink_never_breaks_the_jail() {
     // The race was real: the directory was swapped many times, and operations got through while it was.
     let succeeded = succeeded.load(Ordering::Relaxed);
     println!("{round} rounds, {swaps} swaps, {succeeded} operations succeeded");
-    assert!(swaps > 100 && succeeded > 0, "{swaps} swaps, {succeeded} successes");
+    assert!(
+        swaps > 100 && succeeded > 0,
+        "{swaps} swaps, {succeeded} successes; first failed put: {first_error:?}\n{}",
+        server.log()
+    );
     session.close().await;
 }
