@@ -394,36 +394,40 @@ impl Session {
 
     /// All entries of a directory, in the server's order.
     pub async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
-        let mut replies = self.link().rpc.request(Command::List { path: path.to_string() }).await?;
+        self.all_pages(Command::List { path: path.to_string() }, |reply| match reply {
+            Reply::Entries { entries, done } => Ok((entries, done)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Sends `cmd` and gathers the pages of its answer, which `page` takes apart into entries and
+    /// whether it was the last.
+    async fn all_pages<T>(
+        &self,
+        cmd: Command,
+        page: impl Fn(Reply) -> std::result::Result<(Vec<T>, bool), Reply>,
+    ) -> Result<Vec<T>> {
+        let link = self.link();
+        let mut replies = link.rpc.request(cmd).await?;
         let mut all = Vec::new();
         loop {
-            match self.link().rpc.next_reply(&mut replies).await? {
-                Reply::Entries { entries, done } => {
-                    all.extend(entries);
-                    if done {
-                        return Ok(all);
-                    }
-                }
-                other => return Err(unexpected(&other)),
+            let (entries, done) = page(link.rpc.next_reply(&mut replies).await?)
+                .map_err(|other| unexpected(&other))?;
+            all.extend(entries);
+            if done {
+                return Ok(all);
             }
         }
     }
 
     /// Everything below the directory `path`, recursively (symlinks listed, not followed).
     pub async fn tree(&self, path: &RemotePath) -> Result<Vec<TreeEntry>> {
-        let mut replies = self.link().rpc.request(Command::Tree { path: path.to_string() }).await?;
-        let mut all = Vec::new();
-        loop {
-            match self.link().rpc.next_reply(&mut replies).await? {
-                Reply::TreeEntries { entries, done } => {
-                    all.extend(entries);
-                    if done {
-                        return Ok(all);
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.all_pages(Command::Tree { path: path.to_string() }, |reply| match reply {
+            Reply::TreeEntries { entries, done } => Ok((entries, done)),
+            other => Err(other),
+        })
+        .await
     }
 
     /// The SHA-256 (hex) of the remote file `path` as it is now, and its version.

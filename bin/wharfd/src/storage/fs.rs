@@ -191,30 +191,9 @@ impl Home for FsHome {
 
     async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
         let reader = self.with_path(path, |dir, path| dir.read_dir(path.relative())).await?;
-        let (tx, rx) = mpsc::channel(2);
-        let pool = self.pool.clone();
-        let shown = path.clone();
-        // Each page is read on the pool and the permit released before the page is sent, so a client
-        // that reads slowly holds no blocking thread.
-        tokio::spawn(async move {
-            let mut reader = Some(reader);
-            while let Some(mut entries) = reader.take() {
-                let shown_page = shown.clone();
-                let (page, more) = pool
-                    .run(move || {
-                        let page = read_page(&mut entries, &shown_page);
-                        let more = matches!(&page, Ok(p) if p.len() == LIST_PAGE_ENTRIES);
-                        (page, more.then_some(entries))
-                    })
-                    .await;
-                let failed = page.is_err();
-                if tx.send(page).await.is_err() || failed {
-                    return;
-                }
-                reader = more;
-            }
-        });
-        Ok(rx)
+        Ok(paged(self.pool.clone(), (reader, path.clone()), |(entries, shown)| {
+            read_page(entries, shown)
+        }))
     }
 
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()> {
@@ -331,29 +310,9 @@ impl Home for FsHome {
 
     async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
         let walk = self.with_path(path, TreeWalk::start).await?;
-        let (tx, rx) = mpsc::channel(2);
-        let pool = self.pool.clone();
-        let shown = path.clone();
-        // As for listings: each page is read on the pool, and no thread waits for a slow client.
-        tokio::spawn(async move {
-            let mut walk = Some(walk);
-            while let Some(mut current) = walk.take() {
-                let (page, rest) = pool
-                    .run(move || {
-                        let page = current.next_page();
-                        let more = matches!(&page, Ok(p) if p.len() == LIST_PAGE_ENTRIES);
-                        (page, more.then_some(current))
-                    })
-                    .await;
-                let page = page.map_err(|err| StorageError::from_io(&err, &shown));
-                let failed = page.is_err();
-                if tx.send(page).await.is_err() || failed {
-                    return;
-                }
-                walk = rest;
-            }
-        });
-        Ok(rx)
+        Ok(paged(self.pool.clone(), (walk, path.clone()), |(walk, shown)| {
+            walk.next_page().map_err(|err| StorageError::from_io(&err, shown))
+        }))
     }
 
     async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
@@ -392,6 +351,40 @@ impl Home for FsHome {
 }
 
 /// Reads up to one page of entries. Non-UTF-8 names (which wharf never creates) are shown lossily.
+/// Pages of a listing or walk whose position is `state`, made by `next` on the pool one at a time,
+/// as the receiver takes them: the permit is released before a page is sent, so a client that reads
+/// slowly holds no blocking thread, and memory holds a couple of pages whatever the size. A page
+/// shorter than [`LIST_PAGE_ENTRIES`] is the last.
+fn paged<S, T>(
+    pool: BlockingPool,
+    state: S,
+    next: fn(&mut S) -> StorageResult<Vec<T>>,
+) -> mpsc::Receiver<StorageResult<Vec<T>>>
+where
+    S: Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut state = Some(state);
+        while let Some(mut current) = state.take() {
+            let (page, rest) = pool
+                .run(move || {
+                    let page = next(&mut current);
+                    let more = matches!(&page, Ok(p) if p.len() == LIST_PAGE_ENTRIES);
+                    (page, more.then_some(current))
+                })
+                .await;
+            let failed = page.is_err();
+            if tx.send(page).await.is_err() || failed {
+                return;
+            }
+            state = rest;
+        }
+    });
+    rx
+}
+
 fn read_page(entries: &mut cap_std::fs::ReadDir, path: &RemotePath) -> StorageResult<Vec<Entry>> {
     let mut page = Vec::with_capacity(LIST_PAGE_ENTRIES);
     for item in entries.by_ref() {
