@@ -47,11 +47,12 @@ async fn unknown_user_and_wrong_password_give_the_same_error_after_the_same_work
     }
     assert_eq!(wrong[0].0, unknown[0].0, "the two failures must be indistinguishable");
     // Noise only ever adds time, so the fastest of several runs shows the real work. Without the
-    // dummy hash an unknown user answers in about a millisecond, some twenty times faster.
+    // dummy hash an unknown user answers in about a millisecond, some twenty times faster; a busy
+    // machine can slow all five of one kind (a CI run saw 16 ms against 39 ms), hence the margin.
     let fastest = |runs: &[(String, Duration)]| runs.iter().map(|r| r.1).min().expect("runs");
     let (wrong_min, unknown_min) = (fastest(&wrong), fastest(&unknown));
     assert!(
-        unknown_min * 2 >= wrong_min,
+        unknown_min * 4 >= wrong_min,
         "unknown user took {unknown_min:?}, wrong password {wrong_min:?}: the dummy hash is not being checked"
     );
     let (ok, _) = attempt(&server, [127, 0, 3, 1], "ann", "right").await;

@@ -127,11 +127,9 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
         let path = local.join(format!("d{}/e{}/f{i}.txt", i % 10, i % 7));
         std::fs::write(path, format!("changed {i}")).expect("change");
     }
-    let started = Instant::now();
     let second = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&second), (10, 990, 0), "{second}");
     same_tree(&local, &server.home("ann").join("up"));
-    assert!(started.elapsed() < Duration::from_secs(120));
 }
 
 #[test]
