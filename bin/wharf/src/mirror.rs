@@ -88,7 +88,7 @@ pub async fn mirror(
         std::fs::create_dir_all(&local_root)
             .map_err(|err| ClientError::local(local_root.display().to_string(), err))?;
     }
-    let local_side = local_tree(&local_root, !options.reverse)?;
+    let local_side = local_tree_off_executor(&local_root, !options.reverse).await?;
     let mut state = load_state(&local_root, &remote_root);
     let (source, dest) =
         if options.reverse { (&local_side, &remote_side) } else { (&remote_side, &local_side) };
@@ -114,7 +114,7 @@ pub async fn mirror(
     }
     // Remember the versions now equal, so that the next mirror reads nothing for them.
     let remote_after = remote_tree(session, &remote_root, false).await?;
-    let local_after = local_tree(&local_root, false)?;
+    let local_after = local_tree_off_executor(&local_root, false).await?;
     state.files.clear();
     for (path, node) in &local_after {
         if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
@@ -165,6 +165,18 @@ async fn remote_tree(
             Some((entry.path, node))
         })
         .collect())
+}
+
+/// [`local_tree`] on a blocking thread: a walk of thousands of files must not stall the runtime
+/// that keeps the connection alive.
+async fn local_tree_off_executor(
+    root: &Path,
+    may_be_missing: bool,
+) -> Result<BTreeMap<String, Node>> {
+    let root = root.to_owned();
+    tokio::task::spawn_blocking(move || local_tree(&root, may_be_missing))
+        .await
+        .map_err(|err| ClientError::Internal(format!("walking the local tree: {err}")))?
 }
 
 /// The local tree below `root`, without the mirror's own files and partial downloads; a missing root

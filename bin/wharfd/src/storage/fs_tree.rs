@@ -16,9 +16,6 @@ use wharf_common::proto::{EntryKind, TreeEntry, unix_seconds};
 
 use super::fs_transfer::{record, recorded};
 
-/// Bytes read at a time to hash a file whose digest is not recorded.
-const HASH_BUFFER: usize = 256 * 1024;
-
 /// A walk in progress: the directories still being read, deepest last, each with the path prefix of
 /// its entries. Kept between pages, so that no thread is held while the client reads.
 pub struct TreeWalk {
@@ -95,16 +92,9 @@ pub fn digest(home: &Dir, digests: &Dir, path: &RemotePath) -> io::Result<(Sha25
     if let Some(digest) = recorded(digests, &meta) {
         return Ok((digest, content_version(&meta)));
     }
-    let mut file = file.into_std();
+    let file = file.into_std();
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
-    loop {
-        let read = io::Read::read(&mut file, &mut buf)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
+    wharf_common::transfer::hash_range(&file, 0, meta.len(), &mut hasher)?;
     let digest = Sha256Digest::from_hasher(hasher);
     // Recorded only if the file did not change while it was read (its change time would move).
     let after = std::os::unix::fs::MetadataExt::ctime_nsec(&file.metadata()?);
