@@ -48,7 +48,33 @@ pub fn spawn_wharf(
     args: &[&str],
     stdin: bool,
 ) -> std::process::Child {
-    let mut command = Command::new(binary("wharf"));
+    spawn_wharf_from(Command::new(binary("wharf")), home, password, args, stdin)
+}
+
+/// Runs the `wharf` binary like [`wharf`], inside the network namespace `namespace` (see
+/// [`crate::wan`]).
+pub fn wharf_in(namespace: &str, home: &Path, password: Option<&str>, args: &[&str]) -> Output {
+    spawn_wharf_in(namespace, home, password, args).wait_with_output().expect("wharf output")
+}
+
+/// Starts the `wharf` binary like [`wharf_in`], without waiting for it.
+pub fn spawn_wharf_in(
+    namespace: &str,
+    home: &Path,
+    password: Option<&str>,
+    args: &[&str],
+) -> std::process::Child {
+    let command = crate::wan::in_namespace(namespace, binary("wharf"));
+    spawn_wharf_from(command, home, password, args, false)
+}
+
+fn spawn_wharf_from(
+    mut command: Command,
+    home: &Path,
+    password: Option<&str>,
+    args: &[&str],
+    stdin: bool,
+) -> std::process::Child {
     command
         .args(args)
         .env("HOME", home)

@@ -13,6 +13,7 @@ pub mod raw;
 pub mod relay;
 pub mod server;
 pub mod soak;
+pub mod wan;
 
 use std::path::PathBuf;
 

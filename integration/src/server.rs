@@ -30,6 +30,15 @@ impl TestServer {
         server
     }
 
+    /// Like [`TestServer::new`], with a certificate that also names `host` (an address inside an
+    /// emulated WAN, say).
+    pub fn for_host(config: &str, host: &str) -> TestServer {
+        let server = TestServer::new(config);
+        let setup = server.wharfd(&["setup", "--force", "--host", host], None);
+        assert!(setup.status.success(), "setup failed: {}", String::from_utf8_lossy(&setup.stderr));
+        server
+    }
+
     /// Starts a server with the default configuration and the given users (name, password).
     pub fn with_users(users: &[(&str, &str)]) -> TestServer {
         TestServer::configured("", users)
@@ -99,9 +108,19 @@ impl TestServer {
 
     /// Starts the server on a given address (to come back on the same port after a restart).
     pub fn start_on(&mut self, listen: SocketAddr) {
+        self.launch(Command::new(binary("wharfd")), listen);
+    }
+
+    /// Starts the server inside the network namespace `namespace` (see [`crate::wan`]), listening
+    /// on `listen` there.
+    pub fn start_in(&mut self, namespace: &str, listen: SocketAddr) {
+        self.launch(crate::wan::in_namespace(namespace, binary("wharfd")), listen);
+    }
+
+    fn launch(&mut self, mut wharfd: Command, listen: SocketAddr) {
         assert!(self.child.is_none(), "server already running");
         let log = std::fs::File::create(self.root().join("server-stderr.log")).expect("stderr log");
-        let mut child = Command::new(binary("wharfd"))
+        let mut child = wharfd
             .arg("--root")
             .arg(self.root())
             .args(["serve", "--listen", &listen.to_string()])

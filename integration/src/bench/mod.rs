@@ -8,6 +8,7 @@
 
 mod raw_quinn;
 mod sftp;
+mod wan;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -137,8 +138,51 @@ fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every workload and prints the table.
+/// The profiles to run, from `WHARF_BENCH_PROFILES` (comma-separated; all by default).
+fn profiles() -> anyhow::Result<Vec<String>> {
+    let chosen =
+        std::env::var("WHARF_BENCH_PROFILES").unwrap_or_else(|_| "lan,wan,lossy,far".into());
+    let names: Vec<String> = chosen.split(',').map(|s| s.trim().to_owned()).collect();
+    for name in &names {
+        if !["lan", "wan", "lossy", "far"].contains(&name.as_str()) {
+            bail!("unknown profile {name:?}: lan, wan, lossy or far");
+        }
+    }
+    Ok(names)
+}
+
+/// Runs every profile's workloads and prints a table per profile.
 pub fn run(plan: Plan) -> anyhow::Result<()> {
+    let profiles = profiles()?;
+    if profiles.iter().any(|p| p == "lan") {
+        run_loopback(plan)?;
+    }
+    let across: Vec<crate::wan::Profile> = profiles
+        .iter()
+        .filter_map(|name| match name.as_str() {
+            "wan" => Some(crate::wan::Profile::WAN),
+            "lossy" => Some(crate::wan::Profile::LOSSY),
+            "far" => Some(crate::wan::Profile::FAR),
+            _ => None,
+        })
+        .collect();
+    if across.is_empty() {
+        return Ok(());
+    }
+    if let Some(why) = crate::wan::unavailable() {
+        bail!("the WAN profiles need network namespaces and TUN devices: {why}");
+    }
+    println!("{}\n", wan::router_ceiling(256 * MIB)?);
+    for profile in across {
+        // A lossy path gets a smaller file: the baselines would take many minutes over 1 GiB.
+        let size = if profile.loss > 0.0 { plan.big_size.min(256 * MIB) } else { plan.big_size };
+        wan::run_profile(profile, size, plan.small_runs.min(3))?;
+    }
+    Ok(())
+}
+
+/// Today's loopback rows (the `lan` profile): wharf against sftp and raw quinn.
+fn run_loopback(plan: Plan) -> anyhow::Result<()> {
     let mut server = TestServer::new("[users]\ndefault_quota = \"unlimited\"\n");
     server.add_user("bench", "bench-password", "unlimited");
     server.start();

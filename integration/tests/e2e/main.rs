@@ -27,3 +27,4 @@ mod soak;
 mod transfers;
 mod trust;
 mod util;
+mod wan;

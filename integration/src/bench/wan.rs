@@ -1,0 +1,455 @@
+//! The benchmark across an emulated WAN (see [`crate::wan`]): wharfd and sshd in the server's
+//! namespace, wharf, sftp and rsync in the client's, every packet through the same router.
+//!
+//! Rows per profile: one large get and put (rates, also as a share of the link), 1,000 × 4 KiB
+//! put and get against sftp and `rsync -a`, a mirror of those files with 10 changed against
+//! rsync, connect + log in + `ls` against sftp, and one wharf get sharing the bottleneck with one
+//! sftp get (each one's share, measured in the same window).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::sftp::{Place, Sshd};
+use super::{MIB, median, write_random};
+use crate::client::wharf_in;
+use crate::server::TestServer;
+use crate::wan::{Profile, Wan};
+
+/// How long a baseline may take before it is stopped and its rate taken from what it moved.
+const BASELINE_CAP: Duration = Duration::from_secs(120);
+/// The shared-bottleneck row: both downloads run this long before and during the measurement.
+const SHARE_WARMUP: Duration = Duration::from_secs(5);
+const SHARE_WINDOW: Duration = Duration::from_secs(15);
+
+/// One measured cell: a time, and for bulk rows the bytes moved in it.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    time: Duration,
+    bytes: Option<u64>,
+}
+
+impl Cell {
+    fn rate(&self) -> Option<f64> {
+        self.bytes.map(|b| b as f64 / self.time.as_secs_f64())
+    }
+}
+
+struct Row {
+    workload: String,
+    wharf: Cell,
+    sftp: Option<Cell>,
+    rsync: Option<Cell>,
+}
+
+/// Everything one profile's rows need: the path, the servers and the files on both sides.
+struct Site {
+    wan: Wan,
+    server: TestServer,
+    sshd: Sshd,
+    work: tempfile::TempDir,
+    home: tempfile::TempDir,
+    big_size: u64,
+}
+
+impl Site {
+    fn local(&self) -> PathBuf {
+        self.work.path().join("local")
+    }
+    fn down(&self) -> PathBuf {
+        self.work.path().join("down")
+    }
+    fn sftp_remote(&self) -> PathBuf {
+        self.work.path().join("sftp-remote")
+    }
+
+    fn wharf(&self, commands: &str) -> anyhow::Result<Output> {
+        let cert = self.server.cert().display().to_string();
+        let script = format!("lcd {}; {commands}", self.local().display());
+        let target = format!("bench@{}", self.server.addr());
+        let out = wharf_in(
+            self.wan.client_namespace(),
+            self.home.path(),
+            Some("bench-password"),
+            &["--ca", &cert, "-c", &script, &target],
+        );
+        if !out.status.success() {
+            bail!("wharf {commands}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out)
+    }
+
+    fn sftp(&self, commands: &str) -> anyhow::Result<()> {
+        let batch = format!(
+            "lcd {}\ncd {}\n{commands}\n",
+            self.local().display(),
+            self.sftp_remote().display()
+        );
+        self.sshd.sftp(&batch).map(drop)
+    }
+
+    fn clear_down(&self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(self.down());
+        std::fs::create_dir_all(self.down())?;
+        Ok(())
+    }
+}
+
+fn time(once: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    std::process::Command::new("sync").status().context("sync")?;
+    let started = Instant::now();
+    once()?;
+    Ok(started.elapsed())
+}
+
+fn timed_runs(
+    runs: usize,
+    mut prepare: impl FnMut() -> anyhow::Result<()>,
+    mut once: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        prepare()?;
+        samples.push(time(&mut once)?);
+    }
+    Ok(median(samples))
+}
+
+/// Bytes in the regular files under `dir`, partial downloads included.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Waits for `child`, stopping it at `cap`; the time it ran.
+fn run_capped(mut child: Child, cap: Duration) -> anyhow::Result<(Duration, bool)> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("baseline failed: {status}");
+            }
+            return Ok((started.elapsed(), true));
+        }
+        if started.elapsed() > cap {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok((started.elapsed(), false));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Builds the site for `profile`: namespaces, router, wharfd and sshd, and the test files.
+fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
+    let wan = Wan::new(profile, 1)?;
+    let mut server = TestServer::for_host(
+        "[users]\ndefault_quota = \"unlimited\"\n",
+        &wan.server_ip().to_string(),
+    );
+    server.add_user("bench", "bench-password", "unlimited");
+    server.start_in(wan.server_namespace(), SocketAddr::new(wan.server_ip(), 0));
+    let sshd = Sshd::start_at(Place::Across(&wan))?;
+    let site = Site {
+        wan,
+        server,
+        sshd,
+        work: tempfile::tempdir()?,
+        home: tempfile::tempdir()?,
+        big_size,
+    };
+    for dir in [site.local(), site.sftp_remote(), site.local().join("small")] {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_random(&site.local().join("big.bin"), big_size, 1)?;
+    for n in 0..1000 {
+        write_random(&site.local().join(format!("small/f{n:04}")), 4096, 100 + n)?;
+    }
+    let wharf_home = site.server.home("bench");
+    for dest in [&wharf_home, &site.sftp_remote()] {
+        std::fs::copy(site.local().join("big.bin"), dest.join("big.bin"))?;
+        std::fs::copy(site.local().join("big.bin"), dest.join("big2.bin"))?;
+        copy_dir(&site.local().join("small"), &dest.join("small"))?;
+    }
+    Ok(site)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// The large get and put: wharf complete and verified; sftp stopped at [`BASELINE_CAP`] if slower.
+fn bulk_rows(site: &Site) -> anyhow::Result<Vec<Row>> {
+    let size = site.big_size;
+    let down = site.down().display().to_string();
+    let wharf_get = time(|| {
+        site.clear_down()?;
+        site.wharf(&format!("get big.bin {down}")).map(drop)
+    })?;
+    site.clear_down()?;
+    let sftp_get = site.sshd.spawn_sftp(&format!(
+        "cd {}\nget big.bin {down}/big.bin\n",
+        site.sftp_remote().display()
+    ))?;
+    let (sftp_get_time, _) = run_capped(sftp_get, BASELINE_CAP)?;
+    let sftp_get_bytes = bytes_under(&site.down());
+
+    let wharf_put = time(|| site.wharf("put --no-resume big.bin /up.bin").map(drop))?;
+    let sftp_put = site.sshd.spawn_sftp(&format!(
+        "lcd {}\ncd {}\nput big.bin up.bin\n",
+        site.local().display(),
+        site.sftp_remote().display()
+    ))?;
+    let (sftp_put_time, _) = run_capped(sftp_put, BASELINE_CAP)?;
+    let sftp_put_bytes = bytes_under(&site.sftp_remote().join("up.bin"));
+    let label = |verb| format!("1 × {} MiB {verb}", size / MIB);
+    Ok(vec![
+        Row {
+            workload: label("get"),
+            wharf: Cell { time: wharf_get, bytes: Some(size) },
+            sftp: Some(Cell { time: sftp_get_time, bytes: Some(sftp_get_bytes) }),
+            rsync: None,
+        },
+        Row {
+            workload: label("put"),
+            wharf: Cell { time: wharf_put, bytes: Some(size) },
+            sftp: Some(Cell { time: sftp_put_time, bytes: Some(sftp_put_bytes) }),
+            rsync: None,
+        },
+    ])
+}
+
+/// 1,000 × 4 KiB each way, and the mirror with 10 changed.
+fn small_rows(site: &Site, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let down = site.down().display().to_string();
+    let local_small = site.local().join("small");
+    let rsync_up = site.work.path().join("rsync-up");
+    let clear_rsync_up = || -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&rsync_up);
+        Ok(())
+    };
+    let put = Row {
+        workload: "1,000 × 4 KiB put".into(),
+        wharf: cell(timed_runs(
+            runs,
+            || Ok(()),
+            || site.wharf("put --no-resume -r -j 16 small /up").map(drop),
+        )?),
+        sftp: Some(cell(time(|| site.sftp("put -r small up"))?)),
+        rsync: Some(cell(timed_runs(runs, clear_rsync_up, || {
+            site.sshd.rsync(&local_small, &rsync_up)
+        })?)),
+    };
+    let get = Row {
+        workload: "1,000 × 4 KiB get".into(),
+        wharf: cell(timed_runs(
+            runs,
+            || site.clear_down(),
+            || site.wharf(&format!("get -r -j 16 small {down}")).map(drop),
+        )?),
+        sftp: Some(cell(time(|| {
+            site.clear_down()?;
+            site.sftp(&format!("get -r small {down}/small"))
+        })?)),
+        rsync: Some(cell(timed_runs(
+            runs,
+            || site.clear_down(),
+            || site.sshd.rsync_from(&site.sftp_remote().join("small"), &site.down()),
+        )?)),
+    };
+    // The mirror: both destinations start in step, then 10 files change before each run.
+    let rsync_dest = site.work.path().join("rsync-mirror");
+    site.wharf("mirror -R -j 16 tree small")?;
+    site.sshd.rsync(&local_small, &rsync_dest)?;
+    let mut round = 0;
+    let mut change_ten = || -> anyhow::Result<()> {
+        round += 1;
+        for n in (0..1000).step_by(100) {
+            write_random(&local_small.join(format!("f{n:04}")), 4096, 10_000 * round + n)?;
+        }
+        Ok(())
+    };
+    let wharf_mirror =
+        timed_runs(runs, &mut change_ten, || site.wharf("mirror -R -j 16 tree small").map(drop))?;
+    let rsync_mirror =
+        timed_runs(runs, &mut change_ten, || site.sshd.rsync(&local_small, &rsync_dest))?;
+    let mirror = Row {
+        workload: "mirror 1,000, 10 changed".into(),
+        wharf: cell(wharf_mirror),
+        sftp: None,
+        rsync: Some(cell(rsync_mirror)),
+    };
+    let connect = Row {
+        workload: "connect + login + ls".into(),
+        wharf: cell(timed_runs(runs, || Ok(()), || site.wharf("ls").map(drop))?),
+        sftp: Some(cell(timed_runs(runs, || Ok(()), || site.sftp("ls"))?)),
+        rsync: None,
+    };
+    Ok(vec![put, get, mirror, connect])
+}
+
+fn cell(time: Duration) -> Cell {
+    Cell { time, bytes: None }
+}
+
+/// One wharf get and one sftp get at once, each of its own large file: after a warm-up, each one's
+/// bytes over the same window, as a rate.
+fn shared_row(site: &Site) -> anyhow::Result<(f64, f64)> {
+    let (wharf_dir, sftp_dir) = (site.down().join("wharf"), site.down().join("sftp"));
+    site.clear_down()?;
+    std::fs::create_dir_all(&wharf_dir)?;
+    std::fs::create_dir_all(&sftp_dir)?;
+    let cert = site.server.cert().display().to_string();
+    let script = format!("get --no-resume big.bin {}", wharf_dir.display());
+    let target = format!("bench@{}", site.server.addr());
+    let mut wharf = Stopped(crate::client::spawn_wharf_in(
+        site.wan.client_namespace(),
+        site.home.path(),
+        Some("bench-password"),
+        &["--ca", &cert, "-c", &script, &target],
+    ));
+    let mut sftp = Stopped(site.sshd.spawn_sftp(&format!(
+        "cd {}\nget big2.bin {}/big2.bin\n",
+        site.sftp_remote().display(),
+        sftp_dir.display()
+    ))?);
+    std::thread::sleep(SHARE_WARMUP);
+    let before = (bytes_under(&wharf_dir), bytes_under(&sftp_dir));
+    let started = Instant::now();
+    std::thread::sleep(SHARE_WINDOW);
+    let after = (bytes_under(&wharf_dir), bytes_under(&sftp_dir));
+    let window = started.elapsed().as_secs_f64();
+    let still_running = wharf.0.try_wait()?.is_none() && sftp.0.try_wait()?.is_none();
+    drop((wharf, sftp));
+    if !still_running {
+        bail!("a shared-bottleneck download ended inside the window: use a larger file");
+    }
+    Ok(((after.0 - before.0) as f64 / window, (after.1 - before.1) as f64 / window))
+}
+
+/// A child process that is stopped and waited for when this is dropped.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the router carries with no delay, no cap and no loss: a wharf get through it.
+pub fn router_ceiling(size: u64) -> anyhow::Result<String> {
+    let site = build(Profile::UNSHAPED, size)?;
+    let down = site.down().display().to_string();
+    let mut site = site;
+    let before = site.wan.carried()?;
+    let elapsed = time(|| {
+        site.clear_down()?;
+        site.wharf(&format!("get big.bin {down}")).map(drop)
+    })?;
+    let after = site.wan.carried()?;
+    let carried = after.1.bytes - before.1.bytes;
+    Ok(format!(
+        "router ceiling (no delay, no cap): a {} MiB wharf get at {:.0} MiB/s; the router carried {:.0} MiB/s ({} packets) toward the client, dropping {}",
+        size / MIB,
+        size as f64 / MIB as f64 / elapsed.as_secs_f64(),
+        carried as f64 / MIB as f64 / elapsed.as_secs_f64(),
+        after.1.packets - before.1.packets,
+        after.1.queue_drops - before.1.queue_drops,
+    ))
+}
+
+/// Runs every row for `profile` and prints its table.
+pub fn run_profile(profile: Profile, big_size: u64, small_runs: usize) -> anyhow::Result<()> {
+    eprintln!("bench: {} profile: setting up", profile.name);
+    let mut site = build(profile, big_size)?;
+    let mut rows = Vec::new();
+    if std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_none() {
+        eprintln!("bench: {}: large get and put", profile.name);
+        rows.extend(bulk_rows(&site)?);
+    }
+    eprintln!("bench: {}: small files, mirror, connect", profile.name);
+    rows.extend(small_rows(&site, small_runs)?);
+    let shared = if std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_none() {
+        eprintln!("bench: {}: shared bottleneck", profile.name);
+        Some(shared_row(&site)?)
+    } else {
+        None
+    };
+    let (up, down) = site.wan.carried()?;
+    print_table(profile, &rows, shared);
+    println!(
+        "router: {} packets up ({} lost, {} queue drops), {} down ({} lost, {} queue drops)\n",
+        up.packets, up.lost, up.queue_drops, down.packets, down.lost, down.queue_drops
+    );
+    Ok(())
+}
+
+fn print_table(profile: Profile, rows: &[Row], shared: Option<(f64, f64)>) {
+    let link = profile.bytes_per_sec();
+    println!(
+        "profile {}: {} ms round trip, {}, {} % loss each way, queue {} KiB",
+        profile.name,
+        profile.round_trip.as_millis(),
+        profile.rate_bps.map_or("no cap".into(), |b| format!("{} Mbit/s", b / 1_000_000)),
+        profile.loss * 100.0,
+        profile.queue_bytes() / 1024
+    );
+    println!(
+        "| {:<24} | {:>12} | {:>12} | {:>12} | {:>8} | {:>8} | {:>10} |",
+        "workload", "wharf", "sftp", "rsync -a", "vs sftp", "vs rsync", "wharf/link"
+    );
+    println!("|{}|", ["-"; 7].map(|_| "-----------").join("|"));
+    let show = |c: &Cell| match c.rate() {
+        Some(rate) => format!("{:.1} MiB/s", rate / MIB as f64),
+        None => format!("{:.3} s", c.time.as_secs_f64()),
+    };
+    // A ratio of times for timed rows, of rates for bulk rows: either way above 1 means wharf is
+    // better for rates and worse for times, so say which.
+    let ratio = |w: &Cell, b: &Option<Cell>| match (b, w.rate()) {
+        (None, _) => "—".to_owned(),
+        (Some(b), Some(rate)) => format!("{:.2}× rate", rate / b.rate().unwrap_or(f64::NAN)),
+        (Some(b), None) => format!("{:.2}×", w.time.as_secs_f64() / b.time.as_secs_f64()),
+    };
+    for row in rows {
+        let share = match (row.wharf.rate(), link) {
+            (Some(rate), Some(link)) => format!("{:.0} %", rate / link * 100.0),
+            _ => "—".into(),
+        };
+        println!(
+            "| {:<24} | {:>12} | {:>12} | {:>12} | {:>8} | {:>8} | {:>10} |",
+            row.workload,
+            show(&row.wharf),
+            row.sftp.as_ref().map_or("—".into(), show),
+            row.rsync.as_ref().map_or("—".into(), show),
+            ratio(&row.wharf, &row.sftp),
+            ratio(&row.wharf, &row.rsync),
+            share
+        );
+    }
+    if let (Some((wharf, sftp)), Some(link)) = (shared, link) {
+        println!(
+            "shared bottleneck, one wharf get and one sftp get at once over {} s: wharf {:.1} MiB/s ({:.0} % of the link), sftp {:.1} MiB/s ({:.0} %)",
+            SHARE_WINDOW.as_secs(),
+            wharf / MIB as f64,
+            wharf / link * 100.0,
+            sftp / MIB as f64,
+            sftp / link * 100.0
+        );
+    }
+}
