@@ -5,6 +5,7 @@
 //! drop packets on loopback on our 2-core machine (262 MiB/s against 389 MiB/s with 4 MiB).
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,46 @@ pub struct TransportSettings {
     pub idle_timeout_secs: u64,
     /// Seconds between keep-alive packets sent by the client, well under the idle timeout.
     pub keep_alive_secs: u64,
+    /// How the sender paces itself: each end chooses for what it sends.
+    pub congestion: Congestion,
+}
+
+/// A congestion controller, as quinn provides them.
+///
+/// BBR is the default because of what was measured across the emulated WAN (50 ms, 200 Mbit/s):
+/// quinn's Cubic fell to 1.2 MiB/s at 0.1 % random loss and did not finish 64 MiB in 120 s at
+/// 0.5 %, while BBR moved 19 MiB/s at 0 %, 0.1 % and 0.5 % alike. Loss-based controllers read
+/// every random loss as congestion; BBR paces to the bandwidth and round trip it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    #[default]
+    Bbr,
+    Cubic,
+    NewReno,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "bbr" => Ok(Congestion::Bbr),
+            "cubic" => Ok(Congestion::Cubic),
+            "newreno" => Ok(Congestion::NewReno),
+            _ => Err(format!("unknown congestion controller {name:?}: bbr, cubic or newreno")),
+        }
+    }
+}
+
+impl Congestion {
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        match self {
+            Congestion::Bbr => Arc::new(quinn::congestion::BbrConfig::default()),
+            Congestion::Cubic => Arc::new(quinn::congestion::CubicConfig::default()),
+            Congestion::NewReno => Arc::new(quinn::congestion::NewRenoConfig::default()),
+        }
+    }
 }
 
 impl Default for TransportSettings {
@@ -44,6 +85,7 @@ impl Default for TransportSettings {
             send_window: 32 * 1024 * 1024,
             idle_timeout_secs: 30,
             keep_alive_secs: 10,
+            congestion: Congestion::default(),
         }
     }
 }
@@ -61,7 +103,8 @@ impl TransportSettings {
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(Duration::from_secs(self.idle_timeout_secs))
                     .unwrap_or_else(|_| quinn::IdleTimeout::from(quinn::VarInt::MAX)),
-            ));
+            ))
+            .congestion_controller_factory(self.congestion.factory());
         if keep_alive {
             config.keep_alive_interval(Some(Duration::from_secs(self.keep_alive_secs)));
         }

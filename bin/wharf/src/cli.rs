@@ -72,6 +72,10 @@ struct Args {
     /// Seconds to wait for the server to answer the handshake.
     #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
     connect_timeout: u64,
+    /// Congestion controller for what this client sends: bbr, cubic or newreno (the server picks
+    /// its own, in `[transport] congestion`).
+    #[arg(long, value_name = "NAME", default_value = "bbr", global = true)]
+    congestion: wharf_common::net::Congestion,
     /// The server: [USER@]HOST[:PORT] (port 4433 by default).
     #[arg(required = true)]
     target: Option<Target>,
@@ -218,6 +222,7 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
     };
     let mut options = ConnectOptions::new(target, trust(&args, interactive));
     options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
+    options.transport.congestion = args.congestion;
 
     let session = runtime.block_on(Session::connect(&options))?;
     log_in(&session, &user, args.identity.as_deref(), runtime)?;
