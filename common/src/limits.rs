@@ -32,3 +32,7 @@ pub const LIST_PAGE_ENTRIES: usize = 512;
 
 /// Request id reserved for messages the server sends unprompted (notices).
 pub const NOTICE_ID: u32 = 0;
+
+/// Largest file a `put` may send eagerly, on one lane opened at once without waiting for the
+/// `transfer` reply: for small files, that reply's round trip is most of their cost.
+pub const MAX_EAGER_SIZE: u64 = 256 * 1024;

@@ -55,6 +55,11 @@ pub enum Command {
         resume: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtime: Option<i64>,
+        /// Set for an eager upload: the client sends the whole file at once on one lane whose
+        /// header carries this number. Numbers increase on each connection; `size` is at most
+        /// `MAX_EAGER_SIZE`, and nothing is resumed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eager: Option<u64>,
     },
     /// Abandon the request `request` (an upload or download the user interrupted): the server stops
     /// it, frees what it held, and answers it with `cancelled`. Answered `ok` at once, also when that
@@ -130,8 +135,15 @@ pub enum Reply {
     Ok,
     /// The request failed.
     Error(ErrorReply),
-    /// Login succeeded.
-    LoggedIn { user: String, quota: QuotaInfo },
+    /// Login succeeded. `requests_in_flight` is how many requests this connection may have in
+    /// flight at once (past it, `busy`): a client pipelining many small transfers stays under it.
+    /// Absent (0) from servers before it was added, which allowed 32.
+    LoggedIn {
+        user: String,
+        quota: QuotaInfo,
+        #[serde(default)]
+        requests_in_flight: u32,
+    },
     /// Answer to `stat`.
     Stat { entry: Entry },
     /// One page of a listing; the last page has `done` set (and may be empty).

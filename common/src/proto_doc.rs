@@ -37,6 +37,9 @@ fn example_frames_are_byte_exact() {
     assert_documented(encode_frame(&Request { id: 3, cmd: chmod }).expect("encode"));
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
     assert_documented(encode_frame(&Response { id: 2, reply: error }).expect("encode"));
+    let quota = QuotaInfo { used: 0, reserved: 0, limit: None };
+    let logged_in = Reply::LoggedIn { user: "ann".into(), quota, requests_in_flight: 128 };
+    assert_documented(encode_frame(&Response { id: 1, reply: logged_in }).expect("encode"));
     let quota = Reply::Quota { quota: QuotaInfo { used: 5, reserved: 0, limit: None } };
     assert_documented(encode_frame(&Response { id: 2, reply: quota }).expect("encode"));
 }
@@ -45,7 +48,8 @@ fn example_frames_are_byte_exact() {
 fn lane_example_is_byte_exact() {
     use crate::hash::Sha256Digest;
     use crate::transfer::{LaneFrame, StreamHeader};
-    assert_documented(encode_frame(&StreamHeader { transfer: 1 }).expect("encode"));
+    assert_documented(encode_frame(&StreamHeader::of(1)).expect("encode"));
+    assert_documented(encode_frame(&StreamHeader::eager(1)).expect("encode"));
     assert_documented(encode_frame(&LaneFrame::Segment { offset: 0, len: 3 }).expect("encode"));
     assert_documented(b"abc".to_vec());
     let sha256 = Sha256Digest::of(b"abc").to_string();

@@ -21,15 +21,19 @@ fn command() -> impl Strategy<Value = Command> {
         ".*".prop_map(|path| Command::Stat { path }),
         (".*", any::<bool>()).prop_map(|(path, parents)| Command::Mkdir { path, parents }),
         (".*", ".*").prop_map(|(from, to)| Command::Rename { from, to }),
-        (".*", any::<u64>(), ".*", any::<bool>(), proptest::option::of(any::<i64>())).prop_map(
-            |(path, size, source, resume, mtime)| Command::Put {
+        (
+            (".*", any::<u64>(), ".*", any::<bool>()),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|((path, size, source, resume), mtime, eager)| Command::Put {
                 path,
                 size,
                 source,
                 resume,
-                mtime
-            }
-        ),
+                mtime,
+                eager
+            }),
         (".*", any::<u32>()).prop_map(|(path, mode)| Command::Chmod { path, mode }),
         proptest::option::of(".*").prop_map(|path| Command::DropPartials { path }),
         Just(Command::Partials),

@@ -92,9 +92,17 @@ impl RawClient {
 
     /// Opens an upload stream for `transfer` and writes its header.
     pub async fn open_transfer(&self, transfer: u64) -> quinn::SendStream {
+        self.open_lane(StreamHeader::of(transfer)).await
+    }
+
+    /// Opens the lane of the eager upload numbered `number` and writes its header.
+    pub async fn open_eager(&self, number: u64) -> quinn::SendStream {
+        self.open_lane(StreamHeader::eager(number)).await
+    }
+
+    async fn open_lane(&self, header: StreamHeader) -> quinn::SendStream {
         let mut stream = self.conn.open_uni().await.expect("open stream");
-        let header = encode_frame(&StreamHeader { transfer }).expect("header");
-        stream.write_all(&header).await.expect("write header");
+        stream.write_all(&encode_frame(&header).expect("header")).await.expect("write header");
         stream
     }
 }

@@ -18,6 +18,18 @@ use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
 
+/// Files up to this size are pipelined instead of taking one of the `-j` lanes: what a small file
+/// costs is round trips, not bytes, so many are kept in flight at once.
+pub const SMALL_FILE: u64 = 256 * 1024;
+
+/// Small files in flight at once, well past `-j` (within what the server allows, less
+/// [`REQUESTS_KEPT_FREE`]). Across 50 ms, 120 in flight bring 1,000 files' round trips from ~6 s at
+/// sixteen to under 1 s.
+pub const SMALL_FILES_IN_FLIGHT: usize = 120;
+
+/// Requests left free for everything else on the connection (listings, `cd`, large files' lanes).
+const REQUESTS_KEPT_FREE: usize = 8;
+
 /// How a batch of transfers is run.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
@@ -272,9 +284,12 @@ pub(crate) async fn run(
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
-    let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let window = session.requests_in_flight().saturating_sub(REQUESTS_KEPT_FREE + options.jobs);
+    let pipeline = Arc::new(Semaphore::new(window.clamp(1, SMALL_FILES_IN_FLIGHT)));
     let mut tasks = JoinSet::new();
     for job in jobs {
+        let slots = if job.size <= SMALL_FILE { &pipeline } else { &lanes };
         let permit = slots
             .clone()
             .acquire_owned()

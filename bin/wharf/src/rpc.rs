@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -39,6 +39,9 @@ struct Inner {
     send: tokio::sync::Mutex<quinn::SendStream>,
     pending: Pending,
     next_id: AtomicU32,
+    /// The last eager upload number sent; the server requires them to increase in request order,
+    /// so they are given out as requests are written.
+    last_eager: AtomicU64,
 }
 
 /// The replies to one request. Dropping it before the final reply cancels the request on the
@@ -49,6 +52,15 @@ pub struct Replies {
     id: u32,
     inner: Arc<Inner>,
     finished: bool,
+    /// The eager number the request was sent with, for an eager upload.
+    eager: Option<u64>,
+}
+
+impl Replies {
+    /// The eager number this request was sent with, if it is an eager upload.
+    pub fn eager(&self) -> Option<u64> {
+        self.eager
+    }
 }
 
 impl Drop for Replies {
@@ -67,20 +79,31 @@ impl Drop for Replies {
     }
 }
 
+/// A request on its way.
+struct Sent {
+    id: u32,
+    rx: mpsc::Receiver<Reply>,
+    eager: Option<u64>,
+}
+
 impl Inner {
-    /// Registers a fresh id for `tx` and sends the request.
-    async fn send(
-        &self,
-        cmd: Command,
-    ) -> std::result::Result<(u32, mpsc::Receiver<Reply>), String> {
+    /// Registers a fresh id for `tx` and sends the request; an eager upload gets its number here.
+    async fn send(&self, mut cmd: Command) -> std::result::Result<Sent, String> {
         let (tx, rx) = mpsc::channel(16);
         let id = self.register(tx).ok_or_else(|| "control stream closed".to_owned())?;
         let mut send = self.send.lock().await;
+        let eager = match &mut cmd {
+            Command::Put { eager: Some(number), .. } => {
+                *number = self.last_eager.fetch_add(1, Ordering::Relaxed) + 1;
+                Some(*number)
+            }
+            _ => None,
+        };
         if let Err(err) = write_message(&mut *send, &Request { id, cmd }).await {
             lock(&self.pending).by_id.remove(&id);
             return Err(err.to_string());
         }
-        Ok((id, rx))
+        Ok(Sent { id, rx, eager })
     }
 
     /// Registers `tx` under a fresh id; `None` once the control stream has ended.
@@ -109,14 +132,18 @@ impl Rpc {
             send: tokio::sync::Mutex::new(send),
             pending,
             next_id: AtomicU32::new(1),
+            last_eager: AtomicU64::new(0),
         };
         Rpc { inner: Arc::new(inner) }
     }
 
-    /// Sends `cmd` and returns the handle its replies arrive on.
+    /// Sends `cmd` and returns the handle its replies arrive on. A `put` with any `eager` number is
+    /// sent with the connection's next one ([`Replies::eager`]).
     pub async fn request(&self, cmd: Command) -> Result<Replies> {
         match self.inner.send(cmd).await {
-            Ok((id, rx)) => Ok(Replies { rx, id, inner: self.inner.clone(), finished: false }),
+            Ok(Sent { id, rx, eager }) => {
+                Ok(Replies { rx, id, inner: self.inner.clone(), finished: false, eager })
+            }
             Err(err) => Err(self.lost(err)),
         }
     }

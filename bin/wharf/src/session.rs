@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -107,6 +108,8 @@ pub struct Session {
     host: String,
     user: Mutex<Option<String>>,
     cwd: Mutex<RemotePath>,
+    /// The server's limit on requests in flight, from its login reply.
+    requests_in_flight: AtomicUsize,
 }
 
 impl Session {
@@ -131,6 +134,7 @@ impl Session {
             host: options.target.host.clone(),
             user: Mutex::new(None),
             cwd: Mutex::new(RemotePath::root()),
+            requests_in_flight: AtomicUsize::new(LEGACY_REQUESTS_IN_FLIGHT),
         })
     }
 
@@ -287,6 +291,21 @@ fn explain_handshake(reason: &str, host: &str) -> String {
     }
 }
 
+/// Bounds on how long [`Session::close`] waits for its close to be delivered.
+const CLOSE_LINGER_MIN: Duration = Duration::from_millis(5);
+const CLOSE_LINGER_MAX: Duration = Duration::from_millis(250);
+
+/// What the server said to a login.
+struct LoginReply {
+    user: String,
+    quota: QuotaInfo,
+    requests_in_flight: usize,
+}
+
+/// Requests in flight a server allows when its login reply does not say (servers before the field
+/// was added allowed 32).
+const LEGACY_REQUESTS_IN_FLIGHT: usize = 32;
+
 /// What a session logs in with, kept to log in again after a reconnection.
 #[derive(Debug, Clone)]
 pub enum Secret {
@@ -296,7 +315,7 @@ pub enum Secret {
 
 /// Logs in on `link`; returns the user name the server confirmed and the quota. A key signs the
 /// login message of this link's own TLS session, so the proof is good for this connection only.
-async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<(String, QuotaInfo)> {
+async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<LoginReply> {
     let cmd = match secret {
         Secret::Password(password) => {
             Command::Login { user: user.to_owned(), password: password.clone() }
@@ -312,7 +331,13 @@ async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<(String, Q
         }
     };
     match link.rpc.call(cmd).await {
-        Ok(Reply::LoggedIn { user, quota }) => Ok((user, quota)),
+        Ok(Reply::LoggedIn { user, quota, requests_in_flight }) => {
+            let requests_in_flight = match requests_in_flight {
+                0 => LEGACY_REQUESTS_IN_FLIGHT,
+                n => n as usize,
+            };
+            Ok(LoginReply { user, quota, requests_in_flight })
+        }
         Ok(other) => Err(unexpected(&other)),
         Err(ClientError::Remote {
             code: ErrorCode::AuthFailed | ErrorCode::TooManyAttempts,
@@ -335,10 +360,16 @@ impl Session {
     }
 
     async fn login_with(&self, user: &str, secret: Secret) -> Result<QuotaInfo> {
-        let (user, quota) = login_on(&self.link(), user, &secret).await?;
-        *lock(&self.user) = Some(user);
+        let reply = login_on(&self.link(), user, &secret).await?;
+        *lock(&self.user) = Some(reply.user);
         *lock(&self.secret) = Some(secret);
-        Ok(quota)
+        self.requests_in_flight.store(reply.requests_in_flight, Ordering::Relaxed);
+        Ok(reply.quota)
+    }
+
+    /// How many requests this connection may have in flight at once, as the server said at login.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests_in_flight.load(Ordering::Relaxed)
     }
 
     /// Connects, checks the server and logs in.
@@ -512,10 +543,15 @@ impl Session {
     }
 
     /// Closes the connection politely and waits briefly for the close to reach the server.
+    ///
+    /// The close frame leaves at once. Waiting out the whole draining period (three probe timeouts:
+    /// ~0.3 s across a 50 ms path) would only delay the exit; one round trip lets the close be
+    /// repeated once to packets of the server's still arriving.
     pub async fn close(self) {
         let link = self.link();
         link.conn.close(CloseCode::Normal.varint(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), link.endpoint.wait_idle()).await;
+        let linger = link.conn.rtt().clamp(CLOSE_LINGER_MIN, CLOSE_LINGER_MAX);
+        let _ = tokio::time::timeout(linger, link.endpoint.wait_idle()).await;
     }
 }
 

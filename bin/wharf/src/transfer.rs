@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use wharf_common::claims::Claim;
 use wharf_common::hash::Sha256Digest;
+use wharf_common::limits::MAX_EAGER_SIZE;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{
@@ -116,19 +117,28 @@ impl Session {
         let size = meta.len();
         let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
         let mtime = keep_time.then(|| meta.mtime());
-        let cmd = Command::Put { path: remote.to_string(), size, source, resume, mtime };
         let link = self.link();
+        // A small file goes at once, without waiting a round trip for the `transfer` reply. Its
+        // number is given as the request is sent.
+        let eager = (size <= MAX_EAGER_SIZE).then_some(0);
+        let resume = resume && eager.is_none();
+        let cmd = Command::Put { path: remote.to_string(), size, source, resume, mtime, eager };
         let mut replies = link.rpc.request(cmd).await?;
-        let (transfer, plan) = match link.rpc.next_reply(&mut replies).await? {
-            Reply::Transfer { transfer, size: announced, ranges, lanes, .. }
-                if announced == size =>
-            {
-                (transfer, checked_plan(size, &ranges, lanes)?)
+        let eager = replies.eager();
+        let (header, plan) = match eager {
+            Some(number) => {
+                (StreamHeader::eager(number), Plan::new(size, Ranges::full(size), u64::MAX, 1))
             }
-            other => return Err(unexpected(&other)),
+            None => match link.rpc.next_reply(&mut replies).await? {
+                Reply::Transfer { transfer, size: announced, ranges, lanes, .. }
+                    if announced == size =>
+                {
+                    (StreamHeader::of(transfer), checked_plan(size, &ranges, lanes)?)
+                }
+                other => return Err(unexpected(&other)),
+            },
         };
         on_bytes(plan.present());
-        let header = StreamHeader { transfer };
         let stall = DEFAULT_STALL_TIMEOUT;
         let sent = send_file(&link.conn, header, file, &plan, None, stall, on_bytes).await;
         let sent = match sent {
@@ -141,6 +151,14 @@ impl Session {
                 };
             }
         };
+        if eager.is_some() {
+            // The server accepts an eager upload as it would any other, with all of it owed.
+            match link.rpc.next_reply(&mut replies).await? {
+                Reply::Transfer { transfer: 0, size: announced, ranges, lanes: 1, .. }
+                    if announced == size && ranges == plan.ranges => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
         match link.rpc.next_reply(&mut replies).await? {
             Reply::Done { sha256, .. } if sha256 == sent.to_string() => {
                 let resumed_from = plan.present();

@@ -74,6 +74,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_requests_in_flight: usize,
+    /// Handshakes from addresses not yet validated that may be in progress at once; past it, new
+    /// ones get a stateless Retry first (one more round trip, no state kept).
+    pub retry_above_handshakes: usize,
     pub blocking_ops: usize,
     pub session_idle_secs: u64,
     pub shutdown_grace_secs: u64,
@@ -89,7 +92,8 @@ impl Default for ServerSettings {
             )),
             max_connections: 1000,
             max_connections_per_ip: 32,
-            max_requests_in_flight: 32,
+            max_requests_in_flight: 128,
+            retry_above_handshakes: 16,
             blocking_ops: 64,
             session_idle_secs: 900,
             shutdown_grace_secs: 10,

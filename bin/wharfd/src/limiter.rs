@@ -83,9 +83,54 @@ impl Drop for Admission {
     }
 }
 
+/// Counts handshakes in progress from addresses not yet validated, up to a limit.
+#[derive(Debug)]
+pub struct HandshakeCount {
+    limit: usize,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+/// One handshake counted by a [`HandshakeCount`]; dropping it ends the count.
+#[derive(Debug)]
+pub struct Handshake(Arc<HandshakeCount>);
+
+impl HandshakeCount {
+    pub fn new(limit: usize) -> HandshakeCount {
+        HandshakeCount { limit, current: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Counts one more handshake, unless `limit` are in progress already.
+    pub fn try_enter(self: &Arc<Self>) -> Option<Handshake> {
+        use std::sync::atomic::Ordering;
+        self.current
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Handshake(self.clone()))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshakes_are_counted_up_to_the_limit_and_freed_on_drop() {
+        let count = Arc::new(HandshakeCount::new(2));
+        let first = count.try_enter().expect("first");
+        let _second = count.try_enter().expect("second");
+        assert!(count.try_enter().is_none(), "a third handshake is over the limit");
+        drop(first);
+        assert!(count.try_enter().is_some(), "a finished handshake frees its place");
+        assert!(Arc::new(HandshakeCount::new(0)).try_enter().is_none(), "0 admits none");
+    }
 
     #[test]
     fn caps_per_ip_and_total_and_frees_on_drop() {

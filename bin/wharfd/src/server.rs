@@ -20,7 +20,7 @@ use crate::blocking::BlockingPool;
 use crate::config::Config;
 use crate::context::ServerContext;
 use crate::layout::Layout;
-use crate::limiter::ConnectionLimiter;
+use crate::limiter::{ConnectionLimiter, HandshakeCount};
 use crate::password::Passwords;
 use crate::quota::QuotaBook;
 use crate::storage::Storage;
@@ -32,6 +32,8 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     ctx: Arc<ServerContext>,
     limiter: Arc<ConnectionLimiter>,
+    /// Handshakes in progress from addresses not yet validated.
+    unvalidated: Arc<HandshakeCount>,
 }
 
 impl std::fmt::Debug for Server {
@@ -93,13 +95,14 @@ impl Server {
         );
         let storage = FsStorage::open(layout, files)
             .with_context(|| format!("opening {}", layout.homes().display()))?;
+        let unvalidated = Arc::new(HandshakeCount::new(config.server.retry_above_handshakes));
         let limiter = ConnectionLimiter::new(
             config.server.max_connections,
             config.server.max_connections_per_ip,
         );
         let ctx =
             ServerContext { config, auth, storage: wrap(storage), quotas: QuotaBook::default() };
-        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter })
+        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter, unvalidated })
     }
 
     /// The address actually bound (useful with port 0).
@@ -120,26 +123,41 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let Some(incoming) = incoming else { break };
-            if !incoming.remote_address_validated() {
-                // Stateless retry: the client must prove it owns its address before we spend anything.
-                let _ = incoming.retry();
-                continue;
-            }
+            let validated = incoming.remote_address_validated();
+            let unvalidated = if validated {
+                None
+            } else {
+                match self.unvalidated.try_enter() {
+                    Some(handshake) => Some(handshake),
+                    None => {
+                        // Many handshakes from unproven addresses at once: a spoofed flood, perhaps.
+                        // A stateless Retry makes each prove its address before we keep anything.
+                        let _ = incoming.retry();
+                        continue;
+                    }
+                }
+            };
             let remote = incoming.remote_address();
-            let admission = self.limiter.admit(remote.ip());
+            // An unproven address might be someone else's: it takes that address's slot only once
+            // its handshake proves it, so a spoofer cannot fill another client's slots.
+            let early_admission = validated.then(|| self.limiter.admit(remote.ip()));
+            let limiter = self.limiter.clone();
             let ctx = self.ctx.clone();
             let stop = stop_rx.clone();
             let done = done_tx.clone();
             let span = tracing::info_span!("conn", %remote, user = tracing::field::Empty);
             tokio::spawn(
                 async move {
-                    let conn = match incoming.await {
+                    let handshake = incoming.await;
+                    drop(unvalidated);
+                    let conn = match handshake {
                         Ok(conn) => conn,
                         Err(err) => {
                             tracing::debug!(%err, "handshake failed");
                             return;
                         }
                     };
+                    let admission = early_admission.unwrap_or_else(|| limiter.admit(remote.ip()));
                     match admission {
                         Ok(_admitted) => crate::conn::handle(conn, ctx, stop).await,
                         Err(refusal) => {

@@ -90,8 +90,24 @@ impl Plan {
 /// First frame of a lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamHeader {
-    /// The id the control stream's `transfer` reply gave.
+    /// The id the control stream's `transfer` reply gave; 0 on an eager upload's lane.
     pub transfer: u64,
+    /// On an eager upload's lane (sent without waiting for the `transfer` reply): the `eager`
+    /// number of its `put`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eager: Option<u64>,
+}
+
+impl StreamHeader {
+    /// The header of a lane of the transfer `transfer`.
+    pub fn of(transfer: u64) -> StreamHeader {
+        StreamHeader { transfer, eager: None }
+    }
+
+    /// The header of the lane of the eager upload numbered `eager`.
+    pub fn eager(eager: u64) -> StreamHeader {
+        StreamHeader { transfer: 0, eager: Some(eager) }
+    }
 }
 
 /// The frames that follow a lane's header.

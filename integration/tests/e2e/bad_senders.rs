@@ -25,6 +25,7 @@ async fn lying_upload(
         source: "v".into(),
         resume: false,
         mtime: None,
+        eager: None,
     };
     raw.send(id, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
@@ -84,6 +85,7 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
         source: "v".into(),
         resume: false,
         mtime: None,
+        eager: None,
     };
     ann.send(2, cmd).await;
     let Reply::Transfer { transfer, .. } = ann.reply().await.reply else {

@@ -73,8 +73,14 @@ async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
     let bystander = login(&server, "bob", "pw2").await;
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     // Request 5 (an upload) stays in flight until its lane arrives.
-    let put =
-        Command::Put { path: "/a".into(), size: 3, source: "v".into(), resume: false, mtime: None };
+    let put = Command::Put {
+        path: "/a".into(),
+        size: 3,
+        source: "v".into(),
+        resume: false,
+        mtime: None,
+        eager: None,
+    };
     raw.send(5, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     raw.send(5, Command::Quota).await;
@@ -104,6 +110,7 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
         source: "v".into(),
         resume: true,
         mtime: None,
+        eager: None,
     };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
@@ -135,9 +142,8 @@ async fn a_flood_of_ten_thousand_streams_harms_no_one() {
         for n in 0..10_000u64 {
             // The server grants new streams only as it stops old ones: at most 64 are open at once.
             let mut stream = raw.conn.open_uni().await.expect("stream credit");
-            let header =
-                wharf_common::frame::encode_frame(&StreamHeader { transfer: 1_000_000 + n })
-                    .expect("header");
+            let header = wharf_common::frame::encode_frame(&StreamHeader::of(1_000_000 + n))
+                .expect("header");
             let _ = stream.write_all(&header).await;
             let _ = stream.finish();
         }
@@ -195,6 +201,7 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
         source: "v".into(),
         resume: true,
         mtime: None,
+        eager: None,
     };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };

@@ -84,6 +84,7 @@ async fn start_upload(raw: &mut RawClient, id: u32, name: &str, size: usize) -> 
         source: "v".into(),
         resume: true,
         mtime: None,
+        eager: None,
     };
     raw.send(id, cmd).await;
     match raw.reply().await.reply {

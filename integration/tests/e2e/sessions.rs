@@ -157,6 +157,7 @@ async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partial
             source: "v".into(),
             resume: true,
             mtime: None,
+            eager: None,
         };
         raw.send(2, put).await;
         let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
@@ -198,4 +199,17 @@ async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partial
         "partial kept"
     );
     drop(finishing);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_makes_every_client_prove_its_address_still_lets_clients_in() {
+    // With no unvalidated handshakes allowed, every connection answers a stateless Retry first.
+    let server = TestServer::configured(
+        "[server]\nretry_above_handshakes = 0\nmax_requests_in_flight = 40\n",
+        &[("ann", "pw")],
+    );
+    let session = login(&server, "ann", "pw").await;
+    assert!(session.list(&RemotePath::root()).await.expect("list").is_empty());
+    // The login reply says how many requests may be in flight, which the client keeps under.
+    assert_eq!(session.requests_in_flight(), 40);
 }

@@ -40,7 +40,7 @@ pub async fn run(
     if !progress.send(ready).await {
         return Err(failed(&path, "connection closed"));
     }
-    let header = StreamHeader { transfer: id };
+    let header = StreamHeader::of(id);
     let stall = settings.stall_timeout();
     let digest =
         send_file(&session.conn, header, source.file, &plan, source.digest, stall, &|_| {})

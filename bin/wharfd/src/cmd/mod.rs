@@ -162,10 +162,10 @@ async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply 
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
-        Command::Put { path, size, source, resume, mtime } => {
+        Command::Put { path, size, source, resume, mtime, eager } => {
             put::run(
                 session,
-                &put::Upload { path: &path, size, source: &source, resume, mtime },
+                &put::Upload { path: &path, size, source: &source, resume, mtime, eager },
                 progress,
             )
             .await

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use wharf_common::limits::MAX_EAGER_SIZE;
 use wharf_common::proto::{ErrorCode, Reply};
 use wharf_common::transfer::{
     Destination, Durability, Plan, Ranges, TransferError, Written, receive_file,
@@ -29,10 +30,26 @@ pub struct Upload<'a> {
     pub source: &'a str,
     pub resume: bool,
     pub mtime: Option<i64>,
+    /// The eager number, for an upload whose one lane the client opened without waiting.
+    pub eager: Option<u64>,
 }
 
 pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>) -> CmdResult {
-    let &Upload { path, size, source, resume, mtime } = upload;
+    let &Upload { path, size, source, resume, mtime, eager } = upload;
+    // Held to the end, however this ends: a lane of an upload that has ended is stopped.
+    let mut eager_lane = match eager {
+        Some(number) => Some(
+            session
+                .transfers
+                .take_eager(number)
+                .ok_or_else(|| bad_request("eager upload not announced"))?,
+        ),
+        None => None,
+    };
+    if eager.is_some() && size > MAX_EAGER_SIZE {
+        return Err(bad_request(&format!("an eager upload is at most {MAX_EAGER_SIZE} bytes")));
+    }
+    let resume = resume && eager.is_none();
     let path = parse_path(path)?;
     let key = partial_key(&path);
     let claim =
@@ -69,13 +86,20 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     })?;
 
     let settings = &session.ctx.config.transfer;
-    let plan = Plan::new(
-        size,
-        target.present.complement(size),
-        settings.segment_threshold,
-        settings.segment_lanes,
-    );
-    let (id, mut lanes) = session.transfers.expect(plan.lanes);
+    let (threshold, max_lanes) = match eager {
+        Some(_) => (u64::MAX, 1),
+        None => (settings.segment_threshold, settings.segment_lanes),
+    };
+    let plan = Plan::new(size, target.present.complement(size), threshold, max_lanes);
+    let mut own_lanes;
+    let (id, lanes) = match eager_lane.as_mut() {
+        Some(lane) => (0, &mut lane.lanes),
+        None => {
+            let (id, receiver) = session.transfers.expect(plan.lanes);
+            own_lanes = receiver;
+            (id, &mut own_lanes)
+        }
+    };
     let ready = Reply::Transfer {
         transfer: id,
         size,
@@ -107,7 +131,7 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     // A newer upload of the same path by the same user (its client reconnected, or was restarted
     // after a crash) takes over at once instead of waiting for this one's connection to time out.
     let received = tokio::select! {
-        received = receive_file(&mut lanes, dest, &plan, Durability::Synced, stall, &charge) => received,
+        received = receive_file(lanes, dest, &plan, Durability::Synced, stall, &charge) => received,
         () = claim.stop_requested() => Err(TransferError::Stream("a newer upload of this path took over".into())),
     };
     session.transfers.forget(id);
@@ -145,6 +169,10 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     let replaced = session.home.commit_upload(&key, &path, received.computed, mtime).await?;
     session.ledger.release(replaced);
     Ok(Reply::Done { size, sha256: received.computed.to_string() })
+}
+
+fn bad_request(why: &str) -> StorageError {
+    StorageError::new(ErrorCode::BadRequest, why.to_owned())
 }
 
 fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {

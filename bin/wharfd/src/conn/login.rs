@@ -57,7 +57,10 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                 };
                 tracing::Span::current().record("user", session.user.as_str());
                 let quota = session.ledger.info();
-                reply(&mut send, id, Reply::LoggedIn { user: session.user.clone(), quota }).await?;
+                let requests_in_flight =
+                    u32::try_from(ctx.config.server.max_requests_in_flight).unwrap_or(u32::MAX);
+                let user = session.user.clone();
+                reply(&mut send, id, Reply::LoggedIn { user, quota, requests_in_flight }).await?;
                 return Ok(LoggedIn { session, send, requests });
             }
             Err(err) => {

@@ -143,11 +143,31 @@ async fn start(
         let _ = replies.send(Response { id, reply: Reply::Ok }).await;
         return;
     }
+    // An eager upload's lane may be here already or still to come: its number is announced now,
+    // in request order, so that a lane of a request refused below is stopped rather than kept.
+    let eager = match &cmd {
+        Command::Put { eager: Some(number), .. } => Some(*number),
+        _ => None,
+    };
+    if let Some(number) = eager
+        && !session.transfers.announce_eager(number)
+    {
+        let message = "eager numbers must increase on a connection";
+        let _ = replies.send(refuse(ErrorCode::BadRequest, message)).await;
+        return;
+    }
+    let forget_eager = || {
+        if let Some(number) = eager {
+            session.transfers.forget_eager(number);
+        }
+    };
     let Ok(permit) = permits.clone().try_acquire_owned() else {
+        forget_eager();
         let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight")).await;
         return;
     };
     if lock(in_flight).contains_key(&id) {
+        forget_eager();
         let _ = replies.send(refuse(ErrorCode::DuplicateId, "request id already in flight")).await;
         return;
     }
