@@ -12,6 +12,7 @@
 //! `PROTOCOL.md` beside this crate describes the same wire in prose, for implementers in other languages.
 
 pub mod claims;
+pub mod congestion;
 pub mod frame;
 pub mod hash;
 pub mod keys;

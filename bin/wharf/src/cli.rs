@@ -72,9 +72,9 @@ struct Args {
     /// Seconds to wait for the server to answer the handshake.
     #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
     connect_timeout: u64,
-    /// Congestion controller for what this client sends: bbr, cubic or newreno (the server picks
-    /// its own, in `[transport] congestion`).
-    #[arg(long, value_name = "NAME", default_value = "bbr", global = true)]
+    /// Congestion controller for what this client sends: tolerant, bbr, cubic or newreno (the
+    /// server picks its own, in `[transport] congestion`).
+    #[arg(long, value_name = "NAME", default_value = "tolerant", global = true)]
     congestion: wharf_common::net::Congestion,
     /// The server: [USER@]HOST[:PORT] (port 4433 by default).
     #[arg(required = true)]
