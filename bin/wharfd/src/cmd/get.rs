@@ -37,7 +37,7 @@ pub async fn run(
         ranges: plan.ranges.clone(),
         lanes: plan.lanes,
     };
-    if !progress.send(ready).await {
+    if !progress.send_flushed(ready).await {
         return Err(failed(&path, "connection closed"));
     }
     let header = StreamHeader::of(id);

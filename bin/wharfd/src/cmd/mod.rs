@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply, Response};
 
+use crate::conn::Outgoing;
 use crate::conn::transfers::TransferStreams;
 use crate::context::ServerContext;
 use crate::quota::Ledger;
@@ -52,13 +53,26 @@ impl std::fmt::Debug for Session {
 #[derive(Debug)]
 pub struct Progress<'a> {
     pub id: u32,
-    pub replies: &'a mpsc::Sender<Response>,
+    pub replies: &'a mpsc::Sender<Outgoing>,
 }
 
 impl Progress<'_> {
     /// Sends one intermediate reply; false if the connection is gone.
     pub async fn send(&self, reply: Reply) -> bool {
-        self.replies.send(Response { id: self.id, reply }).await.is_ok()
+        self.replies.send(Response { id: self.id, reply }.into()).await.is_ok()
+    }
+
+    /// Sends one intermediate reply and waits until it is on the control stream, ahead of anything
+    /// sent after; false if the connection is gone.
+    ///
+    /// A download's lanes start only then. Otherwise their bytes could use up the connection's
+    /// receive window at a client still waiting for the `transfer` reply that tells it to read
+    /// them: a deadlock, seen in 2 of 30 runs of eight parallel 128 MiB downloads on loopback.
+    pub async fn send_flushed(&self, reply: Reply) -> bool {
+        let (flushed, written) = tokio::sync::oneshot::channel();
+        self.send(reply).await
+            && self.replies.send(Outgoing::Flushed(flushed)).await.is_ok()
+            && written.await.is_ok()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The control stream's reader and writer tasks.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use wharf_common::frame::{FrameError, read_message, write_message};
 use wharf_common::proto::{CloseCode, Request, Response};
 
@@ -33,15 +33,41 @@ pub fn spawn_reader(mut recv: quinn::RecvStream) -> mpsc::Receiver<Incoming> {
     rx
 }
 
+/// What the writer is handed: a response, or a request to say when everything before it has been
+/// handed to the stream.
+#[derive(Debug)]
+pub enum Outgoing {
+    Response(Response),
+    Flushed(oneshot::Sender<()>),
+}
+
+impl From<Response> for Outgoing {
+    fn from(response: Response) -> Outgoing {
+        Outgoing::Response(response)
+    }
+}
+
+/// The control stream goes before the lanes: replies buffered on it are sent before lane data
+/// buffered at the same time (quinn sends higher priorities first).
+pub const CONTROL_PRIORITY: i32 = 1;
+
 /// Writes responses from a channel onto `send` until every sender is gone, then finishes the stream
 /// and waits (briefly) for the client to acknowledge it, so that final replies are not lost to an
 /// immediate close.
 pub fn spawn_writer(
     mut send: quinn::SendStream,
-) -> (mpsc::Sender<Response>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Response>(64);
+) -> (mpsc::Sender<Outgoing>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
+    let _ = send.set_priority(CONTROL_PRIORITY);
     let handle = tokio::spawn(async move {
-        while let Some(response) = rx.recv().await {
+        while let Some(outgoing) = rx.recv().await {
+            let response = match outgoing {
+                Outgoing::Response(response) => response,
+                Outgoing::Flushed(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             if let Err(err) = write_message(&mut send, &response).await {
                 tracing::debug!(%err, "control stream write failed");
                 return;

@@ -7,6 +7,7 @@
 //! dropped by a `select!`.
 
 mod io;
+pub use io::Outgoing;
 mod login;
 mod requests;
 pub mod transfers;
@@ -38,6 +39,16 @@ pub async fn handle(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let close = run(&conn, ctx, &mut shutdown).await;
+    // How the path behaved, for whoever tunes `[transport]`: at debug level, one line per connection.
+    let stats = conn.stats();
+    tracing::debug!(
+        rtt_ms = stats.path.rtt.as_millis() as u64,
+        cwnd = stats.path.cwnd,
+        sent_packets = stats.path.sent_packets,
+        lost_packets = stats.path.lost_packets,
+        congestion_events = stats.path.congestion_events,
+        "path"
+    );
     if logged_out(&conn) {
         tracing::info!("client logged out");
     } else {

@@ -19,7 +19,7 @@ use wharf_common::limits::NOTICE_ID;
 use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
 
 use super::Close;
-use super::io::spawn_writer;
+use super::io::{Outgoing, spawn_writer};
 use super::login::LoggedIn;
 use super::transfers::TransferStreams;
 use crate::auth::{AccountState, Credential};
@@ -128,7 +128,7 @@ async fn accept_transfer_streams(conn: quinn::Connection, transfers: Arc<Transfe
 async fn start(
     request: Request,
     session: &Arc<Session>,
-    replies: &mpsc::Sender<Response>,
+    replies: &mpsc::Sender<Outgoing>,
     in_flight: &InFlight,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
@@ -140,7 +140,7 @@ async fn start(
         if let Some(Some(task)) = lock(in_flight).get(&request) {
             task.abort();
         }
-        let _ = replies.send(Response { id, reply: Reply::Ok }).await;
+        let _ = replies.send(Response { id, reply: Reply::Ok }.into()).await;
         return;
     }
     // An eager upload's lane may be here already or still to come: its number is announced now,
@@ -153,7 +153,7 @@ async fn start(
         && !session.transfers.announce_eager(number)
     {
         let message = "eager numbers must increase on a connection";
-        let _ = replies.send(refuse(ErrorCode::BadRequest, message)).await;
+        let _ = replies.send(refuse(ErrorCode::BadRequest, message).into()).await;
         return;
     }
     let forget_eager = || {
@@ -163,12 +163,13 @@ async fn start(
     };
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         forget_eager();
-        let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight")).await;
+        let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight").into()).await;
         return;
     };
     if lock(in_flight).contains_key(&id) {
         forget_eager();
-        let _ = replies.send(refuse(ErrorCode::DuplicateId, "request id already in flight")).await;
+        let refusal = refuse(ErrorCode::DuplicateId, "request id already in flight");
+        let _ = replies.send(refusal.into()).await;
         return;
     }
     lock(in_flight).insert(id, None);
@@ -180,7 +181,7 @@ async fn start(
         // Free the id before the final reply leaves, so the client may reuse it as soon as it sees it.
         slot.release();
         drop(permit);
-        let _ = slot.replies.send(Response { id, reply }).await;
+        let _ = slot.replies.send(Response { id, reply }.into()).await;
         // Only now is the request answered: a cancel that lands while the reply waits for room in
         // the queue still gets the request its one final reply (`cancelled`, from the drop).
         slot.answered = true;
@@ -196,7 +197,7 @@ async fn start(
 struct Slot {
     id: u32,
     in_flight: InFlight,
-    replies: mpsc::Sender<Response>,
+    replies: mpsc::Sender<Outgoing>,
     answered: bool,
 }
 
@@ -216,7 +217,8 @@ impl Drop for Slot {
         let reply = Reply::error(ErrorCode::Cancelled, "cancelled by the client");
         let response = Response { id: self.id, reply };
         // The queue to the writer may be full for a moment; the answer must not be lost for that.
-        if let Err(mpsc::error::TrySendError::Full(response)) = self.replies.try_send(response)
+        if let Err(mpsc::error::TrySendError::Full(response)) =
+            self.replies.try_send(response.into())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let replies = self.replies.clone();
@@ -238,11 +240,11 @@ async fn drain_for_shutdown(
     ctx: &ServerContext,
     conn: &quinn::Connection,
     tasks: &mut JoinSet<()>,
-    replies: &mpsc::Sender<Response>,
+    replies: &mpsc::Sender<Outgoing>,
     requests: &mut mpsc::Receiver<super::io::Incoming>,
 ) -> Close {
     let notice = Reply::Notice { message: "server shutting down".into() };
-    let _ = replies.send(Response { id: NOTICE_ID, reply: notice }).await;
+    let _ = replies.send(Response { id: NOTICE_ID, reply: notice }.into()).await;
     let grace = ctx.config.server.shutdown_grace();
     let deadline = Instant::now() + grace;
     let mut heard = conn.stats().udp_rx.datagrams;
@@ -253,7 +255,7 @@ async fn drain_for_shutdown(
             done = tasks.join_next() => if done.is_none() { break },
             Some(Ok(request)) = requests.recv() => {
                 let reply = Reply::error(ErrorCode::ShuttingDown, "server shutting down");
-                let _ = replies.send(Response { id: request.id, reply }).await;
+                let _ = replies.send(Response { id: request.id, reply }.into()).await;
             }
             _ = look.tick() => {
                 let now = conn.stats().udp_rx.datagrams;
