@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -101,6 +102,47 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         let mut state = self.ledger.lock();
         state.reserved = state.reserved.saturating_sub(self.remaining);
+    }
+}
+
+/// What one upload owes its user's ledger: space reserved before any byte moves, bytes counted as
+/// used as soon as they are written (the partial keeps them, to resume from), and the settling at
+/// its end.
+#[derive(Debug)]
+pub struct UploadCharge {
+    ledger: Arc<Ledger>,
+    reservation: Mutex<Reservation>,
+    charged: AtomicU64,
+}
+
+impl UploadCharge {
+    /// Reserves `bytes` for an upload, or refuses if they do not fit.
+    pub fn reserve(ledger: &Arc<Ledger>, bytes: u64) -> Result<UploadCharge, OverQuota> {
+        let reservation = Mutex::new(ledger.reserve(bytes)?);
+        Ok(UploadCharge { ledger: ledger.clone(), reservation, charged: AtomicU64::new(0) })
+    }
+
+    /// The partial grew by `grown` bytes: they count as used at once.
+    pub fn written(&self, grown: u64) {
+        self.reservation.lock().consume(grown);
+        self.charged.fetch_add(grown, Ordering::Relaxed);
+    }
+
+    /// The upload broke off with its partial `grown` bytes longer than at the start. Those stay
+    /// charged, kept for a resume; bytes charged but never written (the disk filled up, say) are
+    /// given back, and so is the rest of the reservation.
+    pub fn broke_off(self, grown: u64) {
+        self.ledger.release(self.charged.load(Ordering::Relaxed).saturating_sub(grown));
+    }
+
+    /// The partial was dropped (its digest did not match), freeing `freed` bytes.
+    pub fn discarded(self, freed: u64) {
+        self.ledger.release(freed);
+    }
+
+    /// The upload was installed over a file of `replaced` bytes (0 if there was none).
+    pub fn installed(self, replaced: u64) {
+        self.ledger.release(replaced);
     }
 }
 

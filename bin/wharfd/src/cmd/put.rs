@@ -7,18 +7,22 @@
 //! matches the sender's is made durable and renamed into place; a mismatch drops the partial.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+use wharf_common::claims::Claim;
+use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::MAX_EAGER_SIZE;
+use wharf_common::path::RemotePath;
 use wharf_common::proto::{ErrorCode, Reply};
 use wharf_common::transfer::{
-    Destination, Durability, Plan, Ranges, TransferError, Written, receive_file,
+    Destination, Durability, Plan, Ranges, Received, TransferError, Written, receive_file,
 };
 
 use super::{CmdResult, Progress, Session, parse_path};
-use crate::storage::{StorageError, partial_key};
-use wharf_common::claims::Claim;
+use crate::conn::transfers::EagerLane;
+use crate::quota::UploadCharge;
+use crate::storage::{StorageError, UploadTarget, partial_key};
 
 /// How long a `put` waits for an earlier upload of the same path to end once asked to stop.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
@@ -37,60 +41,16 @@ pub struct Upload<'a> {
 pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>) -> CmdResult {
     let &Upload { path, size, source, resume, mtime, eager } = upload;
     // Held to the end, however this ends: a lane of an upload that has ended is stopped.
-    let mut eager_lane = match eager {
-        Some(number) => Some(
-            session
-                .transfers
-                .take_eager(number)
-                .ok_or_else(|| bad_request("eager upload not announced"))?,
-        ),
-        None => None,
-    };
-    if eager.is_some() && size > MAX_EAGER_SIZE {
-        return Err(bad_request(&format!("an eager upload is at most {MAX_EAGER_SIZE} bytes")));
-    }
-    let resume = resume && eager.is_none();
+    let mut eager_lane = take_eager_lane(session, eager, size)?;
     let path = parse_path(path)?;
     let key = partial_key(&path);
-    let claim =
-        session.ledger.uploads().take_over(&key, CLAIM_PATIENCE).await.map(Arc::new).ok_or_else(
-            || {
-                StorageError::new(
-                    ErrorCode::Busy,
-                    format!("{path}: another upload to this path is still finishing; try again"),
-                )
-            },
-        )?;
+    let claim = claim(session, &path, &key).await?;
+    let resume = resume && eager.is_none();
     let target = session.home.begin_upload(&path, size, source, resume).await?;
     session.ledger.release(target.discarded);
-    // The quota counts a partial by its length, so the upload owes what takes it to `size`.
-    let needed = size.saturating_sub(target.len).saturating_sub(target.replaced);
-    let reservation = session.ledger.reserve(needed);
-    if reservation.is_err() && target.len == 0 {
-        // Nothing was kept from before: leave no empty partial behind for a refused upload.
-        session.home.discard_upload(&key).await?;
-    }
-    let reservation = reservation.map_err(|over| {
-        let limit =
-            session.ledger.info().limit.map_or_else(String::new, |l| {
-                format!(" of {}", wharf_common::units::format_bytes(l))
-            });
-        StorageError::new(
-            ErrorCode::QuotaExceeded,
-            format!(
-                "{path}: over quota: needs {}, {}{limit} left",
-                wharf_common::units::format_bytes(over.needed),
-                wharf_common::units::format_bytes(over.available),
-            ),
-        )
-    })?;
+    let charge = reserve(session, &path, size, (target.len, target.replaced)).await?;
+    let plan = plan(session, size, &target.present, eager.is_some());
 
-    let settings = &session.ctx.config.transfer;
-    let (threshold, max_lanes) = match eager {
-        Some(_) => (u64::MAX, 1),
-        None => (settings.segment_threshold, settings.segment_lanes),
-    };
-    let plan = Plan::new(size, target.present.complement(size), threshold, max_lanes);
     let mut own_lanes;
     let (id, lanes) = match eager_lane.as_mut() {
         Some(lane) => (0, &mut lane.lanes),
@@ -100,20 +60,136 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
             (id, &mut own_lanes)
         }
     };
+    let ranges = plan.ranges.clone();
     let ready = Reply::Transfer {
         transfer: id,
         size,
         version: source.to_owned(),
-        ranges: plan.ranges.clone(),
+        ranges,
         lanes: plan.lanes,
     };
     if !progress.send(ready).await {
         session.transfers.forget(id);
         return Err(failed(&path, "connection closed"));
     }
+    let received = receive(session, target, claim, lanes, &plan, &charge).await;
+    session.transfers.forget(id);
+    let received = match received {
+        Ok(received) => received,
+        Err(BrokenOff { error, grown }) => {
+            // The partial stays, with what it holds counted, for a later resume.
+            charge.broke_off(grown);
+            return Err(match error {
+                TransferError::File(err) => StorageError::from_io(&err, &path),
+                other => failed(&path, &other.to_string()),
+            });
+        }
+    };
+    let sha256 = install(session, &key, &path, received, mtime, charge).await?;
+    Ok(Reply::Done { size, sha256: sha256.to_string() })
+}
+
+/// The lane an eager upload's client opened, checked against the eager rules.
+fn take_eager_lane(
+    session: &Session,
+    eager: Option<u64>,
+    size: u64,
+) -> Result<Option<EagerLane<'_>>, StorageError> {
+    let Some(number) = eager else { return Ok(None) };
+    let lane = session
+        .transfers
+        .take_eager(number)
+        .ok_or_else(|| bad_request("eager upload not announced"))?;
+    if size > MAX_EAGER_SIZE {
+        return Err(bad_request(&format!("an eager upload is at most {MAX_EAGER_SIZE} bytes")));
+    }
+    Ok(Some(lane))
+}
+
+/// Claims the partial of `path`, taking it over from an older upload by the same user.
+async fn claim(
+    session: &Session,
+    path: &RemotePath,
+    key: &str,
+) -> Result<Arc<Claim<String>>, StorageError> {
+    let uploads = session.ledger.uploads();
+    let claim = uploads.take_over(&key.to_owned(), CLAIM_PATIENCE).await.map(Arc::new);
+    claim.ok_or_else(|| {
+        StorageError::new(
+            ErrorCode::Busy,
+            format!("{path}: another upload to this path is still finishing; try again"),
+        )
+    })
+}
+
+/// Reserves what the upload still owes the quota, or refuses it before any byte moves. The
+/// partial is `len` bytes long, and the file it replaces `replaced` bytes.
+async fn reserve(
+    session: &Session,
+    path: &RemotePath,
+    size: u64,
+    (len, replaced): (u64, u64),
+) -> Result<UploadCharge, StorageError> {
+    // The quota counts a partial by its length, so the upload owes what takes it to `size`.
+    let needed = size.saturating_sub(len).saturating_sub(replaced);
+    let over = match UploadCharge::reserve(&session.ledger, needed) {
+        Ok(charge) => return Ok(charge),
+        Err(over) => over,
+    };
+    if len == 0 {
+        // Nothing was kept from before: leave no empty partial behind for a refused upload.
+        session.home.discard_upload(&partial_key(path)).await?;
+    }
+    let limit =
+        session.ledger.info().limit.map_or_else(String::new, |l| format!(" of {}", bytes(l)));
+    Err(StorageError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "{path}: over quota: needs {}, {}{limit} left",
+            bytes(over.needed),
+            bytes(over.available)
+        ),
+    ))
+}
+
+fn bytes(n: u64) -> String {
+    wharf_common::units::format_bytes(n)
+}
+
+/// The plan for what is still owed: one lane for an eager upload, else as the settings say.
+fn plan(session: &Session, size: u64, present: &Ranges, eager: bool) -> Plan {
+    let settings = &session.ctx.config.transfer;
+    let (threshold, max_lanes) = match eager {
+        true => (u64::MAX, 1),
+        false => (settings.segment_threshold, settings.segment_lanes),
+    };
+    Plan::new(size, present.complement(size), threshold, max_lanes)
+}
+
+/// A receive that failed, and how many bytes the partial grew by before it did.
+struct BrokenOff {
+    error: TransferError,
+    grown: u64,
+}
+
+/// Receives the plan's bytes into the partial, charging them as they are written. A newer upload
+/// of the same path by the same user (its client reconnected, or restarted after a crash) takes
+/// over at once instead of waiting for this one's connection to time out.
+async fn receive(
+    session: &Session,
+    target: UploadTarget,
+    claim: Arc<Claim<String>>,
+    lanes: &mut mpsc::Receiver<quinn::RecvStream>,
+    plan: &Plan,
+    charge: &UploadCharge,
+) -> Result<Received, BrokenOff> {
+    let start = target.len;
+    let partial = target
+        .file
+        .try_clone()
+        .map_err(|err| BrokenOff { error: TransferError::File(err), grown: 0 })?;
     // The writer shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
-    let partial = target.file.try_clone().map_err(|err| StorageError::from_io(&err, &path))?;
     let (finished, writer_done) = tokio::sync::oneshot::channel();
     let dest = Partial {
         file: target.file,
@@ -121,43 +197,37 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
         _claim: claim.clone(),
         finished: Some(finished),
     };
-    let reservation = parking_lot::Mutex::new(reservation);
-    let charged = AtomicU64::new(0);
-    let charge = |written: Written| {
-        reservation.lock().consume(written.grown);
-        charged.fetch_add(written.grown, Ordering::Relaxed);
-    };
-    let stall = settings.stall_timeout();
-    // A newer upload of the same path by the same user (its client reconnected, or was restarted
-    // after a crash) takes over at once instead of waiting for this one's connection to time out.
+    let stall = session.ctx.config.transfer.stall_timeout();
+    let on_written = |written: Written| charge.written(written.grown);
     let received = tokio::select! {
-        received = receive_file(lanes, dest, &plan, Durability::Synced, stall, &charge) => received,
+        received = receive_file(lanes, dest, plan, Durability::Synced, stall, &on_written) => received,
         () = claim.stop_requested() => Err(TransferError::Stream("a newer upload of this path took over".into())),
     };
-    session.transfers.forget(id);
-    let received = match received {
-        Ok(received) => received,
-        Err(err) => {
-            // Taken over, the receiver was dropped while the writer may still be writing what the
-            // lanes handed over: measure the partial once it is done, or its bytes go uncounted.
-            let _ = tokio::time::timeout(CLAIM_PATIENCE, writer_done).await;
-            // The partial stays, with its bytes counted, for a later resume. Bytes charged but
-            // never written (the disk filled up, say) are given back.
-            let now = tokio::task::spawn_blocking(move || partial.metadata().map(|m| m.len()))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let grown = now.map_or(0, |now| now.saturating_sub(target.len));
-            session.ledger.release(charged.load(Ordering::Relaxed).saturating_sub(grown));
-            return Err(match err {
-                TransferError::File(err) => StorageError::from_io(&err, &path),
-                other => failed(&path, &other.to_string()),
-            });
-        }
+    let error = match received {
+        Ok(received) => return Ok(received),
+        Err(error) => error,
     };
+    // Taken over, the receiver was dropped while the writer may still be writing what the lanes
+    // handed over: measure the partial once it is done, or its bytes go uncounted.
+    let _ = tokio::time::timeout(CLAIM_PATIENCE, writer_done).await;
+    let now = tokio::task::spawn_blocking(move || partial.metadata().map(|m| m.len()))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    Err(BrokenOff { error, grown: now.map_or(0, |now| now.saturating_sub(start)) })
+}
+
+/// Installs a verified upload under its name (settling the quota), or drops a mismatched one.
+async fn install(
+    session: &Session,
+    key: &str,
+    path: &RemotePath,
+    received: Received,
+    mtime: Option<i64>,
+    charge: UploadCharge,
+) -> Result<Sha256Digest, StorageError> {
     if !received.verified() {
-        let freed = session.home.discard_upload(&key).await?;
-        session.ledger.release(freed);
+        charge.discarded(session.home.discard_upload(key).await?);
         return Err(StorageError::new(
             ErrorCode::ChecksumMismatch,
             format!(
@@ -166,16 +236,15 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
             ),
         ));
     }
-    let replaced = session.home.commit_upload(&key, &path, received.computed, mtime).await?;
-    session.ledger.release(replaced);
-    Ok(Reply::Done { size, sha256: received.computed.to_string() })
+    charge.installed(session.home.commit_upload(key, path, received.computed, mtime).await?);
+    Ok(received.computed)
 }
 
 fn bad_request(why: &str) -> StorageError {
     StorageError::new(ErrorCode::BadRequest, why.to_owned())
 }
 
-fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {
+fn failed(path: &RemotePath, why: &str) -> StorageError {
     StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
 }
 
