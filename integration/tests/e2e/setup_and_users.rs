@@ -18,7 +18,31 @@ fn fingerprint_line(stdout: &[u8]) -> String {
 }
 
 #[test]
-fn setup_writes_cert_key_config_and_layout_and_keeps_the_cert() {
+fn setup_writes_the_documented_config_and_keeps_an_edited_one() {
+    // A root of its own: the harness's roots have a configuration the harness wrote.
+    let root = tempfile::tempdir().expect("root");
+    let setup = || {
+        let out = std::process::Command::new(wharf_integration::binary("wharfd"))
+            .arg("--root")
+            .arg(root.path())
+            .arg("setup")
+            .output()
+            .expect("run setup");
+        assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    };
+    setup();
+    let config = root.path().join("etc/wharfd.toml");
+    let written = std::fs::read_to_string(&config).expect("setup writes etc/wharfd.toml");
+    let documented = include_str!("../../../etc/wharfd.toml");
+    assert_eq!(written, documented, "setup writes the committed, documented configuration");
+    std::fs::write(&config, "# edited\n[server]\nmax_connections = 7\n").expect("edit");
+    setup();
+    let kept = std::fs::read_to_string(&config).expect("config");
+    assert!(kept.contains("max_connections = 7"), "setup keeps an edited config: {kept}");
+}
+
+#[test]
+fn setup_writes_cert_key_and_layout_and_keeps_the_cert() {
     let server = TestServer::new("");
     let root = server.root();
     for dir in ["certs", "etc", "var/users", "var/homes", "var/log"] {
@@ -27,7 +51,6 @@ fn setup_writes_cert_key_config_and_layout_and_keeps_the_cert() {
     let key_mode =
         std::fs::metadata(root.join("certs/server.key")).expect("key").permissions().mode();
     assert_eq!(key_mode & 0o777, 0o600, "private key must be owner-only");
-    assert!(std::fs::read_to_string(root.join("etc/wharfd.toml")).is_ok());
 
     let first = server.wharfd(&["setup"], None);
     let again = server.wharfd(&["setup"], None);
