@@ -30,6 +30,20 @@ pub const SMALL_FILES_IN_FLIGHT: usize = 120;
 /// Requests left free for everything else on the connection (listings, `cd`, large files' lanes).
 const REQUESTS_KEPT_FREE: usize = 8;
 
+/// About what one small file costs the server: 1,000 gets of 4 KiB took 0.53 s on loopback,
+/// sixteen at a time. Files in flight beyond what covers a round trip at this pace only queue at
+/// the server (on loopback, 104 at once took 0.94 s).
+const SMALL_FILE_COST: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// How many small files to keep in flight: enough to cover the round trip at the server's pace,
+/// at least `-j`, within [`SMALL_FILES_IN_FLIGHT`] and what the server allows.
+fn small_file_window(session: &Session, jobs: usize) -> usize {
+    let allowed = session.requests_in_flight().saturating_sub(REQUESTS_KEPT_FREE + jobs);
+    let covering = session.rtt().as_micros() / SMALL_FILE_COST.as_micros();
+    let covering = usize::try_from(covering).unwrap_or(usize::MAX);
+    covering.clamp(jobs.max(1), SMALL_FILES_IN_FLIGHT).min(allowed).max(1)
+}
+
 /// How a batch of transfers is run.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
@@ -285,8 +299,7 @@ pub(crate) async fn run(
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
     let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
-    let window = session.requests_in_flight().saturating_sub(REQUESTS_KEPT_FREE + options.jobs);
-    let pipeline = Arc::new(Semaphore::new(window.clamp(1, SMALL_FILES_IN_FLIGHT)));
+    let pipeline = Arc::new(Semaphore::new(small_file_window(session, options.jobs)));
     let mut tasks = JoinSet::new();
     for job in jobs {
         let slots = if job.size <= SMALL_FILE { &pipeline } else { &lanes };

@@ -367,6 +367,11 @@ impl Session {
         Ok(reply.quota)
     }
 
+    /// The connection's current round-trip estimate.
+    pub fn rtt(&self) -> Duration {
+        self.link().conn.rtt()
+    }
+
     /// How many requests this connection may have in flight at once, as the server said at login.
     pub fn requests_in_flight(&self) -> usize {
         self.requests_in_flight.load(Ordering::Relaxed)
