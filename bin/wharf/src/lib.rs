@@ -14,6 +14,7 @@ pub mod expand;
 pub mod format;
 pub mod glob;
 pub mod identity;
+pub mod link;
 pub mod listing;
 pub mod local;
 pub mod mirror;

@@ -1,0 +1,238 @@
+//! Reaching a server and deciding to trust it: connection options, the QUIC link with its control
+//! stream, certificate checks (a CA, the system's store, or a pin recorded on first use), and what
+//! a failed handshake means in words a user can act on. [`crate::session`] builds the command API
+//! on top.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_common::net::{TransportSettings, bind_udp};
+use wharf_common::proto::CloseCode;
+
+use crate::error::{ClientError, Result};
+use crate::rpc::Rpc;
+use crate::streams::IncomingStreams;
+use crate::target::Target;
+use crate::trust::{HostKeyError, KnownHosts, PinVerifier, ca_verifier, system_verifier};
+
+/// Asked about an unknown host: `(host_key, fingerprint) -> trust it?`.
+pub type AskUser = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What to do when `known_hosts` has no entry for the server.
+#[derive(Clone)]
+pub enum UnknownHost {
+    /// Refuse (batch mode without `--accept-new-host`).
+    Refuse,
+    /// Trust and record it (`--accept-new-host`).
+    Accept,
+    /// Ask the user.
+    Ask(AskUser),
+}
+
+impl std::fmt::Debug for UnknownHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnknownHost::Refuse => "Refuse",
+            UnknownHost::Accept => "Accept",
+            UnknownHost::Ask(_) => "Ask",
+        })
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Verify against the certificates in this file (a CA, or the server's own certificate).
+    Ca(PathBuf),
+    /// Verify against the operating system's CA certificates.
+    System,
+    /// Pin the certificate's fingerprint in a known-hosts file.
+    Pinned { known_hosts: KnownHosts, unknown: UnknownHost },
+}
+
+/// Everything needed to reach a server.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub target: Target,
+    pub trust: Trust,
+    pub transport: TransportSettings,
+    pub connect_timeout: Duration,
+    /// Local address to send from (any address of the right family when `None`).
+    pub bind_ip: Option<std::net::IpAddr>,
+}
+
+impl ConnectOptions {
+    pub fn new(target: Target, trust: Trust) -> ConnectOptions {
+        ConnectOptions {
+            target,
+            trust,
+            transport: TransportSettings::default(),
+            connect_timeout: Duration::from_secs(10),
+            bind_ip: None,
+        }
+    }
+}
+
+/// One QUIC connection of a session, with its control stream and incoming transfer streams.
+/// [`Session::reconnect`] replaces it; `generation` tells the links apart.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub rpc: Rpc,
+    pub incoming: Arc<IncomingStreams>,
+    pub generation: u64,
+}
+
+/// Connects to the server of `options` and checks its certificate; nothing secret is sent.
+pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link> {
+    let target = &options.target;
+    let connect_error = |reason: String| ClientError::Connect { target: target.host_key(), reason };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
+        .collect();
+
+    let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
+        match &options.trust {
+            Trust::Ca(file) => (ca_verifier(file)?, None, None),
+            Trust::System => (system_verifier()?, None, None),
+            Trust::Pinned { known_hosts, .. } => {
+                let pin = known_hosts.lookup(&target.host_key())?;
+                let (verifier, observed) =
+                    PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
+                (verifier, pin, Some(observed))
+            }
+        };
+    let crypto =
+        wharf_common::tls::client_crypto(verifier).map_err(|err| connect_error(err.to_string()))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+    client_config.transport_config(Arc::new(options.transport.transport_config(true)));
+
+    let mut last_error = connect_error("no address found".into());
+    for addr in addrs {
+        let local = match options.bind_ip {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        };
+        let bound = bind_udp(local, options.transport.socket_buffer)
+            .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            bound.socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|err| connect_error(err.to_string()))?;
+        let connecting = endpoint
+            .connect_with(client_config.clone(), addr, &target.host)
+            .map_err(|err| connect_error(err.to_string()))?;
+        let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => {
+                if let (Some(pin), Some(observed)) = (&pin, &observed) {
+                    let seen = observed.lock().fingerprint.clone();
+                    if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
+                        return Err(changed(options, pin, presented));
+                    }
+                }
+                last_error = match &err {
+                    quinn::ConnectionError::ApplicationClosed(_) => crate::rpc::closed_error(&err),
+                    _ => connect_error(explain_handshake(&err.to_string(), &target.host)),
+                };
+                continue;
+            }
+            Err(_) => {
+                last_error = connect_error(format!(
+                    "no answer from {addr} within {:?}",
+                    options.connect_timeout
+                ));
+                continue;
+            }
+        };
+        if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
+            let seen = observed.as_ref().and_then(|o| o.lock().fingerprint.clone());
+            let fingerprint = seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
+            if let Err(err) = trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
+            {
+                conn.close(CloseCode::Normal.varint(), b"host not trusted");
+                return Err(err.into());
+            }
+        }
+        let (send, recv) = conn.open_bi().await.map_err(|err| crate::rpc::closed_error(&err))?;
+        let rpc = Rpc::start(conn.clone(), send, recv);
+        let incoming = Arc::new(IncomingStreams::default());
+        tokio::spawn(incoming.clone().accept(conn.clone()));
+        return Ok(Link { endpoint, conn, rpc, incoming, generation });
+    }
+    Err(last_error)
+}
+
+/// A handshake failure, with what to do about the usual one: a certificate that does not name the
+/// host the client was asked to reach.
+fn explain_handshake(reason: &str, host: &str) -> String {
+    if reason.contains("not valid for name") {
+        format!(
+            "the server's certificate does not name {host:?}: connect by a name it has, or on the \
+             server run `wharfd setup --force --host {host}` and restart it (clients that pinned \
+             the old certificate must then drop its known_hosts line) [{reason}]"
+        )
+    } else {
+        reason.to_owned()
+    }
+}
+
+fn changed(options: &ConnectOptions, pin: &crate::trust::Pin, presented: String) -> ClientError {
+    let file = match &options.trust {
+        Trust::Pinned { known_hosts, .. } => known_hosts.path().display().to_string(),
+        Trust::Ca(_) | Trust::System => String::new(),
+    };
+    HostKeyError::Changed {
+        host: options.target.host_key(),
+        expected: pin.fingerprint.clone(),
+        presented,
+        file,
+        line: pin.line,
+    }
+    .into()
+}
+
+fn trust_new_host(
+    host_key: &str,
+    fingerprint: &str,
+    known_hosts: &KnownHosts,
+    unknown: &UnknownHost,
+) -> Result<(), HostKeyError> {
+    let accepted = match unknown {
+        UnknownHost::Accept => true,
+        UnknownHost::Refuse => {
+            return Err(HostKeyError::Unknown {
+                host: host_key.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+            });
+        }
+        UnknownHost::Ask(ask) => ask(host_key, fingerprint),
+    };
+    if !accepted {
+        return Err(HostKeyError::Declined { host: host_key.to_owned() });
+    }
+    known_hosts.add(host_key, fingerprint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_handshake;
+
+    #[test]
+    fn a_certificate_for_another_name_says_how_to_fix_it() {
+        let reason = "the cryptographic handshake failed: error 42: invalid peer certificate: \
+                      certificate not valid for name \"files.example\"; certificate is only valid \
+                      for DnsName(\"localhost\")";
+        let text = explain_handshake(reason, "files.example");
+        assert!(text.contains("wharfd setup --force --host files.example"), "{text}");
+        assert_eq!(explain_handshake("timed out", "h"), "timed out");
+    }
+}
