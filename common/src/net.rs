@@ -11,6 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// The control stream's priority on both ends, above the lanes' (0): quinn sends buffered data of
+/// higher priority first, so a reply or request never waits behind lane data buffered with it. (A
+/// download's lanes must not use up the client's receive window ahead of the reply that tells it to
+/// read them; an eager upload's lane must not hold up the request that says what it is.)
+pub const CONTROL_PRIORITY: i32 = 1;
+
 /// QUIC transport limits. The server reads them from `[transport]` in `wharfd.toml`; the client uses
 /// the defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,9 +19,6 @@ use crate::error::{ClientError, Result};
 
 type Pending = Arc<Mutex<Waiting>>;
 
-/// The control stream's priority, above the lanes' (0): quinn sends higher priorities first.
-const CONTROL_PRIORITY: i32 = 1;
-
 /// The requests waiting for replies, and whether replies can still come at all.
 #[derive(Debug, Default)]
 struct Waiting {
@@ -128,9 +125,7 @@ impl Inner {
 impl Rpc {
     /// Starts routing replies from `recv`.
     pub fn start(conn: quinn::Connection, send: quinn::SendStream, recv: quinn::RecvStream) -> Rpc {
-        // Requests go before lane data buffered at the same time: an eager upload's lane must not
-        // hold up the request that tells the server what it is.
-        let _ = send.set_priority(CONTROL_PRIORITY);
+        let _ = send.set_priority(wharf_common::net::CONTROL_PRIORITY);
         let pending = Pending::default();
         tokio::spawn(route_replies(recv, pending.clone()));
         let inner = Inner {

@@ -55,7 +55,7 @@ fn measure(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow:
 /// Like [`measure`], with `prepare` run before each timed run, untimed.
 fn measure_after(
     runs: usize,
-    prepare: &mut dyn FnMut() -> anyhow::Result<()>,
+    mut prepare: impl FnMut() -> anyhow::Result<()>,
     mut once: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Duration> {
     let mut samples = Vec::with_capacity(runs);
@@ -115,6 +115,15 @@ impl Row {
             }
         }
     }
+}
+
+/// Rewrites 10 of the 1,000 small files in `dir` with new contents: the mirror rows' change.
+fn change_ten(dir: &Path, round: &mut u64) -> anyhow::Result<()> {
+    *round += 1;
+    for n in (0..1000).step_by(100) {
+        write_random(&dir.join(format!("f{n:04}")), 4096, 10_000 * *round + n)?;
+    }
+    Ok(())
 }
 
 fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
@@ -331,13 +340,7 @@ fn run_loopback(plan: Plan) -> anyhow::Result<()> {
     wharf_run("mirror -R -j 16 tree small".into())?;
     sshd.rsync(&local.join("small"), &rsync_dest)?;
     let mut round = 0;
-    let mut change_ten = || -> anyhow::Result<()> {
-        round += 1;
-        for n in (0..1000).step_by(100) {
-            write_random(&local.join(format!("small/f{n:04}")), 4096, 10_000 * round + n)?;
-        }
-        Ok(())
-    };
+    let mut change_ten = || change_ten(&local.join("small"), &mut round);
     let wharf_mirror = measure_after(plan.small_runs, &mut change_ten, || {
         wharf_run("mirror -R -j 16 tree small".into())
     })?;

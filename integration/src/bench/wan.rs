@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use super::sftp::{Place, Sshd};
-use super::{MIB, median, write_random};
+use super::{MIB, change_ten, measure, measure_after, write_random};
 use crate::client::wharf_in;
 use crate::server::TestServer;
 use crate::wan::{Profile, Wan};
@@ -109,26 +109,6 @@ impl Site {
     }
 }
 
-fn time(once: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
-    std::process::Command::new("sync").status().context("sync")?;
-    let started = Instant::now();
-    once()?;
-    Ok(started.elapsed())
-}
-
-fn timed_runs(
-    runs: usize,
-    mut prepare: impl FnMut() -> anyhow::Result<()>,
-    mut once: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Duration> {
-    let mut samples = Vec::new();
-    for _ in 0..runs {
-        prepare()?;
-        samples.push(time(&mut once)?);
-    }
-    Ok(median(samples))
-}
-
 /// Bytes in the regular files under `dir`, partial downloads included.
 fn bytes_under(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -213,7 +193,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn bulk_rows(site: &Site) -> anyhow::Result<Vec<Row>> {
     let size = site.big_size;
     let down = site.down().display().to_string();
-    let wharf_get = time(|| {
+    let wharf_get = measure(1, || {
         site.clear_down()?;
         site.wharf(&format!("get big.bin {down}")).map(drop)
     })?;
@@ -225,7 +205,7 @@ fn bulk_rows(site: &Site) -> anyhow::Result<Vec<Row>> {
     let (sftp_get_time, _) = run_capped(sftp_get, BASELINE_CAP)?;
     let sftp_get_bytes = bytes_under(&site.down());
 
-    let wharf_put = time(|| site.wharf("put --no-resume big.bin /up.bin").map(drop))?;
+    let wharf_put = measure(1, || site.wharf("put --no-resume big.bin /up.bin").map(drop))?;
     let sftp_put = site.sshd.spawn_sftp(&format!(
         "lcd {}\ncd {}\nput big.bin up.bin\n",
         site.local().display(),
@@ -263,33 +243,35 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
     };
     let put = Row {
         workload: "1,000 × 4 KiB put".into(),
-        wharf: cell(timed_runs(
+        wharf: cell(measure_after(
             runs,
             || Ok(()),
             || site.wharf("put --no-resume -r -j 16 small /up").map(drop),
         )?),
-        sftp: sftp_small.then(|| time(|| site.sftp("put -r small up")).map(cell)).transpose()?,
-        rsync: Some(cell(timed_runs(runs, clear_rsync_up, || {
+        sftp: sftp_small
+            .then(|| measure(1, || site.sftp("put -r small up")).map(cell))
+            .transpose()?,
+        rsync: Some(cell(measure_after(runs, clear_rsync_up, || {
             site.sshd.rsync(&local_small, &rsync_up)
         })?)),
     };
     let get = Row {
         workload: "1,000 × 4 KiB get".into(),
-        wharf: cell(timed_runs(
+        wharf: cell(measure_after(
             runs,
             || site.clear_down(),
             || site.wharf(&format!("get -r -j 16 small {down}")).map(drop),
         )?),
         sftp: sftp_small
             .then(|| {
-                time(|| {
+                measure(1, || {
                     site.clear_down()?;
                     site.sftp(&format!("get -r small {down}/small"))
                 })
                 .map(cell)
             })
             .transpose()?,
-        rsync: Some(cell(timed_runs(
+        rsync: Some(cell(measure_after(
             runs,
             || site.clear_down(),
             || site.sshd.rsync_from(&site.sftp_remote().join("small"), &site.down()),
@@ -300,17 +282,12 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
     site.wharf("mirror -R -j 16 tree small")?;
     site.sshd.rsync(&local_small, &rsync_dest)?;
     let mut round = 0;
-    let mut change_ten = || -> anyhow::Result<()> {
-        round += 1;
-        for n in (0..1000).step_by(100) {
-            write_random(&local_small.join(format!("f{n:04}")), 4096, 10_000 * round + n)?;
-        }
-        Ok(())
-    };
-    let wharf_mirror =
-        timed_runs(runs, &mut change_ten, || site.wharf("mirror -R -j 16 tree small").map(drop))?;
+    let mut change_ten = || change_ten(&local_small, &mut round);
+    let wharf_mirror = measure_after(runs, &mut change_ten, || {
+        site.wharf("mirror -R -j 16 tree small").map(drop)
+    })?;
     let rsync_mirror =
-        timed_runs(runs, &mut change_ten, || site.sshd.rsync(&local_small, &rsync_dest))?;
+        measure_after(runs, &mut change_ten, || site.sshd.rsync(&local_small, &rsync_dest))?;
     let mirror = Row {
         workload: "mirror 1,000, 10 changed".into(),
         wharf: cell(wharf_mirror),
@@ -319,8 +296,8 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
     };
     let connect = Row {
         workload: "connect + login + ls".into(),
-        wharf: cell(timed_runs(runs, || Ok(()), || site.wharf("ls").map(drop))?),
-        sftp: Some(cell(timed_runs(runs, || Ok(()), || site.sftp("ls"))?)),
+        wharf: cell(measure_after(runs, || Ok(()), || site.wharf("ls").map(drop))?),
+        sftp: Some(cell(measure_after(runs, || Ok(()), || site.sftp("ls"))?)),
         rsync: None,
     };
     Ok(vec![put, get, mirror, connect])
@@ -383,7 +360,7 @@ pub fn router_ceiling(size: u64) -> anyhow::Result<String> {
     let down = site.down().display().to_string();
     let mut site = site;
     let before = site.wan.carried()?;
-    let elapsed = time(|| {
+    let elapsed = measure(1, || {
         site.clear_down()?;
         site.wharf(&format!("get big.bin {down}")).map(drop)
     })?;

@@ -2,6 +2,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 use wharf_common::frame::{FrameError, read_message, write_message};
+use wharf_common::net::CONTROL_PRIORITY;
 use wharf_common::proto::{CloseCode, Request, Response};
 
 use super::Close;
@@ -46,10 +47,6 @@ impl From<Response> for Outgoing {
         Outgoing::Response(response)
     }
 }
-
-/// The control stream goes before the lanes: replies buffered on it are sent before lane data
-/// buffered at the same time (quinn sends higher priorities first).
-pub const CONTROL_PRIORITY: i32 = 1;
 
 /// Writes responses from a channel onto `send` until every sender is gone, then finishes the stream
 /// and waits (briefly) for the client to acknowledge it, so that final replies are not lost to an
