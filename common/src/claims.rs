@@ -15,6 +15,11 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// How long a transfer waits for an earlier one on the same key to let go: the earlier one's writer
+/// may still be writing the chunks its lanes handed over, which takes well under a second unless
+/// the disk is in trouble.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
 /// The keys currently claimed.
 #[derive(Debug)]
 pub struct ClaimSet<K> {

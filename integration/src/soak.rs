@@ -109,6 +109,18 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// One upload large enough to be resumable, before anything is counted: the server opens a few
+/// descriptors once and keeps them (rustix's handles on `/proc`, which atomic record writes use), and
+/// those are not a leak.
+async fn warm_up(server: &TestServer, file: &std::path::Path) -> anyhow::Result<()> {
+    let options = options_from(server, client_ip(0));
+    let session = Session::open(&options, "soak0", "pw").await?;
+    session.put(file, &path("/warm-up"), false, &|_| {}).await?;
+    session.remove(&path("/warm-up"), false).await?;
+    session.close().await;
+    Ok(())
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
@@ -141,6 +153,7 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
     std::fs::write(&small, vec![7u8; 4096])?;
     std::fs::write(&medium, vec![9u8; 1 << 20])?;
     std::fs::write(&bulk, vec![3u8; plan.bulk_size])?;
+    warm_up(server, &medium).await?;
     let (rss_before_kib, fds_before) = (status_kib(pid, "VmRSS:"), open_fds(pid));
 
     let tally = Arc::new(Mutex::new(Tally::default()));

@@ -1,11 +1,38 @@
-//! The local side of the shell: `lcd`, `lpwd`, `lls`.
+//! The local side: the shell's `lcd`, `lpwd` and `lls`, and what transfers need of local files
+//! (their content versions, records replaced atomically).
 
 use std::path::{Path, PathBuf};
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use wharf_common::proto::{Entry, EntryKind, unix_seconds};
 
 use crate::error::{ClientError, Result};
+
+/// A local file's content version, made like the server's: what `put` names as its `source` (so a
+/// resume never splices a changed file onto old bytes) and what `mirror` compares.
+pub fn content_version(meta: &std::fs::Metadata) -> String {
+    wharf_common::proto::content_version(
+        meta.len(),
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+        meta.ino(),
+    )
+}
+
+/// Replaces the file `path` with `contents` in one rename, so that readers (and a crash) see the old
+/// record or the new one, never a mix. Readable by the user alone. Not synced: the client's records
+/// (partial downloads' progress, mirror state) are hints whose loss costs a resend.
+pub fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Named after the record, so that whatever skips the record (a mirror's walk) skips this too.
+    let mut prefix = path.file_name().unwrap_or_default().to_owned();
+    prefix.push(".tmp");
+    let mut temp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
+    temp.write_all(contents)?;
+    temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
 
 /// The user's home directory, for `lcd` without an argument.
 pub fn home_dir() -> PathBuf {

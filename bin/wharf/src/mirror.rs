@@ -205,7 +205,7 @@ fn local_tree(root: &Path, may_be_missing: bool) -> Result<BTreeMap<String, Node
             } else if meta.is_file() {
                 let node = Node::File {
                     size: meta.len(),
-                    version: local_version(&meta),
+                    version: crate::local::content_version(&meta),
                     mtime: meta.mtime(),
                 };
                 tree.insert(path, node);
@@ -213,16 +213,6 @@ fn local_tree(root: &Path, may_be_missing: bool) -> Result<BTreeMap<String, Node
         }
     }
     Ok(tree)
-}
-
-/// A local file's version, made like the server's.
-fn local_version(meta: &std::fs::Metadata) -> String {
-    wharf_common::proto::content_version(
-        meta.len(),
-        (meta.mtime(), meta.mtime_nsec()),
-        (meta.ctime(), meta.ctime_nsec()),
-        meta.ino(),
-    )
 }
 
 async fn plan(
@@ -406,9 +396,7 @@ fn load_state(local_root: &Path, remote_root: &RemotePath) -> State {
 /// Writes the state in one rename. It is a hint: losing it only costs a comparison by content.
 fn save_state(local_root: &Path, state: &State) -> Result<()> {
     let bytes = rmp_serde::to_vec(state).map_err(|err| ClientError::Protocol(err.to_string()))?;
-    let temp = local_root.join(format!("{STATE_FILE}.tmp"));
     let path = local_root.join(STATE_FILE);
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::rename(&temp, &path))
+    crate::local::replace_file(&path, &bytes)
         .map_err(|err| ClientError::local(path.display().to_string(), err))
 }

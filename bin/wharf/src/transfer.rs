@@ -13,21 +13,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wharf_common::claims::Claim;
+use wharf_common::claims;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::MAX_EAGER_SIZE;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{
-    DEFAULT_STALL_TIMEOUT, Destination, Durability, Plan, RESUME_MIN_SIZE, Ranges, StreamHeader,
-    TransferError, Written, receive_file, send_file,
+    DEFAULT_STALL_TIMEOUT, Destination as _, Durability, Held, Plan, RESUME_MIN_SIZE, Ranges,
+    Recorded, StreamHeader, TransferError, Written, receive_file, send_file,
 };
 
 use crate::error::{ClientError, Result};
 use crate::session::Session;
-
-/// How long a download waits for an earlier one to the same file to let go of it.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What a finished transfer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +112,7 @@ impl Session {
             ));
         }
         let size = meta.len();
-        let source = format!("{size}-{}.{:09}-{}", meta.mtime(), meta.mtime_nsec(), meta.ino());
+        let source = crate::local::content_version(&meta);
         let mtime = keep_time.then(|| meta.mtime());
         let link = self.link();
         // A small file goes at once, without waiting a round trip for the `transfer` reply. Its
@@ -140,7 +137,8 @@ impl Session {
         };
         on_bytes(plan.present());
         let stall = DEFAULT_STALL_TIMEOUT;
-        let sent = send_file(&link.conn, header, file, &plan, None, stall, on_bytes).await;
+        let sent =
+            send_file(&link.conn, header, Arc::new(file), &plan, None, stall, on_bytes).await;
         let sent = match sent {
             Ok(digest) => digest,
             // The server's reply says more than a reset stream would (e.g. quota, or a closed connection).
@@ -185,7 +183,7 @@ impl Session {
         let (part, meta) = (part_path(dest), meta_path(dest));
         // An abandoned download of the same file may still be writing its partial: wait for it.
         let claim =
-            self.downloads().claim_within(&part, CLAIM_PATIENCE).await.map(Arc::new).ok_or_else(
+            self.downloads().claim_within(&part, claims::PATIENCE).await.map(Arc::new).ok_or_else(
                 || {
                     ClientError::Usage(format!(
                         "{}: another download to this file is in progress",
@@ -221,7 +219,8 @@ impl Session {
                     .truncate(false)
                     .open(&part_file)?;
                 let resumable = (size >= RESUME_MIN_SIZE).then_some((meta_file, version));
-                let dest = PartFile { file, resumable, _claim: claim };
+                let record = move |present: &Ranges| record_part(resumable.as_ref(), present);
+                let dest = Held { dest: Recorded { dest: file, record }, guard: claim };
                 dest.checkpoint(&present);
                 Ok::<_, std::io::Error>(dest)
             })
@@ -314,29 +313,15 @@ fn parse_part_meta(text: &str) -> Option<(String, Ranges)> {
     Some((version, present))
 }
 
-/// The partial file of a download, as the writer sees it.
-struct PartFile {
-    file: std::fs::File,
-    /// Where to record progress, and the remote version it belongs to; `None` for small files.
-    resumable: Option<(PathBuf, String)>,
-    _claim: Arc<Claim<PathBuf>>,
-}
-
-impl Destination for PartFile {
-    fn file(&self) -> &std::fs::File {
-        &self.file
-    }
-
-    fn checkpoint(&self, present: &Ranges) {
-        let Some((meta, version)) = &self.resumable else { return };
-        let mut temp = meta.clone().into_os_string();
-        temp.push(".tmp");
-        // Replaced in one rename, so a crash leaves the old record or the new one, never a mix.
-        let written = std::fs::write(&temp, format_part_meta(version, present))
-            .and_then(|()| std::fs::rename(&temp, meta));
-        if let Err(err) = written {
-            tracing::debug!(%err, "cannot record the progress of a download");
-        }
+/// Records which ranges of a partial download are in place, for a resume: in the metadata file
+/// `resumable` names, with the remote version they belong to. Small downloads (`None`) are never
+/// resumed, so nothing is recorded.
+fn record_part(resumable: Option<&(PathBuf, String)>, present: &Ranges) {
+    let Some((meta, version)) = resumable else { return };
+    if let Err(err) =
+        crate::local::replace_file(meta, format_part_meta(version, present).as_bytes())
+    {
+        tracing::debug!(%err, "cannot record the progress of a download");
     }
 }
 

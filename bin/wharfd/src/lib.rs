@@ -10,6 +10,7 @@
 //! - [`blocking`]: bounded offloading of blocking work from the async executor.
 
 pub mod admin;
+pub mod atomic;
 pub mod auth;
 pub mod blocking;
 pub mod cli;

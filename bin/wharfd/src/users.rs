@@ -5,8 +5,6 @@
 //! effect without a restart.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -132,21 +130,11 @@ impl UserStore {
             path: path.display().to_string(),
             message: err.to_string(),
         })?;
-        let temp = self.dir.join(format!(".{}.toml.tmp", record.name));
         let write = || -> std::io::Result<()> {
-            // Password hashes: readable by the service's user alone, from the first byte (a stale
-            // temporary file would keep its old mode, so it goes first).
-            let _ = fs::remove_file(&temp);
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&temp, &path)?;
-            fs::File::open(&self.dir)?.sync_all()
+            // Password hashes: readable by the service's user alone.
+            let dir = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority())?;
+            let name = format!("{}.toml", record.name);
+            crate::atomic::replace(&dir, &name, text.as_bytes(), crate::atomic::Durability::Synced)
         };
         write().map_err(|source| io_error(&path, source))
     }

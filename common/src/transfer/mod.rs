@@ -16,6 +16,7 @@
 //! ([`workers`]), never on the async runtime; 1 MiB [`bytes::Bytes`] chunks pass to and from QUIC
 //! without copies (`read_chunk` / `write_chunk`), in buffers that are reused ([`pool`]).
 
+mod ends;
 mod pool;
 mod ranges;
 mod receive;
@@ -23,20 +24,18 @@ mod send;
 mod workers;
 mod write;
 
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
+pub use ends::{Destination, Held, Recorded, Source};
 pub use pool::MAX_IDLE_CHUNKS;
 pub use ranges::{MAX_RANGES, Ranges};
 pub use receive::{Received, STOP_TRANSFER_FAILED, Written, receive_file};
 pub use send::send_file;
-pub use workers::{MIN_TRANSFER_THREADS, set_thread_niceness};
-pub use write::{CHECKPOINT_EVERY, Destination, Durability};
+pub use workers::{MIN_TRANSFER_THREADS, run as run_on_transfer_thread, set_thread_niceness};
+pub use write::{CHECKPOINT_EVERY, Durability};
 
 /// Bytes read from disk and written to a stream at a time.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -163,21 +162,30 @@ const HASH_STEP: u64 = 8 * 1024 * 1024;
 /// that hundreds of concurrent hashes cost little memory.
 const HASH_BUFFER: usize = 256 * 1024;
 
-/// Hashes `file[start..end]` into `hasher`.
-pub fn hash_range(file: &File, start: u64, end: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+/// Hashes `source[start..end]` into `hasher`.
+pub fn hash_range(
+    source: &(impl Source + ?Sized),
+    start: u64,
+    end: u64,
+    hasher: &mut Sha256,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; HASH_BUFFER];
     let mut position = start;
     while position < end {
         let want = usize::try_from(end - position).unwrap_or(HASH_BUFFER).min(HASH_BUFFER);
-        read_exact_at(file, &mut buf[..want], position)?;
+        read_exact_at(source, &mut buf[..want], position)?;
         hasher.update(&buf[..want]);
         position += want as u64;
     }
     Ok(())
 }
 
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    file.read_exact_at(buf, offset).map_err(|err| match err.kind() {
+fn read_exact_at(
+    source: &(impl Source + ?Sized),
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    source.read_exact_at(buf, offset).map_err(|err| match err.kind() {
         std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the file is shorter than announced",

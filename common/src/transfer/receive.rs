@@ -11,8 +11,9 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
+use super::Destination;
 use super::pool::ChunkBuf;
-use super::write::{Destination, Durability, write_in_place};
+use super::write::{Durability, write_in_place};
 use super::{
     CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, TransferError, read_lane_frame,
     within,

@@ -2,8 +2,6 @@
 //! Reading and hashing run as short jobs on the transfer threads ([`super::workers`]).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::pool::ChunkBuf;
 use super::{
-    CHUNK_SIZE, CHUNKS_IN_FLIGHT, HASH_STEP, LaneFrame, PIECE_SIZE, Plan, StreamHeader,
+    CHUNK_SIZE, CHUNKS_IN_FLIGHT, HASH_STEP, LaneFrame, PIECE_SIZE, Plan, Source, StreamHeader,
     TransferError, hash_range, within, workers, write_frame,
 };
 use crate::hash::Sha256Digest;
@@ -28,7 +26,7 @@ type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
 /// What one lane needs besides the connection.
 struct Lane {
     header: StreamHeader,
-    file: Arc<File>,
+    source: Arc<dyn Source>,
     queue: Queue,
     stall: Duration,
 }
@@ -36,7 +34,7 @@ struct Lane {
 /// The whole file's digest, computed once and awaited by every lane.
 type SharedDigest = Shared<BoxFuture<'static, Result<Sha256Digest, (std::io::ErrorKind, String)>>>;
 
-/// Sends the plan's ranges of `file` as transfer `header` on `plan.lanes` new streams of `conn`,
+/// Sends the plan's ranges of `source` as transfer `header` on `plan.lanes` new streams of `conn`,
 /// each ending with the whole file's digest. With `known` (a digest recorded when the file was stored)
 /// the file is not hashed; otherwise it is hashed beside the lanes. A lane that cannot move anything
 /// for `stall` fails the transfer. `progress` is called with each chunk's length as it is handed to
@@ -44,20 +42,19 @@ type SharedDigest = Shared<BoxFuture<'static, Result<Sha256Digest, (std::io::Err
 pub async fn send_file(
     conn: &quinn::Connection,
     header: StreamHeader,
-    file: File,
+    source: Arc<dyn Source>,
     plan: &Plan,
     known: Option<Sha256Digest>,
     stall: Duration,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
-    let file = Arc::new(file);
     // Every lane ends with the digest, as soon as both its pieces and the hash are done: a lane that
     // finishes early ends without waiting for the others. The hash is a task of its own so that it
     // moves while the lanes do; it stops if the transfer is dropped.
     let (digest, _hashing): (SharedDigest, _) = match known {
         Some(known) => (futures_util::future::ready(Ok(known)).boxed().shared(), None),
         None => {
-            let task = tokio::spawn(hash_file(file.clone(), plan.size));
+            let task = tokio::spawn(hash_file(source.clone(), plan.size));
             let abort = AbortOnDrop(task.abort_handle());
             let digest = async move {
                 match task.await {
@@ -70,7 +67,7 @@ pub async fn send_file(
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
     let lanes = (0..plan.lanes).map(|_| {
-        let lane = Lane { header, file: file.clone(), queue: queue.clone(), stall };
+        let lane = Lane { header, source: source.clone(), queue: queue.clone(), stall };
         send_lane(conn, lane, digest.clone(), progress)
     });
     let digests = try_join_all(lanes).await?;
@@ -86,14 +83,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Hashes `file[..size]`, [`HASH_STEP`] bytes per job.
-async fn hash_file(file: Arc<File>, size: u64) -> std::io::Result<Sha256Digest> {
+/// Hashes `source[..size]`, [`HASH_STEP`] bytes per job.
+async fn hash_file(source: Arc<dyn Source>, size: u64) -> std::io::Result<Sha256Digest> {
     let mut hasher = Sha256::new();
     let mut position = 0;
     while position < size {
         let end = size.min(position + HASH_STEP);
-        let file = file.clone();
-        let job = move || hash_range(&file, position, end, &mut hasher).map(|()| hasher);
+        let source = source.clone();
+        let job = move || hash_range(&*source, position, end, &mut hasher).map(|()| hasher);
         hasher = workers::run(job).await.map_err(std::io::Error::other)??;
         position = end;
     }
@@ -105,7 +102,7 @@ async fn hash_file(file: Arc<File>, size: u64) -> std::io::Result<Sha256Digest> 
 /// lane's share.
 async fn send_lane(
     conn: &quinn::Connection,
-    Lane { header, file, queue, stall }: Lane,
+    Lane { header, source, queue, stall }: Lane,
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
@@ -124,8 +121,8 @@ async fn send_lane(
             while reads.len() < CHUNKS_IN_FLIGHT && position < offset + len {
                 let want =
                     usize::try_from(offset + len - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-                let file = file.clone();
-                reads.push_back(workers::run(move || read_chunk(&file, position, want)));
+                let source = source.clone();
+                reads.push_back(workers::run(move || read_chunk(&*source, position, want)));
                 position += want as u64;
             }
             let Some(chunk) = reads.next().await else { break };
@@ -147,11 +144,11 @@ async fn send_lane(
     Ok(digest)
 }
 
-/// Reads `want` bytes at `position`. Positional reads: the lanes share one file description, so a
-/// seek would race.
-fn read_chunk(file: &File, position: u64, want: usize) -> Result<Bytes, TransferError> {
+/// Reads `want` bytes at `position`. Positional reads: the lanes share one source, so a seek would
+/// race.
+fn read_chunk(source: &dyn Source, position: u64, want: usize) -> Result<Bytes, TransferError> {
     let mut chunk = ChunkBuf::new();
-    file.read_exact_at(chunk.fill(want), position).map_err(|err| match err.kind() {
+    source.read_exact_at(chunk.fill(want), position).map_err(|err| match err.kind() {
         std::io::ErrorKind::UnexpectedEof => TransferError::SourceChanged,
         _ => err.into(),
     })?;

@@ -10,14 +10,14 @@
 //! few to catch the frontier up, with the writer's state moved into each job and back.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{HASH_STEP, Ranges, TransferError, hash_range, workers};
+use super::ends::ReadBack;
+use super::{Destination, HASH_STEP, Ranges, TransferError, hash_range, workers};
 use crate::hash::Sha256Digest;
 
 /// Bytes written between two checkpoints of the ranges in place: at most this much is sent again
@@ -25,30 +25,6 @@ use crate::hash::Sha256Digest;
 pub const CHECKPOINT_EVERY: u64 = 4 * 1024 * 1024;
 /// Bytes written between two background flushes of a [`Durability::Synced`] file.
 const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
-
-/// The file a receiver writes, together with whatever must live exactly as long as the writing (a
-/// claim on the partial): the writer owns it and drops it after its last write, even when the
-/// transfer was abandoned before.
-pub trait Destination: Send + 'static {
-    fn file(&self) -> &File;
-
-    /// Records which ranges are in place, for a later resume. Called every [`CHECKPOINT_EVERY`]
-    /// bytes and when the writer stops short of the whole file. A lost record only makes a resume
-    /// send more, so failures are the implementation's to log.
-    fn checkpoint(&self, _present: &Ranges) {}
-}
-
-impl Destination for File {
-    fn file(&self) -> &File {
-        self
-    }
-}
-
-impl<T: Send + 'static> Destination for (File, T) {
-    fn file(&self) -> &File {
-        &self.0
-    }
-}
 
 /// Whether the receiver will fsync the file when it is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,11 +109,10 @@ struct Writer<D> {
 impl<D: Destination> Writer<D> {
     /// Drops what an older attempt left if nothing of it is to be kept; returns the file's length.
     fn prepare(&mut self) -> std::io::Result<u64> {
-        let file = self.dest.file();
-        let len = file.metadata()?.len();
+        let len = self.dest.held()?;
         if self.present.is_empty() && len > 0 {
             // Otherwise the old bytes would survive as a tail.
-            file.set_len(0)?;
+            self.dest.clear()?;
             return Ok(0);
         }
         Ok(len)
@@ -160,8 +135,7 @@ impl<D: Destination> Writer<D> {
     }
 
     fn write(&mut self, offset: u64, chunk: &[u8]) -> std::io::Result<()> {
-        let file = self.dest.file();
-        file.write_all_at(chunk, offset)?;
+        self.dest.write_all_at(chunk, offset)?;
         let len = chunk.len() as u64;
         if offset == self.frontier {
             self.hasher.update(chunk);
@@ -172,7 +146,7 @@ impl<D: Destination> Writer<D> {
         self.unrecorded += len;
         if self.durability == Durability::Synced && self.unsynced >= WRITEBACK_EVERY {
             self.unsynced = 0;
-            start_writeback(file);
+            self.dest.start_writeback();
         }
         if self.unrecorded >= CHECKPOINT_EVERY {
             self.unrecorded = 0;
@@ -190,7 +164,7 @@ impl<D: Destination> Writer<D> {
     fn catch_up(&mut self) -> std::io::Result<()> {
         if let Some(end) = self.present.end_of_range_at(self.frontier) {
             let end = end.min(self.frontier + HASH_STEP);
-            hash_range(self.dest.file(), self.frontier, end, &mut self.hasher)?;
+            hash_range(&ReadBack(&self.dest), self.frontier, end, &mut self.hasher)?;
             self.frontier = end;
         }
         Ok(())
@@ -216,7 +190,7 @@ static WRITEBACK_RUNNING: AtomicBool = AtomicBool::new(false);
 /// Starts flushing the file's dirty pages (fdatasync) on a transfer thread without waiting for it,
 /// so that the disk works while the network does and the final fsync has little left. Skipped
 /// while another flush runs. Best effort: the final fsync reports any error.
-fn start_writeback(file: &File) {
+pub(super) fn start_writeback(file: &File) {
     if WRITEBACK_RUNNING.swap(true, Ordering::AcqRel) {
         return;
     }

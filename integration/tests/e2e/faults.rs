@@ -92,11 +92,12 @@ impl Home for FaultyHome {
         let mut target = self.inner.begin_upload(path, size, source, resume).await?;
         if self.fault.load(Ordering::Relaxed) == DISK_FULL {
             // Every write to /dev/full fails with ENOSPC, as a full disk's would.
-            target.file = std::fs::OpenOptions::new()
+            let full = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open("/dev/full")
                 .map_err(|err| StorageError::from_io(&err, path))?;
+            target.dest = Arc::new(full);
         }
         Ok(target)
     }

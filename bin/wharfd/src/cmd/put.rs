@@ -7,25 +7,22 @@
 //! matches the sender's is made durable and renamed into place; a mismatch drops the partial.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
-use wharf_common::claims::Claim;
+use wharf_common::claims::{self, Claim};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::MAX_EAGER_SIZE;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{ErrorCode, Reply};
 use wharf_common::transfer::{
-    Destination, Durability, Plan, Ranges, Received, TransferError, Written, receive_file,
+    Durability, Held, Plan, Ranges, Received, TransferError, Written, receive_file,
+    run_on_transfer_thread,
 };
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::conn::transfers::EagerLane;
 use crate::quota::UploadCharge;
 use crate::storage::{StorageError, UploadTarget, partial_key};
-
-/// How long a `put` waits for an earlier upload of the same path to end once asked to stop.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What a `put` asks for.
 pub struct Upload<'a> {
@@ -113,7 +110,7 @@ async fn claim(
     key: &str,
 ) -> Result<Arc<Claim<String>>, StorageError> {
     let uploads = session.ledger.uploads();
-    let claim = uploads.take_over(&key.to_owned(), CLAIM_PATIENCE).await.map(Arc::new);
+    let claim = uploads.take_over(&key.to_owned(), claims::PATIENCE).await.map(Arc::new);
     claim.ok_or_else(|| {
         StorageError::new(
             ErrorCode::Busy,
@@ -184,19 +181,11 @@ async fn receive(
     charge: &UploadCharge,
 ) -> Result<Received, BrokenOff> {
     let start = target.len;
-    let partial = target
-        .file
-        .try_clone()
-        .map_err(|err| BrokenOff { error: TransferError::File(err), grown: 0 })?;
     // The writer shares the claim: it is released only when both this task (through the commit)
     // and the thread (after its last write) are done, even if this task is cancelled first.
     let (finished, writer_done) = tokio::sync::oneshot::channel();
-    let dest = Partial {
-        file: target.file,
-        checkpoint: target.checkpoint,
-        _claim: claim.clone(),
-        finished: Some(finished),
-    };
+    let guard = (claim.clone(), Finished(Some(finished)));
+    let dest = Held { dest: target.dest.clone(), guard };
     let stall = session.ctx.config.transfer.stall_timeout();
     let on_written = |written: Written| charge.written(written.grown);
     let received = tokio::select! {
@@ -209,11 +198,9 @@ async fn receive(
     };
     // Taken over, the receiver was dropped while the writer may still be writing what the lanes
     // handed over: measure the partial once it is done, or its bytes go uncounted.
-    let _ = tokio::time::timeout(CLAIM_PATIENCE, writer_done).await;
-    let now = tokio::task::spawn_blocking(move || partial.metadata().map(|m| m.len()))
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let _ = tokio::time::timeout(claims::PATIENCE, writer_done).await;
+    let partial = target.dest;
+    let now = run_on_transfer_thread(move || partial.held()).await.ok().and_then(Result::ok);
     Err(BrokenOff { error, grown: now.map_or(0, |now| now.saturating_sub(start)) })
 }
 
@@ -248,29 +235,14 @@ fn failed(path: &RemotePath, why: &str) -> StorageError {
     StorageError::new(ErrorCode::TransferFailed, format!("{path}: upload failed: {why}"))
 }
 
-/// A partial upload as the writer sees it. The writer drops it after its last write, which tells
-/// `finished`.
-struct Partial {
-    file: std::fs::File,
-    checkpoint: Box<dyn Fn(&Ranges) + Send>,
-    _claim: Arc<Claim<String>>,
-    finished: Option<tokio::sync::oneshot::Sender<()>>,
-}
+/// Tells the upload, when the writer drops it after its last write, that the partial holds all it
+/// will.
+struct Finished(Option<tokio::sync::oneshot::Sender<()>>);
 
-impl Drop for Partial {
+impl Drop for Finished {
     fn drop(&mut self) {
-        if let Some(finished) = self.finished.take() {
+        if let Some(finished) = self.0.take() {
             let _ = finished.send(());
         }
-    }
-}
-
-impl Destination for Partial {
-    fn file(&self) -> &std::fs::File {
-        &self.file
-    }
-
-    fn checkpoint(&self, present: &Ranges) {
-        (self.checkpoint)(present);
     }
 }

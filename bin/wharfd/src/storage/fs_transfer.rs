@@ -5,7 +5,7 @@
 //! what a resume must match. Verified digests live in `var/digests/USER/INODE`, with the size and
 //! modification time they are valid for: renames keep them valid, any change to the file voids them.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::sync::Arc;
 
 use cap_fs_ext::DirExt as _;
@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::PartialUpload;
-use wharf_common::transfer::Ranges;
+use wharf_common::transfer::{Destination, Ranges, Recorded};
 
+use super::fs_tree::content_version;
 use super::{DownloadSource, UploadTarget, partial_key};
 
 /// Below this size a file gets no partial metadata (it is never resumed) and no digest record (it
@@ -111,18 +112,20 @@ pub fn begin_upload(
             (file, 0, previous_bytes, Ranges::new())
         }
     };
-    let checkpoint: Box<dyn Fn(&Ranges) + Send> = if size >= SMALL_FILE {
+    let file = file.into_std();
+    let dest: Arc<dyn Destination> = if size >= SMALL_FILE {
         let (partials, key) = (partials.clone(), key.clone());
-        Box::new(move |present: &Ranges| {
+        let record = move |present: &Ranges| {
             let meta = PartialMeta { present: present.truncated(), ..wanted.clone() };
             if let Err(err) = write_meta(&partials, &key, &meta) {
                 tracing::warn!(%err, "cannot record the progress of a partial upload");
             }
-        })
+        };
+        Arc::new(Recorded { dest: file, record })
     } else {
-        Box::new(|_: &Ranges| {})
+        Arc::new(file)
     };
-    Ok(UploadTarget { key, file: file.into_std(), present, len, replaced, discarded, checkpoint })
+    Ok(UploadTarget { key, dest, present, len, replaced, discarded })
 }
 
 fn write_meta(partials: &Dir, key: &str, meta: &PartialMeta) -> io::Result<()> {
@@ -178,9 +181,9 @@ pub fn begin_download(home: &Dir, digests: &Dir, path: &RemotePath) -> io::Resul
     if meta.is_dir() {
         return Err(io::Error::from(io::ErrorKind::IsADirectory));
     }
-    let version = version_of(&meta);
+    let version = content_version(&meta);
     let digest = recorded(digests, &meta);
-    Ok(DownloadSource { file: file.into_std(), size: meta.len(), version, digest })
+    Ok(DownloadSource { source: Arc::new(file.into_std()), size: meta.len(), version, digest })
 }
 
 pub fn record_digest(
@@ -191,7 +194,7 @@ pub fn record_digest(
     digest: Sha256Digest,
 ) -> io::Result<()> {
     let meta = home.metadata(path.relative())?;
-    if version_of(&meta) == version && meta.len() >= SMALL_FILE {
+    if content_version(&meta) == version && meta.len() >= SMALL_FILE {
         record(digests, &meta, digest)?;
     }
     Ok(())
@@ -262,23 +265,6 @@ pub fn partial_bytes(partials: &Dir) -> io::Result<u64> {
     Ok(total)
 }
 
-fn version_of(meta: &cap_std::fs::Metadata) -> String {
-    format!("{}-{}.{:09}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
-}
-
-/// What a recorded digest is valid for: the size, the modification time, and the change time, which
-/// any write moves, even one that sets the modification time back.
-fn validity(meta: &cap_std::fs::Metadata) -> String {
-    format!(
-        "{} {}.{:09} {}.{:09}",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec()
-    )
-}
-
 pub(super) fn record(
     digests: &Dir,
     meta: &cap_std::fs::Metadata,
@@ -287,24 +273,21 @@ pub(super) fn record(
     write_atomically(
         digests,
         &meta.ino().to_string(),
-        format!("{} {digest}\n", validity(meta)).as_bytes(),
+        format!("{} {digest}\n", content_version(meta)).as_bytes(),
     )
 }
 
 pub(super) fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
     let text = digests.read_to_string(meta.ino().to_string()).ok()?;
     let (valid_for, digest) = text.trim_end().rsplit_once(' ')?;
-    (valid_for == validity(meta)).then(|| digest.parse().ok()).flatten()
+    (valid_for == content_version(meta)).then(|| digest.parse().ok()).flatten()
 }
 
-/// Replaces `name` with `contents` in one rename, so readers see the old or the new text, never a mix.
-/// Not fsynced: these files (partial metadata, digest records) are hints. Losing one in a crash
-/// makes a resume start over or a download hash the file again; it never makes data wrong.
+/// Writes a record (partial metadata, a digest) in one rename. Not synced: these are hints. Losing
+/// one in a crash makes a resume start over or a download hash the file again; it never makes data
+/// wrong.
 fn write_atomically(dir: &Dir, name: &str, contents: &[u8]) -> io::Result<()> {
-    let temp = format!(".{name}.tmp");
-    let mut file = dir.create(&temp)?;
-    file.write_all(contents)?;
-    dir.rename(&temp, dir, name)
+    crate::atomic::replace(dir, name, contents, crate::atomic::Durability::Hint)
 }
 
 /// Opens (creating if needed) `parent/name` without following a symlink.

@@ -5,6 +5,12 @@
 //! widen it. The filesystem backend ([`fs::FsStorage`]) resolves through a cap-std directory handle
 //! (openat2 `RESOLVE_BENEATH` on Linux); another backend, such as object storage, implements the same
 //! two traits.
+//!
+//! A backend owns the bytes of its files. The transfer engine reads a download through the
+//! [`Source`] that [`Home::begin_download`] hands out, and writes an upload into the
+//! [`Destination`] of [`Home::begin_upload`]; the backend keeps the partial (and the record of
+//! which ranges it holds) until [`Home::commit_upload`] installs it, after the engine verified it.
+//! Nothing outside the backend sees a file descriptor.
 
 pub mod fs;
 mod fs_transfer;
@@ -17,7 +23,7 @@ use tokio::sync::mpsc;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, ErrorCode};
-use wharf_common::transfer::Ranges;
+use wharf_common::transfer::{Destination, Ranges, Source};
 
 /// A failed storage operation: a wire error code and a message that names the remote path only,
 /// never a server-side path.
@@ -80,8 +86,10 @@ pub fn partial_key(path: &RemotePath) -> String {
 pub struct UploadTarget {
     /// The partial's key ([`partial_key`]).
     pub key: String,
-    /// The partial file; writers use positional I/O. Backends without local files stage here too.
-    pub file: std::fs::File,
+    /// Where the transfer engine writes the bytes. The backend owns them: it records the ranges in
+    /// place at each checkpoint (so a later attempt can resume), and keeps them until
+    /// [`Home::commit_upload`] or [`Home::discard_upload`].
+    pub dest: Arc<dyn Destination>,
     /// Byte ranges already in place from an earlier attempt: what a resume need not send again.
     pub present: Ranges,
     /// The partial's length now, which the quota already counts.
@@ -90,9 +98,6 @@ pub struct UploadTarget {
     pub replaced: u64,
     /// Bytes of a stale partial (other size or source) discarded to start afresh.
     pub discarded: u64,
-    /// Records the ranges in place as the upload goes, so that a later attempt can resume from them.
-    /// Runs on the writing thread; failures are logged, since a lost record only costs a resend.
-    pub checkpoint: Box<dyn Fn(&Ranges) + Send>,
 }
 
 impl std::fmt::Debug for UploadTarget {
@@ -106,9 +111,10 @@ impl std::fmt::Debug for UploadTarget {
 }
 
 /// A file opened for download.
-#[derive(Debug)]
 pub struct DownloadSource {
-    pub file: std::fs::File,
+    /// Where the transfer engine reads the bytes: the file as it was opened, whatever happens to
+    /// its name meanwhile.
+    pub source: Arc<dyn Source>,
     pub size: u64,
     /// Changes whenever the file does (size, modification time, inode).
     pub version: String,
