@@ -17,6 +17,7 @@
 //! without copies (`read_chunk` / `write_chunk`), in buffers that are reused ([`pool`]).
 
 mod ends;
+pub mod lanes;
 mod pool;
 mod ranges;
 mod receive;

@@ -1,10 +1,11 @@
 //! One module per control-stream command. Each parses its paths, acts through the user's [`Home`],
 //! and returns its final [`Reply`]; [`dispatch`] turns errors into error replies.
 //!
-//! `login` is not here: it is only valid before a session exists and lives in [`crate::conn::login`].
+//! `login` is not here: it is only valid before a session exists and lives in `conn/login.rs`.
 
 mod chmod;
 mod get;
+pub mod lanes;
 mod list;
 mod mkdir;
 mod partials;
@@ -22,11 +23,10 @@ use tokio::sync::mpsc;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply, Response};
 
-use crate::conn::Outgoing;
-use crate::conn::transfers::TransferStreams;
 use crate::context::ServerContext;
 use crate::quota::Ledger;
 use crate::storage::{Home, StorageError};
+use lanes::UploadLanes;
 
 /// A logged-in user's view of the server.
 pub struct Session {
@@ -39,13 +39,27 @@ pub struct Session {
     pub ctx: Arc<ServerContext>,
     /// The connection, for opening download streams.
     pub conn: quinn::Connection,
-    /// Transfer ids and incoming upload streams of this connection.
-    pub transfers: Arc<TransferStreams>,
+    /// Transfer ids and incoming upload lanes of this connection.
+    pub transfers: Arc<UploadLanes>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// What the connection's reply writer is handed: a response, or a request to say when everything
+/// before it has been handed to the control stream.
+#[derive(Debug)]
+pub enum Outgoing {
+    Response(Response),
+    Flushed(tokio::sync::oneshot::Sender<()>),
+}
+
+impl From<Response> for Outgoing {
+    fn from(response: Response) -> Outgoing {
+        Outgoing::Response(response)
     }
 }
 

@@ -19,8 +19,8 @@ use wharf_common::transfer::{
     run_on_transfer_thread,
 };
 
+use super::lanes::EagerLane;
 use super::{CmdResult, Progress, Session, parse_path};
-use crate::conn::transfers::EagerLane;
 use crate::quota::UploadCharge;
 use crate::storage::{StorageError, UploadTarget, partial_key};
 

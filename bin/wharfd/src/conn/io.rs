@@ -1,9 +1,11 @@
 //! The control stream's reader and writer tasks.
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wharf_common::frame::{FrameError, read_message, write_message};
 use wharf_common::net::CONTROL_PRIORITY;
-use wharf_common::proto::{CloseCode, Request, Response};
+use wharf_common::proto::{CloseCode, Request};
+
+use crate::cmd::Outgoing;
 
 use super::Close;
 
@@ -32,20 +34,6 @@ pub fn spawn_reader(mut recv: quinn::RecvStream) -> mpsc::Receiver<Incoming> {
         }
     });
     rx
-}
-
-/// What the writer is handed: a response, or a request to say when everything before it has been
-/// handed to the stream.
-#[derive(Debug)]
-pub enum Outgoing {
-    Response(Response),
-    Flushed(oneshot::Sender<()>),
-}
-
-impl From<Response> for Outgoing {
-    fn from(response: Response) -> Outgoing {
-        Outgoing::Response(response)
-    }
 }
 
 /// Writes responses from a channel onto `send` until every sender is gone, then finishes the stream

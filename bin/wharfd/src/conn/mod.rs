@@ -7,10 +7,8 @@
 //! dropped by a `select!`.
 
 mod io;
-pub use io::Outgoing;
 mod login;
 mod requests;
-pub mod transfers;
 
 use std::sync::Arc;
 

@@ -19,10 +19,11 @@ use wharf_common::limits::NOTICE_ID;
 use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
 
 use super::Close;
-use super::io::{Outgoing, spawn_writer};
+use super::io::spawn_writer;
 use super::login::LoggedIn;
-use super::transfers::TransferStreams;
 use crate::auth::{AccountState, Credential};
+use crate::cmd::Outgoing;
+use crate::cmd::lanes::UploadLanes;
 use crate::cmd::{Progress, Session, dispatch};
 use crate::context::ServerContext;
 
@@ -117,7 +118,7 @@ async fn account_revoked(session: &Session, ctx: &ServerContext) -> Option<Close
 
 /// Routes every unidirectional stream the client opens to the `put` waiting for it. The number open
 /// at once is bounded by the transport's `max_uni_streams`.
-async fn accept_transfer_streams(conn: quinn::Connection, transfers: Arc<TransferStreams>) {
+async fn accept_transfer_streams(conn: quinn::Connection, transfers: Arc<UploadLanes>) {
     while let Ok(stream) = conn.accept_uni().await {
         let transfers = transfers.clone();
         tokio::spawn(async move { transfers.route(stream).await });
