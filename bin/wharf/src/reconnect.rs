@@ -50,7 +50,15 @@ where
     loop {
         let generation = session.generation();
         let err = match attempt(resume).await {
-            Err(err) if session.lost(generation) && worth_reconnecting(&err) => err,
+            // The error says the connection was lost, or (a stalled or reset lane, say) the link
+            // turned out to be gone when the transfer failed.
+            Err(err)
+                if worth_reconnecting(&err)
+                    && (matches!(err, ClientError::ConnectionLost(_))
+                        || session.lost(generation)) =>
+            {
+                err
+            }
             Err(err) if server_going_down(&err) => {
                 let _ = tokio::time::timeout(SHUTDOWN_WAIT, session.closed()).await;
                 err

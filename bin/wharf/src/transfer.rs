@@ -56,9 +56,18 @@ fn local_error(context: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
     move |err| ClientError::local(context.display().to_string(), err)
 }
 
+/// What a failed transfer means to the user, and so its exit code: a lost connection is the
+/// network's (and worth a reconnection), a panic is the client's own bug, a local file error is
+/// the local disk's.
 fn transfer_error(what: &str, err: TransferError) -> ClientError {
+    if let Some(lost) = err.connection_lost() {
+        return crate::rpc::closed_error(lost);
+    }
     match err {
         TransferError::File(err) => ClientError::local(what.to_owned(), err),
+        TransferError::Panicked | TransferError::ThreadsStopped => {
+            ClientError::Internal(format!("{what}: {err}"))
+        }
         other => ClientError::Remote {
             code: ErrorCode::TransferFailed,
             message: format!("{what}: {other}"),
@@ -334,4 +343,31 @@ fn checked_plan(size: u64, ranges: &Ranges, lanes: u32) -> Result<Plan> {
 
 fn unexpected(reply: &Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_transfer_exits_by_whose_fault_it_was() {
+        let lost = TransferError::Write(quinn::WriteError::ConnectionLost(
+            quinn::ConnectionError::TimedOut,
+        ));
+        let cases = [
+            (lost, 3, "connection lost"),
+            (TransferError::Panicked, 1, "internal error"),
+            (
+                TransferError::File(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+                1,
+                "/x: no storage space",
+            ),
+            (TransferError::Stalled(Duration::from_secs(60)), 1, "/x: no progress for 60 s"),
+        ];
+        for (err, code, starts) in cases {
+            let mapped = transfer_error("/x", err);
+            assert_eq!(mapped.exit_code(), code, "{mapped}");
+            assert!(mapped.to_string().starts_with(starts), "{mapped}");
+        }
+    }
 }

@@ -120,15 +120,40 @@ pub enum LaneFrame {
     End { sha256: String },
 }
 
-/// Why a transfer failed.
+/// Why a transfer failed. QUIC's errors stay typed, so that a caller can tell a lost connection
+/// ([`TransferError::connection_lost`]) from a peer that gave up on one lane.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    /// Reading or writing the local file failed.
+    /// Reading or writing the file's bytes failed.
     #[error("file error: {0}")]
     File(#[from] std::io::Error),
-    /// A stream was reset, stopped or lost.
-    #[error("stream error: {0}")]
-    Stream(String),
+    /// A lane could not be opened: the connection is gone.
+    #[error("cannot open a lane: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    /// Sending on a lane failed: the peer stopped it, or the connection is gone.
+    #[error("sending failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Receiving on a lane failed: the peer reset it, or the connection is gone.
+    #[error("receiving failed: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// A lane was finished twice, or after it was reset.
+    #[error("the lane was already closed")]
+    Closed(#[from] quinn::ClosedStream),
+    /// A lane of the plan never arrived.
+    #[error("a lane of the transfer never arrived")]
+    LaneMissing,
+    /// The writer stopped before the lanes did (its own error, if any, is reported instead).
+    #[error("the writer stopped")]
+    WriterStopped,
+    /// A job on a transfer thread panicked: a bug, not the network's fault.
+    #[error("a transfer thread panicked")]
+    Panicked,
+    /// The transfer threads are gone (the process is going down).
+    #[error("the transfer threads stopped")]
+    ThreadsStopped,
+    /// A newer transfer of the same file took it over.
+    #[error("a newer transfer of this file took over")]
+    Superseded,
     /// The lanes ended before all owed bytes arrived.
     #[error("the transfer ended after {received} of {expected} bytes")]
     Truncated { received: u64, expected: u64 },
@@ -141,6 +166,18 @@ pub enum TransferError {
     /// Nothing moved on a lane for the stall timeout: the peer stopped reading or sending.
     #[error("no progress for {} s: the peer stopped reading or sending", .0.as_secs())]
     Stalled(std::time::Duration),
+}
+
+impl TransferError {
+    /// The connection's error, if the transfer failed because its connection ended.
+    pub fn connection_lost(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            TransferError::Open(err)
+            | TransferError::Write(quinn::WriteError::ConnectionLost(err))
+            | TransferError::Read(quinn::ReadError::ConnectionLost(err)) => Some(err),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one step of a lane, failing it with [`TransferError::Stalled`] if it takes longer than
@@ -200,13 +237,17 @@ async fn write_frame<T: Serialize>(
     msg: &T,
 ) -> Result<(), TransferError> {
     let frame = encode_frame(msg).map_err(|err| TransferError::Framing(err.to_string()))?;
-    send.write_all(&frame).await.map_err(|err| TransferError::Stream(err.to_string()))
+    Ok(send.write_all(&frame).await?)
 }
 
 /// Reads a lane's next frame; `None` if the lane ended there, between frames.
 async fn read_lane_frame(recv: &mut quinn::RecvStream) -> Result<Option<LaneFrame>, TransferError> {
     let Some(body) = read_frame(recv).await.map_err(|err| match err {
-        FrameError::Io(err) => TransferError::Stream(err.to_string()),
+        // Frames are read through `AsyncRead`, which wraps quinn's error in an `io::Error`.
+        FrameError::Io(err) => match err.downcast::<quinn::ReadError>() {
+            Ok(err) => TransferError::Read(err),
+            Err(err) => TransferError::File(err),
+        },
         other => {
             TransferError::Framing(format!("bad frame where a segment or end was due: {other}"))
         }

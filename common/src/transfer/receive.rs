@@ -76,8 +76,7 @@ pub async fn receive_file(
     // A task of its own: it writes what the lanes handed over even if this future is dropped.
     let writer = tokio::spawn(write_in_place(dest, present, size, chunks, durability, ready));
     let outcome = async {
-        let initial_len =
-            initial_len.await.map_err(|_| TransferError::Stream("the writer stopped".into()))?;
+        let initial_len = initial_len.await.map_err(|_| TransferError::WriterStopped)?;
         let shared = Lanes {
             pieces: Mutex::new(plan.ranges.pieces(PIECE_SIZE).into_iter().collect()),
             high_water: AtomicU64::new(initial_len),
@@ -92,8 +91,10 @@ pub async fn receive_file(
     }
     .await;
     // The writer's error (a full disk, say) explains a stopped lane better than the lane does.
-    let computed =
-        writer.await.map_err(|err| TransferError::Stream(format!("writer: {err}")))??;
+    let computed = writer.await.map_err(|err| match err.is_panic() {
+        true => TransferError::Panicked,
+        false => TransferError::WriterStopped,
+    })??;
     let (claims, received) = outcome?;
     let computed =
         computed.ok_or(TransferError::Truncated { received, expected: plan.ranges.total() })?;
@@ -130,7 +131,7 @@ async fn receive_lanes(
         tokio::select! {
             stream = tokio::time::timeout(LANE_WAIT, arrivals.recv()), if !stopped && arrived < lanes => {
                 let stream = stream.ok().flatten().ok_or_else(|| {
-                    TransferError::Stream("a transfer stream never arrived".into())
+                    TransferError::LaneMissing
                 })?;
                 arrived += 1;
                 running.push(receive_lane(stream, shared));
@@ -182,7 +183,7 @@ async fn receive_lane(
                         Ok(Some(_)) => {
                             Err(TransferError::Framing("data after an end frame".into()))
                         }
-                        Err(err) => Err(TransferError::Stream(err.to_string())),
+                        Err(err) => Err(err.into()),
                     };
                 }
             }
@@ -224,9 +225,7 @@ async fn receive_piece(
         let mut ended = false;
         while chunk.bytes.len() < size {
             let read = async {
-                recv.read_chunk(size - chunk.bytes.len(), true)
-                    .await
-                    .map_err(|err| TransferError::Stream(err.to_string()))
+                recv.read_chunk(size - chunk.bytes.len(), true).await.map_err(TransferError::from)
             };
             match within(shared.stall, read).await? {
                 Some(packet) => chunk.bytes.extend_from_slice(&packet.bytes),
@@ -240,7 +239,7 @@ async fn receive_piece(
         let gathered_len = gathered.len() as u64;
         if gathered_len > 0 {
             if shared.disk.send((offset + got, gathered)).await.is_err() {
-                return Err(TransferError::Stream("the writer stopped".into()));
+                return Err(TransferError::WriterStopped);
             }
             got += gathered_len;
             count(shared, offset + got, gathered_len);

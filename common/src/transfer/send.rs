@@ -106,8 +106,7 @@ async fn send_lane(
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
-    let open =
-        async { conn.open_uni().await.map_err(|err| TransferError::Stream(err.to_string())) };
+    let open = async { conn.open_uni().await.map_err(TransferError::from) };
     let mut send = within(stall, open).await?;
     within(stall, write_frame(&mut send, &header)).await?;
     loop {
@@ -128,9 +127,7 @@ async fn send_lane(
             let Some(chunk) = reads.next().await else { break };
             let chunk = chunk??;
             let len = chunk.len() as u64;
-            let write = async {
-                send.write_chunk(chunk).await.map_err(|err| TransferError::Stream(err.to_string()))
-            };
+            let write = async { send.write_chunk(chunk).await.map_err(TransferError::from) };
             within(stall, write).await?;
             progress(len);
             // Flow control often accepts chunk after chunk without blocking; yield once per chunk
@@ -140,7 +137,7 @@ async fn send_lane(
     }
     let digest = digest.await.map_err(|(kind, message)| std::io::Error::new(kind, message))?;
     within(stall, write_frame(&mut send, &LaneFrame::End { sha256: digest.to_string() })).await?;
-    send.finish().map_err(|err| TransferError::Stream(err.to_string()))?;
+    send.finish()?;
     Ok(digest)
 }
 

@@ -89,12 +89,12 @@ where
         let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(job)));
     });
     if queue().send(job).is_err() {
-        return Err(TransferError::Stream("the transfer threads stopped".into()));
+        return Err(TransferError::ThreadsStopped);
     }
     match result.await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) => Err(TransferError::Stream("a transfer thread panicked".into())),
-        Err(_) => Err(TransferError::Stream("the transfer threads stopped".into())),
+        Ok(Err(_)) => Err(TransferError::Panicked),
+        Err(_) => Err(TransferError::ThreadsStopped),
     }
 }
 
@@ -115,7 +115,7 @@ mod tests {
         assert!(name.is_some_and(|name| name.starts_with("wharf-transfer-")));
         assert_eq!(nice, 7);
         let panicked = run(|| panic!("boom")).await;
-        assert!(matches!(panicked, Err(TransferError::Stream(_))), "{panicked:?}");
+        assert!(matches!(panicked, Err(TransferError::Panicked)), "{panicked:?}");
         assert_eq!(run(|| 2 + 2).await.expect("still running"), 4, "the thread survived");
     }
 }

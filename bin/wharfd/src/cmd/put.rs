@@ -190,7 +190,7 @@ async fn receive(
     let on_written = |written: Written| charge.written(written.grown);
     let received = tokio::select! {
         received = receive_file(lanes, dest, plan, Durability::Synced, stall, &on_written) => received,
-        () = claim.stop_requested() => Err(TransferError::Stream("a newer upload of this path took over".into())),
+        () = claim.stop_requested() => Err(TransferError::Superseded),
     };
     let error = match received {
         Ok(received) => return Ok(received),
