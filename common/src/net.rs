@@ -11,6 +11,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// A close code as QUIC carries it.
+pub trait CloseCodeExt {
+    fn varint(self) -> quinn::VarInt;
+}
+
+impl CloseCodeExt for crate::proto::CloseCode {
+    fn varint(self) -> quinn::VarInt {
+        quinn::VarInt::from_u32(self as u32)
+    }
+}
+
 /// The control stream's priority on both ends, above the lanes' (0): quinn sends buffered data of
 /// higher priority first, so a reply or request never waits behind lane data buffered with it. (A
 /// download's lanes must not use up the client's receive window ahead of the reply that tells it to

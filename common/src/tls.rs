@@ -103,6 +103,18 @@ pub fn client_crypto(
         .map_err(|e| TlsError::Quic(e.to_string()))
 }
 
+/// The value both ends derive from the connection's TLS session for a key login as `user`
+/// ([`crate::keys`]).
+pub fn login_exporter(
+    conn: &quinn::Connection,
+    user: &str,
+) -> Result<[u8; crate::keys::EXPORTER_LEN], crate::keys::KeyError> {
+    let mut out = [0u8; crate::keys::EXPORTER_LEN];
+    conn.export_keying_material(&mut out, crate::keys::EXPORTER_LABEL, user.as_bytes())
+        .map_err(|_| crate::keys::KeyError("the TLS session exports no keying material".into()))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_common::net::CloseCodeExt as _;
 
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::proto::CloseCode;

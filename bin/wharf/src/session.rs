@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use wharf_common::net::CloseCodeExt as _;
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -150,7 +151,7 @@ async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<LoginReply
             Command::Login { user: user.to_owned(), password: password.clone() }
         }
         Secret::Key(identity) => {
-            let exported = wharf_common::keys::exported(&link.conn, user)
+            let exported = wharf_common::tls::login_exporter(&link.conn, user)
                 .map_err(|err| ClientError::Protocol(err.to_string()))?;
             Command::LoginKey {
                 user: user.to_owned(),

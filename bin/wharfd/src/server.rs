@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_common::net::CloseCodeExt as _;
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};

@@ -14,21 +14,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::{StreamHeader, read_header};
-
-/// Stream stop code for a lane nobody waits for: its header was late or malformed, it names no
-/// transfer awaited on this connection, it came past the planned number of lanes, or it waited too
-/// long for its transfer.
-pub const STOP_UNCLAIMED_LANE: u32 = 1;
-
-/// How long a new stream may take to send its header.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a server keeps an eager upload's lane that arrived before its `put` was read.
-pub const EARLY_LANE_WAIT: Duration = Duration::from_secs(10);
-/// Eager lanes a server keeps at once per connection, waiting for their `put`: as many as the
-/// streams a client may open at once by default.
-pub const MAX_EARLY_LANES: usize = 64;
+use super::{HEADER_TIMEOUT, STOP_UNCLAIMED_LANE, StreamHeader, read_header};
 
 /// What a router does with a lane whose key nobody waits for yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

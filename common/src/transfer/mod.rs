@@ -19,106 +19,34 @@
 mod ends;
 pub mod lanes;
 mod pool;
-mod ranges;
 mod receive;
 mod send;
 mod workers;
 mod write;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
 pub use ends::{Destination, Held, Recorded, Source};
 pub use pool::MAX_IDLE_CHUNKS;
-pub use ranges::{MAX_RANGES, Ranges};
-pub use receive::{Received, STOP_TRANSFER_FAILED, Written, receive_file};
+pub use receive::{Received, Written, receive_file};
 pub use send::send_file;
+pub use wharf_wire::lane::{
+    EARLY_LANE_WAIT, HEADER_TIMEOUT, LaneFrame, MAX_EARLY_LANES, MAX_LANES, PIECE_SIZE, Plan,
+    RESUME_MIN_SIZE, STOP_TRANSFER_FAILED, STOP_UNCLAIMED_LANE, StreamHeader,
+};
+pub use wharf_wire::ranges::{MAX_RANGES, Ranges};
 pub use workers::{MIN_TRANSFER_THREADS, run as run_on_transfer_thread, set_thread_niceness};
 pub use write::{CHECKPOINT_EVERY, Durability};
 
 /// Bytes read from disk and written to a stream at a time.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
 
-/// The unit a lane takes from the queue. Small enough that the lanes finish close together, large
-/// enough that the per-piece frame and queue costs vanish.
-pub const PIECE_SIZE: u64 = 8 * 1024 * 1024;
-
-/// Most lanes one transfer may use; a peer asking for more is refused.
-pub const MAX_LANES: u32 = 16;
-
-/// Files smaller than this are never resumed, in either direction: their partial metadata would cost
-/// more (inodes, on a busy filesystem) than sending them again. Measured in the benchmark: 1,000
-/// uploads of 4 KiB took 6.6 s with metadata and digest records for every file.
-pub const RESUME_MIN_SIZE: u64 = 1024 * 1024;
-
 /// Chunks in flight between the disk and one lane: reads ahead of a sending lane, and chunks queued for
 /// the writer per receiving lane (bounds memory per lane to 4 MiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
-
-/// What the `transfer` reply fixed: the file's size, the ranges to send, and the number of lanes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub size: u64,
-    pub ranges: Ranges,
-    pub lanes: u32,
-}
-
-impl Plan {
-    /// The plan a sender proposes for a file of `size` bytes of which `ranges` are owed: one lane
-    /// below `segment_threshold` bytes, otherwise up to `max_lanes` (never more lanes than pieces).
-    pub fn new(size: u64, ranges: Ranges, segment_threshold: u64, max_lanes: u32) -> Plan {
-        let pieces = u32::try_from(ranges.pieces(PIECE_SIZE).len()).unwrap_or(u32::MAX);
-        let lanes =
-            if size < segment_threshold { 1 } else { max_lanes.min(pieces).clamp(1, MAX_LANES) };
-        Plan { size, ranges, lanes }
-    }
-
-    /// Checks a plan received from a peer: ranges within the file, a sane number of lanes.
-    pub fn checked(size: u64, ranges: &Ranges, lanes: u32) -> Option<Plan> {
-        let ranges = Ranges::checked(ranges, size)?;
-        (1..=MAX_LANES).contains(&lanes).then_some(Plan { size, ranges, lanes })
-    }
-
-    /// Bytes already in place at the receiver.
-    pub fn present(&self) -> u64 {
-        self.size - self.ranges.total()
-    }
-}
-
-/// First frame of a lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamHeader {
-    /// The id the control stream's `transfer` reply gave; 0 on an eager upload's lane.
-    pub transfer: u64,
-    /// On an eager upload's lane (sent without waiting for the `transfer` reply): the `eager`
-    /// number of its `put`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eager: Option<u64>,
-}
-
-impl StreamHeader {
-    /// The header of a lane of the transfer `transfer`.
-    pub fn of(transfer: u64) -> StreamHeader {
-        StreamHeader { transfer, eager: None }
-    }
-
-    /// The header of the lane of the eager upload numbered `eager`.
-    pub fn eager(eager: u64) -> StreamHeader {
-        StreamHeader { transfer: 0, eager: Some(eager) }
-    }
-}
-
-/// The frames that follow a lane's header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "frame", rename_all = "snake_case")]
-pub enum LaneFrame {
-    /// The next `len` raw bytes are the file's bytes from `offset`: exactly one piece of the plan.
-    Segment { offset: u64, len: u64 },
-    /// The lane is done; `sha256` is the digest of the whole file, 64 lowercase hex digits.
-    End { sha256: String },
-}
 
 /// Why a transfer failed. QUIC's errors stay typed, so that a caller can tell a lost connection
 /// ([`TransferError::connection_lost`]) from a peer that gave up on one lane.

@@ -15,13 +15,11 @@ use super::Destination;
 use super::pool::ChunkBuf;
 use super::write::{Durability, write_in_place};
 use super::{
-    CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, TransferError, read_lane_frame,
-    within,
+    CHUNK_SIZE, CHUNKS_IN_FLIGHT, LaneFrame, PIECE_SIZE, Plan, STOP_TRANSFER_FAILED, TransferError,
+    read_lane_frame, within,
 };
 use crate::hash::Sha256Digest;
 
-/// Stream stop code a receiver uses when it gives up on a lane (bad data, write error).
-pub const STOP_TRANSFER_FAILED: u32 = 2;
 /// How long each lane may take to arrive once the transfer is under way.
 const LANE_WAIT: Duration = Duration::from_secs(30);
 /// What a receiver got: the digest of the file as written, and the digest the sender claimed.

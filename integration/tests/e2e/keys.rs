@@ -149,7 +149,7 @@ async fn a_recorded_proof_is_worthless_on_another_connection() {
     authorize(&server, "ann", &path);
 
     let mut first = RawClient::connect(&server).await;
-    let exported = wharf_common::keys::exported(&first.conn, "ann").expect("exporter");
+    let exported = wharf_common::tls::login_exporter(&first.conn, "ann").expect("exporter");
     let proof = Command::LoginKey {
         user: "ann".into(),
         key: identity.public().to_base64(),

@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use wharf_common::transfer::lanes::{
-    EARLY_LANE_WAIT, Early, LaneRouter, MAX_EARLY_LANES, accept_lane, stop,
-};
+use wharf_common::transfer::lanes::{Early, LaneRouter, accept_lane, stop};
+use wharf_common::transfer::{EARLY_LANE_WAIT, MAX_EARLY_LANES};
 
 /// Upload lanes awaited by `put` requests.
 #[derive(Debug)]

@@ -83,7 +83,9 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
 fn key_proof(conn: &quinn::Connection, user: &str, key: &str, signature: &str) -> Proof {
     let parsed = PublicKey::from_base64(key)
         .and_then(|key| Ok((key, keys::signature_from_base64(signature)?)))
-        .and_then(|(key, signature)| Ok((key, signature, keys::exported(conn, user)?)));
+        .and_then(|(key, signature)| {
+            Ok((key, signature, wharf_common::tls::login_exporter(conn, user)?))
+        });
     match parsed {
         Ok((key, signature, exported)) => {
             Proof::Key { key, signature, message: keys::login_message(user, &exported) }

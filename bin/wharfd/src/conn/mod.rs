@@ -11,6 +11,7 @@ mod login;
 mod requests;
 
 use std::sync::Arc;
+use wharf_common::net::CloseCodeExt as _;
 
 use tokio::sync::watch;
 use wharf_common::proto::CloseCode;

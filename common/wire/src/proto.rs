@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::transfer::Ranges;
+use crate::ranges::Ranges;
 
 /// One client request: an id the client picks, and the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,11 +354,6 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    /// The code as a QUIC varint.
-    pub fn varint(self) -> quinn::VarInt {
-        quinn::VarInt::from_u32(self as u32)
-    }
-
     /// Maps a received close code back, if it is one of ours.
     pub fn from_u64(code: u64) -> Option<CloseCode> {
         [

@@ -2,14 +2,15 @@
 //! every error code is documented.
 
 use crate::frame::encode_frame;
+use crate::lane::{MAX_LANES, PIECE_SIZE};
 use crate::limits::{
     LIST_PAGE_ENTRIES, MAX_DECODE_DEPTH, MAX_FRAME_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN,
     MAX_PATH_LEN, MAX_USER_LEN,
 };
 use crate::proto::{CloseCode, Command, ErrorCode, QuotaInfo, Reply, Request, Response};
-use crate::transfer::{MAX_LANES, MAX_RANGES, PIECE_SIZE};
+use crate::ranges::MAX_RANGES;
 
-const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
+const PROTOCOL_MD: &str = include_str!("../../PROTOCOL.md");
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
@@ -47,7 +48,7 @@ fn example_frames_are_byte_exact() {
 #[test]
 fn lane_example_is_byte_exact() {
     use crate::hash::Sha256Digest;
-    use crate::transfer::{LaneFrame, StreamHeader};
+    use crate::lane::{LaneFrame, StreamHeader};
     assert_documented(encode_frame(&StreamHeader::of(1)).expect("encode"));
     assert_documented(encode_frame(&StreamHeader::eager(1)).expect("encode"));
     assert_documented(encode_frame(&LaneFrame::Segment { offset: 0, len: 3 }).expect("encode"));
@@ -58,7 +59,7 @@ fn lane_example_is_byte_exact() {
 
 #[test]
 fn only_pages_notices_and_transfer_announcements_are_non_final() {
-    let ranges = crate::transfer::Ranges::full(9);
+    let ranges = crate::ranges::Ranges::full(9);
     let transfer = Reply::Transfer { transfer: 1, size: 9, version: "v".into(), ranges, lanes: 1 };
     let page = Reply::Entries { entries: Vec::new(), done: false };
     let notice = Reply::Notice { message: "bye".into() };

@@ -100,14 +100,6 @@ pub fn login_message(user: &str, exported: &[u8]) -> Vec<u8> {
     message
 }
 
-/// The value both ends derive from the connection's TLS session for a login as `user`.
-pub fn exported(conn: &quinn::Connection, user: &str) -> Result<[u8; EXPORTER_LEN], KeyError> {
-    let mut out = [0u8; EXPORTER_LEN];
-    conn.export_keying_material(&mut out, EXPORTER_LABEL, user.as_bytes())
-        .map_err(|_| KeyError("the TLS session exports no keying material".into()))?;
-    Ok(out)
-}
-
 /// Decodes a base64 signature of the right length.
 pub fn signature_from_base64(text: &str) -> Result<Vec<u8>, KeyError> {
     let bytes = STANDARD.decode(text.trim()).map_err(|err| KeyError(err.to_string()))?;
