@@ -3,6 +3,7 @@
 //!
 //! - [`transfer`]: moving one file's bytes over lanes, verified by SHA-256, and routing lanes.
 //! - [`frame`]: reading and writing frames on async streams.
+//! - [`blocking`]: the one way blocking work (file I/O, Argon2) leaves the async runtime, bounded.
 //! - [`claims`]: exclusive claims on a partial file, so two transfers never write the same one.
 //! - [`congestion`]: the loss-tolerant congestion controller.
 //! - [`tls`]: certificate fingerprints, rustls and quinn configuration.
@@ -10,6 +11,7 @@
 //!
 //! `PROTOCOL.md` beside this crate describes the wire in prose, for implementers in other languages.
 
+pub mod blocking;
 pub mod claims;
 pub mod congestion;
 pub mod frame;

@@ -14,6 +14,7 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 
 use crate::error::{ClientError, Result};
 use crate::expand::remote_child;
+use crate::local::blocking;
 use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
@@ -117,9 +118,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let (sources, dest) = split_args(args);
     let shown = dest.map_or(".", String::as_str);
     let sources = sources.to_vec();
-    let locals = tokio::task::spawn_blocking(move || expand_locals(&sources, options.glob_local))
-        .await
-        .map_err(|err| ClientError::Internal(format!("planner failed: {err}")))??;
+    let locals = blocking(move || expand_locals(&sources, options.glob_local)).await?;
     let dest_path = session.resolve(shown)?;
     let is_dir = match session.stat(&dest_path).await {
         Ok(entry) => Some(entry.kind == EntryKind::Dir),
@@ -128,9 +127,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     };
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let recursive = options.recursive;
-    let (dirs, jobs) = tokio::task::spawn_blocking(move || plan_put(&locals, &target, recursive))
-        .await
-        .map_err(|err| ClientError::Internal(format!("planner failed: {err}")))??;
+    let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
     for dir in &dirs {
         session.mkdir(dir, true).await?;
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use wharf_common::blocking::BlockingPool;
 use wharf_common::proto::{Entry, EntryKind, unix_seconds};
 
 use crate::error::{ClientError, Result};
@@ -32,6 +33,18 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     temp.write_all(contents)?;
     temp.persist(path).map_err(|err| err.error)?;
     Ok(())
+}
+
+/// Blocking local work (walking a tree, opening, hashing or renaming files) in flight at once.
+const BLOCKING_LIMIT: usize = 16;
+
+/// Runs blocking local file work off the async threads, at most [`BLOCKING_LIMIT`] jobs at once:
+/// the client's one way into blocking work (besides the transfer engine's own threads). A panic in
+/// `work` is propagated, as if it had run inline.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    static POOL: std::sync::LazyLock<BlockingPool> =
+        std::sync::LazyLock::new(|| BlockingPool::new(BLOCKING_LIMIT));
+    POOL.run(work).await
 }
 
 /// The user's home directory, for `lcd` without an argument.

@@ -25,6 +25,7 @@ use crate::copy::{CopyOptions, Job};
 use crate::error::{ClientError, Result};
 use crate::exec::emit;
 use crate::format::human_bytes;
+use crate::local::blocking;
 use crate::session::Session;
 
 /// The file beside a mirrored tree that remembers which versions were last equal.
@@ -174,9 +175,7 @@ async fn local_tree_off_executor(
     may_be_missing: bool,
 ) -> Result<BTreeMap<String, Node>> {
     let root = root.to_owned();
-    tokio::task::spawn_blocking(move || local_tree(&root, may_be_missing))
-        .await
-        .map_err(|err| ClientError::Internal(format!("walking the local tree: {err}")))?
+    blocking(move || local_tree(&root, may_be_missing)).await
 }
 
 /// The local tree below `root`, without the mirror's own files and partial downloads; a missing root
@@ -278,14 +277,13 @@ async fn same_content(
     let (remote, _) = session.digest(&remote_path(remote_root, path)?).await?;
     let local = local_root.join(path);
     let shown = local.display().to_string();
-    let digest = tokio::task::spawn_blocking(move || {
+    let digest = blocking(move || {
         let mut file = std::fs::File::open(&local)?;
         let mut hasher = sha2::Sha256::default();
         std::io::copy(&mut file, &mut hasher)?;
         Ok::<_, std::io::Error>(Sha256Digest::from_hasher(hasher))
     })
     .await
-    .map_err(|err| ClientError::Internal(format!("hashing failed: {err}")))?
     .map_err(|err| ClientError::local(shown, err))?;
     Ok(digest.to_string() == remote)
 }

@@ -12,7 +12,7 @@
 pub mod admin;
 pub mod atomic;
 pub mod auth;
-pub mod blocking;
+pub use wharf_common::blocking;
 pub mod cli;
 pub mod cmd;
 pub mod config;

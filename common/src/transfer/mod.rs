@@ -20,6 +20,7 @@ mod ends;
 pub mod lanes;
 mod pool;
 mod receive;
+mod record;
 mod send;
 mod workers;
 mod write;
@@ -32,6 +33,7 @@ use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 pub use ends::{Destination, Held, Recorded, Source};
 pub use pool::MAX_IDLE_CHUNKS;
 pub use receive::{Received, Written, receive_file};
+pub use record::PartialRecord;
 pub use send::send_file;
 pub use wharf_wire::lane::{
     EARLY_LANE_WAIT, HEADER_TIMEOUT, LaneFrame, MAX_EARLY_LANES, MAX_LANES, PIECE_SIZE, Plan,

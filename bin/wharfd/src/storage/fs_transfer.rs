@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::PartialUpload;
-use wharf_common::transfer::{Destination, Ranges, Recorded};
+use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded};
 
 use super::fs_tree::content_version;
 use super::{DownloadSource, UploadTarget, partial_key};
@@ -24,22 +24,15 @@ use super::{DownloadSource, UploadTarget, partial_key};
 /// small file.
 const SMALL_FILE: u64 = wharf_common::transfer::RESUME_MIN_SIZE;
 
-/// What a partial belongs to, and which of its bytes are in place.
+/// What a partial upload belongs to: a resume keeps it only for the same path, size and source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct PartialMeta {
+struct UploadOf {
     path: String,
     size: u64,
     source: String,
-    /// Written by the upload's checkpoints; a range is recorded only after its bytes were written.
-    #[serde(default)]
-    present: Ranges,
 }
 
-impl PartialMeta {
-    fn same_upload(&self, other: &PartialMeta) -> bool {
-        (&self.path, self.size, &self.source) == (&other.path, other.size, &other.source)
-    }
-}
+type PartialMeta = PartialRecord<UploadOf>;
 
 fn part_name(key: &str) -> String {
     format!("{key}.part")
@@ -74,20 +67,15 @@ pub fn begin_upload(
     }
     let replaced = target_bytes(home, path)?;
     let key = partial_key(path);
-    let wanted = PartialMeta {
-        path: path.to_string(),
-        size,
-        source: source.to_owned(),
-        present: Ranges::new(),
-    };
-    let existing: Option<PartialMeta> =
-        partials.read_to_string(meta_name(&key)).ok().and_then(|text| toml::from_str(&text).ok());
+    let wanted = UploadOf { path: path.to_string(), size, source: source.to_owned() };
+    let existing =
+        partials.read_to_string(meta_name(&key)).ok().and_then(|text| PartialMeta::parse(&text));
     let previous = partials.metadata(part_name(&key)).ok().map(|m| m.len());
     let previous_bytes = previous.unwrap_or(0);
     // Only ranges within the partial as it is on disk count: a record never claims a hole.
     let present = existing
-        .filter(|existing| resume && existing.same_upload(&wanted) && previous_bytes <= size)
-        .and_then(|existing| Ranges::checked(&existing.present, previous_bytes))
+        .filter(|existing| resume && existing.of == wanted && previous_bytes <= size)
+        .and_then(|existing| existing.present_within(previous_bytes))
         // With nothing recorded, start afresh: the receiver truncates such a partial, and the
         // quota must be given back what it held.
         .filter(|present| !present.is_empty());
@@ -104,7 +92,7 @@ pub fn begin_upload(
                 OpenOptions::new().read(true).write(true).create(true).truncate(true),
             )?;
             if size >= SMALL_FILE {
-                write_meta(partials, &key, &wanted)?;
+                write_meta(partials, &key, &PartialRecord::new(wanted.clone(), &Ranges::new()))?;
             } else {
                 // No metadata, so never resumed: resending a small file costs less than the inodes.
                 let _ = partials.remove_file(meta_name(&key));
@@ -116,7 +104,7 @@ pub fn begin_upload(
     let dest: Arc<dyn Destination> = if size >= SMALL_FILE {
         let (partials, key) = (partials.clone(), key.clone());
         let record = move |present: &Ranges| {
-            let meta = PartialMeta { present: present.truncated(), ..wanted.clone() };
+            let meta = PartialRecord::new(wanted.clone(), present);
             if let Err(err) = write_meta(&partials, &key, &meta) {
                 tracing::warn!(%err, "cannot record the progress of a partial upload");
             }
@@ -129,8 +117,7 @@ pub fn begin_upload(
 }
 
 fn write_meta(partials: &Dir, key: &str, meta: &PartialMeta) -> io::Result<()> {
-    let text = toml::to_string(meta).map_err(io::Error::other)?;
-    write_atomically(partials, &meta_name(key), text.as_bytes())
+    write_atomically(partials, &meta_name(key), meta.to_text()?.as_bytes())
 }
 
 pub fn commit_upload(
@@ -232,18 +219,16 @@ pub fn list_partials(partials: &Dir) -> io::Result<Vec<(String, PartialUpload)>>
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(key) = name.strip_suffix(".part") else { continue };
         let meta = entry.metadata()?;
-        let recorded: Option<PartialMeta> = partials
-            .read_to_string(meta_name(key))
-            .ok()
-            .and_then(|text| toml::from_str(&text).ok());
+        let recorded: Option<PartialMeta> =
+            partials.read_to_string(meta_name(key)).ok().and_then(|text| PartialMeta::parse(&text));
         let modified = meta
             .modified()
             .ok()
             .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
         let upload = PartialUpload {
-            path: recorded.as_ref().map(|r| r.path.clone()),
-            size: recorded.map(|r| r.size),
+            path: recorded.as_ref().map(|r| r.of.path.clone()),
+            size: recorded.map(|r| r.of.size),
             held: meta.len(),
             modified,
         };

@@ -1,8 +1,9 @@
-//! Bounded offloading of blocking work (file I/O, Argon2) from the async executor.
+//! Bounded offloading of blocking work (file I/O, Argon2) from the async executor: the one way in,
+//! besides the transfer engine's own threads (`transfer::run_on_transfer_thread`).
 //!
 //! Each [`BlockingPool`] is a semaphore in front of tokio's blocking thread pool, so that one kind of
-//! work cannot flood the pool: Argon2 gets a pool of its own, sized to the cores, so that a storm of
-//! logins never delays file operations and the reverse.
+//! work cannot flood the pool: on the server, Argon2 gets a pool of its own, sized to the cores, so
+//! that a storm of logins never delays file operations and the reverse.
 
 use std::sync::Arc;
 

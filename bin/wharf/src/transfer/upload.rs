@@ -1,0 +1,141 @@
+//! `put`: announce the file, send what the server lacks on the lanes it names, and check that the
+//! digest it stored is the one sent. A small file is sent eagerly, without waiting for the
+//! `transfer` reply (PROTOCOL.md, section 5.1).
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wharf_common::hash::Sha256Digest;
+use wharf_common::limits::MAX_EAGER_SIZE;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Command, ErrorCode, Reply};
+use wharf_common::transfer::{DEFAULT_STALL_TIMEOUT, Plan, Ranges, StreamHeader, send_file};
+
+use super::{OnBytes, Outcome, checked_plan, local_error, transfer_error, unexpected};
+use crate::error::{ClientError, Result};
+use crate::link::Link;
+use crate::local::blocking;
+use crate::rpc::Replies;
+use crate::session::Session;
+
+impl Session {
+    /// Uploads `local` to `remote`. With `resume`, continues an interrupted upload of the same file.
+    pub async fn put(
+        &self,
+        local: &Path,
+        remote: &RemotePath,
+        resume: bool,
+        on_bytes: OnBytes<'_>,
+    ) -> Result<Outcome> {
+        self.put_keeping(local, remote, resume, false, on_bytes).await
+    }
+
+    /// Like [`Session::put`]; with `keep_time`, the stored file gets the local file's modification
+    /// time (`put -p`).
+    pub async fn put_keeping(
+        &self,
+        local: &Path,
+        remote: &RemotePath,
+        resume: bool,
+        keep_time: bool,
+        on_bytes: OnBytes<'_>,
+    ) -> Result<Outcome> {
+        let started = Instant::now();
+        let (file, meta) = open_local(local).await?;
+        let size = meta.len();
+        let link = self.link();
+        // A small file goes at once, without waiting a round trip for the `transfer` reply. Its
+        // number is given as the request is sent.
+        let eager = (size <= MAX_EAGER_SIZE).then_some(0);
+        let cmd = Command::Put {
+            path: remote.to_string(),
+            size,
+            source: crate::local::content_version(&meta),
+            resume: resume && eager.is_none(),
+            mtime: keep_time.then(|| meta.mtime()),
+            eager,
+        };
+        let mut replies = link.rpc.request(cmd).await?;
+        let (header, plan) = plan(&link, &mut replies, size).await?;
+        on_bytes(plan.present());
+        let sent = send_file(
+            &link.conn,
+            header,
+            Arc::new(file),
+            &plan,
+            None,
+            DEFAULT_STALL_TIMEOUT,
+            on_bytes,
+        )
+        .await;
+        let sent = match sent {
+            Ok(digest) => digest,
+            // The server's reply says more than a reset stream would (quota, a closed connection).
+            Err(err) => {
+                link.rpc.next_reply(&mut replies).await?;
+                return Err(transfer_error(&remote.to_string(), err));
+            }
+        };
+        stored(&link, &mut replies, &plan, remote, sent).await?;
+        let resumed_from = plan.present();
+        Ok(Outcome { size, resumed_from, sha256: sent, elapsed: started.elapsed() })
+    }
+}
+
+/// Opens the local file, which must not be a directory.
+async fn open_local(local: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
+    let path = local.to_owned();
+    let (file, meta) = blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await
+    .map_err(local_error(local))?;
+    if meta.is_dir() {
+        return Err(local_error(local)(std::io::ErrorKind::IsADirectory.into()));
+    }
+    Ok((file, meta))
+}
+
+/// The lanes' header and the plan: for an eager upload, the whole file on the lane of its number,
+/// at once; otherwise what the server's `transfer` reply asks for.
+async fn plan(link: &Link, replies: &mut Replies, size: u64) -> Result<(StreamHeader, Plan)> {
+    if let Some(number) = replies.eager() {
+        return Ok((StreamHeader::eager(number), Plan::new(size, Ranges::full(size), u64::MAX, 1)));
+    }
+    match link.rpc.next_reply(replies).await? {
+        Reply::Transfer { transfer, size: announced, ranges, lanes, .. } if announced == size => {
+            Ok((StreamHeader::of(transfer), checked_plan(size, &ranges, lanes)?))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Waits for the server to say it stored what was sent: the `transfer` reply an eager upload did
+/// not wait for (all of the file owed, one lane), then `done` with the digest sent.
+async fn stored(
+    link: &Link,
+    replies: &mut Replies,
+    plan: &Plan,
+    remote: &RemotePath,
+    sent: Sha256Digest,
+) -> Result<()> {
+    if replies.eager().is_some() {
+        match link.rpc.next_reply(replies).await? {
+            Reply::Transfer { transfer: 0, size, ranges, lanes: 1, .. }
+                if size == plan.size && ranges == plan.ranges => {}
+            other => return Err(unexpected(&other)),
+        }
+    }
+    match link.rpc.next_reply(replies).await? {
+        Reply::Done { sha256, .. } if sha256 == sent.to_string() => Ok(()),
+        Reply::Done { sha256, .. } => Err(ClientError::Remote {
+            code: ErrorCode::ChecksumMismatch,
+            message: format!("{remote}: server stored {sha256}, but {sent} was sent"),
+        }),
+        other => Err(unexpected(&other)),
+    }
+}
