@@ -18,6 +18,7 @@ use crate::local::blocking;
 use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
+use crate::transfer::{OnBytes, Outcome};
 
 /// Files up to this size are pipelined instead of taking one of the `-j` lanes: what a small file
 /// costs is round trips, not bytes, so many are kept in flight at once.
@@ -56,6 +57,13 @@ pub struct CopyOptions {
     /// Expand wildcards in local paths. Off for the one-shot `wharf put`, whose local paths the
     /// user's shell has expanded already: a name like `report[1].txt` must not be globbed twice.
     pub glob_local: bool,
+}
+
+impl CopyOptions {
+    /// What a mirror copies with: single files, resumed, with their modification times (which is
+    /// how the next mirror sees them unchanged).
+    pub const MIRROR: CopyOptions =
+        CopyOptions { recursive: false, jobs: 4, resume: true, preserve: true, glob_local: false };
 }
 
 /// One file to move.
@@ -307,51 +315,74 @@ pub(crate) async fn run(
             .map_err(|_| ClientError::Internal("the transfer slots closed".into()))?;
         let (session, ui) = (session.clone(), ui.clone());
         tasks.spawn(async move {
-            let name = job.remote.file_name().unwrap_or("/").to_owned();
-            let file = ui.start(&name, job.size);
-            let on_bytes = |n: u64| file.advance(n);
-            let attempt = |resume: bool| {
-                let (session, job, on_bytes) = (&session, &job, &on_bytes);
-                async move {
-                    if verb == "put" {
-                        let keep = options.preserve;
-                        session.put_keeping(&job.local, &job.remote, resume, keep, on_bytes).await
-                    } else {
-                        let got = session.get(&job.remote, &job.local, resume, on_bytes).await;
-                        if let (Ok(_), true, Some(mtime)) = (&got, options.preserve, job.mtime) {
-                            set_mtime(&job.local, mtime)?;
-                        }
-                        got
-                    }
-                }
-            };
-            let on_reconnect = |count: u32, err: &ClientError| {
-                ui.print(format!(
-                    "{verb} {name}: {err}; reconnecting ({count} of {RECONNECT_ATTEMPTS})"
-                ));
-                // The next attempt reports the bytes already in place afresh.
-                file.restart();
-            };
-            let mut result =
-                with_reconnects(&session, options.resume, on_reconnect, &attempt).await;
-            let mismatch = matches!(
-                &result,
-                Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. })
-            );
-            if options.resume && mismatch {
-                // A resumed transfer whose whole-file digest failed had a bad partial, which both
-                // ends have now dropped: start over once, from byte 0.
-                ui.print(format!(
-                    "{verb} {name}: the partial file was corrupt (checksum mismatch); starting over"
-                ));
-                file.restart();
-                result = with_reconnects(&session, false, on_reconnect, &attempt).await;
-            }
-            ui.finish(file, &result);
+            let result = copy_one(&session, verb, &job, options, &ui).await;
             drop(permit);
-            result.map(|_| ())
+            result
         });
     }
+    let outcome = gather(tasks, count).await;
+    if let Ok(ui) = Arc::try_unwrap(ui) {
+        ui.close();
+    }
+    outcome
+}
+
+/// Copies one file with its own progress bar, riding out lost connections; a resumed transfer
+/// whose partial turns out corrupt starts over once.
+async fn copy_one(
+    session: &Session,
+    verb: &'static str,
+    job: &Job,
+    options: CopyOptions,
+    ui: &TransferUi,
+) -> Result<()> {
+    let name = job.remote.file_name().unwrap_or("/").to_owned();
+    let file = ui.start(&name, job.size);
+    let on_bytes = |n: u64| file.advance(n);
+    let attempt = |resume: bool| attempt(session, verb, job, options, resume, &on_bytes);
+    let on_reconnect = |count: u32, err: &ClientError| {
+        ui.print(format!("{verb} {name}: {err}; reconnecting ({count} of {RECONNECT_ATTEMPTS})"));
+        // The next attempt reports the bytes already in place afresh.
+        file.restart();
+    };
+    let mut result = with_reconnects(session, options.resume, on_reconnect, &attempt).await;
+    let mismatch =
+        matches!(&result, Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. }));
+    if options.resume && mismatch {
+        // A resumed transfer whose whole-file digest failed had a bad partial, which both ends
+        // have now dropped: start over once, from byte 0.
+        ui.print(format!(
+            "{verb} {name}: the partial file was corrupt (checksum mismatch); starting over"
+        ));
+        file.restart();
+        result = with_reconnects(session, false, on_reconnect, &attempt).await;
+    }
+    ui.finish(file, &result);
+    result.map(|_| ())
+}
+
+/// One attempt at one file.
+async fn attempt(
+    session: &Session,
+    verb: &'static str,
+    job: &Job,
+    options: CopyOptions,
+    resume: bool,
+    on_bytes: OnBytes<'_>,
+) -> Result<Outcome> {
+    if verb == "put" {
+        let keep = options.preserve;
+        return session.put_keeping(&job.local, &job.remote, resume, keep, on_bytes).await;
+    }
+    let got = session.get(&job.remote, &job.local, resume, on_bytes).await?;
+    if let (true, Some(mtime)) = (options.preserve, job.mtime) {
+        set_mtime(&job.local, mtime)?;
+    }
+    Ok(got)
+}
+
+/// Waits for every file's task; the first error, or one that counts the failures.
+async fn gather(mut tasks: JoinSet<Result<()>>, count: usize) -> Result<()> {
     let mut first_error = None;
     let mut failed = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -361,9 +392,6 @@ pub(crate) async fn run(
             failed += 1;
             first_error.get_or_insert(err);
         }
-    }
-    if let Ok(ui) = Arc::try_unwrap(ui) {
-        ui.close();
     }
     match first_error {
         None => Ok(()),

@@ -29,6 +29,22 @@ pub async fn execute(
     out: &mut dyn Write,
 ) -> Result<Flow> {
     match command {
+        ShellCommand::Exit => return Ok(Flow::Exit),
+        ShellCommand::Put(_) | ShellCommand::Get(_) | ShellCommand::Mirror(_) => {
+            transfer(session, command, out).await?;
+        }
+        ShellCommand::Lcd { .. }
+        | ShellCommand::Lpwd
+        | ShellCommand::Lls(_)
+        | ShellCommand::Help { .. } => local(command, out)?,
+        other => remote(session, other, out).await?,
+    }
+    Ok(Flow::Continue)
+}
+
+/// The commands on the server's files, other than transfers.
+async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Write) -> Result<()> {
+    match command {
         ShellCommand::Pwd => emit(out, &format!("{}\n", session.cwd()))?,
         ShellCommand::Cd { path } => {
             session.cd(path.as_deref().unwrap_or("/")).await?;
@@ -69,22 +85,35 @@ pub async fn execute(
         }
         ShellCommand::Df { human, .. } => emit(out, &df_text(&session.quota().await?, human))?,
         ShellCommand::Partials { action } => partials(session, action, out).await?,
+        other => unreachable!("not a remote command: {other:?}"),
+    }
+    Ok(())
+}
+
+/// `put`, `get` and `mirror`, each interruptible with Ctrl-C.
+async fn transfer(
+    session: &Arc<Session>,
+    command: ShellCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
         ShellCommand::Put(args) => {
-            interruptible(crate::copy::put(session, &args.paths, args.options())).await?;
+            interruptible(crate::copy::put(session, &args.paths, args.options())).await
         }
         ShellCommand::Get(args) => {
-            interruptible(crate::copy::get(session, &args.paths, args.options())).await?;
+            interruptible(crate::copy::get(session, &args.paths, args.options())).await
         }
         ShellCommand::Mirror(args) => {
-            let run = crate::mirror::mirror(
-                session,
-                args.remote.as_deref(),
-                args.local.as_deref(),
-                args.options(),
-                out,
-            );
-            interruptible(run).await?;
+            let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
+            interruptible(crate::mirror::mirror(session, remote, local, args.options(), out)).await
         }
+        other => unreachable!("not a transfer: {other:?}"),
+    }
+}
+
+/// The commands on this side: `lcd`, `lpwd`, `lls`, `help`.
+fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
+    match command {
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;
         }
@@ -97,9 +126,9 @@ pub async fn execute(
             };
             emit(out, &text)?;
         }
-        ShellCommand::Exit => return Ok(Flow::Exit),
+        other => unreachable!("not a local command: {other:?}"),
     }
-    Ok(Flow::Continue)
+    Ok(())
 }
 
 /// Runs a transfer until it ends or the user presses Ctrl-C, with the terminal's echo off meanwhile.

@@ -90,78 +90,42 @@ pub(crate) struct Link {
 /// Connects to the server of `options` and checks its certificate; nothing secret is sent.
 pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> Result<Link> {
     let target = &options.target;
-    let connect_error = |reason: String| ClientError::Connect { target: target.host_key(), reason };
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
-        .map_err(|err| connect_error(format!("cannot resolve {}: {err}", target.host)))?
+        .map_err(|err| connect_error(options, format!("cannot resolve {}: {err}", target.host)))?
         .collect();
-
-    let (verifier, pin, observed): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _, _) =
-        match &options.trust {
-            Trust::Ca(file) => (ca_verifier(file)?, None, None),
-            Trust::System => (system_verifier()?, None, None),
-            Trust::Pinned { known_hosts, .. } => {
-                let pin = known_hosts.lookup(&target.host_key())?;
-                let (verifier, observed) =
-                    PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
-                (verifier, pin, Some(observed))
-            }
-        };
-    let crypto =
-        wharf_common::tls::client_crypto(verifier).map_err(|err| connect_error(err.to_string()))?;
+    let trust = Verification::of(options)?;
+    let crypto = wharf_common::tls::client_crypto(trust.verifier.clone())
+        .map_err(|err| connect_error(options, err.to_string()))?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
     client_config.transport_config(Arc::new(options.transport.transport_config(true)));
 
-    let mut last_error = connect_error("no address found".into());
+    let mut last_error = connect_error(options, "no address found".into());
     for addr in addrs {
-        let local = match options.bind_ip {
-            Some(ip) => SocketAddr::new(ip, 0),
-            None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
-            None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
-        };
-        let bound = bind_udp(local, options.transport.socket_buffer)
-            .map_err(|err| connect_error(format!("cannot bind a UDP socket: {err}")))?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            bound.socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|err| connect_error(err.to_string()))?;
+        let endpoint = endpoint_for(options, addr)?;
         let connecting = endpoint
             .connect_with(client_config.clone(), addr, &target.host)
-            .map_err(|err| connect_error(err.to_string()))?;
+            .map_err(|err| connect_error(options, err.to_string()))?;
         let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => {
-                if let (Some(pin), Some(observed)) = (&pin, &observed) {
-                    let seen = observed.lock().fingerprint.clone();
-                    if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
-                        return Err(changed(options, pin, presented));
-                    }
-                }
+                trust.refuse_if_changed(options)?;
                 last_error = match &err {
                     quinn::ConnectionError::ApplicationClosed(_) => crate::rpc::closed_error(&err),
-                    _ => connect_error(explain_handshake(&err.to_string(), &target.host)),
+                    _ => connect_error(options, explain_handshake(&err.to_string(), &target.host)),
                 };
                 continue;
             }
             Err(_) => {
-                last_error = connect_error(format!(
-                    "no answer from {addr} within {:?}",
-                    options.connect_timeout
-                ));
+                let waited = options.connect_timeout;
+                last_error =
+                    connect_error(options, format!("no answer from {addr} within {waited:?}"));
                 continue;
             }
         };
-        if let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &pin) {
-            let seen = observed.as_ref().and_then(|o| o.lock().fingerprint.clone());
-            let fingerprint = seen.ok_or_else(|| connect_error("no certificate seen".into()))?;
-            if let Err(err) = trust_new_host(&target.host_key(), &fingerprint, known_hosts, unknown)
-            {
-                conn.close(CloseCode::Normal.varint(), b"host not trusted");
-                return Err(err.into());
-            }
+        if let Err(err) = trust.pin_if_new(options) {
+            conn.close(CloseCode::Normal.varint(), b"host not trusted");
+            return Err(err);
         }
         let (send, recv) = conn.open_bi().await.map_err(|err| crate::rpc::closed_error(&err))?;
         let rpc = Rpc::start(conn.clone(), send, recv);
@@ -170,6 +134,77 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
         return Ok(Link { endpoint, conn, rpc, incoming, generation });
     }
     Err(last_error)
+}
+
+fn connect_error(options: &ConnectOptions, reason: String) -> ClientError {
+    ClientError::Connect { target: options.target.host_key(), reason }
+}
+
+/// A QUIC endpoint on a fresh UDP socket, of the address family of `addr` (or bound where the
+/// options say).
+fn endpoint_for(options: &ConnectOptions, addr: SocketAddr) -> Result<quinn::Endpoint> {
+    let local = match options.bind_ip {
+        Some(ip) => SocketAddr::new(ip, 0),
+        None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+    };
+    let bound = bind_udp(local, options.transport.socket_buffer)
+        .map_err(|err| connect_error(options, format!("cannot bind a UDP socket: {err}")))?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, bound.socket, runtime)
+        .map_err(|err| connect_error(options, err.to_string()))
+}
+
+/// How the server's certificate is checked, and, for a pinned host, what the handshake saw.
+struct Verification {
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    /// The pin on record for this host, if any.
+    pin: Option<crate::trust::Pin>,
+    observed: Option<Arc<parking_lot::Mutex<crate::trust::Observed>>>,
+}
+
+impl Verification {
+    fn of(options: &ConnectOptions) -> Result<Verification> {
+        Ok(match &options.trust {
+            Trust::Ca(file) => {
+                Verification { verifier: ca_verifier(file)?, pin: None, observed: None }
+            }
+            Trust::System => {
+                Verification { verifier: system_verifier()?, pin: None, observed: None }
+            }
+            Trust::Pinned { known_hosts, .. } => {
+                let pin = known_hosts.lookup(&options.target.host_key())?;
+                let (verifier, observed) =
+                    PinVerifier::new(pin.as_ref().map(|p| p.fingerprint.clone()));
+                Verification { verifier, pin, observed: Some(observed) }
+            }
+        })
+    }
+
+    /// After a failed handshake: a pinned host that presented another certificate is refused
+    /// loudly, like ssh's "REMOTE HOST IDENTIFICATION HAS CHANGED".
+    fn refuse_if_changed(&self, options: &ConnectOptions) -> Result<()> {
+        if let (Some(pin), Some(observed)) = (&self.pin, &self.observed) {
+            let seen = observed.lock().fingerprint.clone();
+            if let Some(presented) = seen.filter(|seen| *seen != pin.fingerprint) {
+                return Err(changed(options, pin, presented));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a handshake with a host not pinned yet: pins what it presented, if the user (or the
+    /// options) trust it.
+    fn pin_if_new(&self, options: &ConnectOptions) -> Result<()> {
+        let (Trust::Pinned { known_hosts, unknown }, None) = (&options.trust, &self.pin) else {
+            return Ok(());
+        };
+        let seen = self.observed.as_ref().and_then(|o| o.lock().fingerprint.clone());
+        let fingerprint =
+            seen.ok_or_else(|| connect_error(options, "no certificate seen".into()))?;
+        trust_new_host(&options.target.host_key(), &fingerprint, known_hosts, unknown)
+            .map_err(ClientError::from)
+    }
 }
 
 /// A handshake failure, with what to do about the usual one: a certificate that does not name the

@@ -99,32 +99,15 @@ pub async fn mirror(
     }
     make_dirs(session, &remote_root, &local_root, &plan.dirs, options.reverse).await?;
     let jobs = jobs(&remote_root, &local_root, &plan, source)?;
-    let copy = CopyOptions {
-        recursive: false,
-        jobs: options.jobs,
-        resume: true,
-        preserve: true,
-        glob_local: false,
-    };
     if !jobs.is_empty() {
         let verb = if options.reverse { "put" } else { "get" };
+        let copy = CopyOptions { jobs: options.jobs, ..CopyOptions::MIRROR };
         crate::copy::run(session, verb, jobs, copy).await?;
     }
     if options.delete {
         delete(session, &remote_root, &local_root, &plan.delete, options.reverse).await?;
     }
-    // Remember the versions now equal, so that the next mirror reads nothing for them.
-    let remote_after = remote_tree(session, &remote_root, false).await?;
-    let local_after = local_tree_off_executor(&local_root, false).await?;
-    state.files.clear();
-    for (path, node) in &local_after {
-        if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
-            (node, remote_after.get(path))
-            && source.contains_key(path)
-        {
-            state.files.insert(path.clone(), (local.clone(), remote.clone()));
-        }
-    }
+    remember_equal(session, &remote_root, &local_root, source, &mut state).await?;
     save_state(&local_root, &state)?;
     let deleted = if options.delete { plan.delete.len() } else { 0 };
     emit(
@@ -137,6 +120,29 @@ pub async fn mirror(
             started.elapsed().as_secs_f64()
         ),
     )
+}
+
+/// Records the versions that are now equal on both sides, so that the next mirror reads nothing
+/// for them.
+async fn remember_equal(
+    session: &Session,
+    remote_root: &RemotePath,
+    local_root: &Path,
+    source: &BTreeMap<String, Node>,
+    state: &mut State,
+) -> Result<()> {
+    let remote_after = remote_tree(session, remote_root, false).await?;
+    let local_after = local_tree_off_executor(local_root, false).await?;
+    state.files.clear();
+    for (path, node) in &local_after {
+        if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
+            (node, remote_after.get(path))
+            && source.contains_key(path)
+        {
+            state.files.insert(path.clone(), (local.clone(), remote.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// The remote tree below `root`; with `create`, a missing root is made (an upload's destination).

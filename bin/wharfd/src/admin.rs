@@ -81,84 +81,113 @@ pub fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> 
     let config = Config::load(&layout.config())?;
     let store = UserStore::new(layout.users());
     crate::layout::private_dir(&layout.users())?;
-    let rt = crate::cli::runtime()?;
+    let admin = Admin { layout, config, store, rt: crate::cli::runtime()? };
+    let store = &admin.store;
     match action {
         UserCommand::Add { name, quota, password_stdin, reuse_home, no_password } => {
-            validate_name(&name)?;
-            if store.load(&name)?.is_some() {
-                bail!("user {name:?} already exists");
-            }
-            if home_in_use(layout, &name) && !reuse_home {
-                bail!(
-                    "{} holds files left by an earlier user named {name}: add --reuse-home to \
-                     give them to the new user, or delete that folder first",
-                    layout.homes().join(&name).display()
-                );
-            }
-            let quota = match quota {
-                Some(quota) => quota,
-                None => config.default_quota().map_err(anyhow::Error::msg)?,
-            };
-            let password = if no_password {
-                None
-            } else {
-                let password = read_new_password(password_stdin)?;
-                Some(Passwords::new(&config.auth)?.hash(&password)?)
-            };
-            rt.block_on(storage(layout, &config)?.create_home(&name))?;
-            store.create(&UserRecord {
-                name: name.clone(),
-                password,
-                quota: quota.limit(),
-                keys: Vec::new(),
-            })?;
-            println!("added user {name} with quota {quota}");
+            let password = (!no_password).then_some(password_stdin);
+            admin.add(&name, quota, password, reuse_home)?;
         }
         UserCommand::Passwd { name, password_stdin } => {
             let mut record = store.get(&name)?;
             let password = read_new_password(password_stdin)?;
-            record.password = Some(Passwords::new(&config.auth)?.hash(&password)?);
+            record.password = Some(Passwords::new(&admin.config.auth)?.hash(&password)?);
             store.save(&record)?;
             println!("password changed for {name}");
         }
         UserCommand::Del { name, purge } => {
             store.remove(&name)?;
             if purge {
-                rt.block_on(storage(layout, &config)?.remove_home(&name))?;
+                admin.rt.block_on(admin.storage()?.remove_home(&name))?;
                 println!("deleted user {name} and their home");
             } else {
-                println!(
-                    "deleted user {name} (home kept in {})",
-                    layout.homes().join(&name).display()
-                );
+                let home = layout.homes().join(&name);
+                println!("deleted user {name} (home kept in {})", home.display());
             }
         }
-        UserCommand::List => {
-            let storage = storage(layout, &config)?;
-            println!("{:<32} {:>12} {:>12}", "USER", "QUOTA", "USED");
-            for user in store.list()? {
-                let used = rt.block_on(async {
-                    let home = storage.open_home(&user.name).await?;
-                    home.usage().await
-                });
-                let used = used.map_or_else(|err| format!("? ({})", err.code), format_bytes);
-                println!(
-                    "{:<32} {:>12} {:>12}",
-                    user.name,
-                    Quota::from_limit(user.quota).to_string(),
-                    used
-                );
-            }
-        }
+        UserCommand::List => admin.list()?,
         UserCommand::Quota { name, size } => {
             let mut record = store.get(&name)?;
             record.quota = size.limit();
             store.save(&record)?;
             println!("quota of {name} set to {size}");
         }
-        UserCommand::Key { action } => key_command(&store, action)?,
+        UserCommand::Key { action } => key_command(store, action)?,
     }
     Ok(())
+}
+
+/// What the user commands work on.
+struct Admin<'a> {
+    layout: &'a Layout,
+    config: Config,
+    store: UserStore,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Admin<'_> {
+    fn storage(&self) -> anyhow::Result<FsStorage> {
+        storage(self.layout, &self.config)
+    }
+
+    /// `user add`: a new record and its home. `password` says whether to read a password from
+    /// standard input (`Some(true)`), ask for one (`Some(false)`), or set none (`None`).
+    fn add(
+        &self,
+        name: &str,
+        quota: Option<Quota>,
+        password: Option<bool>,
+        reuse_home: bool,
+    ) -> anyhow::Result<()> {
+        validate_name(name)?;
+        if self.store.load(name)?.is_some() {
+            bail!("user {name:?} already exists");
+        }
+        if home_in_use(self.layout, name) && !reuse_home {
+            bail!(
+                "{} holds files left by an earlier user named {name}: add --reuse-home to give \
+                 them to the new user, or delete that folder first",
+                self.layout.homes().join(name).display()
+            );
+        }
+        let quota = match quota {
+            Some(quota) => quota,
+            None => self.config.default_quota().map_err(anyhow::Error::msg)?,
+        };
+        let password = match password {
+            Some(from_stdin) => {
+                let password = read_new_password(from_stdin)?;
+                Some(Passwords::new(&self.config.auth)?.hash(&password)?)
+            }
+            None => None,
+        };
+        self.rt.block_on(self.storage()?.create_home(name))?;
+        let keys = Vec::new();
+        self.store.create(&UserRecord {
+            name: name.to_owned(),
+            password,
+            quota: quota.limit(),
+            keys,
+        })?;
+        println!("added user {name} with quota {quota}");
+        Ok(())
+    }
+
+    /// `user list`: each user's quota and what their home holds.
+    fn list(&self) -> anyhow::Result<()> {
+        let storage = self.storage()?;
+        println!("{:<32} {:>12} {:>12}", "USER", "QUOTA", "USED");
+        for user in self.store.list()? {
+            let used = self.rt.block_on(async {
+                let home = storage.open_home(&user.name).await?;
+                home.usage().await
+            });
+            let used = used.map_or_else(|err| format!("? ({})", err.code), format_bytes);
+            let quota = Quota::from_limit(user.quota).to_string();
+            println!("{:<32} {:>12} {:>12}", user.name, quota, used);
+        }
+        Ok(())
+    }
 }
 
 fn key_command(store: &UserStore, action: KeyCommand) -> anyhow::Result<()> {

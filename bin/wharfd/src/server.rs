@@ -124,52 +124,7 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let Some(incoming) = incoming else { break };
-            let validated = incoming.remote_address_validated();
-            let unvalidated = if validated {
-                None
-            } else {
-                match self.unvalidated.try_enter() {
-                    Some(handshake) => Some(handshake),
-                    None => {
-                        // Many handshakes from unproven addresses at once: a spoofed flood, perhaps.
-                        // A stateless Retry makes each prove its address before we keep anything.
-                        let _ = incoming.retry();
-                        continue;
-                    }
-                }
-            };
-            let remote = incoming.remote_address();
-            // An unproven address might be someone else's: it takes that address's slot only once
-            // its handshake proves it, so a spoofer cannot fill another client's slots.
-            let early_admission = validated.then(|| self.limiter.admit(remote.ip()));
-            let limiter = self.limiter.clone();
-            let ctx = self.ctx.clone();
-            let stop = stop_rx.clone();
-            let done = done_tx.clone();
-            let span = tracing::info_span!("conn", %remote, user = tracing::field::Empty);
-            tokio::spawn(
-                async move {
-                    let handshake = incoming.await;
-                    drop(unvalidated);
-                    let conn = match handshake {
-                        Ok(conn) => conn,
-                        Err(err) => {
-                            tracing::debug!(%err, "handshake failed");
-                            return;
-                        }
-                    };
-                    let admission = early_admission.unwrap_or_else(|| limiter.admit(remote.ip()));
-                    match admission {
-                        Ok(_admitted) => crate::conn::handle(conn, ctx, stop).await,
-                        Err(refusal) => {
-                            tracing::warn!(?refusal, "connection refused");
-                            conn.close(CloseCode::TooManyConnections.varint(), refusal.reason());
-                        }
-                    }
-                    drop(done);
-                }
-                .instrument(span),
-            );
+            self.admit(incoming, stop_rx.clone(), done_tx.clone());
         }
 
         sweeper.abort();
@@ -184,6 +139,53 @@ impl Server {
         self.endpoint.close(CloseCode::ShuttingDown.varint(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!("stopped");
+    }
+
+    /// Starts the handshake of one incoming connection and serves it once it is admitted; `done`
+    /// is dropped when the connection ends.
+    fn admit(
+        &self,
+        incoming: quinn::Incoming,
+        stop: watch::Receiver<bool>,
+        done: mpsc::Sender<()>,
+    ) {
+        let validated = incoming.remote_address_validated();
+        let unvalidated = if validated {
+            None
+        } else {
+            match self.unvalidated.try_enter() {
+                Some(handshake) => Some(handshake),
+                None => {
+                    // Many handshakes from unproven addresses at once: a spoofed flood, perhaps.
+                    // A stateless Retry makes each prove its address before we keep anything.
+                    let _ = incoming.retry();
+                    return;
+                }
+            }
+        };
+        let remote = incoming.remote_address();
+        // An unproven address might be someone else's: it takes that address's slot only once
+        // its handshake proves it, so a spoofer cannot fill another client's slots.
+        let early_admission = validated.then(|| self.limiter.admit(remote.ip()));
+        let (limiter, ctx) = (self.limiter.clone(), self.ctx.clone());
+        let span = tracing::info_span!("conn", %remote, user = tracing::field::Empty);
+        let serve = async move {
+            let handshake = incoming.await;
+            drop(unvalidated);
+            let conn = match handshake {
+                Ok(conn) => conn,
+                Err(err) => return tracing::debug!(%err, "handshake failed"),
+            };
+            match early_admission.unwrap_or_else(|| limiter.admit(remote.ip())) {
+                Ok(_admitted) => crate::conn::handle(conn, ctx, stop).await,
+                Err(refusal) => {
+                    tracing::warn!(?refusal, "connection refused");
+                    conn.close(CloseCode::TooManyConnections.varint(), refusal.reason());
+                }
+            }
+            drop(done);
+        };
+        tokio::spawn(serve.instrument(span));
     }
 }
 

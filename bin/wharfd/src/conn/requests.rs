@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use wharf_common::limits::NOTICE_ID;
@@ -135,7 +135,6 @@ async fn start(
     tasks: &mut JoinSet<()>,
 ) {
     let Request { id, cmd } = request;
-    let refuse = |code, message: &str| Response { id, reply: Reply::error(code, message) };
     if let Command::Cancel { request } = cmd {
         // Aborting drops the task, whose slot frees the id and answers it `cancelled`.
         if let Some(Some(task)) = lock(in_flight).get(&request) {
@@ -144,35 +143,14 @@ async fn start(
         let _ = replies.send(Response { id, reply: Reply::Ok }.into()).await;
         return;
     }
-    // An eager upload's lane may be here already or still to come: its number is announced now,
-    // in request order, so that a lane of a request refused below is stopped rather than kept.
-    let eager = match &cmd {
-        Command::Put { eager: Some(number), .. } => Some(*number),
-        _ => None,
-    };
-    if let Some(number) = eager
-        && !session.transfers.announce_eager(number)
-    {
-        let message = "eager numbers must increase on a connection";
-        let _ = replies.send(refuse(ErrorCode::BadRequest, message).into()).await;
-        return;
-    }
-    let forget_eager = || {
-        if let Some(number) = eager {
-            session.transfers.forget_eager(number);
+    let permit = match admit(id, &cmd, session, in_flight, permits) {
+        Ok(permit) => permit,
+        Err((code, message)) => {
+            let refusal = Response { id, reply: Reply::error(code, message) };
+            let _ = replies.send(refusal.into()).await;
+            return;
         }
     };
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
-        forget_eager();
-        let _ = replies.send(refuse(ErrorCode::Busy, "too many requests in flight").into()).await;
-        return;
-    };
-    if lock(in_flight).contains_key(&id) {
-        forget_eager();
-        let refusal = refuse(ErrorCode::DuplicateId, "request id already in flight");
-        let _ = replies.send(refusal.into()).await;
-        return;
-    }
     lock(in_flight).insert(id, None);
     let slot = Slot { id, in_flight: in_flight.clone(), replies: replies.clone(), answered: false };
     let session = session.clone();
@@ -190,6 +168,39 @@ async fn start(
     if let Some(entry) = lock(in_flight).get_mut(&id) {
         *entry = Some(task);
     }
+}
+
+/// Whether request `id` may run: an eager upload's number must be new, a slot must be free, and
+/// the id must not be in flight already. Returns its slot, or why not.
+fn admit(
+    id: u32,
+    cmd: &Command,
+    session: &Session,
+    in_flight: &InFlight,
+    permits: &Arc<Semaphore>,
+) -> Result<OwnedSemaphorePermit, (ErrorCode, &'static str)> {
+    // An eager upload's lane may be here already or still to come: its number is announced now,
+    // in request order, so that a lane of a request refused below is stopped rather than kept.
+    let eager = match cmd {
+        Command::Put { eager: Some(number), .. } => Some(*number),
+        _ => None,
+    };
+    if let Some(number) = eager
+        && !session.transfers.announce_eager(number)
+    {
+        return Err((ErrorCode::BadRequest, "eager numbers must increase on a connection"));
+    }
+    let refused = match permits.clone().try_acquire_owned() {
+        Err(_) => (ErrorCode::Busy, "too many requests in flight"),
+        Ok(_) if lock(in_flight).contains_key(&id) => {
+            (ErrorCode::DuplicateId, "request id already in flight")
+        }
+        Ok(permit) => return Ok(permit),
+    };
+    if let Some(number) = eager {
+        session.transfers.forget_eager(number);
+    }
+    Err(refused)
 }
 
 /// A request's place among those in flight. If its task ends without answering (it was aborted by

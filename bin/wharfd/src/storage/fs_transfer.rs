@@ -68,19 +68,9 @@ pub fn begin_upload(
     let replaced = target_bytes(home, path)?;
     let key = partial_key(path);
     let wanted = UploadOf { path: path.to_string(), size, source: source.to_owned() };
-    let existing =
-        partials.read_to_string(meta_name(&key)).ok().and_then(|text| PartialMeta::parse(&text));
-    let previous = partials.metadata(part_name(&key)).ok().map(|m| m.len());
-    let previous_bytes = previous.unwrap_or(0);
-    // Only ranges within the partial as it is on disk count: a record never claims a hole.
-    let present = existing
-        .filter(|existing| resume && existing.of == wanted && previous_bytes <= size)
-        .and_then(|existing| existing.present_within(previous_bytes))
-        // With nothing recorded, start afresh: the receiver truncates such a partial, and the
-        // quota must be given back what it held.
-        .filter(|present| !present.is_empty());
-
-    let (file, len, discarded, present) = match present {
+    let previous_bytes = partials.metadata(part_name(&key)).map_or(0, |m| m.len());
+    let kept = if resume { resumable(partials, &key, &wanted, previous_bytes) } else { None };
+    let (file, len, discarded, present) = match kept {
         Some(present) => {
             let file =
                 partials.open_with(part_name(&key), OpenOptions::new().read(true).write(true))?;
@@ -100,20 +90,43 @@ pub fn begin_upload(
             (file, 0, previous_bytes, Ranges::new())
         }
     };
-    let file = file.into_std();
-    let dest: Arc<dyn Destination> = if size >= SMALL_FILE {
-        let (partials, key) = (partials.clone(), key.clone());
-        let record = move |present: &Ranges| {
-            let meta = PartialRecord::new(wanted.clone(), present);
-            if let Err(err) = write_meta(&partials, &key, &meta) {
-                tracing::warn!(%err, "cannot record the progress of a partial upload");
-            }
-        };
-        Arc::new(Recorded { dest: file, record })
-    } else {
-        Arc::new(file)
-    };
+    let dest = recorded_destination(file.into_std(), partials, &key, wanted);
     Ok(UploadTarget { key, dest, present, len, replaced, discarded })
+}
+
+/// The ranges of the partial `key` (of `len` bytes) that a resume of `wanted` may keep: those its
+/// record names, if the record is of the same upload and all of them lie within the partial as it
+/// is on disk (a record never claims a hole).
+fn resumable(partials: &Dir, key: &str, wanted: &UploadOf, len: u64) -> Option<Ranges> {
+    let text = partials.read_to_string(meta_name(key)).ok()?;
+    let existing = PartialMeta::parse(&text)?;
+    (existing.of == *wanted && len <= wanted.size)
+        .then(|| existing.present_within(len))
+        .flatten()
+        // With nothing recorded, start afresh: the receiver truncates such a partial, and the
+        // quota must be given back what it held.
+        .filter(|present| !present.is_empty())
+}
+
+/// The partial file as the transfer engine writes it: a large upload records its progress at
+/// each checkpoint, a small one (never resumed) records nothing.
+fn recorded_destination(
+    file: std::fs::File,
+    partials: &Arc<Dir>,
+    key: &str,
+    wanted: UploadOf,
+) -> Arc<dyn Destination> {
+    if wanted.size < SMALL_FILE {
+        return Arc::new(file);
+    }
+    let (partials, key) = (partials.clone(), key.to_owned());
+    let record = move |present: &Ranges| {
+        let meta = PartialRecord::new(wanted.clone(), present);
+        if let Err(err) = write_meta(&partials, &key, &meta) {
+            tracing::warn!(%err, "cannot record the progress of a partial upload");
+        }
+    };
+    Arc::new(Recorded { dest: file, record })
 }
 
 fn write_meta(partials: &Dir, key: &str, meta: &PartialMeta) -> io::Result<()> {
