@@ -160,11 +160,56 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
     let bulk_running = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + plan.duration;
     let started = Instant::now();
+    let files = (small, medium, bulk);
+    let mut tasks =
+        spawn_clients(server, &plan, &files, local.path(), deadline, &tally, &bulk_running);
+    let probe = {
+        let options = options_from(server, client_ip(plan.clients + plan.bulk));
+        let running = bulk_running.clone();
+        std::thread::spawn(move || probe(&options, &running, deadline))
+    };
+    let rss_peak_kib = watch(&mut tasks, pid, rss_before_kib, &tally).await;
+    let elapsed = started.elapsed();
+    let probe = match probe.join() {
+        Ok(Ok(latencies)) => latencies,
+        Ok(Err(err)) => {
+            tally.lock().await.errors.push(format!("probe: {err:#}"));
+            Vec::new()
+        }
+        Err(_) => anyhow::bail!("the probe thread panicked"),
+    };
+    let fds_after = settled_fds(pid, fds_before).await;
+    let tally = std::mem::take(&mut *tally.lock().await);
+    Ok(SoakReport {
+        ops: tally.ops,
+        errors: tally.errors,
+        elapsed,
+        control: tally.control,
+        probe,
+        bulk_bytes: tally.bulk_bytes,
+        rss_before_kib,
+        rss_peak_kib,
+        fds_before,
+        fds_after,
+    })
+}
+
+/// The soak's clients: `plan.bulk` moving a large file back and forth, `plan.clients` doing mixed
+/// small work, until `deadline`.
+fn spawn_clients(
+    server: &TestServer,
+    plan: &SoakPlan,
+    (small, medium, bulk): &(PathBuf, PathBuf, PathBuf),
+    local: &std::path::Path,
+    deadline: Instant,
+    tally: &Arc<Mutex<Tally>>,
+    bulk_running: &Arc<AtomicBool>,
+) -> tokio::task::JoinSet<anyhow::Result<()>> {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..plan.bulk {
         let options = options_from(server, client_ip(plan.clients + n));
         let (tally, running, bulk) = (tally.clone(), bulk_running.clone(), bulk.clone());
-        let dir = local.path().join(format!("bulk-{n}"));
+        let dir = local.join(format!("bulk-{n}"));
         tasks.spawn(async move {
             let session = Session::open(&options, &format!("soak{}", n % 10), "pw").await?;
             std::fs::create_dir_all(&dir)?;
@@ -177,7 +222,7 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
     for n in 0..plan.clients {
         let options = options_from(server, client_ip(n));
         let (tally, running) = (tally.clone(), bulk_running.clone());
-        let (small, medium, local) = (small.clone(), medium.clone(), local.path().to_owned());
+        let (small, medium, local) = (small.clone(), medium.clone(), local.to_owned());
         tasks.spawn(async move {
             let session = Session::open(&options, &format!("soak{}", n % 10), "pw").await?;
             let files = Files { small: &small, medium: &medium, local: &local };
@@ -186,11 +231,16 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
             anyhow::Ok(())
         });
     }
-    let probe = {
-        let options = options_from(server, client_ip(plan.clients + plan.bulk));
-        let running = bulk_running.clone();
-        std::thread::spawn(move || probe(&options, &running, deadline))
-    };
+    tasks
+}
+
+/// Waits for every client, noting their errors and the server's peak memory; returns that peak.
+async fn watch(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    pid: u32,
+    rss_before_kib: u64,
+    tally: &Mutex<Tally>,
+) -> u64 {
     let mut rss_peak_kib = rss_before_kib;
     while !tasks.is_empty() {
         tokio::select! {
@@ -205,35 +255,19 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
         }
         rss_peak_kib = rss_peak_kib.max(status_kib(pid, "VmRSS:"));
     }
-    let elapsed = started.elapsed();
-    let probe = match probe.join() {
-        Ok(Ok(latencies)) => latencies,
-        Ok(Err(err)) => {
-            tally.lock().await.errors.push(format!("probe: {err:#}"));
-            Vec::new()
-        }
-        Err(_) => anyhow::bail!("the probe thread panicked"),
-    };
-    // Closed connections take a moment to be torn down on the server.
+    rss_peak_kib
+}
+
+/// The server's open descriptors once closed connections are torn down, which takes a moment
+/// (at most 10 s).
+async fn settled_fds(pid: u32, before: usize) -> usize {
     let settle = Instant::now() + Duration::from_secs(10);
-    let mut fds_after = open_fds(pid);
-    while fds_after > fds_before && Instant::now() < settle {
+    let mut after = open_fds(pid);
+    while after > before && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        fds_after = open_fds(pid);
+        after = open_fds(pid);
     }
-    let tally = std::mem::take(&mut *tally.lock().await);
-    Ok(SoakReport {
-        ops: tally.ops,
-        errors: tally.errors,
-        elapsed,
-        control: tally.control,
-        probe,
-        bulk_bytes: tally.bulk_bytes,
-        rss_before_kib,
-        rss_peak_kib,
-        fds_before,
-        fds_after,
-    })
+    after
 }
 
 /// Lists `/` every [`PROBE_EVERY`] while the bulk transfers run, on a runtime of its own so that

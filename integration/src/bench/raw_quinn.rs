@@ -36,29 +36,7 @@ pub async fn transfer(
     let server = endpoint(&settings, Some(server_config))?;
     let server_addr = server.local_addr()?;
 
-    let sender = tokio::spawn(async move {
-        let conn = server.accept().await.expect("incoming").await.expect("handshake");
-        let payload = Bytes::from(vec![0u8; CHUNK]);
-        let mut sends = Vec::new();
-        for _ in 0..streams {
-            let (conn, payload) = (conn.clone(), payload.clone());
-            sends.push(tokio::spawn(async move {
-                let mut stream = conn.open_uni().await.expect("open");
-                let mut left = bytes_per_stream;
-                while left > 0 {
-                    let n = left.min(CHUNK as u64) as usize;
-                    stream.write_chunk(payload.slice(..n)).await.expect("write");
-                    left -= n as u64;
-                }
-                stream.finish().expect("finish");
-                let _ = stream.stopped().await;
-            }));
-        }
-        for send in sends {
-            send.await.expect("send task");
-        }
-        conn.closed().await;
-    });
+    let sender = tokio::spawn(send_all(server, streams, bytes_per_stream));
 
     let verifier = wharf::trust::ca_verifier(cert)?;
     let mut client_config =
@@ -86,4 +64,30 @@ pub async fn transfer(
     let _ = sender.await;
     client.wait_idle().await;
     Ok(elapsed)
+}
+
+/// The sending side: accepts one connection and sends `bytes_per_stream` of zeros on each of
+/// `streams` streams at once.
+async fn send_all(server: quinn::Endpoint, streams: usize, bytes_per_stream: u64) {
+    let conn = server.accept().await.expect("incoming").await.expect("handshake");
+    let payload = Bytes::from(vec![0u8; CHUNK]);
+    let mut sends = Vec::new();
+    for _ in 0..streams {
+        let (conn, payload) = (conn.clone(), payload.clone());
+        sends.push(tokio::spawn(async move {
+            let mut stream = conn.open_uni().await.expect("open");
+            let mut left = bytes_per_stream;
+            while left > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                stream.write_chunk(payload.slice(..n)).await.expect("write");
+                left -= n as u64;
+            }
+            stream.finish().expect("finish");
+            let _ = stream.stopped().await;
+        }));
+    }
+    for send in sends {
+        send.await.expect("send task");
+    }
+    conn.closed().await;
 }

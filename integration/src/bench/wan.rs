@@ -231,7 +231,7 @@ fn bulk_rows(site: &Site) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// 1,000 × 4 KiB each way, and the mirror with 10 changed. sftp moves small files one round trip
+/// 1,000 × 4 KiB each way, the mirror with 10 changed, and connecting. sftp moves small files one round trip
 /// after another (156 s and 208 s for 1,000 across 50 ms): with `sftp_small` false it is left out.
 fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<Row>> {
     let down = site.down().display().to_string();
@@ -277,7 +277,20 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
             || site.sshd.rsync_from(&site.sftp_remote().join("small"), &site.down()),
         )?)),
     };
-    // The mirror: both destinations start in step, then 10 files change before each run.
+    let mirror = mirror_row(site, runs)?;
+    let connect = Row {
+        workload: "connect + login + ls".into(),
+        wharf: cell(measure_after(runs, || Ok(()), || site.wharf("ls").map(drop))?),
+        sftp: Some(cell(measure_after(runs, || Ok(()), || site.sftp("ls"))?)),
+        rsync: None,
+    };
+    Ok(vec![put, get, mirror, connect])
+}
+
+/// The mirror with 10 changed: both destinations start in step, then 10 files change before each
+/// run.
+fn mirror_row(site: &Site, runs: usize) -> anyhow::Result<Row> {
+    let local_small = site.local().join("small");
     let rsync_dest = site.work.path().join("rsync-mirror");
     site.wharf("mirror -R -j 16 tree small")?;
     site.sshd.rsync(&local_small, &rsync_dest)?;
@@ -288,19 +301,12 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
     })?;
     let rsync_mirror =
         measure_after(runs, &mut change_ten, || site.sshd.rsync(&local_small, &rsync_dest))?;
-    let mirror = Row {
+    Ok(Row {
         workload: "mirror 1,000, 10 changed".into(),
         wharf: cell(wharf_mirror),
         sftp: None,
         rsync: Some(cell(rsync_mirror)),
-    };
-    let connect = Row {
-        workload: "connect + login + ls".into(),
-        wharf: cell(measure_after(runs, || Ok(()), || site.wharf("ls").map(drop))?),
-        sftp: Some(cell(measure_after(runs, || Ok(()), || site.sftp("ls"))?)),
-        rsync: None,
-    };
-    Ok(vec![put, get, mirror, connect])
+    })
 }
 
 fn cell(time: Duration) -> Cell {

@@ -30,19 +30,7 @@ fn main() -> std::process::ExitCode {
         server.add_user(&format!("soak{n}"), "pw", "unlimited");
     }
     server.start();
-    // The clients share this machine's cores with the server, which clients on other machines
-    // would not. With a niceness here, the clients' threads yield the CPU to the server (and to
-    // the probe, whose thread is not the runtime's), which is closer to a real deployment.
-    let driver_nice = count("WHARF_SOAK_DRIVER_NICE", 0) as i32;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(move || {
-            if driver_nice > 0 {
-                let _ = rustix::process::setpriority_process(None, driver_nice);
-            }
-        })
-        .build();
-    let runtime = match runtime {
+    let runtime = match driver_runtime(count("WHARF_SOAK_DRIVER_NICE", 0) as i32) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("soak: {err}");
@@ -70,4 +58,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The clients' runtime. They share this machine's cores with the server, which clients on other
+/// machines would not: with a niceness, their threads yield the CPU to the server (and to the
+/// probe, whose thread is not the runtime's), which is closer to a real deployment.
+fn driver_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            if nice > 0 {
+                let _ = rustix::process::setpriority_process(None, nice);
+            }
+        })
+        .build()
 }
