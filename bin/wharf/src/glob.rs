@@ -1,4 +1,5 @@
-//! Shell-style wildcards in the last path component: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`.
+//! Shell-style wildcards in the last path component: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`, matched
+//! by the `glob` crate.
 //! Used the same way for local (`put *.log`) and remote (`get 'logs/*.gz'`) names.
 //!
 //! As in sftp, a name that exists as written is taken literally even if it looks like a pattern
@@ -35,94 +36,34 @@ pub fn unescape(text: &str) -> String {
 }
 
 /// True if `name` matches `pattern` as a whole. A leading `.` must be matched literally, as in sh.
+/// The matching is the `glob` crate's; this adds sftp's backslash escapes, and takes a pattern that
+/// is not well formed (an unclosed `[`) literally.
 pub fn matches(pattern: &str, name: &str) -> bool {
-    if name.starts_with('.') && !pattern.starts_with('.') {
-        return false;
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    match glob::Pattern::new(&without_backslashes(pattern)) {
+        Ok(pattern) => pattern.matches_with(name, options),
+        Err(_) => unescape(pattern) == name,
     }
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    match_from(&pattern, &name)
 }
 
-fn match_from(pattern: &[char], name: &[char]) -> bool {
-    // Iterative matching with one backtrack point for the last `*` (linear for typical patterns).
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some('\\') if pattern.get(p + 1) == Some(&name[n]) => {
-                p += 2;
-                n += 1;
-                continue;
+/// `pattern` with each backslash-escaped character written as the `glob` crate escapes it.
+fn without_backslashes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(next)) => {
+                chars.next();
+                out.push_str(&glob::Pattern::escape(&next.to_string()));
             }
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-                continue;
-            }
-            Some('?') => {
-                p += 1;
-                n += 1;
-                continue;
-            }
-            Some('[') => match class(&pattern[p..], name[n]) {
-                Some((true, len)) => {
-                    p += len;
-                    n += 1;
-                    continue;
-                }
-                Some((false, _)) => {}
-                // Not a well-formed class: the `[` is an ordinary character.
-                None if name[n] == '[' => {
-                    p += 1;
-                    n += 1;
-                    continue;
-                }
-                None => {}
-            },
-            Some(c) if *c == name[n] => {
-                p += 1;
-                n += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match star {
-            Some((star_p, star_n)) => {
-                p = star_p + 1;
-                n = star_n + 1;
-                star = Some((star_p, star_n + 1));
-            }
-            None => return false,
+            _ => out.push(c),
         }
     }
-    pattern[p..].iter().all(|c| *c == '*')
-}
-
-/// Matches `c` against the class at the start of `pattern`; returns (matched, length of the class),
-/// or `None` if the `[` does not start a well-formed class (it is then a literal).
-fn class(pattern: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negated = matches!(pattern.get(i), Some('!' | '^'));
-    if negated {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while let Some(&current) = pattern.get(i) {
-        if current == ']' && !first {
-            return Some((matched != negated, i + 1));
-        }
-        if pattern.get(i + 1) == Some(&'-') && pattern.get(i + 2).is_some_and(|end| *end != ']') {
-            matched |= (current..=pattern[i + 2]).contains(&c);
-            i += 3;
-        } else {
-            matched |= current == c;
-            i += 1;
-        }
-        first = false;
-    }
-    None
+    out
 }
 
 #[cfg(test)]

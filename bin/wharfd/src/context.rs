@@ -1,6 +1,9 @@
-//! What every connection shares: configuration, authentication, storage and quotas.
+//! What every connection shares: configuration, authentication, storage, quotas, and the partial
+//! uploads being written.
 
 use std::sync::Arc;
+
+use wharf_common::claims::ClaimSet;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -13,7 +16,13 @@ pub struct ServerContext {
     pub auth: Authenticator,
     pub storage: Arc<dyn Storage>,
     pub quotas: QuotaBook,
+    /// The partial uploads being written right now, by user and partial key, so that two uploads
+    /// never share a partial.
+    pub uploads: Arc<ClaimSet<UploadKey>>,
 }
+
+/// A partial upload: its user, and its key within the user's partials.
+pub type UploadKey = (String, String);
 
 impl std::fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

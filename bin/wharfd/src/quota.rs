@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use tokio::sync::OnceCell;
-use wharf_common::claims::ClaimSet;
 use wharf_common::proto::QuotaInfo;
 
 use crate::storage::{Home, StorageResult};
@@ -21,8 +20,6 @@ use crate::storage::{Home, StorageResult};
 #[derive(Debug)]
 pub struct Ledger {
     state: Mutex<QuotaInfo>,
-    /// Partial-upload keys being written right now, so two uploads never share a partial.
-    uploading: Arc<ClaimSet<String>>,
 }
 
 /// The upload would not fit.
@@ -35,7 +32,7 @@ pub struct OverQuota {
 impl Ledger {
     fn new(used: u64, limit: Option<u64>) -> Ledger {
         let state = QuotaInfo { used, reserved: 0, limit };
-        Ledger { state: Mutex::new(state), uploading: Arc::default() }
+        Ledger { state: Mutex::new(state) }
     }
 
     /// Reserves `bytes` atomically, or refuses if used + reserved + bytes would pass the limit.
@@ -50,11 +47,6 @@ impl Ledger {
         }
         state.reserved += bytes;
         Ok(Reservation { ledger: self.clone(), remaining: bytes })
-    }
-
-    /// The set of partial-upload keys being written, shared by all of the user's sessions.
-    pub fn uploads(&self) -> &Arc<ClaimSet<String>> {
-        &self.uploading
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, QuotaInfo> {

@@ -101,8 +101,13 @@ impl Server {
             config.server.max_connections,
             config.server.max_connections_per_ip,
         );
-        let ctx =
-            ServerContext { config, auth, storage: wrap(storage), quotas: QuotaBook::default() };
+        let ctx = ServerContext {
+            config,
+            auth,
+            storage: wrap(storage),
+            quotas: QuotaBook::default(),
+            uploads: Arc::default(),
+        };
         Ok(Server { endpoint, ctx: Arc::new(ctx), limiter, unvalidated })
     }
 

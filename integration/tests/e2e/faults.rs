@@ -1,6 +1,7 @@
 //! Storage faults, injected through the storage trait into a server running in this process: a full
 //! disk while an upload is written, and a failing fsync when it is committed. The user gets a clear
-//! error, nothing half-written becomes visible, and the quota stays equal to what is on disk.
+//! error, nothing half-written becomes visible, and the quota stays equal to what is on disk. The
+//! faults are a storage layer (`wharfd::storage::layer`) in front of the filesystem backend.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +13,13 @@ use wharf::session::{ConnectOptions, Session, Trust};
 use wharf::target::Target;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{Entry, ErrorCode, PartialUpload};
+use wharf_common::proto::ErrorCode;
 use wharf_integration::server::TestServer;
 use wharfd::config::Config;
 use wharfd::layout::Layout;
 use wharfd::server::Server;
-use wharfd::storage::{
-    DownloadSource, Home, Listing, Storage, StorageError, StorageResult, TreeListing, UploadTarget,
-};
+use wharfd::storage::layer::{HomeLayer, Layered};
+use wharfd::storage::{Home, StorageError, StorageResult, UploadTarget};
 
 use crate::util::{content, p, server_partial_bytes};
 
@@ -28,68 +28,23 @@ const HEALTHY: u8 = 0;
 const DISK_FULL: u8 = 1;
 const FSYNC_FAILS: u8 = 2;
 
-/// The filesystem backend, with faults switched on and off by the test.
+/// Faults in front of the filesystem backend, switched on and off by the test: only the two
+/// operations it breaks are its own; the layer passes everything else through.
 struct Faulty {
-    inner: Arc<dyn Storage>,
-    fault: Arc<AtomicU8>,
-}
-
-struct FaultyHome {
-    inner: Arc<dyn Home>,
     fault: Arc<AtomicU8>,
 }
 
 #[async_trait]
-impl Storage for Faulty {
-    async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
-        let inner = self.inner.open_home(user).await?;
-        Ok(Arc::new(FaultyHome { inner, fault: self.fault.clone() }))
-    }
-    async fn create_home(&self, user: &str) -> StorageResult<()> {
-        self.inner.create_home(user).await
-    }
-    async fn remove_home(&self, user: &str) -> StorageResult<()> {
-        self.inner.remove_home(user).await
-    }
-    async fn expire_partials(
-        &self,
-        max_age: std::time::Duration,
-    ) -> StorageResult<Vec<(String, u64)>> {
-        self.inner.expire_partials(max_age).await
-    }
-}
-
-#[async_trait]
-impl Home for FaultyHome {
-    async fn stat(&self, path: &RemotePath) -> StorageResult<Entry> {
-        self.inner.stat(path).await
-    }
-    async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
-        self.inner.list(path).await
-    }
-    async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()> {
-        self.inner.mkdir(path, parents).await
-    }
-    async fn rmdir(&self, path: &RemotePath) -> StorageResult<()> {
-        self.inner.rmdir(path).await
-    }
-    async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64> {
-        self.inner.remove(path, recursive).await
-    }
-    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> StorageResult<u64> {
-        self.inner.rename(from, to).await
-    }
-    async fn usage(&self) -> StorageResult<u64> {
-        self.inner.usage().await
-    }
+impl HomeLayer for Faulty {
     async fn begin_upload(
         &self,
+        inner: &dyn Home,
         path: &RemotePath,
         size: u64,
         source: &str,
         resume: bool,
     ) -> StorageResult<UploadTarget> {
-        let mut target = self.inner.begin_upload(path, size, source, resume).await?;
+        let mut target = inner.begin_upload(path, size, source, resume).await?;
         if self.fault.load(Ordering::Relaxed) == DISK_FULL {
             // Every write to /dev/full fails with ENOSPC, as a full disk's would.
             let full = std::fs::OpenOptions::new()
@@ -101,8 +56,10 @@ impl Home for FaultyHome {
         }
         Ok(target)
     }
+
     async fn commit_upload(
         &self,
+        inner: &dyn Home,
         key: &str,
         path: &RemotePath,
         digest: Sha256Digest,
@@ -111,33 +68,7 @@ impl Home for FaultyHome {
         if self.fault.load(Ordering::Relaxed) == FSYNC_FAILS {
             return Err(StorageError::from_io(&std::io::Error::from_raw_os_error(libc::EIO), path));
         }
-        self.inner.commit_upload(key, path, digest, mtime).await
-    }
-    async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {
-        self.inner.partials().await
-    }
-    async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {
-        self.inner.chmod(path, mode).await
-    }
-    async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
-        self.inner.tree(path).await
-    }
-    async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
-        self.inner.digest(path).await
-    }
-    async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
-        self.inner.discard_upload(key).await
-    }
-    async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource> {
-        self.inner.begin_download(path).await
-    }
-    async fn record_digest(
-        &self,
-        path: &RemotePath,
-        version: &str,
-        digest: Sha256Digest,
-    ) -> StorageResult<()> {
-        self.inner.record_digest(path, version, digest).await
+        inner.commit_upload(key, path, digest, mtime).await
     }
 }
 
@@ -147,7 +78,7 @@ fn start_faulty(server: &TestServer, fault: Arc<AtomicU8>) -> SocketAddr {
     let config = Config::load(&layout.config()).expect("config");
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let faulty = Server::bind_with(&layout, config, listen, move |fs| {
-        Arc::new(Faulty { inner: Arc::new(fs), fault })
+        Arc::new(Layered { inner: Arc::new(fs), layer: Arc::new(Faulty { fault }) })
     })
     .expect("bind");
     let addr = faulty.local_addr().expect("address");

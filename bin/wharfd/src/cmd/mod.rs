@@ -43,6 +43,13 @@ pub struct Session {
     pub transfers: Arc<UploadLanes>,
 }
 
+impl Session {
+    /// The claim key of this user's partial upload `key`.
+    pub fn upload_key(&self, key: &str) -> crate::context::UploadKey {
+        (self.user.clone(), key.to_owned())
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").field("user", &self.user).finish_non_exhaustive()

@@ -30,7 +30,7 @@ pub async fn drop(session: &Session, path: Option<&str>) -> CmdResult {
     };
     let (mut count, mut bytes) = (0, 0);
     for key in keys {
-        let Some(_claim) = session.ledger.uploads().try_claim(&key) else {
+        let Some(_claim) = session.ctx.uploads.try_claim(&session.upload_key(&key)) else {
             if path.is_some() {
                 return Err(StorageError::new(
                     ErrorCode::Busy,

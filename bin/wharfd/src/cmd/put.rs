@@ -21,6 +21,7 @@ use wharf_common::transfer::{
 
 use super::lanes::EagerLane;
 use super::{CmdResult, Progress, Session, parse_path};
+use crate::context::UploadKey;
 use crate::quota::UploadCharge;
 use crate::storage::{StorageError, UploadTarget, partial_key};
 
@@ -108,9 +109,9 @@ async fn claim(
     session: &Session,
     path: &RemotePath,
     key: &str,
-) -> Result<Arc<Claim<String>>, StorageError> {
-    let uploads = session.ledger.uploads();
-    let claim = uploads.take_over(&key.to_owned(), claims::PATIENCE).await.map(Arc::new);
+) -> Result<Arc<Claim<UploadKey>>, StorageError> {
+    let uploads = &session.ctx.uploads;
+    let claim = uploads.take_over(&session.upload_key(key), claims::PATIENCE).await.map(Arc::new);
     claim.ok_or_else(|| {
         StorageError::new(
             ErrorCode::Busy,
@@ -175,7 +176,7 @@ struct BrokenOff {
 async fn receive(
     session: &Session,
     target: UploadTarget,
-    claim: Arc<Claim<String>>,
+    claim: Arc<Claim<UploadKey>>,
     lanes: &mut mpsc::Receiver<quinn::RecvStream>,
     plan: &Plan,
     charge: &UploadCharge,

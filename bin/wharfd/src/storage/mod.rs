@@ -15,6 +15,7 @@
 pub mod fs;
 mod fs_transfer;
 mod fs_tree;
+pub mod layer;
 
 use std::sync::Arc;
 
