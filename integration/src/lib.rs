@@ -8,6 +8,8 @@
 pub mod bench;
 pub mod client;
 pub mod fuzzing;
+pub mod garage;
+pub mod postgres;
 pub mod pty;
 pub mod raw;
 pub mod relay;
@@ -48,4 +50,9 @@ pub fn build_binaries() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other(format!("cargo build: {status}")))
     }
+}
+
+/// A loopback TCP port free right now, for a server a test starts (PostgreSQL, Garage).
+pub fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

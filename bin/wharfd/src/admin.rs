@@ -3,6 +3,7 @@
 
 use std::io::{BufRead as _, Read as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -12,8 +13,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::password::Passwords;
 use crate::size::{Quota, format_bytes};
-use crate::storage::Storage as _;
-use crate::storage::fs::FsStorage;
+use crate::storage::Storage;
 use crate::users::{AuthorizedKey, UserRecord, UserStore, validate_name};
 
 /// Most keys one user may have: a record is read at every login.
@@ -71,10 +71,10 @@ pub enum KeyCommand {
     Del { name: String, fingerprint: String },
 }
 
-pub fn storage(layout: &Layout, config: &Config) -> anyhow::Result<FsStorage> {
-    std::fs::create_dir_all(layout.homes())?;
+/// The configured backend, for the user commands.
+pub async fn storage(layout: &Layout, config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
     let pool = crate::blocking::BlockingPool::new(config.server.blocking_ops);
-    FsStorage::open(layout, pool).with_context(|| format!("opening {}", layout.homes().display()))
+    crate::storage::open(layout, config, pool).await
 }
 
 pub fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
@@ -126,8 +126,8 @@ struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    fn storage(&self) -> anyhow::Result<FsStorage> {
-        storage(self.layout, &self.config)
+    fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        self.rt.block_on(storage(self.layout, &self.config))
     }
 
     /// `user add`: a new record and its home. `password` says whether to read a password from

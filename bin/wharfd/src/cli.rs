@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::password::{Passwords, random_password};
-use crate::storage::Storage as _;
 use crate::users::{UserRecord, UserStore};
 
 #[derive(Debug, Parser)]
@@ -43,6 +42,8 @@ enum Command {
         #[command(subcommand)]
         action: crate::admin::UserCommand,
     },
+    /// Create or upgrade the schema of the database in [database] (for the s3 backend).
+    Migrate,
     /// Run the server (the default command).
     Serve {
         /// UDP address to listen on, overriding the configuration.
@@ -96,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { action } => crate::admin::user_command(&layout, action),
+        Command::Migrate => migrate(&layout),
         Command::Serve { listen } => serve(&layout, listen),
     }
 }
@@ -106,6 +108,26 @@ fn display_root(layout: &Layout) -> String {
         .unwrap_or_else(|_| layout.root().to_owned())
         .display()
         .to_string()
+}
+
+/// `wharfd migrate`: brings the database's schema to this build's version.
+fn migrate(layout: &Layout) -> anyhow::Result<()> {
+    let config = Config::load(&layout.config())?;
+    if config.database.url.is_empty() {
+        bail!("no database.url in {}: nothing to migrate", layout.config().display());
+    }
+    runtime()?.block_on(async {
+        let pool = crate::db::pool(&config.database)?;
+        let applied = crate::db::migrate(&pool).await?;
+        match applied.as_slice() {
+            [] => println!("the schema is up to date (version {})", crate::db::SCHEMA_VERSION),
+            versions => println!(
+                "applied migrations {versions:?}; the schema is at version {}",
+                crate::db::SCHEMA_VERSION
+            ),
+        }
+        Ok(())
+    })
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -128,8 +150,7 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
 
     let rt = runtime()?;
     // Bind first: a server that cannot start must not leave a demo user whose password nobody saw.
-    let server =
-        rt.block_on(async { crate::server::Server::bind(layout, config.clone(), listen) })?;
+    let server = rt.block_on(crate::server::Server::bind(layout, config.clone(), listen))?;
     let demo = rt.block_on(create_demo_user(layout, &config))?;
     let addr = server.local_addr()?;
     announce(layout, &cert, addr, &fingerprint, &demo)?;
@@ -161,7 +182,7 @@ async fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<De
     let password = random_password(16);
     let hash = Passwords::new(&config.auth)?.hash(&password)?;
     let quota = config.default_quota().map_err(anyhow::Error::msg)?;
-    crate::admin::storage(layout, config)?.create_home("demo").await?;
+    crate::admin::storage(layout, config).await?.create_home("demo").await?;
     let record = UserRecord {
         name: "demo".into(),
         password: Some(hash),

@@ -37,6 +37,68 @@ pub struct Config {
     pub transport: TransportSettings,
     pub tls: TlsSettings,
     pub log: LogSettings,
+    pub storage: StorageSettings,
+    pub database: DatabaseSettings,
+}
+
+/// Where users' files live: `local` (homes under `var/homes/`) or `s3` (an S3-compatible object
+/// store, with the namespace in PostgreSQL: `[database]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub backend: Backend,
+    /// The store's URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:3900`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// A TOML file with `access_key_id` and `secret_access_key`, relative to the root unless
+    /// absolute; empty: the environment's `WHARF_S3_ACCESS_KEY_ID` and `WHARF_S3_SECRET_ACCESS_KEY`.
+    pub credentials_file: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            backend: Backend::Local,
+            endpoint: String::new(),
+            region: String::new(),
+            bucket: String::new(),
+            credentials_file: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// The PostgreSQL database several nodes share (required by the `s3` backend).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`; empty: no database.
+    pub url: String,
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { url: String::new(), pool_size: 16 }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never in a log.
+        let url = if self.url.is_empty() { "" } else { "<set>" };
+        f.debug_struct("DatabaseSettings")
+            .field("url", &url)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// Where the server's certificate chain and private key are, relative to the root unless absolute.
@@ -251,6 +313,20 @@ impl Config {
         if !(1..=wharf_common::transfer::MAX_LANES).contains(&lanes) {
             let max = wharf_common::transfer::MAX_LANES;
             return Err(format!("transfer.segment_lanes must be between 1 and {max}"));
+        }
+        if self.storage.backend == Backend::S3 {
+            let s = &self.storage;
+            if s.endpoint.is_empty() || s.bucket.is_empty() || s.region.is_empty() {
+                return Err(
+                    "storage.backend \"s3\" needs storage.endpoint, region and bucket".into()
+                );
+            }
+            if self.database.url.is_empty() {
+                return Err("storage.backend \"s3\" needs database.url".into());
+            }
+        }
+        if self.database.pool_size == 0 {
+            return Err("database.pool_size must be at least 1".into());
         }
         if self.transfer.stall_timeout_secs == 0 {
             return Err("transfer.stall_timeout_secs must be at least 1".into());

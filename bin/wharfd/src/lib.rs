@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod context;
+pub mod db;
 pub mod layout;
 pub mod limiter;
 pub mod logging;

@@ -25,7 +25,6 @@ use crate::limiter::{ConnectionLimiter, HandshakeCount};
 use crate::password::Passwords;
 use crate::quota::QuotaBook;
 use crate::storage::Storage;
-use crate::storage::fs::FsStorage;
 use crate::users::UserStore;
 
 /// A bound, ready server.
@@ -45,17 +44,21 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Loads the certificate, opens storage and binds the UDP socket on `listen`.
-    pub fn bind(layout: &Layout, config: Config, listen: SocketAddr) -> anyhow::Result<Server> {
-        Server::bind_with(layout, config, listen, |storage| Arc::new(storage))
-    }
-
-    /// Like [`Server::bind`], with the storage the server uses made from the filesystem backend by
-    /// `wrap`: another backend, or one that adds behaviour (tests inject faults this way).
-    pub fn bind_with(
+    pub async fn bind(
         layout: &Layout,
         config: Config,
         listen: SocketAddr,
-        wrap: impl FnOnce(FsStorage) -> Arc<dyn Storage>,
+    ) -> anyhow::Result<Server> {
+        Server::bind_with(layout, config, listen, |storage| storage).await
+    }
+
+    /// Like [`Server::bind`], with the storage the server uses made from the configured backend by
+    /// `wrap`, which may add behaviour (tests inject faults this way).
+    pub async fn bind_with(
+        layout: &Layout,
+        config: Config,
+        listen: SocketAddr,
+        wrap: impl FnOnce(Arc<dyn Storage>) -> Arc<dyn Storage>,
     ) -> anyhow::Result<Server> {
         wharf_common::transfer::set_thread_niceness(config.transfer.thread_niceness);
         let certs = wharf_common::tls::load_certs(&config.tls.cert_path(layout.root()))?;
@@ -94,8 +97,7 @@ impl Server {
             &config.auth,
             files.clone(),
         );
-        let storage = FsStorage::open(layout, files)
-            .with_context(|| format!("opening {}", layout.homes().display()))?;
+        let storage = crate::storage::open(layout, &config, files).await?;
         let unvalidated = Arc::new(HandshakeCount::new(config.server.retry_above_handshakes));
         let limiter = ConnectionLimiter::new(
             config.server.max_connections,

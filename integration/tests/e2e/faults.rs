@@ -73,13 +73,14 @@ impl HomeLayer for Faulty {
 }
 
 /// A server for `server`'s root, run in this process over the faulty backend.
-fn start_faulty(server: &TestServer, fault: Arc<AtomicU8>) -> SocketAddr {
+async fn start_faulty(server: &TestServer, fault: Arc<AtomicU8>) -> SocketAddr {
     let layout = Layout::new(server.root());
     let config = Config::load(&layout.config()).expect("config");
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let faulty = Server::bind_with(&layout, config, listen, move |fs| {
-        Arc::new(Layered { inner: Arc::new(fs), layer: Arc::new(Faulty { fault }) })
+    let faulty = Server::bind_with(&layout, config, listen, move |inner| {
+        Arc::new(Layered { inner, layer: Arc::new(Faulty { fault }) })
     })
+    .await
     .expect("bind");
     let addr = faulty.local_addr().expect("address");
     tokio::spawn(faulty.run(std::future::pending()));
@@ -98,7 +99,7 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     let mut server = TestServer::new("");
     server.add_user("ann", "pw", "100MiB");
     let fault = Arc::new(AtomicU8::new(DISK_FULL));
-    let addr = start_faulty(&server, fault.clone());
+    let addr = start_faulty(&server, fault.clone()).await;
     let target = Target { user: None, host: "127.0.0.1".into(), port: addr.port() };
     let options = ConnectOptions::new(target, Trust::Ca(server.cert()));
     let session = Session::open(&options, "ann", "pw").await.expect("login");

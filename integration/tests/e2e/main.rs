@@ -20,6 +20,7 @@ mod quota;
 mod reconnect;
 mod restarts;
 mod resume;
+mod scaleout;
 mod segments;
 mod sessions;
 mod setup_and_users;

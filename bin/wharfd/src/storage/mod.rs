@@ -16,6 +16,7 @@ pub mod fs;
 mod fs_transfer;
 mod fs_tree;
 pub mod layer;
+pub mod s3;
 
 use std::sync::Arc;
 
@@ -25,6 +26,27 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, ErrorCode};
 use wharf_common::transfer::{Destination, Ranges, Source};
+
+/// The backend the configuration names: the local filesystem under `layout`, or the object store
+/// and database of `[storage]` and `[database]`.
+pub async fn open(
+    layout: &crate::layout::Layout,
+    config: &crate::config::Config,
+    pool: crate::blocking::BlockingPool,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    use anyhow::Context as _;
+    Ok(match config.storage.backend {
+        crate::config::Backend::Local => {
+            std::fs::create_dir_all(layout.homes())?;
+            let fs = fs::FsStorage::open(layout, pool)
+                .with_context(|| format!("opening {}", layout.homes().display()))?;
+            Arc::new(fs)
+        }
+        crate::config::Backend::S3 => {
+            Arc::new(s3::S3Storage::open(&config.storage, &config.database, layout.root()).await?)
+        }
+    })
+}
 
 /// A failed storage operation: a wire error code and a message that names the remote path only,
 /// never a server-side path.

@@ -1,0 +1,545 @@
+//! One user's home on the s3 backend: directories and file metadata are rows in PostgreSQL, file
+//! content is in the object store. Paths arrive normalised ([`RemotePath`]) and are only ever used
+//! as keys of the user's own rows, so no path reaches another user's files or anything outside.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use wharf_common::hash::Sha256Digest;
+use wharf_common::limits::LIST_PAGE_ENTRIES;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, EntryKind, ErrorCode, PartialUpload, TreeEntry};
+use wharf_common::transfer::{PIECE_SIZE, Ranges};
+
+use super::blobs::{Blobs, fresh_blob};
+use super::namespace::{ENTRY_COLUMNS, Namespace, Stored, UPLOAD_HELD, db_error, path_error};
+use super::pieces::{BlobSource, PieceDestination, piece_count};
+use crate::storage::{
+    DownloadSource, Home, Listing, StorageError, StorageResult, TreeListing, UploadTarget,
+    partial_key,
+};
+
+/// Mode of new directories and files (the filesystem backend's defaults under a 022 umask).
+const DIR_MODE: i32 = 0o755;
+const FILE_MODE: i32 = 0o644;
+
+pub struct S3Home {
+    pub ns: Namespace,
+    pub blobs: Blobs,
+    pub runtime: Handle,
+}
+
+fn now() -> i64 {
+    wharf_common::proto::unix_seconds(Some(std::time::SystemTime::now()))
+}
+
+fn refuse_root(path: &RemotePath, what: &str) -> StorageResult<()> {
+    if path.is_root() {
+        let message = format!("/: cannot {what} your home directory");
+        return Err(StorageError::new(ErrorCode::InvalidPath, message));
+    }
+    Ok(())
+}
+
+/// Sends `items` as pages of at most [`LIST_PAGE_ENTRIES`].
+fn pages<T: Send + 'static>(items: Vec<T>) -> mpsc::Receiver<StorageResult<Vec<T>>> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut items = items.into_iter().peekable();
+        loop {
+            let page: Vec<T> = items.by_ref().take(LIST_PAGE_ENTRIES).collect();
+            let last = items.peek().is_none();
+            if tx.send(Ok(page)).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl S3Home {
+    /// Queues `blob` for deletion, in the transaction that stops referencing it.
+    async fn forget_blob(
+        tx: &tokio_postgres::Transaction<'_>,
+        blob: Option<&str>,
+        size: u64,
+    ) -> StorageResult<()> {
+        let Some(blob) = blob else { return Ok(()) };
+        let pieces = piece_count(size, PIECE_SIZE) as i64;
+        tx.execute(
+            "INSERT INTO blob_gc (blob, pieces) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&blob, &pieces],
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Deletes queued blobs from the store (any node may; each row goes once its objects do).
+    async fn sweep(&self) {
+        if let Err(err) = super::sweep_blobs(&self.ns.pool, &self.blobs).await {
+            tracing::warn!(%err, "cannot delete unreferenced blobs yet");
+        }
+    }
+
+    async fn insert_dir(&self, path: &RemotePath) -> StorageResult<bool> {
+        let client = self.ns.client().await?;
+        let parent = path.parent();
+        let inserted = client
+            .execute(
+                "INSERT INTO entries (user_name, path, parent, is_dir, mode, mtime, version)
+                 VALUES ($1, $2, $3, true, $4, $5, nextval('content_versions'))
+                 ON CONFLICT DO NOTHING",
+                &[&self.ns.user, &path.as_str(), &parent.as_str(), &DIR_MODE, &now()],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(inserted == 1)
+    }
+}
+
+#[async_trait]
+impl Home for S3Home {
+    async fn stat(&self, path: &RemotePath) -> StorageResult<Entry> {
+        if path.is_root() {
+            let root =
+                Entry { name: "/".into(), kind: EntryKind::Dir, size: 0, mode: 0o755, mtime: 0 };
+            return Ok(root);
+        }
+        let entry = self.ns.entry(path).await?;
+        entry.map(|e| e.entry()).ok_or_else(|| path_error(ErrorKind::NotFound, path))
+    }
+
+    async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
+        self.ns.require_dir(path).await?;
+        let client = self.ns.client().await?;
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND parent = $2 ORDER BY path"
+        );
+        let rows = client.query(&sql, &[&self.ns.user, &path.as_str()]).await.map_err(db_error)?;
+        Ok(pages(rows.iter().map(|row| Stored::from_row(row).entry()).collect()))
+    }
+
+    async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()> {
+        if path.is_root() {
+            return if parents { Ok(()) } else { Err(path_error(ErrorKind::AlreadyExists, path)) };
+        }
+        if !parents {
+            self.ns.require_dir(&path.parent()).await?;
+            return match self.insert_dir(path).await? {
+                true => Ok(()),
+                false => Err(path_error(ErrorKind::AlreadyExists, path)),
+            };
+        }
+        let mut at = RemotePath::root();
+        for component in path.components() {
+            at = at.join(component).map_err(|_| path_error(ErrorKind::InvalidInput, path))?;
+            if !self.insert_dir(&at).await? {
+                self.ns.require_dir(&at).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rmdir(&self, path: &RemotePath) -> StorageResult<()> {
+        refuse_root(path, "remove")?;
+        self.ns.require_dir(path).await?;
+        let client = self.ns.client().await?;
+        let removed = client
+            .execute(
+                "DELETE FROM entries e WHERE user_name = $1 AND path = $2 AND NOT EXISTS
+                     (SELECT 1 FROM entries c WHERE c.user_name = $1 AND c.parent = $2)",
+                &[&self.ns.user, &path.as_str()],
+            )
+            .await
+            .map_err(db_error)?;
+        match removed {
+            1 => Ok(()),
+            _ => Err(path_error(ErrorKind::DirectoryNotEmpty, path)),
+        }
+    }
+
+    async fn remove(&self, path: &RemotePath, recursive: bool) -> StorageResult<u64> {
+        refuse_root(path, "remove")?;
+        let entry =
+            self.ns.entry(path).await?.ok_or_else(|| path_error(ErrorKind::NotFound, path))?;
+        if entry.is_dir && !recursive {
+            return Err(path_error(ErrorKind::IsADirectory, path));
+        }
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let below = format!("{}/", path.as_str());
+        let rows = tx
+            .query(
+                "DELETE FROM entries WHERE user_name = $1 AND (path = $2 OR starts_with(path, $3))
+                 RETURNING blob, size",
+                &[&self.ns.user, &path.as_str(), &below],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut freed = 0;
+        for row in &rows {
+            let (blob, size): (Option<String>, i64) = (row.get(0), row.get(1));
+            let size = u64::try_from(size).unwrap_or(0);
+            if blob.is_some() {
+                freed += size;
+            }
+            Self::forget_blob(&tx, blob.as_deref(), size).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        self.sweep().await;
+        Ok(freed)
+    }
+
+    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> StorageResult<u64> {
+        refuse_root(from, "rename")?;
+        refuse_root(to, "replace")?;
+        let source =
+            self.ns.entry(from).await?.ok_or_else(|| path_error(ErrorKind::NotFound, from))?;
+        self.ns.require_dir(&to.parent()).await?;
+        if from == to {
+            return Ok(0);
+        }
+        if source.is_dir && to.starts_with(from) {
+            let message = format!("{from} -> {to}: cannot move a directory into itself");
+            return Err(StorageError::new(ErrorCode::InvalidPath, message));
+        }
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
+        );
+        let target = tx.query_opt(&sql, &[&self.ns.user, &to.as_str()]).await.map_err(db_error)?;
+        let replaced = match target.as_ref().map(Stored::from_row) {
+            Some(target) if target.is_dir => return Err(path_error(ErrorKind::AlreadyExists, to)),
+            Some(_) if source.is_dir => return Err(path_error(ErrorKind::NotADirectory, to)),
+            Some(target) => {
+                tx.execute(
+                    "DELETE FROM entries WHERE user_name = $1 AND path = $2",
+                    &[&self.ns.user, &to.as_str()],
+                )
+                .await
+                .map_err(db_error)?;
+                Self::forget_blob(&tx, target.blob.as_deref(), target.size).await?;
+                target.size
+            }
+            None => 0,
+        };
+        let (from_s, to_s) = (from.as_str(), to.as_str());
+        let below = format!("{from_s}/");
+        let cut = i32::try_from(from_s.len()).unwrap_or(i32::MAX) + 1;
+        tx.execute(
+            "UPDATE entries SET
+                 path = $3 || substr(path, $5),
+                 parent = CASE WHEN path = $2 THEN $6 ELSE $3 || substr(parent, $5) END
+             WHERE user_name = $1 AND (path = $2 OR starts_with(path, $4))",
+            &[&self.ns.user, &from_s, &to_s, &below, &cut, &to.parent().as_str()],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        self.sweep().await;
+        Ok(replaced)
+    }
+
+    async fn usage(&self) -> StorageResult<u64> {
+        let client = self.ns.client().await?;
+        let sql = format!(
+            "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
+                  + (SELECT coalesce(sum({UPLOAD_HELD}), 0) FROM uploads u WHERE user_name = $1))::bigint"
+        );
+        let row = client.query_one(&sql, &[&self.ns.user]).await.map_err(db_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        source: &str,
+        resume: bool,
+    ) -> StorageResult<UploadTarget> {
+        refuse_root(path, "replace")?;
+        self.ns.require_dir(&path.parent()).await?;
+        let replaced = match self.ns.entry(path).await? {
+            Some(entry) if entry.is_dir => return Err(path_error(ErrorKind::IsADirectory, path)),
+            Some(entry) => entry.size,
+            None => 0,
+        };
+        let key = partial_key(path);
+        let (blob, present, discarded) = self.open_upload(&key, path, size, source, resume).await?;
+        let len = present.iter().map(|(_, end)| end).max().unwrap_or(0);
+        let dest = PieceDestination::new(
+            self.ns.clone(),
+            self.blobs.clone(),
+            self.runtime.clone(),
+            key.clone(),
+            blob,
+            PIECE_SIZE,
+            size,
+            present.clone(),
+        );
+        self.sweep().await;
+        Ok(UploadTarget { key, dest: Arc::new(dest), present, len, replaced, discarded })
+    }
+
+    async fn commit_upload(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        digest: Sha256Digest,
+        mtime: Option<i64>,
+    ) -> StorageResult<u64> {
+        let replaced = self.install(key, path, digest, mtime).await?;
+        self.sweep().await;
+        Ok(replaced)
+    }
+
+    async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {
+        let client = self.ns.client().await?;
+        let sql = format!(
+            "SELECT key, path, size, {UPLOAD_HELD}, extract(epoch FROM updated)::bigint
+             FROM uploads u WHERE user_name = $1 ORDER BY path"
+        );
+        let rows = client.query(&sql, &[&self.ns.user]).await.map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let upload = PartialUpload {
+                    path: Some(row.get(1)),
+                    size: u64::try_from(row.get::<_, i64>(2)).ok(),
+                    held: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                    modified: row.get(4),
+                };
+                (row.get(0), upload)
+            })
+            .collect())
+    }
+
+    async fn chmod(&self, path: &RemotePath, mode: u32) -> StorageResult<()> {
+        if path.is_root() {
+            return Ok(());
+        }
+        let client = self.ns.client().await?;
+        let mode = mode as i32;
+        let changed = client
+            .execute(
+                "UPDATE entries SET mode = $3 WHERE user_name = $1 AND path = $2",
+                &[&self.ns.user, &path.as_str(), &mode],
+            )
+            .await
+            .map_err(db_error)?;
+        if changed == 0 {
+            return Err(path_error(ErrorKind::NotFound, path));
+        }
+        Ok(())
+    }
+
+    async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
+        self.ns.require_dir(path).await?;
+        let client = self.ns.client().await?;
+        let below = if path.is_root() { "/".to_owned() } else { format!("{}/", path.as_str()) };
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND starts_with(path, $2)
+             ORDER BY path"
+        );
+        let rows = client.query(&sql, &[&self.ns.user, &below]).await.map_err(db_error)?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                let stored = Stored::from_row(row);
+                let kind = if stored.is_dir { EntryKind::Dir } else { EntryKind::File };
+                TreeEntry {
+                    path: stored.path[below.len()..].to_owned(),
+                    kind,
+                    size: stored.size,
+                    mtime: stored.mtime,
+                    version: stored.version.to_string(),
+                }
+            })
+            .collect();
+        Ok(pages(entries))
+    }
+
+    async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
+        let entry =
+            self.ns.entry(path).await?.ok_or_else(|| path_error(ErrorKind::NotFound, path))?;
+        if entry.is_dir {
+            return Err(path_error(ErrorKind::IsADirectory, path));
+        }
+        let digest = entry.sha256.as_deref().and_then(|d| d.parse().ok());
+        let digest = digest.ok_or_else(|| db_error("a file row without a digest"))?;
+        Ok((digest, entry.version.to_string()))
+    }
+
+    async fn discard_upload(&self, key: &str) -> StorageResult<u64> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let freed = discard(&tx, &self.ns.user, key).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.sweep().await;
+        Ok(freed)
+    }
+
+    async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource> {
+        let entry =
+            self.ns.entry(path).await?.ok_or_else(|| path_error(ErrorKind::NotFound, path))?;
+        let (Some(blob), false) = (entry.blob.clone(), entry.is_dir) else {
+            return Err(path_error(ErrorKind::IsADirectory, path));
+        };
+        let source = BlobSource {
+            blobs: self.blobs.clone(),
+            runtime: self.runtime.clone(),
+            blob,
+            piece_size: entry.piece_size,
+            size: entry.size,
+        };
+        Ok(DownloadSource {
+            source: Arc::new(source),
+            size: entry.size,
+            version: entry.version.to_string(),
+            digest: entry.sha256.as_deref().and_then(|d| d.parse().ok()),
+        })
+    }
+
+    async fn record_digest(
+        &self,
+        _path: &RemotePath,
+        _version: &str,
+        _digest: Sha256Digest,
+    ) -> StorageResult<()> {
+        // Every file's digest is recorded when it is installed.
+        Ok(())
+    }
+}
+
+/// Deletes upload `key` of `user` and queues its blob; returns the bytes it held.
+pub async fn discard(
+    tx: &tokio_postgres::Transaction<'_>,
+    user: &str,
+    key: &str,
+) -> StorageResult<u64> {
+    let sql = format!(
+        "SELECT blob, size, {UPLOAD_HELD} FROM uploads u WHERE user_name = $1 AND key = $2"
+    );
+    let Some(row) = tx.query_opt(&sql, &[&user, &key]).await.map_err(db_error)? else {
+        return Ok(0);
+    };
+    let (blob, size, held): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
+        .await
+        .map_err(db_error)?;
+    S3Home::forget_blob(tx, Some(&blob), u64::try_from(size).unwrap_or(0)).await?;
+    Ok(u64::try_from(held).unwrap_or(0))
+}
+
+impl S3Home {
+    /// Finds or starts upload `key` of `path`: with `resume`, an upload of the same size and source
+    /// keeps the pieces it stored. Returns its blob, the ranges in place, and the bytes discarded.
+    async fn open_upload(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        size: u64,
+        source: &str,
+        resume: bool,
+    ) -> StorageResult<(String, Ranges, u64)> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let existing = tx
+            .query_opt(
+                "SELECT path, size, source, blob FROM uploads WHERE user_name = $1 AND key = $2 FOR UPDATE",
+                &[user, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        let same = existing.as_ref().is_some_and(|row| {
+            let (p, s, src): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+            p == path.as_str() && u64::try_from(s).ok() == Some(size) && src == source
+        });
+        if resume && same {
+            let blob: String = existing.as_ref().map(|row| row.get(3)).unwrap_or_default();
+            tx.commit().await.map_err(db_error)?;
+            let present = self.ns.stored_pieces(key, PIECE_SIZE, size).await?;
+            return Ok((blob, present, 0));
+        }
+        let discarded = discard(&tx, user, key).await?;
+        let blob = fresh_blob();
+        let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
+        tx.execute(
+            "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[user, &key, &path.as_str(), &size_i, &source, &blob, &piece_i],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((blob, Ranges::new(), discarded))
+    }
+
+    /// Publishes a verified upload under `path` in one transaction: the file's row points at the
+    /// upload's blob, the upload is gone, and the replaced file's blob is queued for deletion.
+    async fn install(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        digest: Sha256Digest,
+        mtime: Option<i64>,
+    ) -> StorageResult<u64> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let upload = tx
+            .query_opt(
+                "SELECT blob, size, piece_size,
+                     (SELECT count(*) FROM upload_pieces p WHERE p.user_name = u.user_name AND p.key = u.key),
+                     (SELECT coalesce(sum(len), 0)::bigint FROM upload_pieces p
+                      WHERE p.user_name = u.user_name AND p.key = u.key)
+                 FROM uploads u WHERE user_name = $1 AND key = $2 FOR UPDATE",
+                &[user, &key],
+            )
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StorageError::new(ErrorCode::TransferFailed, format!("{path}: the upload is gone")))?;
+        let (blob, size, piece_size, pieces, bytes): (String, i64, i64, i64, i64) =
+            (upload.get(0), upload.get(1), upload.get(2), upload.get(3), upload.get(4));
+        let whole = u64::try_from(pieces).ok() == Some(piece_count(size as u64, piece_size as u64));
+        if !whole || bytes != size {
+            let message = format!("{path}: not every piece of the upload is stored");
+            return Err(StorageError::new(ErrorCode::TransferFailed, message));
+        }
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
+        );
+        let old = tx.query_opt(&sql, &[user, &path.as_str()]).await.map_err(db_error)?;
+        let old = old.as_ref().map(Stored::from_row);
+        if old.as_ref().is_some_and(|old| old.is_dir) {
+            return Err(path_error(ErrorKind::IsADirectory, path));
+        }
+        let replaced = old.as_ref().map_or(0, |old| old.size);
+        if let Some(old) = &old {
+            S3Home::forget_blob(&tx, old.blob.as_deref(), old.size).await?;
+        }
+        let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
+        let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
+        tx.execute(
+            "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version)
+             VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'))
+             ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
+                 mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
+                 sha256 = excluded.sha256, version = excluded.version",
+            &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(replaced)
+    }
+}

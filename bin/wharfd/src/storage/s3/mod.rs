@@ -1,0 +1,166 @@
+//! The s3 backend: users' files in an S3-compatible object store, their namespace, uploads and the
+//! blobs to delete in PostgreSQL, so that several wharfd nodes serve the same users and files.
+//!
+//! - A file's content is a blob: one object per 8 MiB piece ([`blobs`]), under a name never reused,
+//!   so no write depends on S3 conditional requests (which Garage ignores).
+//! - A file appears under its name only when a transaction points its row at a verified blob
+//!   ([`home`]); renames, of whole directories too, are transactions and move no bytes.
+//! - An upload's pieces are stored and recorded as they arrive ([`pieces`]): an upload interrupted
+//!   on one node resumes on another. The whole file's SHA-256 is checked before it is published, by
+//!   reading back pieces that arrived ahead of the ones before them.
+//!
+//! Why pieces as objects, not one S3 multipart upload per file as first planned: the transfer
+//! engine verifies the whole file before install by hashing it in order, reading back pieces that
+//! came early, and the parts of an unfinished multipart upload cannot be read. Pieces as objects
+//! can, from any node, so a resumed upload is verified the same way wherever it resumes.
+
+mod blobs;
+mod home;
+mod namespace;
+mod pieces;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use object_store::aws::AmazonS3Builder;
+
+use super::{Home, Storage, StorageResult};
+use crate::config::{DatabaseSettings, StorageSettings};
+use blobs::Blobs;
+use home::S3Home;
+use namespace::{Namespace, UPLOAD_HELD, db_error};
+
+/// All homes, in one bucket and one database.
+pub struct S3Storage {
+    pool: Pool,
+    blobs: Blobs,
+}
+
+impl std::fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Storage").finish_non_exhaustive()
+    }
+}
+
+/// The store's credentials: from the file the settings name, or from the environment.
+fn credentials(
+    settings: &StorageSettings,
+    root: &std::path::Path,
+) -> anyhow::Result<(String, String)> {
+    if settings.credentials_file.is_empty() {
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+        return Ok((var("WHARF_S3_ACCESS_KEY_ID")?, var("WHARF_S3_SECRET_ACCESS_KEY")?));
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        access_key_id: String,
+        secret_access_key: String,
+    }
+    let path = root.join(&settings.credentials_file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok((file.access_key_id, file.secret_access_key))
+}
+
+impl S3Storage {
+    /// Connects to the store and the database, and refuses a database whose schema is not this
+    /// build's.
+    pub async fn open(
+        storage: &StorageSettings,
+        database: &DatabaseSettings,
+        root: &std::path::Path,
+    ) -> anyhow::Result<S3Storage> {
+        // reqwest's rustls has no provider of its own here: ring, as for QUIC.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (access_key, secret_key) = credentials(storage, root)?;
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&storage.endpoint)
+            .with_region(&storage.region)
+            .with_bucket_name(&storage.bucket)
+            .with_access_key_id(access_key)
+            .with_secret_access_key(secret_key)
+            .with_allow_http(storage.endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .context("configuring the object store")?;
+        let pool = crate::db::pool(database)?;
+        crate::db::check_schema(&pool).await?;
+        Ok(S3Storage { pool, blobs: Blobs::new(Arc::new(store)) })
+    }
+
+    fn namespace(&self, user: &str) -> Namespace {
+        Namespace { pool: self.pool.clone(), user: user.to_owned() }
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
+        let runtime = tokio::runtime::Handle::current();
+        Ok(Arc::new(S3Home { ns: self.namespace(user), blobs: self.blobs.clone(), runtime }))
+    }
+
+    async fn create_home(&self, _user: &str) -> StorageResult<()> {
+        // A home is the set of its rows: an empty one needs none.
+        Ok(())
+    }
+
+    async fn remove_home(&self, user: &str) -> StorageResult<()> {
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO blob_gc (blob, pieces)
+                 SELECT blob, (size + piece_size - 1) / piece_size FROM entries
+                 WHERE user_name = $1 AND blob IS NOT NULL
+                 UNION ALL SELECT blob, (size + piece_size - 1) / piece_size FROM uploads WHERE user_name = $1
+             ON CONFLICT DO NOTHING",
+            &[&user],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.execute("DELETE FROM entries WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
+        tx.execute("DELETE FROM uploads WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)
+    }
+
+    async fn expire_partials(
+        &self,
+        max_age: std::time::Duration,
+    ) -> StorageResult<Vec<(String, u64)>> {
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT user_name, key, {UPLOAD_HELD} FROM uploads u
+             WHERE updated < now() - make_interval(secs => $1::double precision)"
+        );
+        let rows = tx.query(&sql, &[&(secs as f64)]).await.map_err(db_error)?;
+        let mut freed = Vec::new();
+        for row in rows {
+            let (user, key): (String, String) = (row.get(0), row.get(1));
+            let held = home::discard(&tx, &user, &key).await?;
+            freed.push((user, held));
+        }
+        tx.commit().await.map_err(db_error)?;
+        sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)?;
+        Ok(freed)
+    }
+}
+
+/// Deletes from the store the blobs no row references any more, a batch at a time; each row goes
+/// once its objects are gone, so a node that dies midway leaves the rest to the next sweep.
+pub async fn sweep_blobs(pool: &Pool, blobs: &Blobs) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    let rows = client.query("SELECT blob, pieces FROM blob_gc LIMIT 100", &[]).await?;
+    for row in rows {
+        let (blob, pieces): (String, i64) = (row.get(0), row.get(1));
+        blobs.delete(&blob, u64::try_from(pieces).unwrap_or(0)).await?;
+        client.execute("DELETE FROM blob_gc WHERE blob = $1", &[&blob]).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! One user's part of the namespace in PostgreSQL: entries (files and directories), uploads in
+//! progress and their pieces, and blobs to delete. Every change that must be atomic (installing a
+//! file, renaming a directory with everything below it) is one transaction.
+
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::Row;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, EntryKind, ErrorCode};
+use wharf_common::transfer::Ranges;
+
+use super::pieces::piece_bounds;
+use crate::storage::{StorageError, StorageResult};
+
+/// The columns [`Stored::from_row`] reads.
+pub const ENTRY_COLUMNS: &str =
+    "path, is_dir, size, mode, mtime, blob, piece_size, sha256, version";
+
+/// One row of `entries`.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub path: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: i64,
+    pub blob: Option<String>,
+    pub piece_size: u64,
+    pub sha256: Option<String>,
+    pub version: i64,
+}
+
+impl Stored {
+    pub fn from_row(row: &Row) -> Stored {
+        Stored {
+            path: row.get(0),
+            is_dir: row.get(1),
+            size: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+            mode: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+            mtime: row.get(4),
+            blob: row.get(5),
+            piece_size: row
+                .get::<_, Option<i64>>(6)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            sha256: row.get(7),
+            version: row.get(8),
+        }
+    }
+
+    pub fn entry(&self) -> Entry {
+        let name = self.path.rsplit('/').next().unwrap_or("/").to_owned();
+        let kind = if self.is_dir { EntryKind::Dir } else { EntryKind::File };
+        Entry { name, kind, size: self.size, mode: self.mode, mtime: self.mtime }
+    }
+}
+
+/// The database's error as a storage error: the user sees that the server failed, not why.
+pub fn db_error(err: impl std::fmt::Display) -> StorageError {
+    tracing::warn!(%err, "database");
+    StorageError::new(ErrorCode::Io, "the server's database failed; try again".to_owned())
+}
+
+/// An error of `kind` about `path`, worded as the filesystem backend words it.
+pub fn path_error(kind: std::io::ErrorKind, path: &RemotePath) -> StorageError {
+    StorageError::from_io(&std::io::Error::from(kind), path)
+}
+
+/// One user's namespace.
+#[derive(Clone)]
+pub struct Namespace {
+    pub pool: Pool,
+    pub user: String,
+}
+
+impl Namespace {
+    pub async fn client(&self) -> StorageResult<Object> {
+        self.pool.get().await.map_err(db_error)
+    }
+
+    /// The entry at `path`; `None` if there is none (the root has none).
+    pub async fn entry(&self, path: &RemotePath) -> StorageResult<Option<Stored>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2");
+        let row = client.query_opt(&sql, &[&self.user, &path.as_str()]).await.map_err(db_error)?;
+        Ok(row.as_ref().map(Stored::from_row))
+    }
+
+    /// Fails unless `path` is a directory (the root always is).
+    pub async fn require_dir(&self, path: &RemotePath) -> StorageResult<()> {
+        if path.is_root() {
+            return Ok(());
+        }
+        match self.entry(path).await? {
+            Some(entry) if entry.is_dir => Ok(()),
+            Some(_) => Err(path_error(std::io::ErrorKind::NotADirectory, path)),
+            None => Err(path_error(std::io::ErrorKind::NotFound, path)),
+        }
+    }
+
+    /// Records that piece `index` of upload `key` is stored: from now on it counts as received.
+    pub async fn record_piece(&self, key: &str, index: u64, len: u64) -> StorageResult<()> {
+        let client = self.client().await?;
+        let (index, len) = (index as i64, len as i64);
+        client
+            .execute(
+                "INSERT INTO upload_pieces (user_name, key, idx, len) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_name, key, idx) DO UPDATE SET len = excluded.len",
+                &[&self.user, &key, &index, &len],
+            )
+            .await
+            .map_err(db_error)?;
+        client
+            .execute(
+                "UPDATE uploads SET updated = now() WHERE user_name = $1 AND key = $2",
+                &[&self.user, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Forgets every piece of upload `key`.
+    pub async fn forget_pieces(&self, key: &str) -> StorageResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM upload_pieces WHERE user_name = $1 AND key = $2",
+                &[&self.user, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The ranges of upload `key` whose pieces are stored.
+    pub async fn stored_pieces(
+        &self,
+        key: &str,
+        piece_size: u64,
+        size: u64,
+    ) -> StorageResult<Ranges> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT idx FROM upload_pieces WHERE user_name = $1 AND key = $2",
+                &[&self.user, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut present = Ranges::new();
+        for row in rows {
+            let index = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let (start, end) = piece_bounds(index, piece_size, size);
+            present.insert(start, end);
+        }
+        Ok(present)
+    }
+}
+
+/// The bytes an upload holds as the quota counts them: up to the end of its last stored piece.
+pub const UPLOAD_HELD: &str =
+    "coalesce((SELECT max(p.idx * u.piece_size + p.len) FROM upload_pieces p
+     WHERE p.user_name = u.user_name AND p.key = u.key), 0)";

@@ -1,0 +1,179 @@
+//! The transfer engine's two ends on the s3 backend. An upload's bytes arrive piece by piece (each
+//! piece sequentially, on one lane); a piece is held in memory until it is whole, then stored as
+//! its own object and recorded in the database: only then does it count as received, so an upload
+//! interrupted on one node resumes on another from the pieces recorded. A download reads ranges of
+//! the pieces' objects.
+//!
+//! The engine calls these on its transfer threads, which are not the runtime's: each call runs its
+//! I/O to the end on the runtime through a [`Handle`].
+
+use std::collections::HashMap;
+use std::io;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use wharf_common::transfer::{Destination, Ranges, Source};
+
+use super::Namespace;
+use super::blobs::Blobs;
+
+/// Piece `index` of a file of `size` bytes cut into `piece_size` pieces: its start and end.
+pub fn piece_bounds(index: u64, piece_size: u64, size: u64) -> (u64, u64) {
+    let start = index * piece_size;
+    (start, (start + piece_size).min(size))
+}
+
+/// How many pieces a file of `size` bytes has.
+pub fn piece_count(size: u64, piece_size: u64) -> u64 {
+    size.div_ceil(piece_size)
+}
+
+fn other(err: impl std::fmt::Display) -> io::Error {
+    io::Error::other(err.to_string())
+}
+
+/// An upload being received: the pieces not yet whole, and where whole ones go.
+pub struct PieceDestination {
+    pub namespace: Namespace,
+    pub blobs: Blobs,
+    pub runtime: Handle,
+    pub key: String,
+    pub blob: String,
+    pub piece_size: u64,
+    pub size: u64,
+    /// Pieces being filled, by index.
+    filling: Mutex<HashMap<u64, Vec<u8>>>,
+    /// Pieces stored and recorded: their ranges.
+    stored: Mutex<Ranges>,
+}
+
+impl PieceDestination {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        namespace: Namespace,
+        blobs: Blobs,
+        runtime: Handle,
+        key: String,
+        blob: String,
+        piece_size: u64,
+        size: u64,
+        stored: Ranges,
+    ) -> PieceDestination {
+        PieceDestination {
+            namespace,
+            blobs,
+            runtime,
+            key,
+            blob,
+            piece_size,
+            size,
+            filling: Mutex::default(),
+            stored: Mutex::new(stored),
+        }
+    }
+
+    /// Stores a whole piece and records it; from then on it counts as received.
+    fn store(&self, index: u64, bytes: Vec<u8>) -> io::Result<()> {
+        let len = bytes.len() as u64;
+        self.runtime.block_on(async {
+            self.blobs.put_piece(&self.blob, index, Bytes::from(bytes)).await.map_err(other)?;
+            self.namespace.record_piece(&self.key, index, len).await.map_err(other)
+        })?;
+        let (start, end) = piece_bounds(index, self.piece_size, self.size);
+        self.stored.lock().insert(start, end);
+        Ok(())
+    }
+}
+
+impl Destination for PieceDestination {
+    fn held(&self) -> io::Result<u64> {
+        // What the quota counts, as for a partial file: its length, up to the last piece stored.
+        Ok(self.stored.lock().iter().map(|(_, end)| end).max().unwrap_or(0))
+    }
+
+    fn clear(&self) -> io::Result<()> {
+        let pieces = piece_count(self.size, self.piece_size);
+        self.runtime.block_on(async {
+            self.namespace.forget_pieces(&self.key).await.map_err(other)?;
+            self.blobs.delete(&self.blob, pieces).await.map_err(other)
+        })?;
+        *self.stored.lock() = Ranges::new();
+        Ok(())
+    }
+
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        let index = offset / self.piece_size;
+        let (start, end) = piece_bounds(index, self.piece_size, self.size);
+        let whole = {
+            let mut filling = self.filling.lock();
+            let piece = filling.entry(index).or_default();
+            if start + piece.len() as u64 != offset || offset + bytes.len() as u64 > end {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bytes at {offset} are not the next of piece {index}"),
+                ));
+            }
+            piece.extend_from_slice(bytes);
+            if start + piece.len() as u64 == end { filling.remove(&index) } else { None }
+        };
+        match whole {
+            Some(piece) => self.store(index, piece),
+            None => Ok(()),
+        }
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let index = offset / self.piece_size;
+        let (start, _) = piece_bounds(index, self.piece_size, self.size);
+        if let Some(piece) = self.filling.lock().get(&index) {
+            let from = (offset - start) as usize;
+            if let Some(bytes) = piece.get(from..from + buf.len()) {
+                buf.copy_from_slice(bytes);
+                return Ok(());
+            }
+        }
+        let source = BlobSource {
+            blobs: self.blobs.clone(),
+            runtime: self.runtime.clone(),
+            blob: self.blob.clone(),
+            piece_size: self.piece_size,
+            size: self.size,
+        };
+        source.read_exact_at(buf, offset)
+    }
+}
+
+/// A stored file being sent: ranges read from its pieces' objects.
+pub struct BlobSource {
+    pub blobs: Blobs,
+    pub runtime: Handle,
+    pub blob: String,
+    pub piece_size: u64,
+    pub size: u64,
+}
+
+impl Source for BlobSource {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if offset + buf.len() as u64 > self.size {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past the end of the file"));
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let index = at / self.piece_size;
+            let (start, end) = piece_bounds(index, self.piece_size, self.size);
+            let want = (buf.len() - done).min((end - at) as usize);
+            let range = (at - start, at - start + want as u64);
+            let bytes =
+                self.runtime.block_on(self.blobs.read_piece(&self.blob, index, range.0, range.1));
+            let bytes = bytes.map_err(other)?;
+            if bytes.len() != want {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a piece is short"));
+            }
+            buf[done..done + want].copy_from_slice(&bytes);
+            done += want;
+        }
+        Ok(())
+    }
+}

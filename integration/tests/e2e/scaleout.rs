@@ -1,0 +1,163 @@
+//! The s3 backend, on real engines started by the tests: a one-node Garage for the files and a
+//! PostgreSQL for the namespace. Several wharfd nodes share them; a client moves between nodes.
+//! Skipped, saying why, where Garage or PostgreSQL is missing; `.ci/run` provides both and sets
+//! `WHARF_REQUIRE_ENGINES`, which turns a skip into a failure.
+
+use std::time::{Duration, Instant};
+
+use wharf_common::hash::Sha256Digest;
+use wharf_integration::client::login;
+use wharf_integration::garage::Garage;
+use wharf_integration::postgres::Postgres;
+use wharf_integration::server::TestServer;
+
+use crate::util::{content, p};
+
+const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
+
+/// A Garage and a PostgreSQL for one test, or why there cannot be.
+struct Engines {
+    garage: Garage,
+    postgres: Postgres,
+}
+
+impl Engines {
+    fn start(test: &str) -> Option<Engines> {
+        let missing = wharf_integration::garage::unavailable()
+            .or_else(wharf_integration::postgres::unavailable);
+        if let Some(why) = missing {
+            // CI provides both, and says so: there a missing engine is a failure, not a skip.
+            assert!(std::env::var_os("WHARF_REQUIRE_ENGINES").is_none(), "{test}: {why}");
+            eprintln!("skipping {test}: {why}");
+            return None;
+        }
+        let garage = Garage::start().expect("garage");
+        let postgres = Postgres::start().expect("postgres");
+        Some(Engines { garage, postgres })
+    }
+
+    /// A node's root, configured for these engines; `extra` is more TOML.
+    fn root(&self, extra: &str) -> TestServer {
+        let server = TestServer::new("");
+        let config = format!(
+            "{}\n[database]\nurl = \"{}\"\npool_size = 4\n{extra}",
+            self.garage.storage_config(server.root()),
+            self.postgres.url()
+        );
+        std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("config");
+        server
+    }
+
+    /// A started node with `users` (each with password `pw`), the schema migrated.
+    fn node(&self, extra: &str, users: &[&str]) -> TestServer {
+        let mut server = self.root(extra);
+        let out = server.wharfd(&["migrate"], None);
+        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
+        for user in users {
+            server.add_user(user, "pw", "1GiB");
+        }
+        server.start();
+        server
+    }
+}
+
+#[test]
+fn a_node_refuses_a_database_without_its_schema_and_migrate_is_idempotent() {
+    let Some(engines) = Engines::start("schema test") else { return };
+    let server = engines.root("");
+    // Not migrated: serving refuses at once, and says what to do.
+    let out = server.wharfd(&["serve", "--listen", "127.0.0.1:0"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("wharfd migrate"), "{stderr}");
+    let first = server.wharfd(&["migrate"], None);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migrations [1]"));
+    let again = server.wharfd(&["migrate"], None);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_serve_the_same_files_from_the_store_and_the_database() {
+    let Some(engines) = Engines::start("two-node test") else { return };
+    let segmented = "[transfer]\nsegment_threshold = 1\nsegment_lanes = 4\n";
+    let a = engines.node(segmented, &["ann", "bob"]);
+    let b = engines.node(segmented, &["ann", "bob"]);
+    let local = tempfile::tempdir().expect("local");
+    let (on_a, on_b) = (login(&a, "ann", "pw").await, login(&b, "ann", "pw").await);
+
+    // Sizes around a piece, and several pieces on four lanes, so that pieces arrive out of order.
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    for (seed, size) in [0, 1, piece - 1, piece, 3 * piece + 5].into_iter().enumerate() {
+        let data = content(size, seed as u64);
+        let source = local.path().join(format!("f{seed}"));
+        std::fs::write(&source, &data).expect("source");
+        let remote = p(&format!("/f{seed}"));
+        let up = on_a.put(&source, &remote, true, NO_PROGRESS).await.expect("put on a");
+        assert_eq!(up.sha256, Sha256Digest::of(&data));
+        let back = local.path().join(format!("f{seed}.back"));
+        let down = on_b.get(&remote, &back, true, NO_PROGRESS).await.expect("get on b");
+        assert_eq!((down.size, down.sha256), (size as u64, up.sha256), "size {size}");
+        assert_eq!(std::fs::read(&back).expect("back"), data, "size {size}");
+    }
+    // Nothing is kept on either node's disk.
+    for node in [&a, &b] {
+        let homes = std::fs::read_dir(node.root().join("var/homes/ann")).map_or(0, Iterator::count);
+        assert_eq!(homes, 0, "a file landed in a node's local home");
+    }
+
+    // Directories, renames of whole trees and removals, seen from the other node.
+    on_b.mkdir(&p("/d/e"), true).await.expect("mkdir -p on b");
+    on_a.rename(&p("/f4"), &p("/d/e/big")).await.expect("mv on a");
+    on_b.rename(&p("/d"), &p("/moved")).await.expect("mv dir on b");
+    let entry = on_a.stat(&p("/moved/e/big")).await.expect("stat on a");
+    assert_eq!(entry.size, 3 * piece as u64 + 5);
+    assert!(on_a.stat(&p("/d")).await.is_err(), "the old name is gone");
+    on_a.remove(&p("/moved"), true).await.expect("rm -r on a");
+    assert!(on_b.stat(&p("/moved/e/big")).await.is_err());
+
+    // One user sees nothing of another's.
+    let bob = login(&b, "bob", "pw").await;
+    assert!(bob.stat(&p("/f1")).await.is_err(), "bob sees ann's file");
+    let listing = bob.list(&p("/")).await.expect("ls");
+    assert!(listing.is_empty(), "bob's home lists {listing:?}");
+    for session in [on_a, on_b, bob] {
+        session.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_off_by_a_killed_node_resumes_on_another() {
+    let Some(engines) = Engines::start("failover test") else { return };
+    let segmented = "[transfer]\nsegment_threshold = 1\nsegment_lanes = 2\n";
+    let mut a = engines.node(segmented, &["ann"]);
+    let b = engines.node(segmented, &["ann"]);
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let data = content(12 * piece + 3, 9);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+
+    // kill -9 node A once some pieces of the upload are recorded.
+    let on_a = login(&a, "ann", "pw").await;
+    let upload = {
+        let source = source.clone();
+        tokio::spawn(async move { on_a.put(&source, &p("/big.bin"), true, NO_PROGRESS).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engines.postgres.count("upload_pieces") < 2 {
+        assert!(!upload.is_finished(), "the upload finished before the kill");
+        assert!(Instant::now() < deadline, "no piece recorded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.kill();
+    assert!(upload.await.expect("task").is_err(), "the upload survived its node");
+
+    let on_b = login(&b, "ann", "pw").await;
+    let resumed = on_b.put(&source, &p("/big.bin"), true, NO_PROGRESS).await.expect("put on b");
+    assert!(resumed.resumed_from >= 2 * piece as u64, "resumed at {}", resumed.resumed_from);
+    assert_eq!(resumed.sha256, Sha256Digest::of(&data));
+    let back = local.path().join("back.bin");
+    on_b.get(&p("/big.bin"), &back, false, NO_PROGRESS).await.expect("get");
+    assert_eq!(std::fs::read(&back).expect("back"), data);
+    assert_eq!(engines.postgres.count("uploads"), 0, "the upload is finished everywhere");
+    on_b.close().await;
+}
