@@ -124,6 +124,22 @@ impl Garage {
     }
 }
 
+impl Garage {
+    /// A client of the bucket, to look at or tamper with what wharfd stored.
+    pub fn client(&self) -> anyhow::Result<object_store::aws::AmazonS3> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_region(REGION)
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()?)
+    }
+}
+
 impl Drop for Garage {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -75,6 +75,12 @@ impl Postgres {
 
     /// The rows in `table` of the `wharf` database right now.
     pub fn count(&self, table: &str) -> u64 {
+        let count = self.query(&format!("SELECT count(*) FROM {table}"));
+        count.parse().expect("a count")
+    }
+
+    /// The one value `sql` selects from the `wharf` database, as text.
+    pub fn query(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-h",
@@ -86,11 +92,11 @@ impl Postgres {
                 "-d",
                 "wharf",
             ])
-            .args(["-tAc", &format!("SELECT count(*) FROM {table}")])
+            .args(["-tAc", sql])
             .output()
             .expect("psql");
         assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     fn data_arg(&self) -> String {
