@@ -79,9 +79,10 @@ pub async fn storage(layout: &Layout, config: &Config) -> anyhow::Result<Arc<dyn
 
 pub fn user_command(layout: &Layout, action: UserCommand) -> anyhow::Result<()> {
     let config = Config::load(&layout.config())?;
-    let store = UserStore::new(layout.users());
     crate::layout::private_dir(&layout.users())?;
-    let admin = Admin { layout, config, store, rt: crate::cli::runtime()? };
+    let rt = crate::cli::runtime()?;
+    let store = UserStore::open(layout, &config, rt.handle().clone())?;
+    let admin = Admin { layout, config, store, rt };
     let store = &admin.store;
     match action {
         UserCommand::Add { name, quota, password_stdin, reuse_home, no_password } => {

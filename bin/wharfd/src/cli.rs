@@ -170,8 +170,12 @@ enum Demo {
     HomeTaken,
 }
 
-/// Creates the user `demo` with a random password when there are no users at all.
+/// Creates the user `demo` with a random password when there are no users at all. Nodes that
+/// share a database never invent an account: their users are added with `wharfd user add`.
 async fn create_demo_user(layout: &Layout, config: &Config) -> anyhow::Result<Demo> {
+    if !config.database.url.is_empty() {
+        return Ok(Demo::NotNeeded);
+    }
     let store = UserStore::new(layout.users());
     if !store.list()?.is_empty() {
         return Ok(Demo::NotNeeded);

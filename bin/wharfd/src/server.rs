@@ -92,7 +92,7 @@ impl Server {
         let files = BlockingPool::new(config.server.blocking_ops);
         let passwords = Passwords::new(&config.auth)?;
         let auth = Authenticator::new(
-            UserStore::new(layout.users()),
+            UserStore::open(layout, &config, tokio::runtime::Handle::current())?,
             passwords,
             &config.auth,
             files.clone(),

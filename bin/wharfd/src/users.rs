@@ -1,4 +1,5 @@
-//! User records: one TOML file per user in `var/users/`, written atomically.
+//! User records: one TOML file per user in `var/users/`, written atomically, or the same TOML text
+//! in the database that several nodes share.
 //!
 //! A record holds the Argon2id PHC string and the quota, nothing else: the home is always
 //! `var/homes/NAME`. The server reads the record at every login, so `wharfd user ...` changes take
@@ -80,41 +81,108 @@ pub fn validate_name(name: &str) -> Result<(), UserError> {
     }
 }
 
-/// The directory of user records.
+/// Where user records live: one TOML file each in `var/users/`, or, on nodes that share a
+/// database, the same TOML text in its `users` table.
 #[derive(Debug, Clone)]
 pub struct UserStore {
-    dir: PathBuf,
+    backing: Backing,
+}
+
+#[derive(Clone)]
+enum Backing {
+    Files { dir: PathBuf },
+    Database { pool: deadpool_postgres::Pool, runtime: tokio::runtime::Handle },
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::Files { dir } => f.debug_struct("Files").field("dir", dir).finish(),
+            Backing::Database { .. } => f.write_str("Database"),
+        }
+    }
+}
+
+fn db_error(err: impl std::fmt::Display) -> UserError {
+    UserError::Io { path: "the database".into(), source: std::io::Error::other(err.to_string()) }
+}
+
+fn parse_record(text: &str, name: &str, shown: &str) -> Result<UserRecord, UserError> {
+    let record: UserRecord = toml::from_str(text)
+        .map_err(|err| UserError::Corrupt { path: shown.to_owned(), message: err.to_string() })?;
+    if record.name != name {
+        return Err(UserError::Corrupt {
+            path: shown.to_owned(),
+            message: format!("record names user {:?}", record.name),
+        });
+    }
+    Ok(record)
 }
 
 impl UserStore {
+    /// Records in the directory `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> UserStore {
-        UserStore { dir: dir.into() }
+        UserStore { backing: Backing::Files { dir: dir.into() } }
     }
 
-    fn path(&self, name: &str) -> Result<PathBuf, UserError> {
+    /// The store the configuration names: the database's when `[database] url` is set, the
+    /// root's `var/users/` otherwise. Its methods block: call them off the async runtime, which
+    /// `runtime` belongs to.
+    pub fn open(
+        layout: &crate::layout::Layout,
+        config: &crate::config::Config,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<UserStore> {
+        if config.database.url.is_empty() {
+            return Ok(UserStore::new(layout.users()));
+        }
+        let pool = crate::db::pool(&config.database)?;
+        Ok(UserStore { backing: Backing::Database { pool, runtime } })
+    }
+
+    /// Whether records are shared through a database.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backing, Backing::Database { .. })
+    }
+
+    /// Runs a query against the database backing, to the end.
+    fn query<T>(
+        pool: &deadpool_postgres::Pool,
+        runtime: &tokio::runtime::Handle,
+        work: impl AsyncFnOnce(&deadpool_postgres::Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, UserError> {
+        runtime.block_on(async {
+            let client = pool.get().await.map_err(db_error)?;
+            work(&client).await.map_err(db_error)
+        })
+    }
+
+    fn path(dir: &std::path::Path, name: &str) -> Result<PathBuf, UserError> {
         validate_name(name)?;
-        Ok(self.dir.join(format!("{name}.toml")))
+        Ok(dir.join(format!("{name}.toml")))
     }
 
     /// The record of `name`, or `None` if there is none.
     pub fn load(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
-        let path = self.path(name)?;
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(io_error(&path, source)),
-        };
-        let record: UserRecord = toml::from_str(&text).map_err(|err| UserError::Corrupt {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        })?;
-        if record.name != name {
-            return Err(UserError::Corrupt {
-                path: path.display().to_string(),
-                message: format!("record names user {:?}", record.name),
-            });
+        match &self.backing {
+            Backing::Files { dir } => {
+                let path = Self::path(dir, name)?;
+                let text = match fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => return Err(io_error(&path, source)),
+                };
+                parse_record(&text, name, &path.display().to_string()).map(Some)
+            }
+            Backing::Database { pool, runtime } => {
+                validate_name(name)?;
+                let row = Self::query(pool, runtime, async |client| {
+                    client.query_opt("SELECT record FROM users WHERE name = $1", &[&name]).await
+                })?;
+                let shown = format!("the database's record of {name}");
+                row.map(|row| parse_record(&row.get::<_, String>(0), name, &shown)).transpose()
+            }
         }
-        Ok(Some(record))
     }
 
     /// The record of `name`, which must exist.
@@ -122,21 +190,39 @@ impl UserStore {
         self.load(name)?.ok_or_else(|| UserError::NoSuchUser(name.to_owned()))
     }
 
-    /// Writes `record` atomically: a temporary file is written and synced, then renamed over the old
-    /// record, and the directory is synced. A crash leaves the old record or the new one, never a mix.
+    /// Writes `record` atomically: in a file, a temporary file is written and synced, then renamed
+    /// over the old record, and the directory is synced; in the database, one statement. A crash
+    /// leaves the old record or the new one, never a mix.
     pub fn save(&self, record: &UserRecord) -> Result<(), UserError> {
-        let path = self.path(&record.name)?;
+        validate_name(&record.name)?;
         let text = toml::to_string(record).map_err(|err| UserError::Corrupt {
-            path: path.display().to_string(),
+            path: record.name.clone(),
             message: err.to_string(),
         })?;
-        let write = || -> std::io::Result<()> {
-            // Password hashes: readable by the service's user alone.
-            let dir = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority())?;
-            let name = format!("{}.toml", record.name);
-            crate::atomic::replace(&dir, &name, text.as_bytes(), crate::atomic::Durability::Synced)
-        };
-        write().map_err(|source| io_error(&path, source))
+        match &self.backing {
+            Backing::Files { dir } => {
+                let path = Self::path(dir, &record.name)?;
+                let write = || -> std::io::Result<()> {
+                    // Password hashes: readable by the service's user alone.
+                    let dir =
+                        cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
+                    let name = format!("{}.toml", record.name);
+                    let durability = crate::atomic::Durability::Synced;
+                    crate::atomic::replace(&dir, &name, text.as_bytes(), durability)
+                };
+                write().map_err(|source| io_error(&path, source))
+            }
+            Backing::Database { pool, runtime } => Self::query(pool, runtime, async |client| {
+                client
+                    .execute(
+                        "INSERT INTO users (name, record) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                        &[&record.name, &text],
+                    )
+                    .await
+                    .map(drop)
+            }),
+        }
     }
 
     /// Saves a record for a user that must not exist yet.
@@ -149,32 +235,43 @@ impl UserStore {
 
     /// Deletes the record of `name`, which must exist.
     pub fn remove(&self, name: &str) -> Result<(), UserError> {
-        let path = self.path(name)?;
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Err(UserError::NoSuchUser(name.to_owned()))
+        let removed = match &self.backing {
+            Backing::Files { dir } => {
+                let path = Self::path(dir, name)?;
+                match fs::remove_file(&path) {
+                    Ok(()) => true,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(source) => return Err(io_error(&path, source)),
+                }
             }
-            Err(source) => Err(io_error(&path, source)),
+            Backing::Database { pool, runtime } => {
+                validate_name(name)?;
+                Self::query(pool, runtime, async |client| {
+                    client.execute("DELETE FROM users WHERE name = $1", &[&name]).await
+                })? == 1
+            }
+        };
+        if !removed {
+            return Err(UserError::NoSuchUser(name.to_owned()));
         }
+        Ok(())
     }
 
     /// Every user, sorted by name.
     pub fn list(&self) -> Result<Vec<UserRecord>, UserError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(io_error(&self.dir, source)),
+        let names = match &self.backing {
+            Backing::Files { dir } => list_files(dir)?,
+            Backing::Database { pool, runtime } => {
+                let rows = Self::query(pool, runtime, async |client| {
+                    client.query("SELECT name FROM users", &[]).await
+                })?;
+                rows.iter().map(|row| row.get(0)).collect()
+            }
         };
         let mut users = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| io_error(&self.dir, source))?;
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
-                continue;
-            };
-            if validate_name(name).is_ok()
-                && let Some(record) = self.load(name)?
+        for name in names {
+            if validate_name(&name).is_ok()
+                && let Some(record) = self.load(&name)?
             {
                 users.push(record);
             }
@@ -182,6 +279,24 @@ impl UserStore {
         users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(users)
     }
+}
+
+/// The names of the records in `dir`.
+fn list_files(dir: &std::path::Path) -> Result<Vec<String>, UserError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(io_error(dir, source)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| io_error(dir, source))?;
+        let file_name = entry.file_name();
+        if let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".toml")) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
 }
 
 fn io_error(path: &std::path::Path, source: std::io::Error) -> UserError {

@@ -48,7 +48,8 @@ impl Engines {
         server
     }
 
-    /// A started node with `users` (each with password `pw`), the schema migrated.
+    /// A started node, the schema migrated, with `users` added (password `pw`) to the users all
+    /// nodes share.
     fn node(&self, extra: &str, users: &[&str]) -> TestServer {
         let mut server = self.root(extra);
         let out = server.wharfd(&["migrate"], None);
@@ -70,7 +71,8 @@ fn a_node_refuses_a_database_without_its_schema_and_migrate_is_idempotent() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("wharfd migrate"), "{stderr}");
     let first = server.wharfd(&["migrate"], None);
-    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migrations [1]"));
+    let applied = String::from_utf8_lossy(&first.stdout);
+    assert!(applied.contains("applied migrations [1, 2]"), "{applied}");
     let again = server.wharfd(&["migrate"], None);
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"), "{again:?}");
 }
@@ -80,7 +82,7 @@ async fn two_nodes_serve_the_same_files_from_the_store_and_the_database() {
     let Some(engines) = Engines::start("two-node test") else { return };
     let segmented = "[transfer]\nsegment_threshold = 1\nsegment_lanes = 4\n";
     let a = engines.node(segmented, &["ann", "bob"]);
-    let b = engines.node(segmented, &["ann", "bob"]);
+    let b = engines.node(segmented, &[]);
     let local = tempfile::tempdir().expect("local");
     let (on_a, on_b) = (login(&a, "ann", "pw").await, login(&b, "ann", "pw").await);
 
@@ -98,11 +100,14 @@ async fn two_nodes_serve_the_same_files_from_the_store_and_the_database() {
         assert_eq!((down.size, down.sha256), (size as u64, up.sha256), "size {size}");
         assert_eq!(std::fs::read(&back).expect("back"), data, "size {size}");
     }
-    // Nothing is kept on either node's disk.
+    // Nothing is kept on either node's disk, and the users are the database's.
     for node in [&a, &b] {
         let homes = std::fs::read_dir(node.root().join("var/homes/ann")).map_or(0, Iterator::count);
         assert_eq!(homes, 0, "a file landed in a node's local home");
+        let records = std::fs::read_dir(node.root().join("var/users")).map_or(0, Iterator::count);
+        assert_eq!(records, 0, "a user record landed on a node's disk");
     }
+    assert_eq!(engines.postgres.count("users"), 2);
 
     // Directories, renames of whole trees and removals, seen from the other node.
     on_b.mkdir(&p("/d/e"), true).await.expect("mkdir -p on b");
@@ -129,7 +134,7 @@ async fn an_upload_cut_off_by_a_killed_node_resumes_on_another() {
     let Some(engines) = Engines::start("failover test") else { return };
     let segmented = "[transfer]\nsegment_threshold = 1\nsegment_lanes = 2\n";
     let mut a = engines.node(segmented, &["ann"]);
-    let b = engines.node(segmented, &["ann"]);
+    let b = engines.node(segmented, &[]);
     let local = tempfile::tempdir().expect("local");
     let piece = wharf_common::transfer::PIECE_SIZE as usize;
     let data = content(12 * piece + 3, 9);
@@ -199,4 +204,45 @@ async fn a_piece_changed_in_the_store_fails_the_download_and_installs_nothing() 
     );
     assert!(!back.exists(), "a corrupt file was installed");
     session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_cut_off_by_a_killed_node_resumes_on_another() {
+    let Some(engines) = Engines::start("download failover test") else { return };
+    let segmented = "[transfer]\nsegment_threshold = 1\nsegment_lanes = 2\n";
+    let mut a = engines.node(segmented, &["ann"]);
+    let b = engines.node(segmented, &[]);
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let data = content(12 * piece + 3, 10);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+    let on_b = login(&b, "ann", "pw").await;
+    on_b.put(&source, &p("/big.bin"), false, NO_PROGRESS).await.expect("put on b");
+
+    // kill -9 node A once the client has recorded some of the download.
+    let dest = local.path().join("back.bin");
+    let mut record = wharf::transfer::part_path(&dest).into_os_string();
+    record.push(".meta");
+    let recorded = || std::fs::read_to_string(&record).is_ok_and(|t| t.contains("present = [["));
+    let on_a = login(&a, "ann", "pw").await;
+    let download = {
+        let dest = dest.clone();
+        tokio::spawn(async move { on_a.get(&p("/big.bin"), &dest, true, NO_PROGRESS).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !recorded() {
+        assert!(!download.is_finished(), "the download finished before the kill");
+        assert!(Instant::now() < deadline, "no progress recorded");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    a.kill();
+    download.abort();
+    let _ = download.await;
+
+    let resumed = on_b.get(&p("/big.bin"), &dest, true, NO_PROGRESS).await.expect("get on b");
+    assert!(resumed.resumed_from > 0, "resumed at {}", resumed.resumed_from);
+    assert_eq!(resumed.sha256, Sha256Digest::of(&data));
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+    on_b.close().await;
 }

@@ -8,7 +8,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use crate::config::DatabaseSettings;
 
 /// The migrations, in order: (version, SQL). The schema's version is the last one applied.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/001_namespace.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/001_namespace.sql")),
+    (2, include_str!("migrations/002_users.sql")),
+];
 
 /// The schema version this build uses.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
