@@ -51,11 +51,15 @@ impl Engines {
     /// A started node, the schema migrated, with `users` added (password `pw`) to the users all
     /// nodes share.
     fn node(&self, extra: &str, users: &[&str]) -> TestServer {
+        self.node_with_quota(extra, users, "1GiB")
+    }
+
+    fn node_with_quota(&self, extra: &str, users: &[&str], quota: &str) -> TestServer {
         let mut server = self.root(extra);
         let out = server.wharfd(&["migrate"], None);
         assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
         for user in users {
-            server.add_user(user, "pw", "1GiB");
+            server.add_user(user, "pw", quota);
         }
         server.start();
         server
@@ -72,9 +76,15 @@ fn a_node_refuses_a_database_without_its_schema_and_migrate_is_idempotent() {
     assert!(!out.status.success() && stderr.contains("wharfd migrate"), "{stderr}");
     let first = server.wharfd(&["migrate"], None);
     let applied = String::from_utf8_lossy(&first.stdout);
-    assert!(applied.contains("applied migrations [1, 2]"), "{applied}");
+    let all: Vec<i32> = (1..=wharfd::db::SCHEMA_VERSION).collect();
+    assert!(applied.contains(&format!("applied migrations {all:?}")), "{applied}");
     let again = server.wharfd(&["migrate"], None);
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"), "{again:?}");
+    // A schema from a newer wharfd: this one refuses it rather than guess.
+    engines.postgres.query("INSERT INTO wharf_schema (version) VALUES (999) RETURNING version");
+    let out = server.wharfd(&["serve", "--listen", "127.0.0.1:0"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("upgrade wharfd"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,5 +254,55 @@ async fn a_download_cut_off_by_a_killed_node_resumes_on_another() {
     assert!(resumed.resumed_from > 0, "resumed at {}", resumed.resumed_from);
     assert_eq!(resumed.sha256, Sha256Digest::of(&data));
     assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
+    on_b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quota_holds_across_nodes() {
+    let Some(engines) = Engines::start("quota test") else { return };
+    let a = engines.node_with_quota("", &["ann"], "24MiB");
+    let b = engines.node("", &[]);
+    let local = tempfile::tempdir().expect("local");
+    let sixteen = local.path().join("sixteen.bin");
+    std::fs::write(&sixteen, content(16 << 20, 1)).expect("source");
+    let eight = local.path().join("eight.bin");
+    std::fs::write(&eight, content(8 << 20, 2)).expect("source");
+    // Both log in first: each node measures the user's usage (nothing yet) at login, so only the
+    // shared reservation can stop node B.
+    let (on_a, on_b) = (login(&a, "ann", "pw").await, login(&b, "ann", "pw").await);
+
+    let upload = {
+        let sixteen = sixteen.clone();
+        tokio::spawn(async move {
+            let outcome = on_a.put(&sixteen, &p("/a.bin"), true, NO_PROGRESS).await;
+            on_a.close().await;
+            outcome
+        })
+    };
+    // Once node A holds its reservation (or has installed the file), node B cannot fit another 16.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engines.postgres.count("uploads WHERE reserved > 0") == 0
+        && engines.postgres.count("entries WHERE path = '/a.bin'") == 0
+    {
+        assert!(Instant::now() < deadline, "node A never reserved");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let refused = on_b.put(&sixteen, &p("/b.bin"), true, NO_PROGRESS).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(wharf::error::ClientError::Remote {
+                code: wharf_common::proto::ErrorCode::QuotaExceeded,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    upload.await.expect("task").expect("node A's upload");
+    // What is left still fits, exactly.
+    on_b.put(&eight, &p("/c.bin"), true, NO_PROGRESS).await.expect("the last 8 MiB");
+    let used = engines.postgres.query("SELECT sum(size) FROM entries WHERE NOT is_dir");
+    assert_eq!(used, (24u64 << 20).to_string());
+    assert_eq!(engines.postgres.count("uploads"), 0);
     on_b.close().await;
 }

@@ -120,8 +120,9 @@ async fn claim(
     })
 }
 
-/// Reserves what the upload still owes the quota, or refuses it before any byte moves. The
-/// partial is `len` bytes long, and the file it replaces `replaced` bytes.
+/// Reserves what the upload still owes the quota, or refuses it before any byte moves: in this
+/// node's ledger, then (on a backend several nodes share) across the nodes. The partial is `len`
+/// bytes long, and the file it replaces `replaced` bytes.
 async fn reserve(
     session: &Session,
     path: &RemotePath,
@@ -130,22 +131,29 @@ async fn reserve(
 ) -> Result<UploadCharge, StorageError> {
     // The quota counts a partial by its length, so the upload owes what takes it to `size`.
     let needed = size.saturating_sub(len).saturating_sub(replaced);
-    let over = match UploadCharge::reserve(&session.ledger, needed) {
-        Ok(charge) => return Ok(charge),
+    let key = partial_key(path);
+    let limit = session.ledger.info().limit;
+    let refused = match UploadCharge::reserve(&session.ledger, needed) {
+        Ok(charge) => {
+            match session.home.reserve_shared(&key, size.saturating_sub(replaced), limit).await? {
+                Ok(()) => return Ok(charge),
+                // The charge goes with this return, giving back the node's reservation.
+                Err(over) => over,
+            }
+        }
         Err(over) => over,
     };
     if len == 0 {
         // Nothing was kept from before: leave no empty partial behind for a refused upload.
-        session.home.discard_upload(&partial_key(path)).await?;
+        session.home.discard_upload(&key).await?;
     }
-    let limit =
-        session.ledger.info().limit.map_or_else(String::new, |l| format!(" of {}", bytes(l)));
+    let limit = limit.map_or_else(String::new, |l| format!(" of {}", bytes(l)));
     Err(StorageError::new(
         ErrorCode::QuotaExceeded,
         format!(
             "{path}: over quota: needs {}, {}{limit} left",
-            bytes(over.needed),
-            bytes(over.available)
+            bytes(refused.needed),
+            bytes(refused.available)
         ),
     ))
 }

@@ -11,6 +11,7 @@ use crate::config::DatabaseSettings;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_namespace.sql")),
     (2, include_str!("migrations/002_users.sql")),
+    (3, include_str!("migrations/003_reservations.sql")),
 ];
 
 /// The schema version this build uses.

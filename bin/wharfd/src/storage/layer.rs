@@ -104,6 +104,14 @@ impl<L: HomeLayer> Home for LayeredHome<L> {
     async fn usage(&self) -> StorageResult<u64> {
         self.inner.usage().await
     }
+    async fn reserve_shared(
+        &self,
+        key: &str,
+        bytes: u64,
+        limit: Option<u64>,
+    ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
+        self.inner.reserve_shared(key, bytes, limit).await
+    }
     async fn begin_upload(
         &self,
         path: &RemotePath,

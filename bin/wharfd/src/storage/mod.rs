@@ -211,6 +211,17 @@ pub trait Home: Send + Sync + 'static {
     async fn discard_upload(&self, key: &str) -> StorageResult<u64>;
     /// Opens a regular file for download.
     async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource>;
+    /// Reserves, across every node that shares this backend, the space upload `key` takes once
+    /// whole (`bytes`: its size less the file it replaces), within `limit`; `Ok(Err(..))` if it
+    /// does not fit. A backend of one node leaves this to the node's ledger ([`crate::quota`]).
+    async fn reserve_shared(
+        &self,
+        _key: &str,
+        _bytes: u64,
+        _limit: Option<u64>,
+    ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
+        Ok(Ok(()))
+    }
     /// Records the digest of a file computed while it was sent, if the file is still `version`.
     async fn record_digest(
         &self,

@@ -405,6 +405,15 @@ impl Home for S3Home {
         })
     }
 
+    async fn reserve_shared(
+        &self,
+        key: &str,
+        bytes: u64,
+        limit: Option<u64>,
+    ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
+        self.reserve(key, bytes, limit).await
+    }
+
     async fn record_digest(
         &self,
         _path: &RemotePath,
@@ -541,5 +550,59 @@ impl S3Home {
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(replaced)
+    }
+}
+
+impl S3Home {
+    /// The quota across nodes: one transaction, serialised per user, that records the upload's
+    /// reservation and checks that every file, every upload's pieces and every live reservation
+    /// of the user still fit within `limit`.
+    async fn reserve(
+        &self,
+        key: &str,
+        bytes: u64,
+        limit: Option<u64>,
+    ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let lock = format!("wharf-quota:{user}");
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
+            .await
+            .map_err(db_error)?;
+        let lease = super::namespace::RESERVATION_LEASE.as_secs();
+        let reserved = bytes as i64;
+        tx.execute(
+            &format!(
+                "UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
+                 WHERE user_name = $1 AND key = $2"
+            ),
+            &[user, &key, &reserved],
+        )
+        .await
+        .map_err(db_error)?;
+        let Some(limit) = limit else {
+            tx.commit().await.map_err(db_error)?;
+            return Ok(Ok(()));
+        };
+        let sql = format!(
+            "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
+                   + (SELECT coalesce(sum(CASE WHEN lease_until > now()
+                                              THEN greatest({UPLOAD_HELD}, reserved)
+                                              ELSE {UPLOAD_HELD} END), 0)
+                      FROM uploads u WHERE user_name = $1))::bigint,
+                    (SELECT greatest({UPLOAD_HELD}, reserved) FROM uploads u
+                     WHERE user_name = $1 AND key = $2)"
+        );
+        let row = tx.query_one(&sql, &[user, &key]).await.map_err(db_error)?;
+        let committed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let this = u64::try_from(row.get::<_, Option<i64>>(1).unwrap_or(0)).unwrap_or(0);
+        if committed > limit {
+            // Rolled back: the reservation was never made.
+            let available = limit.saturating_sub(committed - this);
+            return Ok(Err(crate::quota::OverQuota { needed: bytes, available }));
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Ok(()))
     }
 }

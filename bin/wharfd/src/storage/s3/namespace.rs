@@ -109,13 +109,12 @@ impl Namespace {
             )
             .await
             .map_err(db_error)?;
-        client
-            .execute(
-                "UPDATE uploads SET updated = now() WHERE user_name = $1 AND key = $2",
-                &[&self.user, &key],
-            )
-            .await
-            .map_err(db_error)?;
+        let sql = format!(
+            "UPDATE uploads SET updated = now(), lease_until = now() + interval '{} seconds'
+             WHERE user_name = $1 AND key = $2",
+            RESERVATION_LEASE.as_secs()
+        );
+        client.execute(&sql, &[&self.user, &key]).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -156,6 +155,10 @@ impl Namespace {
         Ok(present)
     }
 }
+
+/// How long an upload's reservation lasts without a piece arriving: long enough for a slow link to
+/// move a piece, short enough that a dead node's reservations come back soon.
+pub const RESERVATION_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The bytes an upload holds as the quota counts them: up to the end of its last stored piece.
 pub const UPLOAD_HELD: &str =
