@@ -95,6 +95,8 @@ pub struct Authenticator {
     checking: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     files: BlockingPool,
     passwords_allowed: bool,
+    /// Failures other nodes saw, when nodes share a database.
+    shared: Option<crate::db::throttle::SharedFailures>,
 }
 
 /// What became of a logged-in session's account since it logged in.
@@ -123,7 +125,14 @@ impl Authenticator {
             checking: Mutex::default(),
             files,
             passwords_allowed: settings.passwords,
+            shared: None,
         }
+    }
+
+    /// Counts failures across the nodes sharing `failures`' database too.
+    pub fn sharing(mut self, failures: crate::db::throttle::SharedFailures) -> Self {
+        self.shared = Some(failures);
+        self
     }
 
     /// Checks one login attempt from `ip`.
@@ -198,7 +207,11 @@ impl Authenticator {
         proof: Proof,
         ip: IpAddr,
     ) -> Result<(UserRecord, Credential), LoginError> {
-        let verdict = self.lock_throttle().verdict(ip, user, Instant::now());
+        let shared = match &self.shared {
+            Some(shared) => shared.counts(ip, user).await,
+            None => (0, 0),
+        };
+        let verdict = self.lock_throttle().verdict_with(ip, user, Instant::now(), shared);
         match verdict {
             Verdict::Refuse => return Err(LoginError::TooManyAttempts),
             Verdict::Delay(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
@@ -230,9 +243,15 @@ impl Authenticator {
         };
         if let (Some(record), Some(credential)) = (record, credential) {
             self.lock_throttle().record_success(ip, user);
+            if let Some(shared) = &self.shared {
+                shared.record_success(ip, user).await;
+            }
             return Ok((record, credential));
         }
         self.lock_throttle().record_failure(ip, user, Instant::now());
+        if let Some(shared) = &self.shared {
+            shared.record_failure(ip, user).await;
+        }
         Err(LoginError::Failed)
     }
 

@@ -90,13 +90,7 @@ impl Server {
         .context("creating the QUIC endpoint")?;
 
         let files = BlockingPool::new(config.server.blocking_ops);
-        let passwords = Passwords::new(&config.auth)?;
-        let auth = Authenticator::new(
-            UserStore::open(layout, &config, tokio::runtime::Handle::current())?,
-            passwords,
-            &config.auth,
-            files.clone(),
-        );
+        let auth = authenticator(layout, &config, files.clone())?;
         let storage = crate::storage::open(layout, &config, files).await?;
         let unvalidated = Arc::new(HandshakeCount::new(config.server.retry_above_handshakes));
         let limiter = ConnectionLimiter::new(
@@ -194,6 +188,23 @@ impl Server {
         };
         tokio::spawn(serve.instrument(span));
     }
+}
+
+/// Checks logins against the configured user store; on nodes that share a database, counting the
+/// failures every node saw.
+fn authenticator(
+    layout: &Layout,
+    config: &Config,
+    files: BlockingPool,
+) -> anyhow::Result<Authenticator> {
+    let users = UserStore::open(layout, config, tokio::runtime::Handle::current())?;
+    let auth = Authenticator::new(users, Passwords::new(&config.auth)?, &config.auth, files);
+    if config.database.url.is_empty() {
+        return Ok(auth);
+    }
+    let window = Duration::from_secs(config.auth.throttle_window_secs);
+    let pool = crate::db::pool(&config.database)?;
+    Ok(auth.sharing(crate::db::throttle::SharedFailures::new(pool, window)))
 }
 
 /// Deletes expired partial uploads and gives their space back.

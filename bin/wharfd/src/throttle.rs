@@ -101,11 +101,23 @@ impl Throttle {
 
     /// The verdict for an attempt from `ip` for `user`, at time `now`.
     pub fn verdict(&self, ip: IpAddr, user: &str, now: Instant) -> Verdict {
-        let ip_failures = self.by_ip.count(&source_key(ip), now);
+        self.verdict_with(ip, user, now, (0, 0))
+    }
+
+    /// Like [`Throttle::verdict`], counting also `shared` failures (from the address, for the user
+    /// name) that other nodes saw.
+    pub fn verdict_with(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        now: Instant,
+        shared: (u32, u32),
+    ) -> Verdict {
+        let ip_failures = self.by_ip.count(&source_key(ip), now).max(shared.0);
         if ip_failures >= self.max_ip_failures {
             return Verdict::Refuse;
         }
-        let failures = ip_failures.max(self.by_user.count(&user.to_owned(), now));
+        let failures = ip_failures.max(self.by_user.count(&user.to_owned(), now)).max(shared.1);
         Verdict::Delay(self.delay(failures))
     }
 

@@ -306,3 +306,26 @@ async fn the_quota_holds_across_nodes() {
     assert_eq!(engines.postgres.count("uploads"), 0);
     on_b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_on_one_node_count_on_every_node() {
+    let Some(engines) = Engines::start("throttle test") else { return };
+    let auth =
+        "[auth]\nmax_failures_per_ip = 3\nthrottle_base_delay_ms = 1\nthrottle_max_delay_ms = 10\n";
+    let a = engines.node(auth, &["ann"]);
+    let b = engines.node(auth, &[]);
+    let options_a = wharf_integration::client::options(&a);
+    for _ in 0..3 {
+        let guess = wharf::session::Session::open(&options_a, "ann", "wrong").await;
+        assert!(matches!(guess, Err(wharf::error::ClientError::Auth(_))), "{:?}", guess.err());
+    }
+    // Node B never saw a failure itself, and still refuses the address.
+    let options_b = wharf_integration::client::options(&b);
+    let refused = wharf::session::Session::open(&options_b, "ann", "pw").await;
+    match refused {
+        Err(wharf::error::ClientError::Auth(message)) => {
+            assert!(message.contains("too many failed logins"), "{message}");
+        }
+        other => panic!("node B let the address in: {:?}", other.err()),
+    }
+}

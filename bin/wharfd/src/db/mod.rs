@@ -2,6 +2,8 @@
 //! created and upgraded by `wharfd migrate` through numbered migrations. A node refuses to start on
 //! a schema older or newer than the one it was built for.
 
+pub mod throttle;
+
 use anyhow::{Context as _, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
@@ -12,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_namespace.sql")),
     (2, include_str!("migrations/002_users.sql")),
     (3, include_str!("migrations/003_reservations.sql")),
+    (4, include_str!("migrations/004_login_failures.sql")),
 ];
 
 /// The schema version this build uses.
