@@ -56,3 +56,20 @@ pub fn build_binaries() -> std::io::Result<()> {
 pub fn free_tcp_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// One scrape of a node's metrics endpoint: the body of the reply to `GET /metrics`.
+pub fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: wharf\r\n\r\n").expect("request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample `name` (with its labels, as printed) in a scrape, if present.
+pub fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

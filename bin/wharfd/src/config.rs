@@ -39,6 +39,27 @@ pub struct Config {
     pub log: LogSettings,
     pub storage: StorageSettings,
     pub database: DatabaseSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Where the node serves its metrics (Prometheus text format), if anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A TCP address such as `127.0.0.1:9464`; none: no metrics are served.
+    #[serde(deserialize_with = "optional_address")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// An address, or none for an empty string.
+fn optional_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Where users' files live: `local` (homes under `var/homes/`) or `s3` (an S3-compatible object

@@ -22,6 +22,7 @@ pub mod db;
 pub mod layout;
 pub mod limiter;
 pub mod logging;
+pub mod metrics;
 pub mod password;
 pub mod quota;
 pub mod server;

@@ -34,6 +34,8 @@ pub struct Server {
     limiter: Arc<ConnectionLimiter>,
     /// Handshakes in progress from addresses not yet validated.
     unvalidated: Arc<HandshakeCount>,
+    /// The admin address for metrics, if `[metrics] listen` names one.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -104,7 +106,11 @@ impl Server {
             quotas: QuotaBook::default(),
             uploads: Arc::default(),
         };
-        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter, unvalidated })
+        let metrics = match ctx.config.metrics.listen {
+            Some(listen) => Some(crate::metrics::bind(listen).await?),
+            None => None,
+        };
+        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter, unvalidated, metrics })
     }
 
     /// The address actually bound (useful with port 0).
@@ -113,9 +119,11 @@ impl Server {
     }
 
     /// Accepts connections until `shutdown` completes, then shuts down gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         sweep_partials(&self.ctx).await;
         let sweeper = tokio::spawn(sweep_every_hour(self.ctx.clone()));
+        let metrics =
+            self.metrics.take().map(|listener| tokio::spawn(crate::metrics::serve(listener)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -129,6 +137,9 @@ impl Server {
         }
 
         sweeper.abort();
+        if let Some(metrics) = &metrics {
+            metrics.abort();
+        }
         tracing::info!("shutting down: no new connections");
         self.endpoint.set_server_config(None);
         let _ = stop_tx.send(true);

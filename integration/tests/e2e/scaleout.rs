@@ -182,7 +182,9 @@ async fn an_upload_cut_off_by_a_killed_node_resumes_on_another() {
 async fn a_piece_changed_in_the_store_fails_the_download_and_installs_nothing() {
     use object_store::ObjectStoreExt as _;
     let Some(engines) = Engines::start("corruption test") else { return };
-    let node = engines.node("", &["ann"]);
+    let port = wharf_integration::free_tcp_port().expect("port");
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let node = engines.node(&format!("[metrics]\nlisten = \"{metrics}\"\n"), &["ann"]);
     let local = tempfile::tempdir().expect("local");
     let piece = wharf_common::transfer::PIECE_SIZE as usize;
     let data = content(piece + 100, 4);
@@ -213,6 +215,13 @@ async fn a_piece_changed_in_the_store_fails_the_download_and_installs_nothing() 
         "{got:?}"
     );
     assert!(!back.exists(), "a corrupt file was installed");
+    // The node's metrics saw the store and the database at work. (The node sent what its store
+    // held: the download failed at the client, not at the node.)
+    let scraped = wharf_integration::scrape(metrics);
+    let value = |name| wharf_integration::sample(&scraped, name).unwrap_or(0.0);
+    assert!(value("wharf_store_seconds_count") >= 3.0, "{scraped}");
+    assert!(value("wharf_database_seconds_count") >= 1.0, "{scraped}");
+    assert_eq!(value("wharf_transfers_total{direction=\"upload\",result=\"ok\"}"), 1.0);
     session.close().await;
 }
 

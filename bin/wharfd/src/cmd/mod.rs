@@ -128,11 +128,32 @@ pub fn parse_path(raw: &str) -> Result<RemotePath, StorageError> {
 /// the audit log with their outcome, so that an operator can answer "who changed this file".
 pub async fn dispatch(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply {
     let audit = Audited::of(&cmd);
+    let direction = match &cmd {
+        Command::Put { .. } => Some(crate::metrics::Direction::Upload),
+        Command::Get { .. } => Some(crate::metrics::Direction::Download),
+        _ => None,
+    };
     let reply = run(session, cmd, progress).await;
     if let Some(audit) = audit {
         audit.log(&session.user, &reply);
     }
+    count(direction, &reply);
     reply
+}
+
+/// Counts the reply in the node's metrics.
+fn count(direction: Option<crate::metrics::Direction>, reply: &Reply) {
+    let metrics = crate::metrics::global();
+    if let Reply::Error(err) = reply {
+        metrics.error(err.code);
+    }
+    if let Some(direction) = direction {
+        let moved = match reply {
+            Reply::Done { size, .. } => Some(*size),
+            _ => None,
+        };
+        metrics.transfer(direction, moved);
+    }
 }
 
 /// What the audit log says of one command.

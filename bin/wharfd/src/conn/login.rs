@@ -47,6 +47,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
         };
         match ctx.auth.login(&user, proof, ip).await {
             Ok((record, credential)) => {
+                crate::metrics::global().login(crate::metrics::Login::Ok);
                 let session = open_session(ctx, conn, record, credential).await;
                 let session = match session {
                     Ok(session) => session,
@@ -64,6 +65,11 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                 return Ok(LoggedIn { session, send, requests });
             }
             Err(err) => {
+                let result = match err {
+                    crate::auth::LoginError::TooManyAttempts => crate::metrics::Login::Refused,
+                    _ => crate::metrics::Login::Failed,
+                };
+                crate::metrics::global().login(result);
                 failures += 1;
                 reply(&mut send, id, Reply::error(err.code(), err.to_string())).await?;
                 if failures >= max_failures {

@@ -72,6 +72,7 @@ async fn run(
             return Close::new(CloseCode::ShuttingDown, "server shutting down");
         }
     };
+    let _open = crate::metrics::global().session();
     requests::run(logged_in, ctx, shutdown).await
 }
 

@@ -44,7 +44,9 @@ impl Blobs {
         index: u64,
         bytes: Bytes,
     ) -> object_store::Result<()> {
-        self.store.put(&piece_path(blob, index), PutPayload::from_bytes(bytes)).await.map(drop)
+        let path = piece_path(blob, index);
+        let put = self.store.put(&path, PutPayload::from_bytes(bytes));
+        crate::metrics::global().store.time(put).await.map(drop)
     }
 
     /// Bytes `start..end` of piece `index` of `blob`.
@@ -55,13 +57,16 @@ impl Blobs {
         start: u64,
         end: u64,
     ) -> object_store::Result<Bytes> {
-        self.store.get_range(&piece_path(blob, index), start..end).await
+        let path = piece_path(blob, index);
+        let get = self.store.get_range(&path, start..end);
+        crate::metrics::global().store.time(get).await
     }
 
     /// Deletes pieces `0..pieces` of `blob`; pieces already gone are fine.
     pub async fn delete(&self, blob: &str, pieces: u64) -> object_store::Result<()> {
         for index in 0..pieces {
-            match self.store.delete(&piece_path(blob, index)).await {
+            let path = piece_path(blob, index);
+            match crate::metrics::global().store.time(self.store.delete(&path)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(err) => return Err(err),
             }

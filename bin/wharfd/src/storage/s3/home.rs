@@ -293,7 +293,7 @@ impl Home for S3Home {
         digest: Sha256Digest,
         mtime: Option<i64>,
     ) -> StorageResult<u64> {
-        let replaced = self.install(key, path, digest, mtime).await?;
+        let replaced = self.ns.timed(self.install(key, path, digest, mtime)).await?;
         self.sweep().await;
         Ok(replaced)
     }
@@ -411,7 +411,7 @@ impl Home for S3Home {
         bytes: u64,
         limit: Option<u64>,
     ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
-        self.reserve(key, bytes, limit).await
+        self.ns.timed(self.reserve(key, bytes, limit)).await
     }
 
     async fn record_digest(

@@ -77,12 +77,22 @@ impl Namespace {
         self.pool.get().await.map_err(db_error)
     }
 
+    /// Runs `work` and counts its time as database latency.
+    pub async fn timed<T>(&self, work: impl Future<Output = T>) -> T {
+        crate::metrics::global().database.time(work).await
+    }
+
     /// The entry at `path`; `None` if there is none (the root has none).
     pub async fn entry(&self, path: &RemotePath) -> StorageResult<Option<Stored>> {
-        let client = self.client().await?;
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2");
-        let row = client.query_opt(&sql, &[&self.user, &path.as_str()]).await.map_err(db_error)?;
-        Ok(row.as_ref().map(Stored::from_row))
+        self.timed(async {
+            let client = self.client().await?;
+            let sql =
+                format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2");
+            let row =
+                client.query_opt(&sql, &[&self.user, &path.as_str()]).await.map_err(db_error)?;
+            Ok(row.as_ref().map(Stored::from_row))
+        })
+        .await
     }
 
     /// Fails unless `path` is a directory (the root always is).
