@@ -35,6 +35,16 @@ pub enum Login {
     Refused,
 }
 
+impl Login {
+    /// How a login that failed with `err` counts.
+    pub fn failure(err: &crate::auth::LoginError) -> Login {
+        match err {
+            crate::auth::LoginError::TooManyAttempts => Login::Refused,
+            _ => Login::Failed,
+        }
+    }
+}
+
 /// A latency summary: seconds spent, and how many operations spent them.
 #[derive(Debug, Default)]
 pub struct Timing {

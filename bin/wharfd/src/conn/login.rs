@@ -65,11 +65,7 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                 return Ok(LoggedIn { session, send, requests });
             }
             Err(err) => {
-                let result = match err {
-                    crate::auth::LoginError::TooManyAttempts => crate::metrics::Login::Refused,
-                    _ => crate::metrics::Login::Failed,
-                };
-                crate::metrics::global().login(result);
+                crate::metrics::global().login(crate::metrics::Login::failure(&err));
                 failures += 1;
                 reply(&mut send, id, Reply::error(err.code(), err.to_string())).await?;
                 if failures >= max_failures {
