@@ -2,7 +2,8 @@
 //! blobs to delete in PostgreSQL, so that several wharfd nodes serve the same users and files.
 //!
 //! - A file's content is a blob: one object per 8 MiB piece ([`blobs`]), under a name never reused,
-//!   so no write depends on S3 conditional requests (which Garage ignores).
+//!   so no write depends on S3 conditional requests (which Garage ignores). Each piece is sent with
+//!   its SHA-256 (`x-amz-checksum-sha256`), which the store checks before it keeps the piece.
 //! - A file appears under its name only when a transaction points its row at a verified blob
 //!   ([`home`]); renames, of whole directories too, are transactions and move no bytes.
 //! - An upload's pieces are stored and recorded as they arrive ([`pieces`]): an upload interrupted
@@ -85,6 +86,8 @@ impl S3Storage {
             .with_secret_access_key(secret_key)
             .with_allow_http(storage.endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false)
+            // Each piece travels with its SHA-256, which the store checks before keeping it.
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
             .build()
             .context("configuring the object store")?;
         let pool = crate::db::pool(database)?;
