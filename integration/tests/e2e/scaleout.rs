@@ -338,3 +338,38 @@ async fn failed_logins_on_one_node_count_on_every_node() {
         other => panic!("node B let the address in: {:?}", other.err()),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_stay_readable_and_writable_when_a_store_node_dies() {
+    let Some(engines) = Engines::start("store failover test") else { return };
+    let mut cluster = wharf_integration::garage::GarageCluster::start().expect("garage cluster");
+    let mut node = TestServer::new("");
+    let config = format!(
+        "{}\n[database]\nurl = \"{}\"\n",
+        cluster.storage_config(node.root(), 0),
+        engines.postgres.url()
+    );
+    std::fs::write(node.root().join("etc/wharfd.toml"), config).expect("config");
+    assert!(node.wharfd(&["migrate"], None).status.success());
+    node.add_user("ann", "pw", "1GiB");
+    node.start();
+    let session = login(&node, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let before = content(2 * piece + 9, 21);
+    let source = local.path().join("before.bin");
+    std::fs::write(&source, &before).expect("source");
+    session.put(&source, &p("/before.bin"), true, NO_PROGRESS).await.expect("put");
+
+    // One of the three store nodes dies: two copies of every piece remain, and a quorum of two.
+    cluster.kill(2);
+    let back = local.path().join("back.bin");
+    session.get(&p("/before.bin"), &back, false, NO_PROGRESS).await.expect("get after the kill");
+    assert_eq!(std::fs::read(&back).expect("back"), before);
+    let after = content(piece + 1, 22);
+    let source = local.path().join("after.bin");
+    std::fs::write(&source, &after).expect("source");
+    let up = session.put(&source, &p("/after.bin"), true, NO_PROGRESS).await.expect("put after");
+    assert_eq!(up.sha256, Sha256Digest::of(&after));
+    session.close().await;
+}
