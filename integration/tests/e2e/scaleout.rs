@@ -371,5 +371,16 @@ async fn files_stay_readable_and_writable_when_a_store_node_dies() {
     std::fs::write(&source, &after).expect("source");
     let up = session.put(&source, &p("/after.bin"), true, NO_PROGRESS).await.expect("put after");
     assert_eq!(up.sha256, Sha256Digest::of(&after));
+
+    // A second one dies: no quorum. An upload fails with an error the user can act on, and the
+    // session goes on. (The timeout only guards against a hang; wharfd gives up after 20 s.)
+    cluster.kill(1);
+    let source = local.path().join("lost.bin");
+    std::fs::write(&source, content(piece, 23)).expect("source");
+    let lost = p("/lost.bin");
+    let put = session.put(&source, &lost, true, NO_PROGRESS);
+    let failed = tokio::time::timeout(Duration::from_secs(300), put).await.expect("no hang");
+    assert!(matches!(failed, Err(wharf::error::ClientError::Remote { .. })), "{failed:?}");
+    session.stat(&p("/before.bin")).await.expect("the session goes on");
     session.close().await;
 }

@@ -33,6 +33,12 @@ use blobs::Blobs;
 use home::S3Home;
 use namespace::{Namespace, UPLOAD_HELD, db_error};
 
+/// Times a request to the store is retried (on a 5xx answer or a lost connection) before it fails.
+const STORE_RETRIES: usize = 4;
+/// How long a request to the store keeps being retried. A store that is down for longer fails the
+/// transfer with an error, and the client resumes it later, instead of holding it for minutes.
+const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// All homes, in one bucket and one database.
 pub struct S3Storage {
     pool: Pool,
@@ -88,6 +94,11 @@ impl S3Storage {
             .with_virtual_hosted_style_request(false)
             // Each piece travels with its SHA-256, which the store checks before keeping it.
             .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            .with_retry(object_store::RetryConfig {
+                max_retries: STORE_RETRIES,
+                retry_timeout: STORE_RETRY_TIMEOUT,
+                ..Default::default()
+            })
             .build()
             .context("configuring the object store")?;
         let pool = crate::db::pool(database)?;
