@@ -19,6 +19,7 @@ mod blobs;
 mod home;
 mod namespace;
 mod pieces;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -157,7 +158,7 @@ impl Storage for S3Storage {
         let mut freed = Vec::new();
         for row in rows {
             let (user, key): (String, String) = (row.get(0), row.get(1));
-            let held = home::discard(&tx, &user, &key).await?;
+            let held = uploads::discard(&tx, &user, &key).await?;
             freed.push((user, held));
         }
         tx.commit().await.map_err(db_error)?;

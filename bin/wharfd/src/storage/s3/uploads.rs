@@ -1,0 +1,198 @@
+//! An upload's life on the s3 backend, in the database: started or resumed, its space reserved
+//! across the nodes, published in one transaction, or discarded. The pieces themselves are
+//! [`super::pieces`]'s.
+
+use std::io::ErrorKind;
+
+use wharf_common::hash::Sha256Digest;
+use wharf_common::path::RemotePath;
+use wharf_common::proto::ErrorCode;
+use wharf_common::transfer::{PIECE_SIZE, Ranges};
+
+use super::blobs::fresh_blob;
+use super::home::{FILE_MODE, S3Home, now};
+use super::namespace::{ENTRY_COLUMNS, Stored, UPLOAD_HELD, db_error, path_error};
+use super::pieces::piece_count;
+use crate::storage::{StorageError, StorageResult};
+
+/// Deletes upload `key` of `user` and queues its blob; returns the bytes it held.
+pub async fn discard(
+    tx: &tokio_postgres::Transaction<'_>,
+    user: &str,
+    key: &str,
+) -> StorageResult<u64> {
+    let sql = format!(
+        "SELECT blob, size, {UPLOAD_HELD} FROM uploads u WHERE user_name = $1 AND key = $2"
+    );
+    let Some(row) = tx.query_opt(&sql, &[&user, &key]).await.map_err(db_error)? else {
+        return Ok(0);
+    };
+    let (blob, size, held): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
+        .await
+        .map_err(db_error)?;
+    S3Home::forget_blob(tx, Some(&blob), u64::try_from(size).unwrap_or(0)).await?;
+    Ok(u64::try_from(held).unwrap_or(0))
+}
+
+impl S3Home {
+    /// Finds or starts upload `key` of `path`: with `resume`, an upload of the same size and source
+    /// keeps the pieces it stored. Returns its blob, the ranges in place, and the bytes discarded.
+    pub(super) async fn open_upload(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        size: u64,
+        source: &str,
+        resume: bool,
+    ) -> StorageResult<(String, Ranges, u64)> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let existing = tx
+            .query_opt(
+                "SELECT path, size, source, blob FROM uploads WHERE user_name = $1 AND key = $2 FOR UPDATE",
+                &[user, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        let same = existing.as_ref().is_some_and(|row| {
+            let (p, s, src): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+            p == path.as_str() && u64::try_from(s).ok() == Some(size) && src == source
+        });
+        if resume && same {
+            let blob: String = existing.as_ref().map(|row| row.get(3)).unwrap_or_default();
+            tx.commit().await.map_err(db_error)?;
+            let present = self.ns.stored_pieces(key, PIECE_SIZE, size).await?;
+            return Ok((blob, present, 0));
+        }
+        let discarded = discard(&tx, user, key).await?;
+        let blob = fresh_blob();
+        let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
+        tx.execute(
+            "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[user, &key, &path.as_str(), &size_i, &source, &blob, &piece_i],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((blob, Ranges::new(), discarded))
+    }
+
+    /// Publishes a verified upload under `path` in one transaction: the file's row points at the
+    /// upload's blob, the upload is gone, and the replaced file's blob is queued for deletion.
+    pub(super) async fn install(
+        &self,
+        key: &str,
+        path: &RemotePath,
+        digest: Sha256Digest,
+        mtime: Option<i64>,
+    ) -> StorageResult<u64> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let upload = tx
+            .query_opt(
+                "SELECT blob, size, piece_size,
+                     (SELECT count(*) FROM upload_pieces p WHERE p.user_name = u.user_name AND p.key = u.key),
+                     (SELECT coalesce(sum(len), 0)::bigint FROM upload_pieces p
+                      WHERE p.user_name = u.user_name AND p.key = u.key)
+                 FROM uploads u WHERE user_name = $1 AND key = $2 FOR UPDATE",
+                &[user, &key],
+            )
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StorageError::new(ErrorCode::TransferFailed, format!("{path}: the upload is gone")))?;
+        let (blob, size, piece_size, pieces, bytes): (String, i64, i64, i64, i64) =
+            (upload.get(0), upload.get(1), upload.get(2), upload.get(3), upload.get(4));
+        let whole = u64::try_from(pieces).ok() == Some(piece_count(size as u64, piece_size as u64));
+        if !whole || bytes != size {
+            let message = format!("{path}: not every piece of the upload is stored");
+            return Err(StorageError::new(ErrorCode::TransferFailed, message));
+        }
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
+        );
+        let old = tx.query_opt(&sql, &[user, &path.as_str()]).await.map_err(db_error)?;
+        let old = old.as_ref().map(Stored::from_row);
+        if old.as_ref().is_some_and(|old| old.is_dir) {
+            return Err(path_error(ErrorKind::IsADirectory, path));
+        }
+        let replaced = old.as_ref().map_or(0, |old| old.size);
+        if let Some(old) = &old {
+            S3Home::forget_blob(&tx, old.blob.as_deref(), old.size).await?;
+        }
+        let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
+        let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
+        tx.execute(
+            "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version)
+             VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'))
+             ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
+                 mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
+                 sha256 = excluded.sha256, version = excluded.version",
+            &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(replaced)
+    }
+}
+
+impl S3Home {
+    /// The quota across nodes: one transaction, serialised per user, that records the upload's
+    /// reservation and checks that every file, every upload's pieces and every live reservation
+    /// of the user still fit within `limit`.
+    pub(super) async fn reserve(
+        &self,
+        key: &str,
+        bytes: u64,
+        limit: Option<u64>,
+    ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
+        let mut client = self.ns.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let user = &self.ns.user;
+        let lock = format!("wharf-quota:{user}");
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
+            .await
+            .map_err(db_error)?;
+        let lease = super::namespace::RESERVATION_LEASE.as_secs();
+        let reserved = bytes as i64;
+        tx.execute(
+            &format!(
+                "UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
+                 WHERE user_name = $1 AND key = $2"
+            ),
+            &[user, &key, &reserved],
+        )
+        .await
+        .map_err(db_error)?;
+        let Some(limit) = limit else {
+            tx.commit().await.map_err(db_error)?;
+            return Ok(Ok(()));
+        };
+        let sql = format!(
+            "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
+                   + (SELECT coalesce(sum(CASE WHEN lease_until > now()
+                                              THEN greatest({UPLOAD_HELD}, reserved)
+                                              ELSE {UPLOAD_HELD} END), 0)
+                      FROM uploads u WHERE user_name = $1))::bigint,
+                    (SELECT greatest({UPLOAD_HELD}, reserved) FROM uploads u
+                     WHERE user_name = $1 AND key = $2)"
+        );
+        let row = tx.query_one(&sql, &[user, &key]).await.map_err(db_error)?;
+        let committed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let this = u64::try_from(row.get::<_, Option<i64>>(1).unwrap_or(0)).unwrap_or(0);
+        if committed > limit {
+            // Rolled back: the reservation was never made.
+            let available = limit.saturating_sub(committed - this);
+            return Ok(Err(crate::quota::OverQuota { needed: bytes, available }));
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Ok(()))
+    }
+}
