@@ -26,39 +26,50 @@ impl SharedFailures {
         self.window.as_secs_f64()
     }
 
+    /// Runs `work` on a pooled connection; a failure is logged as `what`, and gives `None`.
+    async fn with_client<T>(
+        &self,
+        what: &str,
+        work: impl AsyncFnOnce(&deadpool_postgres::Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Option<T> {
+        let result = match self.pool.get().await {
+            Ok(client) => work(&client).await.map_err(anyhow::Error::from),
+            Err(err) => Err(anyhow::Error::from(err)),
+        };
+        result.map_err(|err| tracing::warn!(%err, "cannot {what}")).ok()
+    }
+
     /// Recent failures from `ip` and for `user`, across the nodes.
     pub async fn counts(&self, ip: IpAddr, user: &str) -> (u32, u32) {
-        let result = async {
-            let client = self.pool.get().await?;
-            let rows = client
-                .query(
-                    "SELECT kind, count FROM login_failures
-                     WHERE ((kind = 'ip' AND key = $1) OR (kind = 'user' AND key = $2))
-                       AND last > now() - make_interval(secs => $3)",
-                    &[&source_key(ip).to_string(), &user, &self.window_secs()],
-                )
-                .await?;
-            let mut counts = (0, 0);
-            for row in rows {
-                let count = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
-                match row.get::<_, &str>(0) {
-                    "ip" => counts.0 = count,
-                    _ => counts.1 = count,
-                }
+        let (key, window) = (source_key(ip).to_string(), self.window_secs());
+        let rows = self
+            .with_client("read the shared login failures", async |client| {
+                client
+                    .query(
+                        "SELECT kind, count FROM login_failures
+                         WHERE ((kind = 'ip' AND key = $1) OR (kind = 'user' AND key = $2))
+                           AND last > now() - make_interval(secs => $3)",
+                        &[&key, &user, &window],
+                    )
+                    .await
+            })
+            .await
+            .unwrap_or_default();
+        let mut counts = (0, 0);
+        for row in rows {
+            let count = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
+            match row.get::<_, &str>(0) {
+                "ip" => counts.0 = count,
+                _ => counts.1 = count,
             }
-            anyhow::Ok(counts)
         }
-        .await;
-        result.unwrap_or_else(|err| {
-            tracing::warn!(%err, "cannot read the shared login failures");
-            (0, 0)
-        })
+        counts
     }
 
     /// Counts one more failure from `ip` for `user`; a count past the window starts again.
     pub async fn record_failure(&self, ip: IpAddr, user: &str) {
-        let result = async {
-            let client = self.pool.get().await?;
+        let (key, window) = (source_key(ip).to_string(), self.window_secs());
+        self.with_client("record a login failure in the database", async |client| {
             client
                 .execute(
                     "INSERT INTO login_failures (kind, key, count, last)
@@ -67,33 +78,25 @@ impl SharedFailures {
                          count = CASE WHEN login_failures.last > now() - make_interval(secs => $3)
                                       THEN login_failures.count + 1 ELSE 1 END,
                          last = now()",
-                    &[&source_key(ip).to_string(), &user, &self.window_secs()],
+                    &[&key, &user, &window],
                 )
-                .await?;
-            anyhow::Ok(())
-        }
+                .await
+        })
         .await;
-        if let Err(err) = result {
-            tracing::warn!(%err, "cannot record a login failure in the database");
-        }
     }
 
     /// A successful login clears the address's and the user name's failures.
     pub async fn record_success(&self, ip: IpAddr, user: &str) {
-        let result = async {
-            let client = self.pool.get().await?;
+        let key = source_key(ip).to_string();
+        self.with_client("clear login failures in the database", async |client| {
             client
                 .execute(
                     "DELETE FROM login_failures
                      WHERE (kind = 'ip' AND key = $1) OR (kind = 'user' AND key = $2)",
-                    &[&source_key(ip).to_string(), &user],
+                    &[&key, &user],
                 )
-                .await?;
-            anyhow::Ok(())
-        }
+                .await
+        })
         .await;
-        if let Err(err) = result {
-            tracing::warn!(%err, "cannot clear login failures in the database");
-        }
     }
 }

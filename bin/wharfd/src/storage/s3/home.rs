@@ -273,16 +273,14 @@ impl Home for S3Home {
         let key = partial_key(path);
         let (blob, present, discarded) = self.open_upload(&key, path, size, source, resume).await?;
         let len = present.iter().map(|(_, end)| end).max().unwrap_or(0);
-        let dest = PieceDestination::new(
-            self.ns.clone(),
-            self.blobs.clone(),
-            self.runtime.clone(),
-            key.clone(),
+        let blob = BlobSource {
+            blobs: self.blobs.clone(),
+            runtime: self.runtime.clone(),
             blob,
-            PIECE_SIZE,
+            piece_size: PIECE_SIZE,
             size,
-            present.clone(),
-        );
+        };
+        let dest = PieceDestination::new(self.ns.clone(), blob, key.clone(), present.clone());
         self.sweep().await;
         Ok(UploadTarget { key, dest: Arc::new(dest), present, len, replaced, discarded })
     }

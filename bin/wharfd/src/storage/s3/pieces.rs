@@ -36,12 +36,9 @@ fn other(err: impl std::fmt::Display) -> io::Error {
 /// An upload being received: the pieces not yet whole, and where whole ones go.
 pub struct PieceDestination {
     pub namespace: Namespace,
-    pub blobs: Blobs,
-    pub runtime: Handle,
+    /// The upload's blob, as it reads back once pieces are stored.
+    pub blob: BlobSource,
     pub key: String,
-    pub blob: String,
-    pub piece_size: u64,
-    pub size: u64,
     /// Pieces being filled, by index.
     filling: Mutex<HashMap<u64, Vec<u8>>>,
     /// Pieces stored and recorded: their ranges.
@@ -49,38 +46,30 @@ pub struct PieceDestination {
 }
 
 impl PieceDestination {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        namespace: Namespace,
-        blobs: Blobs,
-        runtime: Handle,
-        key: String,
-        blob: String,
-        piece_size: u64,
-        size: u64,
-        stored: Ranges,
-    ) -> PieceDestination {
+    /// The upload `key` into `blob`, whose `stored` ranges are in the store already.
+    pub fn new(namespace: Namespace, blob: BlobSource, key: String, stored: Ranges) -> Self {
         PieceDestination {
             namespace,
-            blobs,
-            runtime,
-            key,
             blob,
-            piece_size,
-            size,
+            key,
             filling: Mutex::default(),
             stored: Mutex::new(stored),
         }
     }
 
+    fn bounds(&self, index: u64) -> (u64, u64) {
+        piece_bounds(index, self.blob.piece_size, self.blob.size)
+    }
+
     /// Stores a whole piece and records it; from then on it counts as received.
     fn store(&self, index: u64, bytes: Vec<u8>) -> io::Result<()> {
         let len = bytes.len() as u64;
-        self.runtime.block_on(async {
-            self.blobs.put_piece(&self.blob, index, Bytes::from(bytes)).await.map_err(other)?;
+        let blob = &self.blob;
+        blob.runtime.block_on(async {
+            blob.blobs.put_piece(&blob.blob, index, Bytes::from(bytes)).await.map_err(other)?;
             self.namespace.record_piece(&self.key, index, len).await.map_err(other)
         })?;
-        let (start, end) = piece_bounds(index, self.piece_size, self.size);
+        let (start, end) = self.bounds(index);
         self.stored.lock().insert(start, end);
         Ok(())
     }
@@ -93,18 +82,19 @@ impl Destination for PieceDestination {
     }
 
     fn clear(&self) -> io::Result<()> {
-        let pieces = piece_count(self.size, self.piece_size);
-        self.runtime.block_on(async {
+        let blob = &self.blob;
+        let pieces = piece_count(blob.size, blob.piece_size);
+        blob.runtime.block_on(async {
             self.namespace.forget_pieces(&self.key).await.map_err(other)?;
-            self.blobs.delete(&self.blob, pieces).await.map_err(other)
+            blob.blobs.delete(&blob.blob, pieces).await.map_err(other)
         })?;
         *self.stored.lock() = Ranges::new();
         Ok(())
     }
 
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        let index = offset / self.piece_size;
-        let (start, end) = piece_bounds(index, self.piece_size, self.size);
+        let index = offset / self.blob.piece_size;
+        let (start, end) = self.bounds(index);
         let whole = {
             let mut filling = self.filling.lock();
             let piece = filling.entry(index).or_default();
@@ -123,24 +113,26 @@ impl Destination for PieceDestination {
         }
     }
 
+    /// Reads piece by piece: from the piece being filled while it is in memory, from the store
+    /// once it is whole.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let index = offset / self.piece_size;
-        let (start, _) = piece_bounds(index, self.piece_size, self.size);
-        if let Some(piece) = self.filling.lock().get(&index) {
-            let from = (offset - start) as usize;
-            if let Some(bytes) = piece.get(from..from + buf.len()) {
-                buf.copy_from_slice(bytes);
-                return Ok(());
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let index = at / self.blob.piece_size;
+            let (start, end) = self.bounds(index);
+            let want = (buf.len() - done).min(end.saturating_sub(at) as usize).max(1);
+            let part = &mut buf[done..done + want];
+            let from = (at - start) as usize;
+            let buffered = self.filling.lock().get(&index).and_then(|piece| {
+                piece.get(from..from + want).map(|bytes| part.copy_from_slice(bytes))
+            });
+            if buffered.is_none() {
+                self.blob.read_exact_at(part, at)?;
             }
+            done += want;
         }
-        let source = BlobSource {
-            blobs: self.blobs.clone(),
-            runtime: self.runtime.clone(),
-            blob: self.blob.clone(),
-            piece_size: self.piece_size,
-            size: self.size,
-        };
-        source.read_exact_at(buf, offset)
+        Ok(())
     }
 }
 
