@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/002_users.sql")),
     (3, include_str!("migrations/003_reservations.sql")),
     (4, include_str!("migrations/004_login_failures.sql")),
+    (5, include_str!("migrations/005_listing_order.sql")),
 ];
 
 /// The schema version this build uses.

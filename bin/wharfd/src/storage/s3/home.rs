@@ -30,6 +30,7 @@ pub(super) const FILE_MODE: i32 = 0o644;
 pub struct S3Home {
     pub ns: Namespace,
     pub blobs: Blobs,
+    pub sweeper: super::sweep::Sweeper,
     pub runtime: Handle,
 }
 
@@ -45,20 +46,56 @@ fn refuse_root(path: &RemotePath, what: &str) -> StorageResult<()> {
     Ok(())
 }
 
-/// Sends `items` as pages of at most [`LIST_PAGE_ENTRIES`].
-fn pages<T: Send + 'static>(items: Vec<T>) -> mpsc::Receiver<StorageResult<Vec<T>>> {
+/// Streams the rows `sql` selects, page by page, each page a query of its own that starts after
+/// the last path sent, so that no more than a page is ever held. `sql` selects the user's rows
+/// ($1) under `key` ($2) with paths after $3, `ORDER BY path LIMIT $4`; `convert` makes each
+/// row an item. Always sends at least one page, empty for an empty listing.
+fn paged<T: Send + 'static>(
+    ns: Namespace,
+    sql: String,
+    key: String,
+    convert: impl Fn(Stored) -> T + Send + 'static,
+) -> mpsc::Receiver<StorageResult<Vec<T>>> {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
-        let mut items = items.into_iter().peekable();
+        let (mut after, mut first) = (String::new(), true);
         loop {
-            let page: Vec<T> = items.by_ref().take(LIST_PAGE_ENTRIES).collect();
-            let last = items.peek().is_none();
-            if tx.send(Ok(page)).await.is_err() || last {
+            let page = match next_page(&ns, &sql, &key, &after).await {
+                Ok(page) => page,
+                Err(err) => {
+                    let _ = tx.send(Err(err)).await;
+                    break;
+                }
+            };
+            let full = page.len() == LIST_PAGE_ENTRIES;
+            if let Some(last) = page.last() {
+                after.clone_from(&last.path);
+            }
+            // A page that comes up empty after a full one ends the listing without being sent.
+            let send = first || !page.is_empty();
+            if send && tx.send(Ok(page.into_iter().map(&convert).collect())).await.is_err() {
                 break;
             }
+            if !full {
+                break;
+            }
+            first = false;
         }
     });
     rx
+}
+
+/// One page of [`paged`]'s query: the rows after `after`.
+async fn next_page(
+    ns: &Namespace,
+    sql: &str,
+    key: &str,
+    after: &str,
+) -> StorageResult<Vec<Stored>> {
+    let client = ns.client().await?;
+    let limit = LIST_PAGE_ENTRIES as i64;
+    let rows = client.query(sql, &[&ns.user, &key, &after, &limit]).await.map_err(db_error)?;
+    Ok(rows.iter().map(Stored::from_row).collect())
 }
 
 impl S3Home {
@@ -77,13 +114,6 @@ impl S3Home {
         .await
         .map_err(db_error)?;
         Ok(())
-    }
-
-    /// Deletes queued blobs from the store (any node may; each row goes once its objects do).
-    async fn sweep(&self) {
-        if let Err(err) = super::sweep_blobs(&self.ns.pool, &self.blobs).await {
-            tracing::warn!(%err, "cannot delete unreferenced blobs yet");
-        }
     }
 
     async fn insert_dir(&self, path: &RemotePath) -> StorageResult<bool> {
@@ -116,12 +146,11 @@ impl Home for S3Home {
 
     async fn list(&self, path: &RemotePath) -> StorageResult<Listing> {
         self.ns.require_dir(path).await?;
-        let client = self.ns.client().await?;
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND parent = $2 ORDER BY path"
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND parent = $2 \
+             AND path > $3 ORDER BY path LIMIT $4"
         );
-        let rows = client.query(&sql, &[&self.ns.user, &path.as_str()]).await.map_err(db_error)?;
-        Ok(pages(rows.iter().map(|row| Stored::from_row(row).entry()).collect()))
+        Ok(paged(self.ns.clone(), sql, path.as_str().to_owned(), |stored| stored.entry()))
     }
 
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> StorageResult<()> {
@@ -191,7 +220,7 @@ impl Home for S3Home {
             Self::forget_blob(&tx, blob.as_deref(), size).await?;
         }
         tx.commit().await.map_err(db_error)?;
-        self.sweep().await;
+        self.sweeper.request();
         Ok(freed)
     }
 
@@ -242,7 +271,7 @@ impl Home for S3Home {
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        self.sweep().await;
+        self.sweeper.request();
         Ok(replaced)
     }
 
@@ -281,7 +310,7 @@ impl Home for S3Home {
             size,
         };
         let dest = PieceDestination::new(self.ns.clone(), blob, key.clone(), present.clone());
-        self.sweep().await;
+        self.sweeper.request();
         Ok(UploadTarget { key, dest: Arc::new(dest), present, len, replaced, discarded })
     }
 
@@ -293,7 +322,7 @@ impl Home for S3Home {
         mtime: Option<i64>,
     ) -> StorageResult<u64> {
         let replaced = self.ns.timed(self.install(key, path, digest, mtime)).await?;
-        self.sweep().await;
+        self.sweeper.request();
         Ok(replaced)
     }
 
@@ -339,28 +368,19 @@ impl Home for S3Home {
 
     async fn tree(&self, path: &RemotePath) -> StorageResult<TreeListing> {
         self.ns.require_dir(path).await?;
-        let client = self.ns.client().await?;
         let below = if path.is_root() { "/".to_owned() } else { format!("{}/", path.as_str()) };
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND starts_with(path, $2)
-             ORDER BY path"
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND starts_with(path, $2) \
+             AND path > $3 ORDER BY path LIMIT $4"
         );
-        let rows = client.query(&sql, &[&self.ns.user, &below]).await.map_err(db_error)?;
-        let entries = rows
-            .iter()
-            .map(|row| {
-                let stored = Stored::from_row(row);
-                let kind = if stored.is_dir { EntryKind::Dir } else { EntryKind::File };
-                TreeEntry {
-                    path: stored.path[below.len()..].to_owned(),
-                    kind,
-                    size: stored.size,
-                    mtime: stored.mtime,
-                    version: stored.version.to_string(),
-                }
-            })
-            .collect();
-        Ok(pages(entries))
+        let skip = below.len();
+        Ok(paged(self.ns.clone(), sql, below, move |stored| TreeEntry {
+            path: stored.path[skip..].to_owned(),
+            kind: if stored.is_dir { EntryKind::Dir } else { EntryKind::File },
+            size: stored.size,
+            mtime: stored.mtime,
+            version: stored.version.to_string(),
+        }))
     }
 
     async fn digest(&self, path: &RemotePath) -> StorageResult<(Sha256Digest, String)> {
@@ -379,7 +399,7 @@ impl Home for S3Home {
         let tx = client.transaction().await.map_err(db_error)?;
         let freed = discard(&tx, &self.ns.user, key).await?;
         tx.commit().await.map_err(db_error)?;
-        self.sweep().await;
+        self.sweeper.request();
         Ok(freed)
     }
 

@@ -19,6 +19,7 @@ mod blobs;
 mod home;
 mod namespace;
 mod pieces;
+mod sweep;
 mod uploads;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::config::{DatabaseSettings, StorageSettings};
 use blobs::Blobs;
 use home::S3Home;
 use namespace::{Namespace, UPLOAD_HELD, db_error};
+use sweep::{Sweeper, sweep_blobs};
 
 /// Times a request to the store is retried (on a 5xx answer or a lost connection) before it fails.
 const STORE_RETRIES: usize = 4;
@@ -44,6 +46,7 @@ const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub struct S3Storage {
     pool: Pool,
     blobs: Blobs,
+    sweeper: Sweeper,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -104,7 +107,9 @@ impl S3Storage {
             .context("configuring the object store")?;
         let pool = crate::db::pool(database)?;
         crate::db::check_schema(&pool).await?;
-        Ok(S3Storage { pool, blobs: Blobs::new(Arc::new(store)) })
+        let blobs = Blobs::new(Arc::new(store));
+        let sweeper = Sweeper::new(pool.clone(), blobs.clone());
+        Ok(S3Storage { pool, blobs, sweeper })
     }
 
     fn namespace(&self, user: &str) -> Namespace {
@@ -116,7 +121,8 @@ impl S3Storage {
 impl Storage for S3Storage {
     async fn open_home(&self, user: &str) -> StorageResult<Arc<dyn Home>> {
         let runtime = tokio::runtime::Handle::current();
-        Ok(Arc::new(S3Home { ns: self.namespace(user), blobs: self.blobs.clone(), runtime }))
+        let (blobs, sweeper) = (self.blobs.clone(), self.sweeper.clone());
+        Ok(Arc::new(S3Home { ns: self.namespace(user), blobs, sweeper, runtime }))
     }
 
     async fn create_home(&self, _user: &str) -> StorageResult<()> {
@@ -140,6 +146,7 @@ impl Storage for S3Storage {
         tx.execute("DELETE FROM entries WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
         tx.execute("DELETE FROM uploads WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
+        drop(client);
         sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)
     }
 
@@ -162,20 +169,8 @@ impl Storage for S3Storage {
             freed.push((user, held));
         }
         tx.commit().await.map_err(db_error)?;
+        drop(client);
         sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)?;
         Ok(freed)
     }
-}
-
-/// Deletes from the store the blobs no row references any more, a batch at a time; each row goes
-/// once its objects are gone, so a node that dies midway leaves the rest to the next sweep.
-pub async fn sweep_blobs(pool: &Pool, blobs: &Blobs) -> anyhow::Result<()> {
-    let client = pool.get().await?;
-    let rows = client.query("SELECT blob, pieces FROM blob_gc LIMIT 100", &[]).await?;
-    for row in rows {
-        let (blob, pieces): (String, i64) = (row.get(0), row.get(1));
-        blobs.delete(&blob, u64::try_from(pieces).unwrap_or(0)).await?;
-        client.execute("DELETE FROM blob_gc WHERE blob = $1", &[&blob]).await?;
-    }
-    Ok(())
 }

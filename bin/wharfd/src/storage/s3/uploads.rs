@@ -63,6 +63,9 @@ impl S3Home {
         if resume && same {
             let blob: String = existing.as_ref().map(|row| row.get(3)).unwrap_or_default();
             tx.commit().await.map_err(db_error)?;
+            // Back to the pool first: holding one connection while waiting for another is how a
+            // busy node deadlocks its pool.
+            drop(client);
             let present = self.ns.stored_pieces(key, PIECE_SIZE, size).await?;
             return Ok((blob, present, 0));
         }
