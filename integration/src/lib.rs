@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod engines;
 pub mod fuzzing;
 pub mod garage;
 pub mod postgres;

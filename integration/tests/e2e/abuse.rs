@@ -36,7 +36,7 @@ async fn two_hundred_wrong_logins_do_not_starve_a_download_or_lock_out_the_real_
     let server = Arc::new(TestServer::configured(config, &[("ann", "right"), ("bob", "bobpw")]));
     let data = content(SIZE, 51);
     let digest = Sha256Digest::of(&data);
-    std::fs::write(server.home("bob").join("big.bin"), &data).expect("server file");
+    server.place("bob", "big.bin", &data);
     let local = tempfile::tempdir().expect("local");
     let dest = local.path().join("big.bin");
     let bob =

@@ -42,7 +42,7 @@ async fn deleting_a_user_or_changing_their_password_ends_their_sessions() {
 fn a_re_added_name_does_not_silently_inherit_the_old_home() {
     let mut server = TestServer::new("");
     server.add_user("ann", "pw", "1MiB");
-    std::fs::write(server.home("ann").join("diary.txt"), b"old secrets").expect("file");
+    server.place("ann", "diary.txt", b"old secrets");
     assert!(server.wharfd(&["user", "del", "ann"], None).status.success());
 
     let again = server.wharfd(&["user", "add", "ann", "--password-stdin"], Some("pw2\n"));
@@ -54,7 +54,7 @@ fn a_re_added_name_does_not_silently_inherit_the_old_home() {
     let reused =
         server.wharfd(&["user", "add", "ann", "--reuse-home", "--password-stdin"], Some("pw2\n"));
     assert!(reused.status.success(), "{}", text(&reused.stderr));
-    assert_eq!(std::fs::read(server.home("ann").join("diary.txt")).expect("kept"), b"old secrets");
+    assert_eq!(server.stored("ann", "diary.txt").expect("kept"), b"old secrets");
 
     // `del --purge` leaves nothing to inherit.
     assert!(server.wharfd(&["user", "del", "ann", "--purge"], None).status.success());
@@ -66,7 +66,7 @@ fn a_re_added_name_does_not_silently_inherit_the_old_home() {
 fn demo_is_not_created_on_top_of_an_old_demo_home() {
     let server = TestServer::new("");
     std::fs::create_dir_all(server.home("demo")).expect("old home");
-    std::fs::write(server.home("demo").join("left.txt"), b"x").expect("old file");
+    server.place("demo", "left.txt", b"x");
     let out = serve_briefly(&server);
     assert!(out.contains("demo was not created"), "{out}");
     assert!(!server.root().join("var/users/demo.toml").exists());

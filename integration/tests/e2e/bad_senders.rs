@@ -63,7 +63,7 @@ async fn lying_senders_fail_alone_and_install_nothing() {
         lying_upload(&mut raw, 6, "wrong", (10_000, (0, 10_000)), &data, wrong_digest).await;
     assert_eq!(error_code(&wrong), ErrorCode::ChecksumMismatch, "{wrong:?}");
     for name in ["short", "long", "past", "off", "wrong"] {
-        assert!(!server.home("ann").join(name).exists(), "{name} must not be installed");
+        assert!(!server.exists("ann", name), "{name} must not be installed");
     }
     let quota = raw.quota(7).await;
     assert_eq!(quota.reserved, 0, "failed uploads hold no reservation: {quota:?}");
@@ -71,7 +71,7 @@ async fn lying_senders_fail_alone_and_install_nothing() {
     // The same connection still works, and an honest upload succeeds.
     let honest = lying_upload(&mut raw, 8, "honest", (10_000, (0, 10_000)), &data, digest).await;
     assert!(matches!(honest, Reply::Done { size: 10_000, .. }), "{honest:?}");
-    assert_eq!(std::fs::read(server.home("ann").join("honest")).expect("stored"), data);
+    assert_eq!(server.stored("ann", "honest").expect("stored"), data);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +102,7 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
     }
     bob.send(2, Command::Quota).await;
     assert!(matches!(bob.reply().await.reply, Reply::Quota { .. }), "bob's session carries on");
-    assert!(!server.home("bob").join("mine").exists() && !server.home("ann").join("mine").exists());
+    assert!(!server.exists("bob", "mine") && !server.exists("ann", "mine"));
 
     // Ann's upload is untouched by all this and completes.
     let mut lane = ann.open_transfer(transfer).await;

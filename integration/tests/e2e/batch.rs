@@ -41,8 +41,8 @@ fn commands_run_in_order_and_the_first_failure_stops_the_batch() {
     assert_eq!(out.status.code(), Some(1), "a failed command exits 1");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cd nowhere") && stderr.contains("no such file"), "{stderr}");
-    assert!(server.home("ann").join("x").is_dir());
-    assert!(!server.home("ann").join("y").exists(), "nothing runs after the failure");
+    assert!(server.exists("ann", "x"));
+    assert!(!server.exists("ann", "y"), "nothing runs after the failure");
 
     let out = run(&server, Some("pw"), &["-c", "mkdir z; frobnicate", &to], None);
     assert_eq!(out.status.code(), Some(2), "a command that does not parse is a usage error");
@@ -124,13 +124,13 @@ fn one_shot_get_and_put_with_urls() {
     let work = tempfile::tempdir().expect("work");
     std::fs::write(work.path().join("a.txt"), b"alpha").expect("file");
     std::fs::write(work.path().join("b.txt"), b"beta").expect("file");
-    std::fs::create_dir(server.home("ann").join("inbox")).expect("remote dir");
+    server.make_dir("ann", "inbox");
     let url = |path: &str| format!("wharf://ann@127.0.0.1:{}{path}", server.addr().port());
     let a = work.path().join("a.txt").display().to_string();
     let b = work.path().join("b.txt").display().to_string();
     let out = run(&server, Some("pw"), &["put", &a, &b, &url("/inbox")], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(server.home("ann").join("inbox/b.txt")).expect("uploaded"), b"beta");
+    assert_eq!(server.stored("ann", "inbox/b.txt").expect("uploaded"), b"beta");
 
     let down = work.path().join("down");
     std::fs::create_dir(&down).expect("down");

@@ -53,7 +53,7 @@ async fn a_lane_that_arrives_before_its_request_waits_for_it() {
     );
     let done = raw.reply().await;
     assert!(matches!(done, Response { id: 2, reply: Reply::Done { size: 3, .. } }), "{done:?}");
-    assert_eq!(std::fs::read(server.home("ann").join("early")).expect("installed"), b"abc");
+    assert_eq!(server.stored("ann", "early").expect("installed"), b"abc");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,8 +77,8 @@ async fn a_reused_number_is_refused_and_a_stale_lane_is_stopped() {
     let mut stale = raw.open_eager(4).await;
     write_segment(&mut stale, (0, 3), b"xyz").await.expect("segment");
     assert_eq!(stop_code(&mut stale).await, Some(1), "the stale lane is stopped");
-    assert!(!server.home("ann").join("again").exists());
-    assert!(!server.home("ann").join("lower").exists());
+    assert!(!server.exists("ann", "again"));
+    assert!(!server.exists("ann", "lower"));
     assert_eq!(raw.quota(6).await.used, 3, "only the first upload counts");
 }
 
@@ -101,7 +101,7 @@ async fn an_upload_refused_for_quota_stops_its_lane_and_leaves_nothing() {
         "the refused upload's lane is stopped\n{}",
         server.log()
     );
-    assert!(!server.home("ann").join("big").exists());
+    assert!(!server.exists("ann", "big"));
     let quota = raw.quota(3).await;
     assert_eq!((quota.used, quota.reserved), (0, 0), "nothing is charged: {quota:?}");
 }
@@ -116,7 +116,7 @@ async fn an_eager_upload_past_the_size_limit_is_refused_and_the_session_goes_on(
     assert_eq!(error_code(&refused.reply), ErrorCode::BadRequest, "{refused:?}");
     let _ = write_segment(&mut lane, (0, 3), b"abc").await;
     assert_eq!(stop_code(&mut lane).await, Some(1));
-    assert!(!server.home("ann").join("large").exists());
+    assert!(!server.exists("ann", "large"));
     assert_eq!(raw.quota(3).await.used, 0);
 }
 
@@ -124,7 +124,7 @@ async fn an_eager_upload_past_the_size_limit_is_refused_and_the_session_goes_on(
 async fn an_eager_lane_whose_bytes_do_not_match_its_digest_installs_nothing() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let mut raw = RawClient::login(&server, "ann", "pw").await;
-    std::fs::write(server.home("ann").join("kept"), b"old").expect("existing file");
+    server.place("ann", "kept", b"old");
     raw.send(2, eager_put("/kept", 3, 1)).await;
     let mut lane = raw.open_eager(1).await;
     // Corrupted on the way: the bytes are not the ones the sender hashed.
@@ -132,7 +132,7 @@ async fn an_eager_lane_whose_bytes_do_not_match_its_digest_installs_nothing() {
     assert!(matches!(raw.reply().await.reply, Reply::Transfer { .. }));
     let failed = raw.reply().await;
     assert_eq!(error_code(&failed.reply), ErrorCode::ChecksumMismatch, "{failed:?}");
-    assert_eq!(std::fs::read(server.home("ann").join("kept")).expect("kept"), b"old");
+    assert_eq!(server.stored("ann", "kept").expect("kept"), b"old");
     let quota = raw.quota(3).await;
     assert_eq!(quota.reserved, 0, "the reservation is given back: {quota:?}");
 }

@@ -21,7 +21,7 @@ use wharfd::server::Server;
 use wharfd::storage::layer::{HomeLayer, Layered};
 use wharfd::storage::{Home, StorageError, StorageResult, UploadTarget};
 
-use crate::util::{content, p, server_partial_bytes};
+use crate::util::{content, p};
 
 const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
 const HEALTHY: u8 = 0;
@@ -115,7 +115,7 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     assert!(message.contains("no space left"), "{message}");
     assert!(!home.join("f.bin").exists());
     let quota = session.quota().await.expect("quota");
-    assert_eq!((quota.used, quota.reserved), (server_partial_bytes(server.root(), "ann"), 0));
+    assert_eq!((quota.used, quota.reserved), (server.partial_bytes("ann"), 0));
 
     // The fsync at commit fails: the upload fails and nothing is installed; what the partial
     // holds is what the quota counts.
@@ -124,7 +124,7 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     assert_eq!(code, ErrorCode::Io, "{message}");
     assert!(!home.join("f.bin").exists());
     let quota = session.quota().await.expect("quota");
-    assert_eq!((quota.used, quota.reserved), (server_partial_bytes(server.root(), "ann"), 0));
+    assert_eq!((quota.used, quota.reserved), (server.partial_bytes("ann"), 0));
 
     // Healthy again: the same upload goes through, and the quota matches the disk exactly.
     fault.store(HEALTHY, Ordering::Relaxed);
@@ -132,5 +132,5 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     assert_eq!(std::fs::read(home.join("f.bin")).expect("stored"), data);
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (data.len() as u64, 0));
-    assert_eq!(server_partial_bytes(server.root(), "ann"), 0);
+    assert_eq!(server.partial_bytes("ann"), 0);
 }

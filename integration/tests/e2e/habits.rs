@@ -79,7 +79,7 @@ fn one_source_may_name_the_destination_and_several_need_a_directory() {
     std::fs::write(work.path().join("b.txt"), b"beta").expect("file");
 
     ok(&batch(&server, work.path(), "put a.txt renamed.txt; get renamed.txt back.txt"));
-    assert_eq!(std::fs::read(server.home("ann").join("renamed.txt")).expect("put as"), b"alpha");
+    assert_eq!(server.stored("ann", "renamed.txt").expect("put as"), b"alpha");
     assert_eq!(std::fs::read(work.path().join("back.txt")).expect("get as"), b"alpha");
 
     let out = batch(&server, work.path(), "put a.txt b.txt nowhere");
@@ -207,8 +207,7 @@ fn messages_are_written_for_people() {
 fn a_closed_pipe_ends_the_client_quietly() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     for i in 0..3000 {
-        std::fs::write(server.home("ann").join(format!("file-with-a-long-name-{i:05}")), b"")
-            .expect("file");
+        server.place("ann", &format!("file-with-a-long-name-{i:05}"), b"");
     }
     let home = tempfile::tempdir().expect("home");
     let cert = server.cert().display().to_string();

@@ -12,7 +12,7 @@ use wharf_integration::client::login;
 use wharf_integration::raw::{RawClient, error_code, write_segment};
 use wharf_integration::server::TestServer;
 
-use crate::util::{content, p, server_partial_bytes};
+use crate::util::{content, p};
 
 /// The bystander still gets answers, promptly.
 async fn bystander_unaffected(bystander: &Session) {
@@ -127,7 +127,7 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
     lane.reset(quinn::VarInt::from_u32(7)).expect("reset");
     let failed = raw.reply().await;
     assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
-    assert!(!server.home("ann").join("reset").exists());
+    assert!(!server.exists("ann", "reset"));
     assert_eq!(raw.quota(3).await.reserved, 0, "the reservation is given back");
     bystander_unaffected(&bystander).await;
 }
@@ -168,7 +168,7 @@ async fn a_receiver_that_never_reads_is_given_up_on() {
         "[transfer]\nstall_timeout_secs = 2\n",
         &[("ann", "pw"), ("bob", "pw2")],
     );
-    std::fs::write(server.home("ann").join("big"), content(64 << 20, 32)).expect("server file");
+    server.place("ann", "big", &content(64 << 20, 32));
     let bystander = login(&server, "bob", "pw2").await;
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     raw.send(2, Command::Get { path: "/big".into(), have: Ranges::new(), version: None }).await;
@@ -210,8 +210,11 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
     // ... and nothing more, without closing anything.
     let failed = raw.reply().await;
     assert_eq!(error_code(&failed.reply), ErrorCode::TransferFailed, "{failed:?}");
-    assert!(!server.home("ann").join("slow").exists());
-    assert!(server_partial_bytes(server.root(), "ann") > 0, "the partial is kept for a resume");
+    assert!(!server.exists("ann", "slow"));
+    // The s3 backend keeps whole pieces only, and this one never became whole.
+    if server.is_local() {
+        assert!(server.partial_bytes("ann") > 0, "the partial is kept for a resume");
+    }
     bystander_unaffected(&bystander).await;
     drop(lane);
 }
@@ -219,7 +222,7 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_request_gets_exactly_one_final_reply() {
     let server = TestServer::with_users(&[("ann", "pw")]);
-    std::fs::write(server.home("ann").join("big.bin"), content(32 << 20, 41)).expect("file");
+    server.place("ann", "big.bin", &content(32 << 20, 41));
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     // A download whose lanes nobody reads: it stays in flight until cancelled.
     raw.send(5, Command::Get { path: "/big.bin".into(), have: Ranges::new(), version: None }).await;

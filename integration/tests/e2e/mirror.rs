@@ -37,54 +37,58 @@ fn summary(stdout: &str) -> (usize, usize, usize) {
     (sent, unchanged.expect("unchanged"), deleted.expect("deleted"))
 }
 
-fn same_tree(a: &Path, b: &Path) {
-    let mut pending = vec![(a.to_owned(), b.to_owned())];
-    while let Some((left, right)) = pending.pop() {
-        for entry in std::fs::read_dir(&left).expect("read") {
+/// Every file beneath `local` is on the server beneath `remote` (in ann's home), with the same
+/// content, and the server has as many files there.
+fn same_as_server(server: &TestServer, remote: &str, local: &Path) {
+    let mut pending = vec![(local.to_owned(), remote.to_owned())];
+    let mut files = 0;
+    while let Some((here, there)) = pending.pop() {
+        for entry in std::fs::read_dir(&here).expect("read") {
             let entry = entry.expect("entry");
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(".wharf-mirror") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".wharf-mirror") {
                 continue;
             }
-            let other = right.join(&name);
+            let other = format!("{there}/{name}");
             if entry.file_type().expect("type").is_dir() {
                 pending.push((entry.path(), other));
             } else {
-                let here = std::fs::read(entry.path()).expect("file");
-                assert_eq!(here, std::fs::read(&other).unwrap_or_default(), "{}", other.display());
+                let content = std::fs::read(entry.path()).expect("file");
+                assert!(server.stored("ann", &other) == Some(content), "{other} differs");
+                files += 1;
             }
         }
     }
+    assert_eq!(server.files_beneath("ann", remote), files, "files on the server beneath {remote}");
 }
 
 #[test]
 fn both_directions_send_only_what_differs_and_delete_on_request() {
     let server = TestServer::with_users(&[("ann", "pw")]);
-    let home = server.home("ann");
-    std::fs::create_dir_all(home.join("docs/deep dir/ünï")).expect("dirs");
-    std::fs::write(home.join("docs/a file.txt"), b"alpha").expect("file");
-    std::fs::write(home.join("docs/deep dir/ünï/b.bin"), content(300_000, 1)).expect("file");
-    std::fs::write(home.join("docs/gone.txt"), b"soon deleted").expect("file");
+    server.place("ann", "docs/a file.txt", b"alpha");
+    server.place("ann", "docs/deep dir/ünï/b.bin", &content(300_000, 1));
+    server.place("ann", "docs/gone.txt", b"soon deleted");
     let work = tempfile::tempdir().expect("work");
 
     let first = ok(&run(&server, work.path(), "mirror docs copy"));
     assert_eq!(summary(&first), (3, 0, 0), "{first}");
-    same_tree(&home.join("docs"), &work.path().join("copy"));
+    same_as_server(&server, "docs", &work.path().join("copy"));
 
     let again = ok(&run(&server, work.path(), "mirror docs copy"));
     assert_eq!(summary(&again), (0, 3, 0), "nothing changed, nothing sent: {again}");
 
-    // Changed in place: same size, and the modification time put back.
-    let changed = home.join("docs/a file.txt");
-    let before = std::fs::metadata(&changed).expect("meta").modified().expect("mtime");
-    std::fs::write(&changed, b"ALPHA").expect("rewrite");
-    std::fs::File::options()
-        .write(true)
-        .open(&changed)
-        .expect("open")
-        .set_modified(before)
-        .expect("time");
-    std::fs::remove_file(home.join("docs/gone.txt")).expect("rm");
+    // Changed in place: same size, and (on the local backend, where the test can reach behind
+    // the server's back) the modification time put back.
+    if server.is_local() {
+        let changed = server.home("ann").join("docs/a file.txt");
+        let before = std::fs::metadata(&changed).expect("meta").modified().expect("mtime");
+        std::fs::write(&changed, b"ALPHA").expect("rewrite");
+        let file = std::fs::File::options().write(true).open(&changed).expect("open");
+        file.set_modified(before).expect("time");
+    } else {
+        server.place("ann", "docs/a file.txt", b"ALPHA");
+    }
+    server.remove_file("ann", "docs/gone.txt");
 
     let dry = ok(&run(&server, work.path(), "mirror --delete --dry-run docs copy"));
     assert!(dry.contains("changed  a file.txt") && dry.contains("delete   gone.txt"), "{dry}");
@@ -96,18 +100,15 @@ fn both_directions_send_only_what_differs_and_delete_on_request() {
     let deleted = ok(&run(&server, work.path(), "mirror --delete docs copy"));
     assert_eq!(summary(&deleted), (0, 2, 1), "{deleted}");
     assert!(!work.path().join("copy/gone.txt").exists());
-    same_tree(&home.join("docs"), &work.path().join("copy"));
+    same_as_server(&server, "docs", &work.path().join("copy"));
 
     // The other way: a local change goes up, and a file only the server has goes away.
     std::fs::write(work.path().join("copy/new here.txt"), b"from the laptop").expect("file");
-    std::fs::write(home.join("docs/server only.txt"), b"x").expect("file");
+    server.place("ann", "docs/server only.txt", b"x");
     let up = ok(&run(&server, work.path(), "mirror -R --delete docs copy"));
     assert_eq!(summary(&up), (1, 2, 1), "{up}");
-    assert_eq!(
-        std::fs::read(home.join("docs/new here.txt")).expect("uploaded"),
-        b"from the laptop"
-    );
-    assert!(!home.join("docs/server only.txt").exists());
+    assert_eq!(server.stored("ann", "docs/new here.txt").expect("uploaded"), b"from the laptop");
+    assert!(!server.exists("ann", "docs/server only.txt"));
 }
 
 #[test]
@@ -122,22 +123,22 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
     }
     let first = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&first), (1000, 0, 0));
-    same_tree(&local, &server.home("ann").join("up"));
+    same_as_server(&server, "up", &local);
     for i in (0..1000).step_by(100) {
         let path = local.join(format!("d{}/e{}/f{i}.txt", i % 10, i % 7));
         std::fs::write(path, format!("changed {i}")).expect("change");
     }
     let second = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&second), (10, 990, 0), "{second}");
-    same_tree(&local, &server.home("ann").join("up"));
+    same_as_server(&server, "up", &local);
 }
 
 #[test]
 fn an_interrupted_mirror_resumes() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let data = content(96 << 20, 2);
-    std::fs::create_dir(server.home("ann").join("big")).expect("dir");
-    std::fs::write(server.home("ann").join("big/movie.bin"), &data).expect("file");
+    server.make_dir("ann", "big");
+    server.place("ann", "big/movie.bin", &data);
     let work = tempfile::tempdir().expect("work");
     let cert = server.cert().display().to_string();
     let url = format!("wharf://ann@127.0.0.1:{}/big", server.addr().port());

@@ -8,7 +8,7 @@ use wharf_common::proto::ErrorCode;
 use wharf_integration::client::login;
 use wharf_integration::server::TestServer;
 
-use crate::util::{Direction, content, interrupt, p, server_partial_bytes};
+use crate::util::{Direction, content, interrupt, p};
 
 const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
 const MIB: usize = 1 << 20;
@@ -42,8 +42,8 @@ async fn exactly_at_the_limit_fits_and_one_byte_more_does_not() {
 
     let more = session.put(&one, &p("/more"), true, NO_PROGRESS).await;
     assert!(over_quota(more), "one byte over is refused");
-    assert!(!server.home("ann").join("more").exists());
-    assert_eq!(server_partial_bytes(server.root(), "ann"), 0, "refused before any byte moved");
+    assert!(!server.exists("ann", "more"));
+    assert_eq!(server.partial_bytes("ann"), 0, "refused before any byte moved");
 
     // Replacing a file needs only the difference; deleting gives the space back.
     std::fs::write(&exact, content(4 * MIB - 1, 2)).expect("new version");
@@ -79,10 +79,7 @@ async fn parallel_uploads_never_exceed_the_quota_together() {
         }
     }
     assert_eq!(stored, 3, "3 × 3 MiB fit in 10 MiB, a fourth does not");
-    let on_disk: u64 = std::fs::read_dir(server.home("ann"))
-        .expect("home")
-        .map(|e| e.expect("entry").metadata().expect("metadata").len())
-        .sum();
+    let on_disk = server.stored_bytes("ann");
     let session = login(&server, "ann", "pw").await;
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (on_disk, 0));
@@ -100,7 +97,8 @@ async fn partial_uploads_count_and_expire_with_the_space_given_back() {
     let session = login(&server, "ann", "pw").await;
     interrupt(
         &session,
-        Direction::Put { local: &source, remote: &p("/big"), root: server.root(), user: "ann" },
+        &server,
+        Direction::Put { local: &source, remote: &p("/big"), user: "ann" },
         21 * MIB as u64,
     )
     .await;
@@ -108,25 +106,16 @@ async fn partial_uploads_count_and_expire_with_the_space_given_back() {
     let small = local.path().join("small");
     std::fs::write(&small, b"x").expect("file");
     session.put(&small, &p("/small"), true, NO_PROGRESS).await.expect("small put");
-    let partial = server_partial_bytes(server.root(), "ann");
+    let partial = server.partial_bytes("ann");
     assert!(partial > 0);
     session.close().await;
 
     // Restarted after the partial is older than its time to live: it is swept and uncounted.
     server.stop();
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    for entry in std::fs::read_dir(server.root().join("var/partials/ann")).expect("partials") {
-        let path = entry.expect("entry").path();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .expect("open")
-            .set_modified(old)
-            .expect("age it");
-    }
+    server.age_partials("ann", std::time::Duration::from_secs(3600));
     server.start();
     let session = login(&server, "ann", "pw").await;
-    assert_eq!(server_partial_bytes(server.root(), "ann"), 0, "expired partials are removed");
+    assert_eq!(server.partial_bytes("ann"), 0, "expired partials are removed");
     assert_eq!(session.quota().await.expect("quota").used, 1, "and no longer counted");
     session.close().await;
 }

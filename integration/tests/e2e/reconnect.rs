@@ -85,13 +85,12 @@ async fn an_upload_reconnects_and_resumes_after_a_server_crash() {
     std::fs::write(&source, &data).expect("source");
     let session = quick_to_notice(&server).await;
     let remote = p("/up.bin");
-    let root = server.root().to_path_buf();
-    let direction = Direction::Put { local: &source, remote: &remote, root: &root, user: "ann" };
+    let direction = Direction::Put { local: &source, remote: &remote, user: "ann" };
     let (result, reconnects) = through_a_server_crash(&mut server, &session, direction, true).await;
     let outcome = result.expect("the upload rides out the crash");
     assert!((1..=RECONNECT_ATTEMPTS).contains(&reconnects), "{reconnects} reconnections");
     assert_eq!(outcome.sha256, Sha256Digest::of(&data));
-    assert_eq!(std::fs::read(server.home("ann").join("up.bin")).expect("stored"), data);
+    assert_eq!(server.stored("ann", "up.bin").expect("stored"), data);
     assert_eq!(session.quota().await.expect("quota").used, SIZE as u64, "usage matches the disk");
 }
 
@@ -99,7 +98,7 @@ async fn an_upload_reconnects_and_resumes_after_a_server_crash() {
 async fn a_download_reconnects_and_resumes_after_a_server_crash() {
     let mut server = TestServer::segmented(3, &[("ann", "pw")]);
     let data = content(SIZE, 22);
-    std::fs::write(server.home("ann").join("down.bin"), &data).expect("server file");
+    server.place("ann", "down.bin", &data);
     let local = tempfile::tempdir().expect("local");
     let dest = local.path().join("down.bin");
     let session = quick_to_notice(&server).await;
@@ -116,7 +115,7 @@ async fn a_download_reconnects_and_resumes_after_a_server_crash() {
 async fn reconnecting_gives_up_when_the_server_stays_away() {
     let mut server = TestServer::with_users(&[("ann", "pw")]);
     let data = content(SIZE, 23);
-    std::fs::write(server.home("ann").join("gone.bin"), &data).expect("server file");
+    server.place("ann", "gone.bin", &data);
     let local = tempfile::tempdir().expect("local");
     let dest = local.path().join("gone.bin");
     let session = quick_to_notice(&server).await;

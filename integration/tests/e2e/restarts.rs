@@ -12,7 +12,7 @@ use wharf::reconnect::with_reconnects;
 use wharf_integration::client::{login, spawn_wharf, text};
 use wharf_integration::server::TestServer;
 
-use crate::util::{content, p, server_partial_bytes};
+use crate::util::{content, p};
 
 /// Waits for `child` to exit; `None` if it is still running after `limit`.
 fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -29,7 +29,7 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 /// Waits until the server holds some bytes of an upload by `user` in its partials.
 fn upload_under_way(server: &TestServer, user: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server_partial_bytes(server.root(), user) == 0 {
+    while server.partial_bytes(user) == 0 {
         assert!(Instant::now() < deadline, "no upload started:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -73,8 +73,8 @@ fn a_multi_file_put_rides_out_a_graceful_restart() {
     };
     let out = client.wait_with_output().expect("output");
     assert!(status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(std::fs::read(server.home("ann").join("big1")).expect("big1"), one);
-    assert_eq!(std::fs::read(server.home("ann").join("big2")).expect("big2"), two);
+    assert_eq!(server.stored("ann", "big1").expect("big1"), one);
+    assert_eq!(server.stored("ann", "big2").expect("big2"), two);
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn an_upload_whose_client_was_killed_is_taken_over_at_once_by_the_next() {
     upload_under_way(&server, "ann");
     kill_hard(&mut first);
     assert!(
-        !server.home("ann").join("big.bin").exists(),
+        !server.exists("ann", "big.bin"),
         "the first upload must still have been running when its client died"
     );
 
@@ -102,7 +102,7 @@ fn an_upload_whose_client_was_killed_is_taken_over_at_once_by_the_next() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("resumed at"), "it resumes rather than starting over: {stdout}");
-    assert_eq!(std::fs::read(server.home("ann").join("big.bin")).expect("stored"), data);
+    assert_eq!(server.stored("ann", "big.bin").expect("stored"), data);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,7 +112,7 @@ async fn a_restarted_server_resets_old_connections_at_once() {
     let mut server = TestServer::segmented(2, &[("ann", "pw")]);
     let size = 96usize << 20;
     let data = content(size, 34);
-    std::fs::write(server.home("ann").join("down.bin"), &data).expect("server file");
+    server.place("ann", "down.bin", &data);
     let local = tempfile::tempdir().expect("local");
     let dest = local.path().join("down.bin");
     let session = login(&server, "ann", "pw").await;

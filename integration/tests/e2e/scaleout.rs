@@ -7,64 +7,12 @@ use std::time::{Duration, Instant};
 
 use wharf_common::hash::Sha256Digest;
 use wharf_integration::client::login;
-use wharf_integration::garage::Garage;
-use wharf_integration::postgres::Postgres;
+use wharf_integration::engines::Engines;
 use wharf_integration::server::TestServer;
 
 use crate::util::{content, p};
 
 const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
-
-/// A Garage and a PostgreSQL for one test, or why there cannot be.
-struct Engines {
-    garage: Garage,
-    postgres: Postgres,
-}
-
-impl Engines {
-    fn start(test: &str) -> Option<Engines> {
-        let missing = wharf_integration::garage::unavailable()
-            .or_else(wharf_integration::postgres::unavailable);
-        if let Some(why) = missing {
-            // CI provides both, and says so: there a missing engine is a failure, not a skip.
-            assert!(std::env::var_os("WHARF_REQUIRE_ENGINES").is_none(), "{test}: {why}");
-            eprintln!("skipping {test}: {why}");
-            return None;
-        }
-        let garage = Garage::start().expect("garage");
-        let postgres = Postgres::start().expect("postgres");
-        Some(Engines { garage, postgres })
-    }
-
-    /// A node's root, configured for these engines; `extra` is more TOML.
-    fn root(&self, extra: &str) -> TestServer {
-        let server = TestServer::new("");
-        let config = format!(
-            "{}\n[database]\nurl = \"{}\"\npool_size = 4\n{extra}",
-            self.garage.storage_config(server.root()),
-            self.postgres.url()
-        );
-        std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("config");
-        server
-    }
-
-    /// A started node, the schema migrated, with `users` added (password `pw`) to the users all
-    /// nodes share.
-    fn node(&self, extra: &str, users: &[&str]) -> TestServer {
-        self.node_with_quota(extra, users, "1GiB")
-    }
-
-    fn node_with_quota(&self, extra: &str, users: &[&str], quota: &str) -> TestServer {
-        let mut server = self.root(extra);
-        let out = server.wharfd(&["migrate"], None);
-        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
-        for user in users {
-            server.add_user(user, "pw", quota);
-        }
-        server.start();
-        server
-    }
-}
 
 #[test]
 fn a_node_refuses_a_database_without_its_schema_and_migrate_is_idempotent() {

@@ -80,7 +80,7 @@ fn user_commands_manage_records_homes_and_quotas() {
     assert!(!record.contains("pw-ann"), "the password itself must never be stored");
     assert!(server.home("ann").is_dir());
 
-    std::fs::write(server.home("ann").join("f"), vec![0u8; 3000]).expect("file");
+    server.place("ann", "f", &vec![0u8; 3000]);
     let list = text(&server.wharfd(&["user", "list"], None).stdout);
     let ann_line = list.lines().find(|l| l.starts_with("ann ")).expect("ann listed");
     assert!(ann_line.contains("5.0 MiB") && ann_line.contains("2.9 KiB"), "{list}");

@@ -142,7 +142,7 @@ fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
     let screen = sh.screen();
     assert!(moved_mib(&screen) == 0.0, "no bar is left on the screen:\n{screen}");
     assert!(!screen.contains("^C"), "the interrupt is not echoed among the bars:\n{screen}");
-    assert!(!server.home("ann").join("big.bin").exists(), "nothing installed");
+    assert!(!server.exists("ann", "big.bin"), "nothing installed");
 
     // The rerun resumes from what the server kept (and waits for it to let go of the partial).
     sh.send("put big.bin\r");
@@ -249,7 +249,7 @@ fn the_shell_reconnects_after_the_server_restarts() {
 #[test]
 fn tab_completes_the_local_destination_of_get() {
     let server = TestServer::with_users(&[("ann", "pw")]);
-    std::fs::write(server.home("ann").join("remote.txt"), b"r").expect("remote file");
+    server.place("ann", "remote.txt", b"r");
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("work");
     std::fs::create_dir(work.path().join("downloads-here")).expect("local dir");

@@ -31,11 +31,7 @@ async fn every_size_and_name_round_trips_verified() {
         let remote = p(&format!("/{name}"));
         let up = session.put(&source, &remote, true, NO_PROGRESS).await.expect("put");
         assert_eq!((up.size, up.sha256), (*size as u64, Sha256Digest::of(&data)), "{name}");
-        assert_eq!(
-            std::fs::read(server.home("ann").join(name)).expect("stored"),
-            data,
-            "{name} stored"
-        );
+        assert_eq!(server.stored("ann", name).expect("stored"), data, "{name} stored");
 
         let back = local.path().join(format!("{name}.back"));
         let down = session.get(&remote, &back, true, NO_PROGRESS).await.expect("get");
@@ -46,12 +42,7 @@ async fn every_size_and_name_round_trips_verified() {
     // Partials and reservations are all gone; usage is exactly the files.
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (sizes.iter().sum::<usize>() as u64, 0));
-    assert!(
-        std::fs::read_dir(server.root().join("var/partials/ann"))
-            .expect("partials")
-            .next()
-            .is_none()
-    );
+    assert_eq!(server.partial_uploads("ann"), 0);
     session.close().await;
 }
 
@@ -163,7 +154,7 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
     write_end(&mut lane, Sha256Digest::of(&data)).await.expect("end");
     let done = raw.reply().await;
     assert!(matches!(done.reply, Reply::Done { size: 100_000, .. }), "{done:?}");
-    assert_eq!(std::fs::read(server.home("ann").join("slow.bin")).expect("stored"), data);
+    assert_eq!(server.stored("ann", "slow.bin").expect("stored"), data);
     other.close().await;
 }
 
@@ -171,7 +162,7 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
 async fn refused_transfers_name_their_reason() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let session = Arc::new(login(&server, "ann", "pw").await);
-    std::fs::create_dir(server.home("ann").join("dir")).expect("dir");
+    server.make_dir("ann", "dir");
     let local = tempfile::tempdir().expect("local");
     std::fs::write(local.path().join("f"), b"data").expect("file");
     let code = |result: Result<wharf::transfer::Outcome, ClientError>| match result {
@@ -198,7 +189,7 @@ async fn refused_transfers_name_their_reason() {
 async fn a_download_survives_the_client_changing_address() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let data = content(24 << 20, 77);
-    std::fs::write(server.home("ann").join("moving.bin"), &data).expect("server file");
+    server.place("ann", "moving.bin", &data);
     let session = Arc::new(login(&server, "ann", "pw").await);
     let local = tempfile::tempdir().expect("local");
     let dest = local.path().join("moving.bin");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use wharf::session::Session;
 use wharf_common::path::RemotePath;
+use wharf_integration::server::TestServer;
 
 /// `len` bytes of seeded pseudo-random data (xorshift), so that every file is distinct.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -27,11 +28,10 @@ pub fn p(path: &str) -> RemotePath {
 
 /// Which way an interrupted transfer goes.
 pub enum Direction<'a> {
-    /// An upload by `user` of a server whose root is `root`.
+    /// An upload by `user`.
     Put {
         local: &'a Path,
         remote: &'a RemotePath,
-        root: &'a Path,
         user: &'a str,
     },
     Get {
@@ -46,7 +46,12 @@ pub enum Direction<'a> {
 /// An upload is abandoned only once the server has written some of it, whenever that was: a
 /// cancelled upload keeps what the server wrote, but what was still in flight may be dropped, and on
 /// a loaded machine all that moved can still be in flight.
-pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) {
+pub async fn interrupt(
+    session: &Session,
+    server: &TestServer,
+    direction: Direction<'_>,
+    after: u64,
+) {
     let moved = AtomicU64::new(0);
     let reached = Notify::new();
     let on_bytes = |n: u64| {
@@ -55,7 +60,7 @@ pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) 
         }
     };
     let written = || match direction {
-        Direction::Put { root, user, .. } => server_partial_bytes(root, user) > 0,
+        Direction::Put { user, .. } => server.partial_bytes(user) > 0,
         Direction::Get { .. } => true,
     };
     let transfer = async {
@@ -77,17 +82,4 @@ pub async fn interrupt(session: &Session, direction: Direction<'_>, after: u64) 
         () = cut => {}
         finished = transfer => panic!("the transfer ended before the interruption: {finished:?}"),
     }
-}
-
-/// Bytes of all partial uploads a user has on the server.
-pub fn server_partial_bytes(root: &Path, user: &str) -> u64 {
-    std::fs::read_dir(root.join("var/partials").join(user))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
 }

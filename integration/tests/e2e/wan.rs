@@ -50,7 +50,7 @@ fn a_file_crosses_a_lossy_delayed_path_both_ways_intact() {
     );
     assert!(out.status.success(), "wharf failed: {}\n{}", text(&out.stderr), server.log());
 
-    let uploaded = std::fs::read(server.home("ann").join("data.bin")).expect("uploaded file");
+    let uploaded = server.stored("ann", "data.bin").expect("uploaded file");
     let downloaded = std::fs::read(home.path().join("back.bin")).expect("downloaded file");
     let digest = Sha256::digest(&data);
     assert_eq!(Sha256::digest(&uploaded), digest, "the upload arrived changed");
