@@ -4,12 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
-
 use super::{
-    MIB, Plan, Row, change_ten, measure, measure_after, median, raw_quinn, sftp, write_random,
+    Client, MIB, Plan, Row, change_ten, measure, measure_after, median, raw_quinn, sftp,
+    write_random,
 };
-use crate::client::{target, wharf};
 use crate::server::TestServer;
 
 /// Runs the loopback rows and prints their table.
@@ -50,7 +48,7 @@ struct Loopback {
 
 impl Loopback {
     fn start(plan: Plan) -> anyhow::Result<Loopback> {
-        let mut server = TestServer::new("[users]\ndefault_quota = \"unlimited\"\n");
+        let mut server = TestServer::plain("[users]\ndefault_quota = \"unlimited\"\n");
         server.add_user("bench", "bench-password", "unlimited");
         server.start();
         let sshd = sftp::Sshd::start()?;
@@ -89,14 +87,8 @@ impl Loopback {
     }
 
     fn wharf_run(&self, commands: &str) -> anyhow::Result<()> {
-        let script = format!("lcd {}; {commands}", self.local.display());
-        let (cert, to) = (self.server.cert().display().to_string(), target(&self.server, "bench"));
-        let args = ["--ca", &cert, "-c", &script, &to];
-        let out = wharf(self.home.path(), Some("bench-password"), &args, None);
-        if !out.status.success() {
-            bail!("wharf failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
+        let client = Client { home: self.home.path(), local: &self.local };
+        client.run(&self.server, ("bench", "bench-password"), commands)
     }
 
     fn sftp_run(&self, commands: &str) -> anyhow::Result<std::process::Output> {

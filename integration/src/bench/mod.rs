@@ -8,6 +8,7 @@
 
 mod loopback;
 mod raw_quinn;
+mod s3;
 mod sftp;
 mod wan;
 
@@ -65,6 +66,33 @@ fn measure_after(
         samples.push(started.elapsed());
     }
     Ok(median(samples))
+}
+
+/// The `wharf` binary as a benchmark drives it: a home of its own, run from a local folder.
+struct Client<'a> {
+    home: &'a Path,
+    local: &'a Path,
+}
+
+impl Client<'_> {
+    /// Runs `commands` (one `wharf -c` script, from the local folder) against `server` as
+    /// `login` (user, password).
+    fn run(
+        &self,
+        server: &crate::server::TestServer,
+        login: (&str, &str),
+        commands: &str,
+    ) -> anyhow::Result<()> {
+        let script = format!("lcd {}; {commands}", self.local.display());
+        let cert = server.cert().display().to_string();
+        let to = crate::client::target(server, login.0);
+        let args = ["--ca", &cert, "-c", &script, &to];
+        let out = crate::client::wharf(self.home, Some(login.1), &args, None);
+        if !out.status.success() {
+            bail!("wharf {commands}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
 }
 
 /// One row of the result table.
@@ -148,11 +176,11 @@ fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
 /// The profiles to run, from `WHARF_BENCH_PROFILES` (comma-separated; all by default).
 fn profiles() -> anyhow::Result<Vec<String>> {
     let chosen =
-        std::env::var("WHARF_BENCH_PROFILES").unwrap_or_else(|_| "lan,wan,lossy,far".into());
+        std::env::var("WHARF_BENCH_PROFILES").unwrap_or_else(|_| "lan,s3,wan,lossy,far".into());
     let names: Vec<String> = chosen.split(',').map(|s| s.trim().to_owned()).collect();
     for name in &names {
-        if !["lan", "wan", "lossy", "far"].contains(&name.as_str()) {
-            bail!("unknown profile {name:?}: lan, wan, lossy or far");
+        if !["lan", "wan", "lossy", "far", "s3"].contains(&name.as_str()) {
+            bail!("unknown profile {name:?}: lan, wan, lossy, far or s3");
         }
     }
     Ok(names)
@@ -163,6 +191,9 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
     let profiles = profiles()?;
     if profiles.iter().any(|p| p == "lan") {
         loopback::run(plan)?;
+    }
+    if profiles.iter().any(|p| p == "s3") {
+        s3::run(plan)?;
     }
     let across: Vec<crate::wan::Profile> = profiles
         .iter()
