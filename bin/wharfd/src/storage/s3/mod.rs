@@ -77,6 +77,17 @@ fn credentials(
     Ok((file.access_key_id, file.secret_access_key))
 }
 
+/// The HTTP client's options: plain HTTP allowed for an `http://` endpoint, and no idle
+/// connections kept where the settings say requests take fresh ones.
+fn store_client_options(storage: &StorageSettings) -> object_store::ClientOptions {
+    let options =
+        object_store::ClientOptions::new().with_allow_http(storage.endpoint.starts_with("http://"));
+    match storage.reuse_connections() {
+        true => options,
+        false => options.with_pool_max_idle_per_host(0),
+    }
+}
+
 impl S3Storage {
     /// Connects to the store and the database, and refuses a database whose schema is not this
     /// build's.
@@ -94,10 +105,10 @@ impl S3Storage {
             .with_bucket_name(&storage.bucket)
             .with_access_key_id(access_key)
             .with_secret_access_key(secret_key)
-            .with_allow_http(storage.endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false)
             // Each piece travels with its SHA-256, which the store checks before keeping it.
             .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            .with_client_options(store_client_options(storage))
             .with_retry(object_store::RetryConfig {
                 max_retries: STORE_RETRIES,
                 retry_timeout: STORE_RETRY_TIMEOUT,
