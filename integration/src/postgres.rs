@@ -55,17 +55,29 @@ impl Postgres {
         let port = crate::free_tcp_port()?;
         let pg = Postgres { bin, data, port, run_as, _dir: dir };
         pg.run("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D", &pg.data_arg()])?;
-        let options =
-            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.data_arg());
-        pg.run(
-            "pg_ctl",
-            &["-D", &pg.data_arg(), "-o", &options, "-w", "-l", &pg.log_arg(), "start"],
-        )?;
+        pg.resume()?;
         pg.run(
             "createdb",
             &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "wharf"],
         )?;
         Ok(pg)
+    }
+
+    /// Starts the server on the cluster (again), on its port, and waits until it accepts
+    /// connections.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data_arg()
+        );
+        let data = self.data_arg();
+        self.run("pg_ctl", &["-D", &data, "-o", &options, "-w", "-l", &self.log_arg(), "start"])
+    }
+
+    /// Stops the server at once (`-m immediate`, as a crash would), keeping the cluster.
+    pub fn halt(&self) -> anyhow::Result<()> {
+        self.run("pg_ctl", &["-D", &self.data_arg(), "-m", "immediate", "-w", "stop"])
     }
 
     /// The connection URL of the `wharf` database.
@@ -141,6 +153,6 @@ fn tmp_dir() -> &'static Path {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.run("pg_ctl", &["-D", &self.data_arg(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.halt();
     }
 }

@@ -22,6 +22,7 @@ mod reconnect;
 mod restarts;
 mod resume;
 mod scaleout;
+mod scaleout_recovery;
 mod segments;
 mod sessions;
 mod setup_and_users;

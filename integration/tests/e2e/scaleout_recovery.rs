@@ -1,0 +1,125 @@
+//! The s3 backend when its engines fail: the database stopped under a node (clear errors, nothing
+//! published half-way, service back when it returns), and a node killed mid-upload whose partial
+//! then expires (nothing left in the store). Real Garage and PostgreSQL, as in `scaleout`.
+
+use std::time::{Duration, Instant};
+
+use wharf::error::ClientError;
+use wharf_common::hash::Sha256Digest;
+use wharf_common::proto::ErrorCode;
+use wharf_integration::client::login;
+use wharf_integration::engines::{Engines, on_own_runtime};
+
+use crate::util::{content, p};
+
+const NO_PROGRESS: &(dyn Fn(u64) + Send + Sync) = &|_| {};
+
+/// Waits, for at most 60 s, until `done` says so.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_database_stopped_requests_fail_clearly_and_nothing_is_published_half_way() {
+    let Some(engines) = Engines::start("database outage test") else { return };
+    let node = engines.node("", &["ann"]);
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let data = content(6 * piece + 1, 5);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+    let session = std::sync::Arc::new(login(&node, "ann", "pw").await);
+
+    // The database stops while an upload is under way.
+    let upload = {
+        let (session, source) = (session.clone(), source.clone());
+        tokio::spawn(async move { session.put(&source, &p("/big.bin"), true, NO_PROGRESS).await })
+    };
+    until("a piece is recorded", || engines.postgres.count("upload_pieces") > 0).await;
+    engines.postgres.halt().expect("stop PostgreSQL");
+    let cut = tokio::time::timeout(Duration::from_secs(60), upload).await;
+    let cut = cut.expect("the upload fails instead of hanging").expect("task");
+    assert!(cut.is_err(), "an upload finished without its database: {cut:?}");
+
+    // Meanwhile every request says what is wrong, and so does a login.
+    match session.list(&p("/")).await {
+        Err(ClientError::Remote { code: ErrorCode::Io, message }) => {
+            assert!(message.contains("database"), "{message}");
+        }
+        other => panic!("a listing without the database: {other:?}"),
+    }
+    let options = wharf_integration::client::options(&node);
+    let refused = wharf::session::Session::open(&options, "ann", "pw").await;
+    assert!(refused.is_err(), "a login without the database");
+
+    // Back: the same session carries on, and the upload resumes to a verified file that was
+    // never visible before it was whole.
+    engines.postgres.resume().expect("start PostgreSQL again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listing = loop {
+        match session.list(&p("/")).await {
+            Ok(listing) => break listing,
+            Err(err) => assert!(Instant::now() < deadline, "no service after the restart: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(listing.is_empty(), "published half-way: {listing:?}");
+    let resumed = session.put(&source, &p("/big.bin"), true, NO_PROGRESS).await.expect("put");
+    assert!(resumed.resumed_from > 0, "the pieces recorded before the outage were kept");
+    assert_eq!(resumed.sha256, Sha256Digest::of(&data));
+    let back = local.path().join("back.bin");
+    session.get(&p("/big.bin"), &back, false, NO_PROGRESS).await.expect("get");
+    assert!(std::fs::read(&back).expect("back") == data);
+}
+
+/// How many objects the bucket holds under `blobs/`.
+fn stored_objects(engines: &Engines) -> usize {
+    use object_store::ObjectStore as _;
+    let store = engines.garage.client().expect("s3 client");
+    on_own_runtime(async move {
+        let mut count = 0;
+        let mut pending = vec![object_store::path::Path::from("blobs")];
+        while let Some(prefix) = pending.pop() {
+            let listed = store.list_with_delimiter(Some(&prefix)).await.expect("list");
+            count += listed.objects.len();
+            pending.extend(listed.common_prefixes);
+        }
+        count
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_abandoned_by_a_killed_node_expires_and_leaves_nothing_in_the_store() {
+    let Some(engines) = Engines::start("orphan sweep test") else { return };
+    let mut a = engines.node("", &["ann"]);
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, content(6 * piece + 1, 6)).expect("source");
+    let session = login(&a, "ann", "pw").await;
+    let upload =
+        tokio::spawn(async move { session.put(&source, &p("/big.bin"), true, NO_PROGRESS).await });
+    until("two pieces are recorded", || engines.postgres.count("upload_pieces") >= 2).await;
+    a.kill();
+    upload.abort();
+    assert!(stored_objects(&engines) >= 2, "the pieces are in the store");
+
+    // Much later, as far as the database can tell, another node starts and sweeps.
+    engines.postgres.query(
+        "UPDATE uploads SET updated = now() - interval '2 hours', lease_until = now() RETURNING 1",
+    );
+    let b = engines.node("[server]\npartial_ttl_secs = 3600\n", &[]);
+    until("the upload and its blob are gone", || {
+        engines.postgres.count("uploads") == 0
+            && engines.postgres.count("blob_gc") == 0
+            && stored_objects(&engines) == 0
+    })
+    .await;
+    let session = login(&b, "ann", "pw").await;
+    let quota = session.quota().await.expect("quota");
+    assert_eq!((quota.used, quota.reserved), (0, 0), "the space is given back");
+}
