@@ -20,6 +20,9 @@ pub const REQUIRE_ENGINES: &str = "WHARF_REQUIRE_ENGINES";
 pub struct Engines {
     pub garage: Garage,
     pub postgres: Postgres,
+    /// The database pool of each node: small for tests (4), so that a node that holds one
+    /// connection while it waits for another deadlocks there rather than in production.
+    pub pool_size: usize,
 }
 
 /// Why the engines cannot be started here, if they cannot.
@@ -43,16 +46,17 @@ impl Engines {
     pub fn start_now() -> Engines {
         let garage = Garage::start().expect("garage");
         let postgres = Postgres::start().expect("postgres");
-        Engines { garage, postgres }
+        Engines { garage, postgres, pool_size: 4 }
     }
 
     /// The configuration blocks (`[storage]`, `[database]`) of a node on these engines, with the
     /// store's credentials written into `root`.
     pub fn config(&self, root: &std::path::Path) -> String {
         format!(
-            "{}\n[database]\nurl = \"{}\"\npool_size = 4\n",
+            "{}\n[database]\nurl = \"{}\"\npool_size = {}\n",
             self.garage.storage_config(root),
-            self.postgres.url()
+            self.postgres.url(),
+            self.pool_size
         )
     }
 

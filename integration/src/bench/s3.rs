@@ -22,7 +22,9 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
         bail!("the s3 profile needs Garage and PostgreSQL: {why}");
     }
     eprintln!("bench: s3 profile, starting Garage and PostgreSQL");
-    let engines = Engines::start_now();
+    let mut engines = Engines::start_now();
+    // The default pool, as a deployment would have it.
+    engines.pool_size = wharfd::config::DatabaseSettings::default().pool_size;
     let mut local = TestServer::plain(UNLIMITED);
     local.add_user(LOGIN.0, LOGIN.1, "unlimited");
     local.start();
