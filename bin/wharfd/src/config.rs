@@ -425,6 +425,20 @@ mod tests {
     }
 
     #[test]
+    fn store_connections_are_fresh_over_plain_http_unless_told() {
+        let storage = |endpoint: &str, connections: &str| {
+            let text =
+                format!("[storage]\nendpoint = \"{endpoint}\"\nconnections = \"{connections}\"\n");
+            toml::from_str::<Config>(&text).expect("parses").storage.reuse_connections()
+        };
+        assert!(!storage("http://127.0.0.1:3900", "auto"));
+        assert!(storage("https://s3.eu-west-1.amazonaws.com", "auto"));
+        assert!(storage("http://127.0.0.1:3900", "reuse"));
+        assert!(!storage("https://s3.eu-west-1.amazonaws.com", "fresh"));
+        assert!(toml::from_str::<Config>("[storage]\nconnections = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
     fn refuses_weak_argon2_and_unknown_keys() {
         let weak = "[auth]\nargon2_memory_kib = 1024\n";
         let config: Config = toml::from_str(weak).expect("parses");
