@@ -16,6 +16,7 @@ pub mod raw;
 pub mod relay;
 pub mod server;
 pub mod soak;
+pub mod stored;
 pub mod wan;
 
 use std::path::PathBuf;

@@ -9,7 +9,8 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::ErrorCode;
 use wharf_common::transfer::{CHECKPOINT_EVERY, CHUNK_SIZE, PIECE_SIZE};
 use wharf_integration::client::{login, spawn_wharf, target, text};
-use wharf_integration::server::{TestServer, flip_middle_byte};
+use wharf_integration::server::TestServer;
+use wharf_integration::stored::flip_middle_byte;
 
 use crate::util::{Direction, content, interrupt, p};
 
