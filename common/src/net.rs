@@ -105,7 +105,7 @@ impl Default for TransportSettings {
         TransportSettings {
             socket_buffer: 4 * 1024 * 1024,
             max_bidi_streams: 4,
-            max_uni_streams: 64,
+            max_uni_streams: crate::limits::DEFAULT_MAX_UNI_STREAMS,
             receive_window: 32 * 1024 * 1024,
             stream_receive_window: 8 * 1024 * 1024,
             send_window: 32 * 1024 * 1024,

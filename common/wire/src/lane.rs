@@ -40,7 +40,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const EARLY_LANE_WAIT: Duration = Duration::from_secs(10);
 /// Eager lanes a server keeps at once per connection, waiting for their `put`: as many as the
 /// streams a client may open at once by default.
-pub const MAX_EARLY_LANES: usize = 64;
+pub const MAX_EARLY_LANES: usize = crate::limits::DEFAULT_MAX_UNI_STREAMS as usize;
 
 /// What the `transfer` reply fixed: the file's size, the ranges to send, and the number of lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,11 @@ pub const LIST_PAGE_ENTRIES: usize = 512;
 /// Request id reserved for messages the server sends unprompted (notices).
 pub const NOTICE_ID: u32 = 0;
 
+/// Transfer streams (unidirectional) each end lets its peer have open at once, unless configured
+/// otherwise: one per small file or lane in flight. Lanes that arrive ahead of the reply naming them
+/// are held up to this many, since no more can be open at once.
+pub const DEFAULT_MAX_UNI_STREAMS: u32 = 256;
+
 /// Largest file a `put` may send eagerly, on one lane opened at once without waiting for the
 /// `transfer` reply: for small files, that reply's round trip is most of their cost.
 pub const MAX_EAGER_SIZE: u64 = 256 * 1024;
