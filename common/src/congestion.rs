@@ -19,9 +19,10 @@
 //! standing, so the queue always looks built, and the TCP flow, bursty, takes its losses a round
 //! trip's worth at a time while a paced flow takes them one by one, each a cut of its own. Taking
 //! every such loss for congestion, a wharf download got 1–2 % of a 50 ms, 200 Mbit/s link against
-//! one sftp download (which keeps 2 MiB in flight whatever it loses); with these thresholds the two
-//! shared it about evenly, and a download alone still lost under 1.5 % of its packets at the
-//! queue (`WHARF_BENCH_ONLY_SHARED=1` in the benchmark).
+//! one sftp download (which keeps 2 MiB in flight whatever it loses). With these thresholds the two
+//! shared it about evenly in three runs of three (11–12 MiB/s each), but one later run gave wharf 8 %
+//! again: a download that falls behind early stays behind. A download alone still lost under 1.5 %
+//! of its packets at the queue (`WHARF_BENCH_ONLY_SHARED=1` in the benchmark).
 
 use std::any::Any;
 use std::collections::VecDeque;
