@@ -20,8 +20,8 @@
 //! trip's worth at a time while a paced flow takes them one by one, each a cut of its own. Taking
 //! every such loss for congestion, a wharf download got 1–2 % of a 50 ms, 200 Mbit/s link against
 //! one sftp download (which keeps 2 MiB in flight whatever it loses). With these thresholds the two
-//! shared it about evenly in three runs of three (11–12 MiB/s each), but one later run gave wharf 8 %
-//! again: a download that falls behind early stays behind. A download alone still lost under 1.5 %
+//! shared it about evenly in three runs of three (11–12 MiB/s each), but two later full benchmark
+//! runs gave wharf 8 % and 13 %: a download that falls behind early stays behind. A download alone still lost under 1.5 %
 //! of its packets at the queue (`WHARF_BENCH_ONLY_SHARED=1` in the benchmark).
 
 use std::any::Any;
@@ -61,9 +61,9 @@ impl ControllerFactory for TolerantConfig {
 }
 
 /// Bytes acknowledged and lost in one round trip.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Round {
-    started: Option<Instant>,
+    started: Instant,
     acked: u64,
     lost: u64,
 }
@@ -82,10 +82,10 @@ impl Tolerant {
     /// round trip has passed.
     fn count(&mut self, now: Instant, acked: u64, lost: u64) {
         let length = self.smoothed.max(Duration::from_millis(1));
-        let current = self.rounds.front().and_then(|round| round.started);
+        let current = self.rounds.front().map(|round| round.started);
         if current.is_none_or(|started| now.saturating_duration_since(started) > length) {
             self.rounds.truncate(QUEUE_LOSS_ROUNDS - 1);
-            self.rounds.push_front(Round { started: Some(now), acked: 0, lost: 0 });
+            self.rounds.push_front(Round { started: now, acked: 0, lost: 0 });
         }
         if let Some(round) = self.rounds.front_mut() {
             round.acked += acked;
