@@ -18,6 +18,8 @@ use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
+use super::dir_sync::DirSyncs;
+use super::fs_transfer::Upload;
 use super::fs_transfer::{
     begin_download, begin_upload, commit_upload, discard_upload, expire_partials, list_partials,
     partial_bytes, record_digest, subdir,
@@ -36,6 +38,7 @@ pub struct FsStorage {
     partials: Arc<Dir>,
     digests: Arc<Dir>,
     pool: BlockingPool,
+    dir_syncs: Arc<DirSyncs>,
 }
 
 impl FsStorage {
@@ -54,6 +57,7 @@ impl FsStorage {
             partials: open(layout.partials())?,
             digests: open(layout.digests())?,
             pool,
+            dir_syncs: Arc::default(),
         })
     }
 }
@@ -81,6 +85,7 @@ impl Storage for FsStorage {
             partials: Arc::new(partials),
             digests: Arc::new(digests),
             pool: self.pool.clone(),
+            dir_syncs: self.dir_syncs.clone(),
         }))
     }
 
@@ -151,6 +156,8 @@ pub struct FsHome {
     partials: Arc<Dir>,
     digests: Arc<Dir>,
     pool: BlockingPool,
+    /// Shared by every home, so that uploads landing in one directory share its fsyncs.
+    dir_syncs: Arc<DirSyncs>,
 }
 
 impl FsHome {
@@ -297,8 +304,10 @@ impl Home for FsHome {
     ) -> StorageResult<u64> {
         let (partials, digests, key) =
             (self.partials.clone(), self.digests.clone(), key.to_owned());
+        let dir_syncs = self.dir_syncs.clone();
         self.with_path(path, move |dir, path| {
-            commit_upload(dir, &partials, &digests, &key, path, digest, mtime)
+            let upload = Upload { home: dir, partials: &partials, key: &key, path };
+            commit_upload(&upload, &digests, &dir_syncs, digest, mtime)
         })
         .await
     }

@@ -16,6 +16,7 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::PartialUpload;
 use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded};
 
+use super::dir_sync::DirSyncs;
 use super::fs_tree::content_version;
 use super::{DownloadSource, UploadTarget, partial_key};
 
@@ -43,8 +44,8 @@ fn meta_name(key: &str) -> String {
 }
 
 /// Bytes the target of an upload holds now (0 if absent), refusing directories.
-fn target_bytes(home: &Dir, path: &RemotePath) -> io::Result<u64> {
-    match home.symlink_metadata(path.relative()) {
+fn target_bytes(dir: &Dir, name: &str) -> io::Result<u64> {
+    match dir.symlink_metadata(name) {
         Ok(meta) if meta.is_dir() => Err(io::Error::from(io::ErrorKind::IsADirectory)),
         Ok(meta) if meta.is_file() => Ok(meta.len()),
         Ok(_) => Ok(0),
@@ -61,11 +62,10 @@ pub fn begin_upload(
     source: &str,
     resume: bool,
 ) -> io::Result<UploadTarget> {
-    let parent = home.metadata(path.parent().relative())?;
-    if !parent.is_dir() {
-        return Err(io::Error::from(io::ErrorKind::NotADirectory));
-    }
-    let replaced = target_bytes(home, path)?;
+    // Opening the parent as a directory refuses anything else (NotADirectory), and the target is
+    // then looked up beneath it: one walk of the path instead of two.
+    let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let replaced = target_bytes(&home.open_dir(path.parent().relative())?, name)?;
     let key = partial_key(path);
     let wanted = UploadOf { path: path.to_string(), size, source: source.to_owned() };
     let previous_bytes = partials.metadata(part_name(&key)).map_or(0, |m| m.len());
@@ -133,31 +133,49 @@ fn write_meta(partials: &Dir, key: &str, meta: &PartialMeta) -> io::Result<()> {
     write_atomically(partials, &meta_name(key), meta.to_text()?.as_bytes())
 }
 
+/// One upload being installed: where its partial is, and where it goes.
+pub struct Upload<'a> {
+    pub home: &'a Dir,
+    pub partials: &'a Dir,
+    pub key: &'a str,
+    pub path: &'a RemotePath,
+}
+
+/// Installs the verified partial under its name, durably, and returns the bytes of the file it
+/// replaced.
 pub fn commit_upload(
-    home: &Dir,
-    partials: &Dir,
+    upload: &Upload<'_>,
     digests: &Dir,
-    key: &str,
-    path: &RemotePath,
+    dir_syncs: &DirSyncs,
     digest: Sha256Digest,
     mtime: Option<i64>,
 ) -> io::Result<u64> {
+    let Upload { home, partials, key, path } = *upload;
+    let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     let part = partials.open_with(part_name(key), OpenOptions::new().write(true))?.into_std();
     if let Some(secs) = mtime {
         part.set_modified(system_time(secs))?;
     }
     part.sync_all()?;
-    let replaced = target_bytes(home, path)?;
-    partials.rename(part_name(key), home, path.relative())?;
-    // The rename is durable only once the directory holding the new name is synced. (A read-only
-    // open, because cap-std's `open_dir` gives an O_PATH handle, which fsync refuses.)
-    home.open_with(path.parent().relative(), OpenOptions::new().read(true))?.sync_all()?;
-    if let Err(err) = partials.remove_file(meta_name(key))
+    let size = part.metadata()?.len();
+    // One handle on the directory the name goes into, opened beneath the home once, for the
+    // rename, the fsync and the stats: a walk of the path each costs more than a small file's
+    // bytes. (A read-only open, because cap-std's `open_dir` gives an O_PATH handle, which fsync
+    // refuses.)
+    let parent = home.open_with(path.parent().relative(), OpenOptions::new().read(true))?;
+    let parent = Dir::from_std_file(parent.into_std());
+    let replaced = target_bytes(&parent, name)?;
+    partials.rename(part_name(key), &parent, name)?;
+    // The rename is durable only once the directory holding the new name is synced.
+    dir_syncs.sync(&parent.try_clone()?.into_std_file())?;
+    // A small upload never had a record (`begin_upload` removed any left over).
+    if size >= SMALL_FILE
+        && let Err(err) = partials.remove_file(meta_name(key))
         && err.kind() != io::ErrorKind::NotFound
     {
         return Err(err);
     }
-    let meta = home.symlink_metadata(path.relative())?;
+    let meta = parent.symlink_metadata(name)?;
     if meta.len() >= SMALL_FILE {
         record(digests, &meta, digest)?;
     }

@@ -12,6 +12,7 @@
 //! which ranges it holds) until [`Home::commit_upload`] installs it, after the engine verified it.
 //! Nothing outside the backend sees a file descriptor.
 
+mod dir_sync;
 pub mod fs;
 mod fs_transfer;
 mod fs_tree;
