@@ -294,6 +294,11 @@ pub(super) fn record(
 }
 
 pub(super) fn recorded(digests: &Dir, meta: &cap_std::fs::Metadata) -> Option<Sha256Digest> {
+    // Only files of at least SMALL_FILE bytes are recorded, and a record names the size it holds
+    // for: a smaller file has none to look for.
+    if meta.len() < SMALL_FILE {
+        return None;
+    }
     let text = digests.read_to_string(meta.ino().to_string()).ok()?;
     let (valid_for, digest) = text.trim_end().rsplit_once(' ')?;
     (valid_for == content_version(meta)).then(|| digest.parse().ok()).flatten()
