@@ -19,10 +19,9 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
 use super::dir_sync::DirSyncs;
-use super::fs_transfer::Upload;
 use super::fs_transfer::{
-    begin_download, begin_upload, commit_upload, discard_upload, expire_partials, list_partials,
-    partial_bytes, record_digest, subdir,
+    Upload, begin_download, begin_upload, commit_upload, discard_upload, expire_partials,
+    list_partials, partial_bytes, record_digest, subdir,
 };
 use super::fs_tree::TreeWalk;
 use super::{
