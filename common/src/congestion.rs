@@ -28,8 +28,8 @@
 //! round trips, and a download that lost the race early was cut again and again: in seven runs of
 //! the shared-bottleneck row (`WHARF_BENCH_ONLY_SHARED=1 WHARF_BENCH_PROFILES=wan`) wharf got
 //! 3–10 % of the link every time; with it, 5 runs of 10 shared about evenly (48–56 % against
-//! sftp's 41–47 %), the other 5 still got 9–13 %. A download alone still lost under 1.5 % of its
-//! packets at the queue.
+//! sftp's 41–47 %), the other 5 still got 9–13 %. (Before this change, a download alone lost under
+//! 1.5 % of its packets at the queue; not measured again since.)
 
 use std::any::Any;
 use std::collections::VecDeque;
