@@ -253,41 +253,39 @@ mod tests {
         assert_eq!(c.window(), before, "one loss in 400 packets, no queue: not congestion");
     }
 
-    #[test]
-    fn losses_past_the_queue_threshold_while_the_queue_builds_cut_the_window() {
-        let mut c = controller();
-        let now = Instant::now();
-        let min = Duration::from_millis(50);
-        carry(&mut c, now, 400, Duration::from_millis(80), min);
-        let before = c.window();
-        // 15 of 415 packets (3.6 %) lost while the queue adds 30 ms: it is overflowing.
-        c.on_congestion_event(now + min * 2, now + min, false, 15 * 1200);
-        assert!(c.window() < before, "the queue adds 30 ms and 3.6 % were lost: congestion");
-    }
-
-    #[test]
-    fn a_few_losses_at_a_queue_another_flow_holds_leave_the_window_alone() {
-        let mut c = controller();
-        let now = Instant::now();
-        let min = Duration::from_millis(50);
-        carry(&mut c, now, 400, Duration::from_millis(80), min);
-        let before = c.window();
-        // 4 of 404 packets (1 %): a TCP flow's standing queue, not this flow overflowing it.
-        c.on_congestion_event(now + min * 2, now + min, false, 4 * 1200);
-        assert_eq!(c.window(), before, "1 % lost behind a standing queue: not yet congestion");
-    }
-
-    /// A controller that has just cut its window for 15 of 415 packets lost behind a 30 ms queue,
-    /// and when.
-    fn just_cut() -> (Tolerant, Instant, Duration) {
+    /// A controller that carried 400 packets behind a queue adding 30 ms to a 50 ms path, then
+    /// lost `lost` packets: it, its window before the loss, when the loss was reported, and the
+    /// smoothed round trip.
+    fn after_losses_behind_a_queue(lost: u64) -> (Tolerant, u64, Instant, Duration) {
         let mut c = controller();
         let now = Instant::now();
         let (min, smoothed) = (Duration::from_millis(50), Duration::from_millis(80));
         carry(&mut c, now, 400, smoothed, min);
         let before = c.window();
-        c.on_congestion_event(now + min * 2, now + min, false, 15 * 1200);
+        c.on_congestion_event(now + min * 2, now + min, false, lost * 1200);
+        (c, before, now + min * 2, smoothed)
+    }
+
+    #[test]
+    fn losses_past_the_queue_threshold_while_the_queue_builds_cut_the_window() {
+        // 15 of 415 packets (3.6 %) lost while the queue adds 30 ms: it is overflowing.
+        let (c, before, ..) = after_losses_behind_a_queue(15);
+        assert!(c.window() < before, "the queue adds 30 ms and 3.6 % were lost: congestion");
+    }
+
+    #[test]
+    fn a_few_losses_at_a_queue_another_flow_holds_leave_the_window_alone() {
+        // 4 of 404 packets (1 %): a TCP flow's standing queue, not this flow overflowing it.
+        let (c, before, ..) = after_losses_behind_a_queue(4);
+        assert_eq!(c.window(), before, "1 % lost behind a standing queue: not yet congestion");
+    }
+
+    /// A controller that has just cut its window for 15 of 415 packets lost behind a 30 ms queue,
+    /// when it cut, and the smoothed round trip.
+    fn just_cut() -> (Tolerant, Instant, Duration) {
+        let (c, before, cut, smoothed) = after_losses_behind_a_queue(15);
         assert!(c.window() < before, "the setup's loss cuts the window");
-        (c, now + min * 2, smoothed)
+        (c, cut, smoothed)
     }
 
     #[test]
