@@ -54,8 +54,8 @@ struct Group {
 #[derive(Debug, Default)]
 struct GroupState {
     started: u64,
+    /// The last sync that ended; one is running while it is behind `started`.
     finished: u64,
-    running: bool,
     /// The last sync that failed, if any: its callers fail with it.
     failed: Option<u64>,
     callers: usize,
@@ -76,15 +76,13 @@ impl Group {
                     _ => Ok(state.finished),
                 };
             }
-            if !state.running {
+            if state.finished == state.started {
                 // Nothing started since this call began: the next sync is the one needed.
-                state.running = true;
                 state.started += 1;
                 let number = state.started;
                 drop(state);
                 let result = sync();
                 let mut state = self.state.lock();
-                state.running = false;
                 state.finished = number;
                 if result.is_err() {
                     state.failed = Some(number);
