@@ -54,9 +54,29 @@ pub fn build_binaries() -> std::io::Result<()> {
     }
 }
 
+/// Where [`free_tcp_port`] looks: below Linux's default ephemeral range (32768–60999), from which
+/// the kernel picks the local ports of outgoing connections and of `bind` to port 0.
+const LISTEN_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 /// A loopback TCP port free right now, for a server a test starts (PostgreSQL, Garage).
+///
+/// A port the kernel handed out as ephemeral could be taken, before the server binds it, as the
+/// local port of one of the many connections the tests open (a CI run once lost a PostgreSQL
+/// start that way), so the port comes from outside that range. A counter keeps one test process
+/// from handing out the same port twice, and the process id spreads processes apart.
 pub fn free_tcp_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(LISTEN_PORTS.end - LISTEN_PORTS.start);
+    let base = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let offset = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = LISTEN_PORTS.start + u16::try_from(offset).expect("offset below the span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port below 32768"))
 }
 
 /// One scrape of a node's metrics endpoint: the body of the reply to `GET /metrics`.

@@ -52,15 +52,27 @@ impl Postgres {
                 Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status()?;
             anyhow::ensure!(status.success(), "chown of the cluster directory failed");
         }
-        let port = crate::free_tcp_port()?;
-        let pg = Postgres { bin, data, port, run_as, _dir: dir };
+        let mut pg = Postgres { bin, data, port: 0, run_as, _dir: dir };
         pg.run("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D", &pg.data_arg()])?;
-        pg.resume()?;
-        pg.run(
-            "createdb",
-            &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "wharf"],
-        )?;
+        pg.start_on_a_free_port()?;
+        let port = pg.port.to_string();
+        pg.run("createdb", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "wharf"])?;
         Ok(pg)
+    }
+
+    /// The port is free when chosen but may be taken before the server binds it, so a failed
+    /// start is tried again on another port. The last failure carries the server's log.
+    fn start_on_a_free_port(&mut self) -> anyhow::Result<()> {
+        const ATTEMPTS: usize = 3;
+        let mut failure = None;
+        for _ in 0..ATTEMPTS {
+            self.port = crate::free_tcp_port()?;
+            match self.resume() {
+                Ok(()) => return Ok(()),
+                Err(error) => failure = Some(error.context(format!("server log:\n{}", self.log()))),
+            }
+        }
+        Err(failure.expect("at least one attempt"))
     }
 
     /// Starts the server on the cluster (again), on its port, and waits until it accepts
