@@ -70,7 +70,7 @@ impl Sshd {
         }
         std::fs::copy(dir.path().join("client_key.pub"), dir.path().join("authorized_keys"))?;
         // A free port on loopback is free in a fresh namespace too.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = crate::free_tcp_port()?;
         let host = match place {
             Place::Loopback => IpAddr::from([127, 0, 0, 1]),
             Place::Across(wan) => wan.server_ip(),
