@@ -137,7 +137,9 @@ pub fn hash_range(
     end: u64,
     hasher: &mut Sha256,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; HASH_BUFFER];
+    // Sized to the range: a small file's hash should not zero a quarter of a megabyte.
+    let len = usize::try_from(end.saturating_sub(start)).unwrap_or(HASH_BUFFER);
+    let mut buf = vec![0u8; len.min(HASH_BUFFER)];
     let mut position = start;
     while position < end {
         let want = usize::try_from(end - position).unwrap_or(HASH_BUFFER).min(HASH_BUFFER);

