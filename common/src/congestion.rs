@@ -132,7 +132,8 @@ impl Tolerant {
     /// loses about 3 % of its packets there, in bursts. Over four round trips of a few hundred
     /// packets, a burst passed 3 % every second or two (traced: 3.1–3.9 %), and each pass cut a
     /// window that was already small. In the runs of the shared-bottleneck row where wharf lost
-    /// the start, it fell to 7–13 % of the link that way; with the floor, to 19–25 %.
+    /// the start, it fell to 7–13 % of the link that way; with the floor, to 11–27 % (19–25 % in
+    /// runs alternated with the old rule).
     fn queue_losses_over_threshold(&self) -> bool {
         let over = |lost: u64, carried: u64| lost * 1000 > carried * QUEUE_LOSS_PERMILLE;
         let (mut lost, mut carried) = (0, 0);
