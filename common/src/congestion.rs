@@ -97,6 +97,11 @@ pub struct Tolerant {
     last_cut: Option<Instant>,
 }
 
+/// Whether `lost` bytes are more than `permille` thousandths of the `carried` (acknowledged and lost).
+fn lost_more_than(lost: u64, carried: u64, permille: u64) -> bool {
+    lost * 1000 > carried * permille
+}
+
 impl Tolerant {
     /// Counts acknowledged and lost bytes into the current round trip, starting a new one when a
     /// round trip has passed.
@@ -121,7 +126,7 @@ impl Tolerant {
             .iter()
             .take(rounds)
             .fold((0, 0), |(lost, acked), round| (lost + round.lost, acked + round.acked));
-        lost * 1000 > (acked + lost) * permille
+        lost_more_than(lost, acked + lost, permille)
     }
 
     /// Whether the latest round trips lost more than [`QUEUE_LOSS_PERMILLE`] of what they carried:
@@ -135,7 +140,7 @@ impl Tolerant {
     /// the start, it fell to 7–13 % of the link that way; with the floor, to 11–27 % (19–25 % in
     /// runs alternated with the old rule).
     fn queue_losses_over_threshold(&self) -> bool {
-        let over = |lost: u64, carried: u64| lost * 1000 > carried * QUEUE_LOSS_PERMILLE;
+        let over = |lost, carried| lost_more_than(lost, carried, QUEUE_LOSS_PERMILLE);
         let (mut lost, mut carried) = (0, 0);
         for (judged, round) in self.rounds.iter().enumerate() {
             lost += round.lost;

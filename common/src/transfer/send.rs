@@ -81,21 +81,21 @@ pub async fn send_file(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
     // Every lane ends with the digest, as soon as both its pieces and the hash are done: a lane that
-    // finishes early ends without waiting for the others. The hash is a task of its own so that it
-    // moves while the lanes do; it stops if the transfer is dropped.
+    // finishes early ends without waiting for the others. Unless the digest is known or the file
+    // is small (below), the hash is a task of its own so that it moves while the lanes do; it
+    // stops if the transfer is dropped.
     let whole = plan.ranges.total() == plan.size;
     let small = usize::try_from(plan.size).ok().filter(|&size| whole && size <= CHUNK_SIZE);
-    let mut content = Content::Source(source.clone());
-    let (digest, _hashing): (SharedDigest, _) = match (known, small) {
-        (Some(known), _) => (futures_util::future::ready(Ok(known)).boxed().shared(), None),
+    let ready = |digest| futures_util::future::ready(Ok(digest)).boxed().shared();
+    let (content, digest, _hashing): (_, SharedDigest, _) = match (known, small) {
+        (Some(known), _) => (Content::Source(source), ready(known), None),
         // A small file sent whole is read once, by one job that also hashes it: one read and one
         // trip to the transfer threads, where a separate hash took a second of each and a task
         // (1,000 gets of 4 KiB on loopback: server CPU 258 → 210 ms, medians of 10). The digest
         // is of exactly the bytes sent, as the receiver's check requires.
         (None, Some(size)) => {
             let (bytes, digest) = workers::run(move || read_and_hash(&*source, size)).await??;
-            content = Content::Held(bytes);
-            (futures_util::future::ready(Ok(digest)).boxed().shared(), None)
+            (Content::Held(bytes), ready(digest), None)
         }
         (None, None) => {
             let task = tokio::spawn(hash_file(source.clone(), plan.size));
@@ -106,7 +106,7 @@ pub async fn send_file(
                     Err(err) => Err((std::io::ErrorKind::Other, format!("hashing task: {err}"))),
                 }
             };
-            (digest.boxed().shared(), Some(abort))
+            (Content::Source(source), digest.boxed().shared(), Some(abort))
         }
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
