@@ -11,9 +11,10 @@
 //! So a loss reaches Cubic only when losses look like an overflowing queue: while the queue is
 //! building (the smoothed round trip is a quarter above the path's minimum, and at least
 //! [`QUEUE_DELAY_FLOOR`] above it), once the last [`QUEUE_LOSS_ROUNDS`] round trips lost more than
-//! [`QUEUE_LOSS_PERMILLE`] of what they carried; whatever the delay, once the last two lost more
-//! than [`HEAVY_LOSS_PERCENT`]; and always on persistent congestion and ECN marks. A packet lost at
-//! random on an idle path shows none of these.
+//! [`QUEUE_LOSS_PERMILLE`] of what they carried; whatever the delay, once the last two (or as
+//! many more as it takes to carry [`HEAVY_LOSS_MIN_BYTES`]) lost more than [`HEAVY_LOSS_PERCENT`];
+//! and always on persistent congestion and ECN marks. A packet lost at random on an idle path shows
+//! none of these.
 //!
 //! Why not every loss while the queue builds: a TCP flow sharing the bottleneck keeps its queue
 //! standing, so the queue always looks built, and the TCP flow, bursty, takes its losses a round
@@ -33,7 +34,8 @@
 //!
 //! A small window is judged over at least [`QUEUE_LOSS_MIN_BYTES`], not four round trips of a few
 //! hundred packets, where one burst of losses reads as an overflowing queue (see
-//! [`Tolerant::queue_losses_over_threshold`]).
+//! [`Tolerant::losses_over`]); heavy loss likewise over at least [`HEAVY_LOSS_MIN_BYTES`], not
+//! the few hundred bytes a nearly idle connection carries.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -45,9 +47,19 @@ use quinn_proto::RttEstimator;
 
 /// Queueing delay below which a loss is never taken for congestion, however short the path.
 pub const QUEUE_DELAY_FLOOR: Duration = Duration::from_millis(2);
-/// Share of the last two round trips' packets lost above which losses count whatever the delay: a
-/// queue too shallow to show in the round-trip time still shows in the losses.
+/// Share of the last two round trips' packets lost (or of as many more as it takes to carry
+/// [`HEAVY_LOSS_MIN_BYTES`]) above which losses count whatever the delay: a queue too
+/// shallow to show in the round-trip time still shows in the losses.
 pub const HEAVY_LOSS_PERCENT: u64 = 8;
+/// The fewest bytes over which [`HEAVY_LOSS_PERCENT`] is judged (about 90 full packets, of which
+/// 8 % is 8; at 1 % random loss, 8 of 90 are lost about once in 500,000 judgements).
+///
+/// Without it, a connection that had been nearly idle (a login and a listing: a few hundred bytes
+/// a round trip) judged its first loss against what those round trips carried: one lost reply of
+/// 304 bytes was 11 % of them. Across 150 ms and 1 % loss, two such cuts at the start of a batch
+/// of small downloads left a window of 20 KB, about 5 files a round trip, from which Cubic took
+/// seconds to grow back: 1,000 small gets took 9.4-11 s in one run of three, against 4 s.
+pub const HEAVY_LOSS_MIN_BYTES: u64 = 128 * 1024;
 /// Share, in thousandths, of the latest round trips' packets lost above which a loss counts while
 /// the queue builds.
 pub const QUEUE_LOSS_PERMILLE: u64 = 30;
@@ -118,38 +130,27 @@ impl Tolerant {
         }
     }
 
-    /// Whether the last `rounds` round trips together lost more than `permille` of what they
-    /// carried.
-    fn lost_over(&self, rounds: usize, permille: u64) -> bool {
-        let (lost, acked) = self
-            .rounds
-            .iter()
-            .take(rounds)
-            .fold((0, 0), |(lost, acked), round| (lost + round.lost, acked + round.acked));
-        lost_more_than(lost, acked + lost, permille)
-    }
-
-    /// Whether the latest round trips lost more than [`QUEUE_LOSS_PERMILLE`] of what they carried:
-    /// at least [`QUEUE_LOSS_ROUNDS`] of them, and as many more as it takes to carry
-    /// [`QUEUE_LOSS_MIN_BYTES`]. Until they have, only a full record is judged.
+    /// Whether the latest round trips lost more than `permille` of what they carried: at least
+    /// `rounds` of them, and as many more as it takes to carry `min_bytes`. Until they have, only
+    /// a full record is judged.
     ///
-    /// Why a floor in bytes: a paced flow with a small window behind a TCP flow's standing queue
-    /// loses about 3 % of its packets there, in bursts. Over four round trips of a few hundred
-    /// packets, a burst passed 3 % every second or two (traced: 3.1–3.9 %), and each pass cut a
-    /// window that was already small. In the runs of the shared-bottleneck row where wharf lost
-    /// the start, it fell to 7–13 % of the link that way; with the floor, to 11–27 % (19–25 % in
-    /// runs alternated with the old rule).
-    fn queue_losses_over_threshold(&self) -> bool {
-        let over = |lost, carried| lost_more_than(lost, carried, QUEUE_LOSS_PERMILLE);
+    /// Why a floor in bytes for the queue rule: a paced flow with a small window behind a TCP
+    /// flow's standing queue loses about 3 % of its packets there, in bursts. Over four round trips
+    /// of a few hundred packets, a burst passed 3 % every second or two (traced: 3.1–3.9 %), and
+    /// each pass cut a window that was already small. In the runs of the shared-bottleneck row
+    /// where wharf lost the start, it fell to 7–13 % of the link that way; with the floor, to
+    /// 11–27 % (19–25 % in runs alternated with the old rule). For heavy loss, see
+    /// [`HEAVY_LOSS_MIN_BYTES`].
+    fn losses_over(&self, rounds: usize, min_bytes: u64, permille: u64) -> bool {
         let (mut lost, mut carried) = (0, 0);
         for (judged, round) in self.rounds.iter().enumerate() {
             lost += round.lost;
             carried += round.acked + round.lost;
-            if judged + 1 >= QUEUE_LOSS_ROUNDS && carried >= QUEUE_LOSS_MIN_BYTES {
-                return over(lost, carried);
+            if judged + 1 >= rounds && carried >= min_bytes {
+                return lost_more_than(lost, carried, permille);
             }
         }
-        self.rounds.len() == RECORDED_ROUNDS && over(lost, carried)
+        self.rounds.len() == RECORDED_ROUNDS && lost_more_than(lost, carried, permille)
     }
 
     fn queue_building(&self) -> bool {
@@ -165,13 +166,18 @@ impl Tolerant {
     }
 
     fn heavy_loss(&self, now: Instant) -> bool {
-        self.judged_since_cut(now, 2) && self.lost_over(2, HEAVY_LOSS_PERCENT * 10)
+        self.judged_since_cut(now, 2)
+            && self.losses_over(
+                self.rounds.len().clamp(1, 2),
+                HEAVY_LOSS_MIN_BYTES,
+                HEAVY_LOSS_PERCENT * 10,
+            )
     }
 
     fn queue_overflowing(&self, now: Instant) -> bool {
         self.judged_since_cut(now, QUEUE_LOSS_ROUNDS as u32)
             && self.queue_building()
-            && self.queue_losses_over_threshold()
+            && self.losses_over(QUEUE_LOSS_ROUNDS, QUEUE_LOSS_MIN_BYTES, QUEUE_LOSS_PERMILLE)
     }
 }
 
@@ -375,11 +381,28 @@ mod tests {
         let mut c = controller();
         let now = Instant::now();
         let rtt = Duration::from_millis(50);
-        carry(&mut c, now, 100, rtt, rtt);
+        carry(&mut c, now, 200, rtt, rtt);
         let before = c.window();
-        // 10 of 110 packets lost in one round trip: a queue too shallow to show in the delay.
-        c.on_congestion_event(now + rtt / 2, now, false, 10 * 1200);
+        // 20 of 220 packets lost in one round trip: a queue too shallow to show in the delay.
+        c.on_congestion_event(now + rtt / 2, now, false, 20 * 1200);
         assert!(c.window() < before);
+    }
+
+    #[test]
+    fn a_loss_after_a_nearly_idle_spell_is_judged_over_enough_packets() {
+        let mut c = controller();
+        let now = Instant::now();
+        let rtt = Duration::from_millis(150);
+        // A login and a listing: two round trips of a few hundred bytes each.
+        for round in 0..2 {
+            c.smoothed = rtt;
+            c.min = rtt;
+            c.count(now + rtt * round, 850, 0);
+        }
+        let before = c.window();
+        // One lost reply: 15 % of what the two round trips carried.
+        c.on_congestion_event(now + rtt * 2, now + rtt, false, 304);
+        assert_eq!(c.window(), before, "one small loss after an idle spell: too few to judge");
     }
 
     #[test]
