@@ -155,11 +155,13 @@ async fn a_directory_of_100_000_entries_lists_completely_in_bounded_server_memor
     unique.dedup();
     assert_eq!(unique.len(), 100_000, "no entry twice");
     // Buffered whole, the listing would take its 25 MB of names twice over (entries, then frames).
-    // The bound leaves room for the allocator (mimalloc commits memory in larger steps than glibc).
+    // The bound leaves room for the allocator (mimalloc commits memory in larger steps than glibc,
+    // and frees another thread's blocks late): alone, the s3 backend's server grew 0-8 MiB in five
+    // runs, but 27 MiB once in a CI run of the whole suite on two busy cores.
     // VmHWM is not quite monotonic: the kernel folds the current resident set into it lazily, and
     // memory handed back with madvise (as mimalloc does) can leave a later reading lower.
     let grew_mib = after.saturating_sub(before) / 1024;
-    assert!(grew_mib < 24, "server peak RSS grew by {grew_mib} MiB while listing");
+    assert!(grew_mib < 40, "server peak RSS grew by {grew_mib} MiB while listing");
     s.close().await;
 }
 
