@@ -157,7 +157,8 @@ async fn a_directory_of_100_000_entries_lists_completely_in_bounded_server_memor
     // Buffered whole, the listing would take its 25 MB of names twice over (entries, then frames).
     // The bound leaves room for the allocator (mimalloc commits memory in larger steps than glibc,
     // and frees another thread's blocks late): alone, the s3 backend's server grew 0-8 MiB in five
-    // runs, but 27 MiB once in a CI run of the whole suite on two busy cores.
+    // runs, but 27 MiB once in a CI run of the whole suite on two busy cores. So this catches the
+    // listing buffered twice over, not a single copy of it, which that noise could hide.
     // VmHWM is not quite monotonic: the kernel folds the current resident set into it lazily, and
     // memory handed back with madvise (as mimalloc does) can leave a later reading lower.
     let grew_mib = after.saturating_sub(before) / 1024;
