@@ -42,6 +42,7 @@ pub async fn handle(
     let stats = conn.stats();
     tracing::debug!(
         rtt_ms = stats.path.rtt.as_millis() as u64,
+        mtu = stats.path.current_mtu,
         cwnd = stats.path.cwnd,
         sent_packets = stats.path.sent_packets,
         lost_packets = stats.path.lost_packets,
