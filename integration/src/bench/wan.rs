@@ -27,6 +27,12 @@ const SHARE_WARMUP: Duration = Duration::from_secs(5);
 const SHARE_WINDOW: Duration = Duration::from_secs(15);
 /// Each download's file in the shared-bottleneck row: more than the whole link moves in its time.
 const SHARED_FILE_SIZE: u64 = 1024 * MIB;
+/// Linux's default TCP congestion controller: the shared-bottleneck row runs against it too when
+/// the baselines use another.
+const LINUX_DEFAULT_TCP: &str = "cubic";
+/// Time for an sftp download to make its TCP connection (a few round trips of the slowest
+/// profile), before the namespace's TCP controller may change for the next.
+const SFTP_CONNECTED: Duration = Duration::from_millis(700);
 
 /// One measured cell: a time, and for bulk rows the bytes moved in it.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +64,8 @@ struct Site {
     big_size: u64,
     /// `WHARF_BENCH_CONGESTION`: the controller both ends use, if not their default.
     congestion: Option<String>,
+    /// The TCP congestion controller of sftp and rsync: `WHARF_BENCH_TCP`, or the host's.
+    tcp: String,
 }
 
 impl Site {
@@ -147,6 +155,11 @@ fn run_capped(mut child: Child, cap: Duration) -> anyhow::Result<(Duration, bool
 /// Builds the site for `profile`: namespaces, router, wharfd and sshd, and the test files.
 fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
     let wan = Wan::new(profile, 1)?;
+    let tcp = match std::env::var("WHARF_BENCH_TCP") {
+        Ok(tcp) => tcp,
+        Err(_) => std::fs::read_to_string(crate::wan::TCP_CONGESTION)?.trim().to_owned(),
+    };
+    wan.set_tcp_congestion(&tcp)?;
     let congestion = std::env::var("WHARF_BENCH_CONGESTION").ok();
     let mut config = "[users]\ndefault_quota = \"unlimited\"\n".to_owned();
     if let Some(congestion) = &congestion {
@@ -164,6 +177,7 @@ fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
         home: tempfile::tempdir()?,
         big_size,
         congestion,
+        tcp,
     };
     for dir in [site.local(), site.sftp_remote(), site.local().join("small")] {
         std::fs::create_dir_all(dir)?;
@@ -318,41 +332,107 @@ fn cell(time: Duration) -> Cell {
     Cell { time, bytes: None }
 }
 
-/// One wharf get and one sftp get at once, each of its own large file: after a warm-up, each one's
-/// bytes over the same window, as a rate.
-fn shared_row(site: &Site) -> anyhow::Result<(f64, f64)> {
-    let (wharf_dir, sftp_dir) = (site.down().join("wharf"), site.down().join("sftp"));
+/// The shared-bottleneck rows: wharf against sftp over each TCP controller (the baselines' and
+/// Linux's default; BBR keeps sending through losses that make Cubic back off), and, for
+/// reference, sftp over the one against sftp over the other (or over the same, if there is one):
+/// what TCP flows get against each other on the same path.
+fn shared_rows(site: &Site) -> Vec<Shared> {
+    let mut controllers = vec![site.tcp.clone()];
+    if site.tcp != LINUX_DEFAULT_TCP {
+        controllers.push(LINUX_DEFAULT_TCP.to_owned());
+    }
+    let mut pairs: Vec<[Download; 2]> =
+        controllers.iter().map(|tcp| [Download::Wharf, Download::Sftp(tcp.clone())]).collect();
+    if let (Some(first), Some(last)) = (controllers.first(), controllers.last()) {
+        pairs.push([Download::Sftp(first.clone()), Download::Sftp(last.clone())]);
+    }
+    let shared = pairs
+        .into_iter()
+        .map(|pair| {
+            // A failed share is reported in place of its figures, not at the cost of the table.
+            let shares = shared_row(site, &pair).map_err(|err| format!("{err:#}"));
+            Shared { pair, shares }
+        })
+        .collect();
+    if let Err(err) = site.wan.set_tcp_congestion(&site.tcp) {
+        eprintln!("bench: could not set TCP back to {}: {err:#}", site.tcp);
+    }
+    shared
+}
+
+/// One of the two downloads of a shared-bottleneck row.
+#[derive(Debug, Clone, PartialEq)]
+enum Download {
+    Wharf,
+    /// sftp, its server's TCP connection made under this congestion controller.
+    Sftp(String),
+}
+
+impl std::fmt::Display for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Download::Wharf => f.write_str("wharf"),
+            Download::Sftp(tcp) => write!(f, "sftp (TCP {tcp})"),
+        }
+    }
+}
+
+/// One shared-bottleneck row: its two downloads, and each one's rate.
+struct Shared {
+    pair: [Download; 2],
+    shares: Result<(f64, f64), String>,
+}
+
+/// Two downloads at once, each of the same large file into a folder of its own: after a warm-up,
+/// each one's bytes over the same window, as a rate.
+fn shared_row(site: &Site, pair: &[Download; 2]) -> anyhow::Result<(f64, f64)> {
     site.clear_down()?;
-    std::fs::create_dir_all(&wharf_dir)?;
-    std::fs::create_dir_all(&sftp_dir)?;
-    let args = site.wharf_args(&format!("get --no-resume big2.bin {}", wharf_dir.display()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut wharf = Stopped(crate::client::spawn_wharf_in(
-        site.wan.client_namespace(),
-        site.home.path(),
-        Some("bench-password"),
-        &args,
-    ));
-    let mut sftp = Stopped(site.sshd.spawn_sftp(&format!(
-        "cd {}\nget big2.bin {}/big2.bin\n",
-        site.sftp_remote().display(),
-        sftp_dir.display()
-    ))?);
+    let dirs = [site.down().join("first"), site.down().join("second")];
+    let mut children = Vec::new();
+    for (download, dir) in pair.iter().zip(&dirs) {
+        std::fs::create_dir_all(dir)?;
+        children.push(Stopped(start_download(site, download, dir)?));
+    }
     std::thread::sleep(SHARE_WARMUP);
-    let before = (bytes_under(&wharf_dir), bytes_under(&sftp_dir));
+    let before = dirs.each_ref().map(|dir| bytes_under(dir));
     let started = Instant::now();
     std::thread::sleep(SHARE_WINDOW);
-    let after = (bytes_under(&wharf_dir), bytes_under(&sftp_dir));
+    let after = dirs.each_ref().map(|dir| bytes_under(dir));
     let window = started.elapsed().as_secs_f64();
-    let (wharf_ended, sftp_ended) = (wharf.0.try_wait()?, sftp.0.try_wait()?);
-    drop((wharf, sftp));
-    if wharf_ended.is_some() || sftp_ended.is_some() {
-        bail!(
-            "a download ended inside the window (wharf: {wharf_ended:?}, sftp: {sftp_ended:?}): \
-             the shares are not comparable"
-        );
+    for (download, child) in pair.iter().zip(&mut children) {
+        if let Some(status) = child.0.try_wait()? {
+            bail!("{download} ended inside the window ({status}): the shares are not comparable");
+        }
     }
-    Ok(((after.0 - before.0) as f64 / window, (after.1 - before.1) as f64 / window))
+    Ok(((after[0] - before[0]) as f64 / window, (after[1] - before[1]) as f64 / window))
+}
+
+/// Starts `download` of `big2.bin` into `dir`.
+fn start_download(site: &Site, download: &Download, dir: &Path) -> anyhow::Result<Child> {
+    match download {
+        Download::Wharf => {
+            let args = site.wharf_args(&format!("get --no-resume big2.bin {}", dir.display()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Ok(crate::client::spawn_wharf_in(
+                site.wan.client_namespace(),
+                site.home.path(),
+                Some("bench-password"),
+                &args,
+            ))
+        }
+        Download::Sftp(tcp) => {
+            // sshd's side of the connection takes the namespace's controller when it accepts,
+            // so the next download may set another once this one has connected.
+            site.wan.set_tcp_congestion(tcp)?;
+            let child = site.sshd.spawn_sftp(&format!(
+                "cd {}\nget big2.bin {}/big2.bin\n",
+                site.sftp_remote().display(),
+                dir.display()
+            ))?;
+            std::thread::sleep(SFTP_CONNECTED);
+            Ok(child)
+        }
+    }
 }
 
 /// A child process that is stopped and waited for when this is dropped.
@@ -402,15 +482,17 @@ pub fn run_profile(profile: Profile, big_size: u64, small_runs: usize) -> anyhow
         // sftp's small-file rows only where they take minutes, not tens of them.
         rows.extend(small_rows(&site, small_runs, profile.name == "wan")?);
     }
-    let shared = if std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_none() {
+    let skip_shared = ["WHARF_BENCH_ONLY_SMALL", "WHARF_BENCH_SKIP_SHARED"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    let shared = if !skip_shared {
         eprintln!("bench: {}: shared bottleneck", profile.name);
-        // A failed share is reported in place of its figures, not at the cost of the table.
-        Some(shared_row(&site).map_err(|err| format!("{err:#}")))
+        shared_rows(&site)
     } else {
-        None
+        Vec::new()
     };
     let (up, down) = site.wan.carried()?;
-    print_table(profile, &rows, shared);
+    print_table(profile, &site.tcp, &rows, &shared);
     println!(
         "router: {} packets up ({} lost, {} queue drops), {} down ({} lost, {} queue drops)\n",
         up.packets, up.lost, up.queue_drops, down.packets, down.lost, down.queue_drops
@@ -418,10 +500,10 @@ pub fn run_profile(profile: Profile, big_size: u64, small_runs: usize) -> anyhow
     Ok(())
 }
 
-fn print_table(profile: Profile, rows: &[Row], shared: Option<Result<(f64, f64), String>>) {
+fn print_table(profile: Profile, tcp: &str, rows: &[Row], shared: &[Shared]) {
     let link = profile.bytes_per_sec();
     println!(
-        "profile {}: {} ms round trip, {}, {} % loss each way, queue {} KiB",
+        "profile {}: {} ms round trip, {}, {} % loss each way, queue {} KiB; sftp and rsync over TCP {tcp}",
         profile.name,
         profile.round_trip.as_millis(),
         profile.rate_bps.map_or("no cap".into(), |b| format!("{} Mbit/s", b / 1_000_000)),
@@ -460,17 +542,18 @@ fn print_table(profile: Profile, rows: &[Row], shared: Option<Result<(f64, f64),
             share
         );
     }
-    if let Some(Err(why)) = &shared {
-        println!("shared bottleneck: no figures: {why}");
-    }
-    if let (Some(Ok((wharf, sftp))), Some(link)) = (shared, link) {
-        println!(
-            "shared bottleneck, one wharf get and one sftp get at once over {} s: wharf {:.1} MiB/s ({:.0} % of the link), sftp {:.1} MiB/s ({:.0} %)",
-            SHARE_WINDOW.as_secs(),
-            wharf / MIB as f64,
-            wharf / link * 100.0,
-            sftp / MIB as f64,
-            sftp / link * 100.0
-        );
+    for Shared { pair: [first, second], shares } in shared {
+        match (shares, link) {
+            (Err(why), _) => println!("shared bottleneck, {first} and {second}: no figures: {why}"),
+            (Ok((a, b)), Some(link)) => println!(
+                "shared bottleneck over {} s: {first} {:.1} MiB/s ({:.0} % of the link), {second} {:.1} MiB/s ({:.0} %)",
+                SHARE_WINDOW.as_secs(),
+                a / MIB as f64,
+                a / link * 100.0,
+                b / MIB as f64,
+                b / link * 100.0
+            ),
+            (Ok(_), None) => {}
+        }
     }
 }

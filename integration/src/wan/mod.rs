@@ -36,6 +36,8 @@ pub struct Profile {
 }
 
 const MBIT: u64 = 1_000_000;
+/// Where a network namespace's TCP congestion controller is set.
+pub const TCP_CONGESTION: &str = "/proc/sys/net/ipv4/tcp_congestion_control";
 
 impl Profile {
     /// A continental path: 50 ms, 200 Mbit/s, no loss.
@@ -176,6 +178,31 @@ impl Wan {
     /// `program` to be run inside the client namespace.
     pub fn in_client(&self, program: impl AsRef<OsStr>) -> Command {
         in_namespace(&self.client_ns, program)
+    }
+
+    /// Sets the TCP congestion controller of both namespaces (each network namespace has its
+    /// own; a new one starts with the host's), so that the TCP baselines use `name` whatever the
+    /// host's default is. `name` must be one the kernel has
+    /// (`/proc/sys/net/ipv4/tcp_available_congestion_control`).
+    pub fn set_tcp_congestion(&self, name: &str) -> anyhow::Result<()> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("not a TCP congestion controller's name: {name:?}");
+        }
+        for ns in [&self.server_ns, &self.client_ns] {
+            // `sysctl -w` refuses here where a plain write succeeds.
+            let out = in_namespace(ns, "sh")
+                .args(["-c", &format!("echo {name} > {TCP_CONGESTION}")])
+                .output()
+                .context("run sh")?;
+            let now = in_namespace(ns, "cat").arg(TCP_CONGESTION).output().context("run cat")?;
+            if String::from_utf8_lossy(&now.stdout).trim() != name {
+                bail!(
+                    "TCP congestion controller {name} not set in {ns}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn server_namespace(&self) -> &str {
