@@ -24,7 +24,7 @@
 //! sftp download over Cubic, leaving it 3–5 % (`WHARF_BENCH_ONLY_SHARED=1`). That rule had been
 //! tuned against an sftp over BBR, which sends through its losses and keeps its queue standing:
 //! against BBR, a flow that backs off at every overflow falls behind, Linux's Cubic as much as
-//! wharf (the benchmark's reference row: sftp over Cubic got 8–9 % of that link against sftp over
+//! wharf (the benchmark's reference row: sftp over Cubic got 8–10 % of that link against sftp over
 //! BBR).
 //!
 //! A connection that has carried little (a login and a listing) judges heavy loss over at least

@@ -3,8 +3,9 @@
 //!
 //! Rows per profile: one large get and put (rates, also as a share of the link), 1,000 × 4 KiB
 //! put and get against sftp and `rsync -a`, a mirror of those files with 10 changed against
-//! rsync, connect + log in + `ls` against sftp, and one wharf get sharing the bottleneck with one
-//! sftp get (each one's share, measured in the same window).
+//! rsync, connect + log in + `ls` against sftp, and shared-bottleneck rows: one wharf get beside
+//! one sftp get over each TCP controller, and two sftp gets for reference (each one's share,
+//! measured in the same window).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt as _;
@@ -361,7 +362,7 @@ fn shared_rows(site: &Site) -> Vec<Shared> {
 }
 
 /// One of the two downloads of a shared-bottleneck row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 enum Download {
     Wharf,
     /// sftp, its server's TCP connection made under this congestion controller.
