@@ -96,7 +96,13 @@ pub fn init(layout: &Layout, level: &str) -> std::io::Result<LogGuards> {
     let console = fmt::layer().with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry()
         .with(console.with_writer(std::io::stderr).with_filter(filter()))
-        .with(fmt::layer().with_ansi(false).with_writer(main_writer).with_filter(filter()))
+        .with(
+            fmt::layer()
+                .with_ansi(false)
+                .fmt_fields(FileFields::default())
+                .with_writer(main_writer)
+                .with_filter(filter()),
+        )
         .with(
             fmt::layer()
                 .with_ansi(false)
@@ -106,6 +112,23 @@ pub fn init(layout: &Layout, level: &str) -> std::io::Result<LogGuards> {
         )
         .init();
     Ok(LogGuards { _writers: vec![main_guard, audit_guard], files: vec![main, audit] })
+}
+
+/// The default field format under a type of its own. fmt layers keep a span's formatted fields in
+/// the span, keyed by their formatter's type, and each layer appends a recorded field (the user,
+/// known only after login) to them: with the console and the file sharing one type, every line
+/// said `user="ann" user="ann"` (tracing issue #1372).
+#[derive(Default)]
+struct FileFields(fmt::format::DefaultFields);
+
+impl<'writer> fmt::FormatFields<'writer> for FileFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
 }
 
 /// Reopens the log files on every SIGHUP, for as long as the server runs.

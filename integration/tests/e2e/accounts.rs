@@ -182,6 +182,12 @@ async fn logs_are_plain_text_say_logout_and_reopen_on_sighup() {
         assert!(!text.contains('\u{1b}'), "{name} has colour codes:\n{text}");
     }
     assert!(main.contains("client logged out"), "{main}");
+    // The user is recorded on the connection's span after login, once, whichever log shows it.
+    for (name, text) in [("wharfd.log", &main), ("console", &console)] {
+        for line in text.lines().filter(|line| line.contains("client logged out")) {
+            assert_eq!(line.matches("user=\"ann\"").count(), 1, "{name}: {line}");
+        }
+    }
     assert!(!main.contains("connection lost"), "a logout is not a lost connection:\n{main}");
 }
 
