@@ -219,7 +219,7 @@ async fn receive_piece(
         // of up to 1 MiB, the writer makes a thousand times fewer writes, and the packet
         // buffers go back to QUIC at once instead of waiting in the queue.
         let size = usize::try_from(len - got).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE);
-        let mut chunk = Gathered { shared, offset: offset + got, bytes: ChunkBuf::new() };
+        let mut chunk = Gathered { shared, offset: offset + got, bytes: ChunkBuf::with_room(size) };
         let mut ended = false;
         while chunk.bytes.len() < size {
             let read = async {

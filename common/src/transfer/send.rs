@@ -194,7 +194,7 @@ fn read_and_hash(source: &dyn Source, size: usize) -> Result<(Bytes, Sha256Diges
 /// Reads `want` bytes at `position`. Positional reads: the lanes share one source, so a seek would
 /// race.
 fn read_chunk(source: &dyn Source, position: u64, want: usize) -> Result<Bytes, TransferError> {
-    let mut chunk = ChunkBuf::new();
+    let mut chunk = ChunkBuf::with_room(want);
     source.read_exact_at(chunk.fill(want), position).map_err(|err| match err.kind() {
         std::io::ErrorKind::UnexpectedEof => TransferError::SourceChanged,
         _ => err.into(),
