@@ -23,10 +23,13 @@ use crate::wan::{Profile, Wan};
 
 /// How long a baseline may take before it is stopped and its rate taken from what it moved.
 const BASELINE_CAP: Duration = Duration::from_secs(120);
-/// The shared-bottleneck row: both downloads run this long before and during the measurement.
+/// The shared-bottleneck row: both downloads run this long before the measurement, and then for
+/// [`share_window`].
 const SHARE_WARMUP: Duration = Duration::from_secs(5);
+/// The shared-bottleneck row's window unless `WHARF_BENCH_SHARE_SECS` sets another: two Cubic
+/// flows take longer than this to even out, so a longer window tells more, at its cost in time.
 const SHARE_WINDOW: Duration = Duration::from_secs(15);
-/// Each download's file in the shared-bottleneck row: more than the whole link moves in its time.
+/// The smallest file of the shared-bottleneck row (see [`shared_file_size`]).
 const SHARED_FILE_SIZE: u64 = 1024 * MIB;
 /// Linux's default TCP congestion controller: the shared-bottleneck row runs against it too when
 /// the baselines use another.
@@ -185,7 +188,7 @@ fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
     }
     write_random(&site.local().join("big.bin"), big_size, 1)?;
     // The shared-bottleneck row's files: large enough that neither download ends in its window.
-    write_random(&site.local().join("big2.bin"), SHARED_FILE_SIZE, 2)?;
+    write_random(&site.local().join("big2.bin"), shared_file_size(profile), 2)?;
     // The shared-bottleneck row alone (`WHARF_BENCH_ONLY_SHARED`) needs no small files.
     let small_files = if std::env::var_os("WHARF_BENCH_ONLY_SHARED").is_some() { 0 } else { 1000 };
     for n in 0..small_files {
@@ -397,7 +400,7 @@ fn shared_row(site: &Site, pair: &[Download; 2]) -> anyhow::Result<(f64, f64)> {
     std::thread::sleep(SHARE_WARMUP);
     let before = dirs.each_ref().map(|dir| bytes_under(dir));
     let started = Instant::now();
-    std::thread::sleep(SHARE_WINDOW);
+    std::thread::sleep(share_window());
     let after = dirs.each_ref().map(|dir| bytes_under(dir));
     let window = started.elapsed().as_secs_f64();
     for (download, child) in pair.iter().zip(&mut children) {
@@ -406,6 +409,22 @@ fn shared_row(site: &Site, pair: &[Download; 2]) -> anyhow::Result<(f64, f64)> {
         }
     }
     Ok(((after[0] - before[0]) as f64 / window, (after[1] - before[1]) as f64 / window))
+}
+
+/// How long the shared-bottleneck row measures: `WHARF_BENCH_SHARE_SECS`, or [`SHARE_WINDOW`].
+fn share_window() -> Duration {
+    std::env::var("WHARF_BENCH_SHARE_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(SHARE_WINDOW, Duration::from_secs)
+}
+
+/// The shared-bottleneck row's file: more than the whole link moves in the warm-up and the window,
+/// so that neither download ends inside it.
+fn shared_file_size(profile: Profile) -> u64 {
+    let time = (SHARE_WARMUP + share_window()).as_secs_f64();
+    let link = profile.bytes_per_sec().map_or(0, |rate| (rate * time) as u64);
+    SHARED_FILE_SIZE.max(link.div_ceil(MIB) * MIB + 64 * MIB)
 }
 
 /// Starts `download` of `big2.bin` into `dir`.
@@ -548,7 +567,7 @@ fn print_table(profile: Profile, tcp: &str, rows: &[Row], shared: &[Shared]) {
             (Err(why), _) => println!("shared bottleneck, {first} and {second}: no figures: {why}"),
             (Ok((a, b)), Some(link)) => println!(
                 "shared bottleneck over {} s: {first} {:.1} MiB/s ({:.0} % of the link), {second} {:.1} MiB/s ({:.0} %)",
-                SHARE_WINDOW.as_secs(),
+                share_window().as_secs(),
                 a / MIB as f64,
                 a / link * 100.0,
                 b / MIB as f64,

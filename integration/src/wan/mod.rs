@@ -38,6 +38,9 @@ pub struct Profile {
 const MBIT: u64 = 1_000_000;
 /// Where a network namespace's TCP congestion controller is set.
 pub const TCP_CONGESTION: &str = "/proc/sys/net/ipv4/tcp_congestion_control";
+/// The controllers a namespace other than the host's may make its default: the host's list, which
+/// some hosts keep short (one here held `reno bbr`, and Cubic could not be set).
+pub const TCP_ALLOWED_CONGESTION: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
 
 impl Profile {
     /// A continental path: 50 ms, 200 Mbit/s, no loss.
@@ -183,7 +186,8 @@ impl Wan {
     /// Sets the TCP congestion controller of both namespaces (each network namespace has its
     /// own; a new one starts with the host's), so that the TCP baselines use `name` whatever the
     /// host's default is. `name` must be one the kernel has
-    /// (`/proc/sys/net/ipv4/tcp_available_congestion_control`).
+    /// (`/proc/sys/net/ipv4/tcp_available_congestion_control`) and the host allows
+    /// ([`TCP_ALLOWED_CONGESTION`]).
     pub fn set_tcp_congestion(&self, name: &str) -> anyhow::Result<()> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bail!("not a TCP congestion controller's name: {name:?}");
@@ -196,9 +200,14 @@ impl Wan {
                 .context("run sh")?;
             let now = in_namespace(ns, "cat").arg(TCP_CONGESTION).output().context("run cat")?;
             if String::from_utf8_lossy(&now.stdout).trim() != name {
+                // The host's own list, which every namespace shares.
+                let allowed = std::fs::read_to_string(TCP_ALLOWED_CONGESTION).unwrap_or_default();
                 bail!(
-                    "TCP congestion controller {name} not set in {ns}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    "TCP congestion controller {name} not set in {ns} ({}): outside the host's \
+                     namespace the kernel lets only a controller in {TCP_ALLOWED_CONGESTION} \
+                     ({}) be the default; a root user can add it there",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    allowed.trim()
                 );
             }
         }
