@@ -19,9 +19,11 @@ use super::CHUNK_SIZE;
 pub const MAX_IDLE_CHUNKS: usize = 64;
 
 /// Chunks of fewer bytes than this get a buffer of their exact size from the allocator rather than
-/// a pooled 1 MiB one. With a thousand small files in flight the pool runs dry, and each fresh
-/// 1 MiB buffer came from new memory that the kernel zeroes a 2 MiB huge page at a time: under
-/// `perf`, a tenth of the server's samples in 1,000 uploads of 4 KiB files went to that zeroing.
+/// a pooled 1 MiB one. With dozens of small files in flight the pool runs dry, and each fresh
+/// 1 MiB buffer came from new memory that the kernel backs (and zeroes) a 2 MiB huge page at a
+/// time. On loopback, 3 × 1,000 uploads of 4 KiB and a download of them: the server's peak RSS
+/// fell from 128–131 MB to 93–99 MB, and its samples in page zeroing under `perf` from 11 % to
+/// 3 %; its CPU time per 1,000 uploads did not change beyond the noise.
 pub const POOLED_FROM: usize = 256 * 1024;
 
 static IDLE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
