@@ -71,13 +71,19 @@ impl ChunkBuf {
         Bytes::from_owner(taken)
     }
 
+    /// Bytes the buffer has room for.
+    #[cfg(test)]
+    fn room(&self) -> usize {
+        self.buf.as_ref().map_or(CHUNK_SIZE, |buf| buf.len())
+    }
+
     fn whole(&mut self) -> &mut [u8] {
         self.buf.get_or_insert_with(take_buffer)
     }
 }
 
-/// An idle buffer, or a new one. Zeroed once, when first allocated (fresh pages cost nothing to
-/// zero); a reused buffer keeps stale bytes, which are never exposed.
+/// An idle buffer, or a new one. Zeroed once, when first allocated (by the kernel, as it first
+/// touches the fresh pages); a reused buffer keeps stale bytes, which are never exposed.
 fn take_buffer() -> Box<[u8]> {
     let reused = IDLE.lock().pop();
     reused.unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
@@ -126,6 +132,8 @@ mod tests {
     #[test]
     fn a_small_chunk_is_sized_to_its_bytes() {
         let mut chunk = ChunkBuf::with_room(5);
+        assert_eq!(chunk.room(), 5);
+        assert_eq!(ChunkBuf::with_room(POOLED_FROM).room(), CHUNK_SIZE);
         chunk.fill(5).copy_from_slice(b"small");
         let frozen = chunk.freeze();
         assert_eq!(&frozen[..], b"small");
