@@ -10,6 +10,7 @@ pub mod client;
 pub mod engines;
 pub mod fuzzing;
 pub mod garage;
+pub mod lying;
 pub mod postgres;
 pub mod pty;
 pub mod raw;

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 use wharf_common::claims::ClaimSet;
-use wharf_common::path::RemotePath;
+use wharf_common::path::{self, RemotePath};
 use wharf_common::proto::{
     CloseCode, Command, Entry, EntryKind, ErrorCode, PartialUpload, QuotaInfo, Reply, TreeEntry,
 };
@@ -259,12 +259,18 @@ impl Session {
     }
 
     /// All entries of a directory, in the server's order.
+    /// Every name is checked ([`path::is_entry_name`]): callers join them to local folders.
     pub async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
-        self.all_pages(Command::List { path: path.to_string() }, |reply| match reply {
-            Reply::Entries { entries, done } => Ok((entries, done)),
-            other => Err(other),
-        })
-        .await
+        let entries = self
+            .all_pages(Command::List { path: path.to_string() }, |reply| match reply {
+                Reply::Entries { entries, done } => Ok((entries, done)),
+                other => Err(other),
+            })
+            .await?;
+        match entries.iter().find(|entry| !path::is_entry_name(&entry.name)) {
+            Some(bad) => Err(not_an_entry(path, &bad.name)),
+            None => Ok(entries),
+        }
     }
 
     /// Sends `cmd` and gathers the pages of its answer, which `page` takes apart into entries and
@@ -287,13 +293,19 @@ impl Session {
         }
     }
 
-    /// Everything below the directory `path`, recursively (symlinks listed, not followed).
+    /// Everything below the directory `path`, recursively (symlinks listed, not followed). Every
+    /// path is checked to be relative and to stay below ([`path::is_relative_entry_path`]).
     pub async fn tree(&self, path: &RemotePath) -> Result<Vec<TreeEntry>> {
-        self.all_pages(Command::Tree { path: path.to_string() }, |reply| match reply {
-            Reply::TreeEntries { entries, done } => Ok((entries, done)),
-            other => Err(other),
-        })
-        .await
+        let entries = self
+            .all_pages(Command::Tree { path: path.to_string() }, |reply| match reply {
+                Reply::TreeEntries { entries, done } => Ok((entries, done)),
+                other => Err(other),
+            })
+            .await?;
+        match entries.iter().find(|entry| !path::is_relative_entry_path(&entry.path)) {
+            Some(bad) => Err(not_an_entry(path, &bad.path)),
+            None => Ok(entries),
+        }
     }
 
     /// The SHA-256 (hex) of the remote file `path` as it is now, and its version.
@@ -392,6 +404,14 @@ impl Session {
 
 fn lock<T>(mutex: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
     mutex.lock()
+}
+
+/// A listing that names something other than an entry of the listed directory: from a broken or
+/// hostile server, and refused whole before any of it names a local file.
+fn not_an_entry(dir: &RemotePath, name: &str) -> ClientError {
+    ClientError::Protocol(format!(
+        "listing {dir}: the server sent the entry name {name:?}; refused"
+    ))
 }
 
 fn unexpected(reply: &Reply) -> ClientError {

@@ -109,6 +109,19 @@ impl fmt::Display for RemotePath {
     }
 }
 
+/// True if `name` can name one entry of a directory: not empty, `.` or `..`, and without `/` or NUL.
+/// A client checks every name a server lists before it names a local file, so that a hostile server
+/// cannot steer a download out of the folder it goes into (as scp's CVE-2019-6111 did).
+pub fn is_entry_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
+}
+
+/// True if `path` is entry names joined by `/` (`a/b/c`): relative, and never leaving the folder it
+/// is joined to.
+pub fn is_relative_entry_path(path: &str) -> bool {
+    path.split('/').all(is_entry_name)
+}
+
 fn check_raw(raw: &str) -> Result<(), PathError> {
     if raw.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
@@ -128,6 +141,21 @@ mod tests {
 
     fn norm(raw: &str) -> String {
         RemotePath::parse(raw).expect("valid path").0
+    }
+
+    #[test]
+    fn entry_names_are_one_component_that_stays_put() {
+        for good in ["a", "a b", ".hidden", "...", "a\\b", "é"] {
+            assert!(is_entry_name(good), "{good:?} refused");
+            assert!(is_relative_entry_path(good), "{good:?} refused as a path");
+        }
+        for bad in ["", ".", "..", "a/b", "/a", "a/", "a\0b"] {
+            assert!(!is_entry_name(bad), "{bad:?} taken for a name");
+        }
+        assert!(is_relative_entry_path("a/b/c"));
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", ""] {
+            assert!(!is_relative_entry_path(bad), "{bad:?} taken for a relative path");
+        }
     }
 
     #[test]

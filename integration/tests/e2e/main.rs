@@ -14,6 +14,7 @@ mod jail;
 mod jail_race;
 mod keys;
 mod login;
+mod lying_server;
 mod metrics;
 mod mirror;
 mod navigation;
