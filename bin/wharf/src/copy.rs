@@ -16,6 +16,7 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 use crate::error::{ClientError, Result};
 use crate::expand::remote_child;
 use crate::local::blocking;
+use crate::pipeline::{self, batch_window};
 use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
@@ -25,19 +26,16 @@ use crate::transfer::{OnBytes, Outcome};
 /// costs is round trips, not bytes, so many are kept in flight at once.
 pub const SMALL_FILE: u64 = 256 * 1024;
 
-/// Small files in flight at once, well past `-j` (within what the server allows, less
-/// [`REQUESTS_KEPT_FREE`]). Across 50 ms, 120 in flight bring 1,000 files' round trips from ~6 s at
-/// sixteen to under 1 s. Across 150 ms and 1 % loss (`far`), where the round trip asks for 300,
-/// three runs each of 1,000 files: puts 3.5-4.0 s with 240 against 4.5-4.7 s with 120, gets
+/// Small files in flight at once, well past `-j` (within what the server allows, less what
+/// [`batch_window`] keeps free). Across 50 ms, 120 in flight bring 1,000 files' round trips from
+/// ~6 s at sixteen to under 1 s. Across 150 ms and 1 % loss (`far`), where the round trip asks for
+/// 300, three runs each of 1,000 files: puts 3.5-4.0 s with 240 against 4.5-4.7 s with 120, gets
 /// 3.3-3.8 s against 4.1-4.4 s. (An earlier 10.9 s for gets at 240 was the congestion controller
 /// cutting its window for one lost packet after an idle spell, since mended.) Each is one stream,
 /// so this stays within [`DEFAULT_MAX_UNI_STREAMS`]; the server's `max_requests_in_flight` (256 by
-/// default) less [`REQUESTS_KEPT_FREE`] and `-j` holds it to 232.
+/// default) less the 8 kept free and `-j` holds it to 232.
 pub const SMALL_FILES_IN_FLIGHT: usize = 240;
 const _: () = assert!(SMALL_FILES_IN_FLIGHT <= DEFAULT_MAX_UNI_STREAMS as usize);
-
-/// Requests left free for everything else on the connection (listings, `cd`, large files' lanes).
-const REQUESTS_KEPT_FREE: usize = 8;
 
 /// One small file in flight for each this much of the round trip. First set to what a small file
 /// cost the server (1,000 gets of 4 KiB took 0.53 s on loopback, sixteen at a time), 500 µs:
@@ -58,7 +56,7 @@ const MIN_SMALL_FILES_IN_FLIGHT: usize = 48;
 /// at least [`MIN_SMALL_FILES_IN_FLIGHT`] and `-j`, within [`SMALL_FILES_IN_FLIGHT`] and what the
 /// server allows.
 fn small_file_window(session: &Session, jobs: usize) -> usize {
-    let allowed = session.requests_in_flight().saturating_sub(REQUESTS_KEPT_FREE + jobs);
+    let allowed = batch_window(session).saturating_sub(jobs);
     let covering = session.rtt().as_micros() / SMALL_FILE_COST.as_micros();
     let covering = usize::try_from(covering).unwrap_or(usize::MAX);
     let floor = MIN_SMALL_FILES_IN_FLIGHT.max(jobs);
@@ -155,10 +153,18 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let recursive = options.recursive;
     let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
-    for dir in &dirs {
-        session.mkdir(dir, true).await?;
-    }
+    make_remote_dirs(session, dirs).await?;
     run(session, "put", jobs, options).await
+}
+
+/// Makes the remote directories `dirs` with their parents: only those no other one lies in, and
+/// all at once (making a parent twice at once is harmless), not a round trip each.
+pub async fn make_remote_dirs(session: &Session, dirs: Vec<RemotePath>) -> Result<()> {
+    let parents: std::collections::HashSet<RemotePath> =
+        dirs.iter().map(RemotePath::parent).collect();
+    let deepest = dirs.into_iter().filter(|dir| !parents.contains(dir));
+    pipeline::each(session, deepest, |dir| async move { session.mkdir(&dir, true).await }).await?;
+    Ok(())
 }
 
 fn expand_locals(sources: &[String], glob: bool) -> Result<Vec<PathBuf>> {
@@ -248,9 +254,13 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     {
         return Err(ClientError::Usage(format!("{}: no such local directory", parent.display())));
     }
-    let mut jobs = Vec::new();
-    for remote in remotes {
+    let entries = pipeline::each(session, remotes, |remote| async move {
         let entry = session.stat(&remote).await?;
+        Ok((remote, entry))
+    })
+    .await?;
+    let mut jobs = Vec::new();
+    for (remote, entry) in entries {
         let local = match &target {
             Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
             Destination::As(path) => path.clone(),
@@ -267,33 +277,41 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     run(session, "get", jobs, options).await
 }
 
+/// Adds a job for every file below the remote directory `remote`, and makes the local directories
+/// they go into. The server walks the tree and sends it in pages, one request for the whole tree
+/// rather than a listing (a round trip) per directory.
 async fn walk_remote(
     session: &Session,
     remote: &RemotePath,
     local: &Path,
     jobs: &mut Vec<Job>,
 ) -> Result<()> {
-    let mut pending = vec![(remote.clone(), local.to_owned())];
-    while let Some((dir, local_dir)) = pending.pop() {
-        std::fs::create_dir_all(&local_dir)
-            .map_err(|err| ClientError::local(local_dir.display().to_string(), err))?;
-        for entry in session.list(&dir).await? {
-            let remote_child = remote_child(&dir, &entry.name)?;
-            let local_child = local_dir.join(&entry.name);
-            match entry.kind {
-                EntryKind::Dir => pending.push((remote_child, local_child)),
-                EntryKind::File => jobs.push(Job {
-                    local: local_child,
-                    remote: remote_child,
-                    size: entry.size,
-                    mtime: Some(entry.mtime),
-                }),
-                // Symlinks and special files are not copied: a symlink may point anywhere.
-                _ => {}
-            }
+    let mut dirs = vec![local.to_owned()];
+    for entry in session.tree(remote).await? {
+        let remote_child = remote.join(&entry.path).map_err(|err| {
+            remote_error(ErrorCode::InvalidPath, format!("{remote}/{}: {err}", entry.path))
+        })?;
+        let local_child = local.join(&entry.path);
+        match entry.kind {
+            EntryKind::Dir => dirs.push(local_child),
+            EntryKind::File => jobs.push(Job {
+                local: local_child,
+                remote: remote_child,
+                size: entry.size,
+                mtime: Some(entry.mtime),
+            }),
+            // Symlinks and special files are not copied: a symlink may point anywhere.
+            _ => {}
         }
     }
-    Ok(())
+    blocking(move || {
+        for dir in dirs {
+            std::fs::create_dir_all(&dir)
+                .map_err(|err| ClientError::local(dir.display().to_string(), err))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Gives a downloaded file the remote file's modification time (`get -p`).

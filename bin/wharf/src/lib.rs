@@ -18,6 +18,7 @@ pub mod link;
 pub mod listing;
 pub mod local;
 pub mod mirror;
+pub mod pipeline;
 pub mod progress;
 pub mod reconnect;
 pub mod rpc;

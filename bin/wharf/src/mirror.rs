@@ -26,6 +26,7 @@ use crate::error::{ClientError, Result};
 use crate::exec::emit;
 use crate::format::human_bytes;
 use crate::local::blocking;
+use crate::pipeline;
 use crate::session::Session;
 
 /// The file beside a mirrored tree that remembers which versions were last equal.
@@ -230,6 +231,8 @@ async fn plan(
     options: MirrorOptions,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
+    // Files of equal size that the state does not vouch for: compared by content, all at once.
+    let mut undecided = Vec::new();
     for (path, node) in source {
         let Node::File { size, version, .. } = node else {
             if dest.get(path) != Some(&Node::Dir) {
@@ -253,16 +256,29 @@ async fn plan(
                 let remembered = state.files.get(path);
                 if remembered.is_some_and(|(l, r)| l == local && r == remote) {
                     plan.unchanged.push(path.clone());
-                } else if size != other_size
-                    || !same_content(session, remote_root, local_root, path).await?
-                {
+                } else if size != other_size {
                     plan.changed.push((path.clone(), *size));
                 } else {
-                    plan.unchanged.push(path.clone());
+                    undecided.push((path.clone(), *size));
                 }
             }
         }
     }
+    let compared = pipeline::each(session, undecided, |(path, size)| async move {
+        let same = same_content(session, remote_root, local_root, &path).await?;
+        Ok((path, size, same))
+    })
+    .await?;
+    for (path, size, same) in compared {
+        if same {
+            plan.unchanged.push(path);
+        } else {
+            plan.changed.push((path, size));
+        }
+    }
+    // In the tree's order, as they would be without the comparisons set apart.
+    plan.changed.sort();
+    plan.unchanged.sort();
     for path in dest.keys() {
         let covered = plan.delete.iter().any(|gone| path.starts_with(&format!("{gone}/")));
         if !source.contains_key(path) && !covered {
@@ -273,25 +289,28 @@ async fn plan(
 }
 
 /// Whether the remote and local files at `path` hold the same bytes, by SHA-256: the server's
-/// (recorded, or read once) against the local file's.
+/// (recorded, or read once) against the local file's, the two worked out at the same time.
 async fn same_content(
     session: &Session,
     remote_root: &RemotePath,
     local_root: &Path,
     path: &str,
 ) -> Result<bool> {
-    let (remote, _) = session.digest(&remote_path(remote_root, path)?).await?;
     let local = local_root.join(path);
     let shown = local.display().to_string();
-    let digest = blocking(move || {
-        let mut file = std::fs::File::open(&local)?;
-        let mut hasher = sha2::Sha256::default();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok::<_, std::io::Error>(Sha256Digest::from_hasher(hasher))
-    })
-    .await
-    .map_err(|err| ClientError::local(shown, err))?;
-    Ok(digest.to_string() == remote)
+    let local_digest = async {
+        blocking(move || {
+            let mut file = std::fs::File::open(&local)?;
+            let mut hasher = sha2::Sha256::default();
+            std::io::copy(&mut file, &mut hasher)?;
+            Ok::<_, std::io::Error>(Sha256Digest::from_hasher(hasher))
+        })
+        .await
+        .map_err(|err| ClientError::local(shown, err))
+    };
+    let remote_path = remote_path(remote_root, path)?;
+    let ((remote, _), local) = tokio::try_join!(session.digest(&remote_path), local_digest)?;
+    Ok(local.to_string() == remote)
 }
 
 fn remote_path(root: &RemotePath, relative: &str) -> Result<RemotePath> {
@@ -308,14 +327,14 @@ async fn make_dirs(
     dirs: &[String],
     reverse: bool,
 ) -> Result<()> {
+    if reverse {
+        let paths = dirs.iter().map(|dir| remote_path(remote_root, dir)).collect::<Result<_>>()?;
+        return crate::copy::make_remote_dirs(session, paths).await;
+    }
     for dir in dirs {
-        if reverse {
-            session.mkdir(&remote_path(remote_root, dir)?, true).await?;
-        } else {
-            let local = local_root.join(dir);
-            std::fs::create_dir_all(&local)
-                .map_err(|err| ClientError::local(local.display().to_string(), err))?;
-        }
+        let local = local_root.join(dir);
+        std::fs::create_dir_all(&local)
+            .map_err(|err| ClientError::local(local.display().to_string(), err))?;
     }
     Ok(())
 }
@@ -342,6 +361,7 @@ fn jobs(
     Ok(jobs)
 }
 
+/// Deletes `paths` (none inside another) on the destination side.
 async fn delete(
     session: &Session,
     remote_root: &RemotePath,
@@ -349,18 +369,21 @@ async fn delete(
     paths: &[String],
     reverse: bool,
 ) -> Result<()> {
+    if reverse {
+        pipeline::each(session, paths, |path| async move {
+            session.remove(&remote_path(remote_root, path)?, true).await
+        })
+        .await?;
+        return Ok(());
+    }
     for path in paths {
-        if reverse {
-            session.remove(&remote_path(remote_root, path)?, true).await?;
+        let local = local_root.join(path);
+        let removed = if local.is_dir() {
+            std::fs::remove_dir_all(&local)
         } else {
-            let local = local_root.join(path);
-            let removed = if local.is_dir() {
-                std::fs::remove_dir_all(&local)
-            } else {
-                std::fs::remove_file(&local)
-            };
-            removed.map_err(|err| ClientError::local(local.display().to_string(), err))?;
-        }
+            std::fs::remove_file(&local)
+        };
+        removed.map_err(|err| ClientError::local(local.display().to_string(), err))?;
     }
     Ok(())
 }

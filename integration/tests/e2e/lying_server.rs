@@ -42,7 +42,9 @@ fn a_tree_that_climbs_out_or_names_an_absolute_path_is_refused_before_anything_i
         };
         let server = LyingServer::start(lies);
         std::fs::create_dir_all(work.path().join("back")).expect("back");
-        refused(&run(&server, work.path(), "mirror evil copy"), &bad);
+        for script in ["get -r evil back", "mirror evil copy"] {
+            refused(&run(&server, work.path(), script), &bad);
+        }
         assert!(!outside.exists(), "{bad}: a folder was made outside the download");
         assert!(!work.path().join("back/evil").exists(), "{bad}: nothing is made at all");
         assert!(!work.path().join("copy/fine").exists(), "{bad}: the mirror made nothing");

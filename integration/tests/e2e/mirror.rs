@@ -1,5 +1,6 @@
 //! `mirror`: both directions, only what differs by content, `--delete`, `--dry-run`, awkward names,
-//! a change that keeps size and time, an interrupted mirror resumed, and a tree of 1,000 files.
+//! a change that keeps size and time, an interrupted mirror resumed, and a tree of 1,000 files
+//! (also compared by content alone, without the mirror's state).
 
 use std::path::Path;
 use std::process::Output;
@@ -130,6 +131,35 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
     }
     let second = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&second), (10, 990, 0), "{second}");
+    same_as_server(&server, "up", &local);
+
+    // Without its state, every pair of equal size is compared by content (all at once): three
+    // changed in place, keeping their sizes, are found among the thousand, and listed in the
+    // tree's order with one whose size changed (which sorts among them).
+    std::fs::remove_file(local.join(".wharf-mirror")).expect("state file");
+    let [resized, changed @ ..] =
+        [989, 999, 5, 500].map(|i| format!("d{}/e{}/f{i}.txt", i % 10, i % 7));
+    std::fs::write(local.join(&resized), "a longer file than before").expect("resize");
+    for path in &changed {
+        let before = std::fs::read(local.join(path)).expect("file");
+        let flipped: Vec<u8> = before.iter().map(u8::to_ascii_uppercase).collect();
+        assert_eq!(flipped.len(), before.len());
+        assert_ne!(flipped, before);
+        std::fs::write(local.join(path), flipped).expect("change");
+    }
+    let dry = ok(&run(&server, work.path(), "mirror -R --dry-run up tree"));
+    let listed: Vec<&str> = dry.lines().filter(|l| l.starts_with("changed ")).collect();
+    let mut expected = changed.to_vec();
+    expected.push(resized);
+    expected.sort();
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|p| format!("changed  {p} ({} B)", std::fs::metadata(local.join(p)).expect("f").len()))
+        .collect();
+    assert_eq!(listed, expected, "{dry}");
+    assert!(dry.contains("0 new, 4 changed, 996 unchanged"), "{dry}");
+    let third = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
+    assert_eq!(summary(&third), (4, 996, 0), "{third}");
     same_as_server(&server, "up", &local);
 }
 

@@ -58,6 +58,10 @@ fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
             std::fs::write(tree.join(format!("d{dir}/f{file:03}")), data).expect("file");
         }
     }
+    // Folders with no files, and a file deep down: made on the way up and on the way back.
+    std::fs::create_dir_all(tree.join("empty/deeper/deepest")).expect("empty dirs");
+    std::fs::create_dir_all(tree.join("d3/x/y/z")).expect("deep dir");
+    std::fs::write(tree.join("d3/x/y/z/deep.txt"), b"deep").expect("deep file");
     for n in 0..16 {
         std::fs::write(work.path().join(format!("par{n:02}.bin")), content(2 << 20, 50_000 + n))
             .expect("file");
@@ -72,7 +76,8 @@ fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
     let out = run("put -r -j 8 tree /; put -j 16 par*.bin /");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.matches("sha256 ok").count(), 1016, "one verified line per file");
+    assert_eq!(stdout.matches("sha256 ok").count(), 1017, "one verified line per file");
+    assert!(server.exists("ann", "tree/empty/deeper/deepest"), "an empty folder goes up");
     std::fs::create_dir(work.path().join("back")).expect("back dir");
     let out = run("get -r -j 8 tree back; get -j 16 'par*.bin' back");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -84,6 +89,9 @@ fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
             assert_eq!(back, content(4096, dir * 1000 + file), "{relative}");
         }
     }
+    assert!(work.path().join("back/tree/empty/deeper/deepest").is_dir(), "and comes back");
+    let deep = std::fs::read(work.path().join("back/tree/d3/x/y/z/deep.txt")).expect("deep");
+    assert_eq!(deep, b"deep");
     for n in 0..16 {
         let name = format!("par{n:02}.bin");
         assert_eq!(
