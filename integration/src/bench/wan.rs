@@ -2,8 +2,8 @@
 //! namespace, wharf, sftp and rsync in the client's, every packet through the same router.
 //!
 //! Rows per profile: one large get and put (rates, also as a share of the link), 1,000 × 4 KiB
-//! put and get against sftp and `rsync -a`, a mirror of those files with 10 changed against
-//! rsync, connect + log in + `ls` against sftp, and shared-bottleneck rows: one wharf get beside
+//! put and get against sftp and `rsync -a`, the same number in 110 folders against rsync, a mirror
+//! of the flat 1,000 with 10 changed against rsync, connect + log in + `ls` against sftp, and shared-bottleneck rows: one wharf get beside
 //! one sftp get over each TCP controller, and two sftp gets for reference (each one's share,
 //! measured in the same window).
 
@@ -182,21 +182,32 @@ fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
     let small_files = if std::env::var_os("WHARF_BENCH_ONLY_SHARED").is_some() { 0 } else { 1000 };
     for n in 0..small_files {
         write_random(&site.local().join(format!("small/f{n:04}")), 4096, 100 + n)?;
+        // The same number of files again, ten to a folder in ten folders of ten.
+        let folder = site.local().join(format!("tree/d{}/e{}", n / 100, n / 10 % 10));
+        std::fs::create_dir_all(&folder)?;
+        write_random(&folder.join(format!("f{}", n % 10)), 4096, 5000 + n)?;
     }
     let wharf_home = site.server.home("bench");
     for dest in [&wharf_home, &site.sftp_remote()] {
         std::fs::copy(site.local().join("big.bin"), dest.join("big.bin"))?;
         std::fs::copy(site.local().join("big2.bin"), dest.join("big2.bin"))?;
-        copy_dir(&site.local().join("small"), &dest.join("small"))?;
+        for dir in ["small", "tree"] {
+            copy_dir(&site.local().join(dir), &dest.join(dir))?;
+        }
     }
     Ok(site)
 }
 
+/// Copies the tree `from` to `to`.
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
     }
     Ok(())
 }
@@ -289,6 +300,7 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
             || site.sshd.rsync_from(&site.sftp_remote().join("small"), &site.down()),
         )?)),
     };
+    let (tree_put, tree_get) = tree_rows(site, runs)?;
     let mirror = mirror_row(site, runs)?;
     let connect = Row {
         workload: "connect + login + ls".into(),
@@ -296,7 +308,50 @@ fn small_rows(site: &Site, runs: usize, sftp_small: bool) -> anyhow::Result<Vec<
         sftp: Some(cell(measure_after(runs, || Ok(()), || site.sftp("ls"))?)),
         rsync: None,
     };
-    Ok(vec![put, get, mirror, connect])
+    Ok(vec![put, get, tree_put, tree_get, mirror, connect])
+}
+
+/// The same 1,000 × 4 KiB in 110 folders, up and down, against rsync: what a folder costs
+/// beyond its files.
+fn tree_rows(site: &Site, runs: usize) -> anyhow::Result<(Row, Row)> {
+    let down = site.down().display().to_string();
+    let rsync_up = site.work.path().join("rsync-up-tree");
+    let clear_rsync_up = || -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&rsync_up);
+        Ok(())
+    };
+    let mut upload = 0;
+    let put = Row {
+        workload: "1,000 in 110 folders put".into(),
+        wharf: cell(measure_after(
+            runs,
+            || Ok(()),
+            || {
+                // Into a new folder each run: every folder is made each time.
+                upload += 1;
+                site.wharf(&format!("put --no-resume -r -j 16 tree /up-tree{upload}")).map(drop)
+            },
+        )?),
+        sftp: None,
+        rsync: Some(cell(measure_after(runs, clear_rsync_up, || {
+            site.sshd.rsync(&site.local().join("tree"), &rsync_up)
+        })?)),
+    };
+    let get = Row {
+        workload: "1,000 in 110 folders get".into(),
+        wharf: cell(measure_after(
+            runs,
+            || site.clear_down(),
+            || site.wharf(&format!("get -r -j 16 tree {down}")).map(drop),
+        )?),
+        sftp: None,
+        rsync: Some(cell(measure_after(
+            runs,
+            || site.clear_down(),
+            || site.sshd.rsync_from(&site.sftp_remote().join("tree"), &site.down()),
+        )?)),
+    };
+    Ok((put, get))
 }
 
 /// The mirror with 10 changed: both destinations start in step, then 10 files change before each
