@@ -8,6 +8,7 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 use crate::commands::{PartialsAction, ShellCommand, overview, usage_of};
 use crate::error::{ClientError, Result};
 use crate::format::{df_text, human_bytes, partials_text, quota_text, stat_text};
+use crate::pipeline;
 use crate::session::Session;
 
 /// Whether the shell goes on after a command.
@@ -51,9 +52,11 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
         }
         ShellCommand::Ls(args) => crate::listing::remote(session, &args, out).await?,
         ShellCommand::Stat { paths } => {
-            for path in crate::expand::remote_all(session, &paths).await? {
-                let entry = session.stat(&path).await?;
-                emit(out, &stat_text(path.as_str(), &entry))?;
+            let paths = crate::expand::remote_all(session, &paths).await?;
+            let stats = pipeline::all(session, &paths, |path| session.stat(path)).await;
+            // Printed in order up to the first failure, as one stat after another would have.
+            for (path, entry) in paths.iter().zip(stats) {
+                emit(out, &stat_text(path.as_str(), &entry?))?;
             }
         }
         ShellCommand::Mkdir { parents, paths } => {
@@ -67,16 +70,14 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             }
         }
         ShellCommand::Rm { recursive, paths } => {
-            for path in crate::expand::remote_all(session, &paths).await? {
-                session.remove(&path, recursive).await?;
-            }
+            let paths = crate::expand::remote_all(session, &paths).await?;
+            first_failure(pipeline::all(session, &paths, |p| session.remove(p, recursive)).await)?;
         }
         ShellCommand::Mv { from, to } => mv(session, &from, &to).await?,
         ShellCommand::Chmod { mode, paths } => {
             let mode = parse_mode(&mode)?;
-            for path in crate::expand::remote_all(session, &paths).await? {
-                session.chmod(&path, mode).await?;
-            }
+            let paths = crate::expand::remote_all(session, &paths).await?;
+            first_failure(pipeline::all(session, &paths, |p| session.chmod(p, mode)).await)?;
         }
         ShellCommand::Quota => {
             let quota = session.quota().await?;
@@ -88,6 +89,13 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
         other => unreachable!("not a remote command: {other:?}"),
     }
     Ok(())
+}
+
+/// The first of `results` that failed. `rm` and `chmod` of many paths go out together (each a
+/// round trip otherwise), so every path is tried, as coreutils' `rm` and `chmod` do, and the first
+/// failure is the one reported.
+fn first_failure(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect()
 }
 
 /// `put`, `get` and `mirror`, each interruptible with Ctrl-C.

@@ -1,12 +1,12 @@
 //! Many independent requests at once. Across a long round trip, requests sent one after another
 //! cost a round trip each: a mirror comparing 1,000 files by content took 52.7 s across 50 ms, one
 //! `digest` at a time. So comparisons, the directories of a tree upload, the stats of a glob's
-//! matches and a mirror's deletions go out together, as many as the server lets one connection
+//! matches, `rm`, `chmod` and `stat` of many paths, and a mirror's deletions go out together, as many as the server lets one connection
 //! have in flight, less a few kept free for everything else.
 
 use std::future::Future;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
 use crate::error::Result;
 use crate::session::Session;
@@ -21,14 +21,35 @@ pub fn batch_window(session: &Session) -> usize {
 
 /// Runs `work` on every item, [`batch_window`] at a time, and returns the results in the items'
 /// order. The first error (in that order) ends the batch; requests still in flight are cancelled.
-pub async fn each<T, U, F, Fut>(
+pub async fn each<T, U, Fut>(
     session: &Session,
     items: impl IntoIterator<Item = T>,
-    work: F,
+    work: impl FnMut(T) -> Fut,
 ) -> Result<Vec<U>>
 where
-    F: FnMut(T) -> Fut,
     Fut: Future<Output = Result<U>>,
 {
-    futures_util::stream::iter(items).map(work).buffered(batch_window(session)).try_collect().await
+    in_order(session, items, work).try_collect().await
+}
+
+/// Like [`each`], but every item runs whatever becomes of the others: each one's result, in the
+/// items' order.
+pub async fn all<T, U, Fut>(
+    session: &Session,
+    items: impl IntoIterator<Item = T>,
+    work: impl FnMut(T) -> Fut,
+) -> Vec<Result<U>>
+where
+    Fut: Future<Output = Result<U>>,
+{
+    in_order(session, items, work).collect().await
+}
+
+/// The results of `work` on every item as they can be taken in order, [`batch_window`] running.
+fn in_order<T, Fut: Future>(
+    session: &Session,
+    items: impl IntoIterator<Item = T>,
+    work: impl FnMut(T) -> Fut,
+) -> impl Stream<Item = Fut::Output> {
+    futures_util::stream::iter(items).map(work).buffered(batch_window(session))
 }

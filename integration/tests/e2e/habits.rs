@@ -107,6 +107,26 @@ fn rm_ls_and_stat_expand_remote_wildcards() {
     let none = batch(&server, work.path(), "rm '*.tmp'");
     assert_eq!(none.status.code(), Some(1));
     assert!(text(&none.stderr).contains("no match"), "{}", text(&none.stderr));
+
+    // Many paths at once: every one is tried, as coreutils' rm does, and the first failure is
+    // reported; stat prints what comes before its first failure, in order.
+    for n in 0..40 {
+        std::fs::write(home.join(format!("many{n:02}")), "x").expect("file");
+    }
+    let stats = batch(&server, work.path(), "stat many03 many01 nothing many02");
+    assert_eq!(stats.status.code(), Some(1));
+    let stdout = text(&stats.stdout);
+    let shown: Vec<&str> = stdout.lines().filter(|l| l.contains("many")).collect();
+    assert!(
+        shown.len() == 2 && shown[0].contains("many03") && shown[1].contains("many01"),
+        "{shown:?}"
+    );
+    assert!(text(&stats.stderr).contains("nothing"), "{}", text(&stats.stderr));
+    let some = batch(&server, work.path(), "rm keep.txt/not 'many*'");
+    assert_eq!(some.status.code(), Some(1), "{}", text(&some.stderr));
+    assert!(text(&some.stderr).contains("keep.txt/not"), "{}", text(&some.stderr));
+    let left: Vec<_> = (0..40).filter(|n| home.join(format!("many{n:02}")).exists()).collect();
+    assert_eq!(left, Vec::<i32>::new(), "every file that could go went");
 }
 
 #[test]
