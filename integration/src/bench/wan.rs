@@ -172,7 +172,9 @@ fn build(profile: Profile, big_size: u64) -> anyhow::Result<Site> {
         congestion,
         tcp,
     };
-    for dir in [site.local(), site.sftp_remote(), site.local().join("small")] {
+    for dir in
+        [site.local(), site.sftp_remote(), site.local().join("small"), site.local().join("tree")]
+    {
         std::fs::create_dir_all(dir)?;
     }
     write_random(&site.local().join("big.bin"), big_size, 1)?;
