@@ -264,11 +264,16 @@ async fn plan(
             }
         }
     }
-    let compared = pipeline::each(session, undecided, |(path, size)| async move {
+    // A small file's comparison costs a round trip; a large one's, reading it at both ends, so
+    // large files are compared `-j` at a time, as they would be sent.
+    let (small, large): (Vec<_>, Vec<_>) =
+        undecided.into_iter().partition(|(_, size)| *size < crate::copy::SMALL_FILE);
+    let compare = |(path, size): (String, u64)| async move {
         let same = same_content(session, remote_root, local_root, &path).await?;
         Ok((path, size, same))
-    })
-    .await?;
+    };
+    let mut compared = pipeline::each(session, small, compare).await?;
+    compared.extend(pipeline::each_at_most(options.jobs, large, compare).await?);
     for (path, size, same) in compared {
         if same {
             plan.unchanged.push(path);

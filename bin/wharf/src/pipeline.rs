@@ -29,7 +29,20 @@ pub async fn each<T, U, Fut>(
 where
     Fut: Future<Output = Result<U>>,
 {
-    in_order(session, items, work).try_collect().await
+    each_at_most(batch_window(session), items, work).await
+}
+
+/// Like [`each`], but at most `window` at a time (at least one): for work heavier than a round
+/// trip, such as hashing large files at both ends.
+pub async fn each_at_most<T, U, Fut>(
+    window: usize,
+    items: impl IntoIterator<Item = T>,
+    work: impl FnMut(T) -> Fut,
+) -> Result<Vec<U>>
+where
+    Fut: Future<Output = Result<U>>,
+{
+    in_order(window, items, work).try_collect().await
 }
 
 /// Like [`each`], but every item runs whatever becomes of the others: each one's result, in the
@@ -42,14 +55,14 @@ pub async fn all<T, U, Fut>(
 where
     Fut: Future<Output = Result<U>>,
 {
-    in_order(session, items, work).collect().await
+    in_order(batch_window(session), items, work).collect().await
 }
 
-/// The results of `work` on every item as they can be taken in order, [`batch_window`] running.
+/// The results of `work` on every item as they can be taken in order, `window` running at once.
 fn in_order<T, Fut: Future>(
-    session: &Session,
+    window: usize,
     items: impl IntoIterator<Item = T>,
     work: impl FnMut(T) -> Fut,
 ) -> impl Stream<Item = Fut::Output> {
-    futures_util::stream::iter(items).map(work).buffered(batch_window(session))
+    futures_util::stream::iter(items).map(work).buffered(window.max(1))
 }

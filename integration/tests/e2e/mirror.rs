@@ -110,6 +110,17 @@ fn both_directions_send_only_what_differs_and_delete_on_request() {
     assert_eq!(summary(&up), (1, 2, 1), "{up}");
     assert_eq!(server.stored("ann", "docs/new here.txt").expect("uploaded"), b"from the laptop");
     assert!(!server.exists("ann", "docs/server only.txt"));
+
+    // Without the state, the large file too is compared by content (`-j` at a time): one byte
+    // changed in place locally is found, and the server's copy comes back.
+    std::fs::remove_file(work.path().join("copy/.wharf-mirror")).expect("state file");
+    let large = work.path().join("copy/deep dir/ünï/b.bin");
+    let mut bytes = std::fs::read(&large).expect("large");
+    bytes[150_000] ^= 1;
+    std::fs::write(&large, &bytes).expect("change in place");
+    let restored = ok(&run(&server, work.path(), "mirror -j 2 docs copy"));
+    assert_eq!(summary(&restored), (1, 2, 0), "{restored}");
+    same_as_server(&server, "docs", &work.path().join("copy"));
 }
 
 #[test]
