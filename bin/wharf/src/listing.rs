@@ -11,6 +11,7 @@ use crate::error::{ClientError, Result};
 use crate::exec::emit;
 use crate::format::{columns, display_name, long_line};
 use crate::glob::has_wildcards;
+use crate::pipeline;
 use crate::session::Session;
 
 /// Terminal width for `ls` columns: `$COLUMNS`, or 80.
@@ -33,12 +34,14 @@ pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> 
     for raw in &paths {
         let name = raw.rsplit('/').next().unwrap_or_default();
         if has_wildcards(name) {
-            let mut entries = Vec::new();
-            for path in crate::expand::remote(session, raw).await? {
+            // The matches' stats go out together: one round trip, not one per match.
+            let matches = crate::expand::remote(session, raw).await?;
+            let entries = pipeline::each(session, matches, |path| async move {
                 let mut entry = session.stat(&path).await?;
                 entry.name = path.file_name().unwrap_or("/").to_owned();
-                entries.push(entry);
-            }
+                Ok(entry)
+            })
+            .await?;
             shown.push(Shown::Entries(entries));
             continue;
         }

@@ -1,8 +1,9 @@
 //! Many independent requests at once. Across a long round trip, requests sent one after another
 //! cost a round trip each: a mirror comparing 1,000 files by content took 52.7 s across 50 ms, one
 //! `digest` at a time. So comparisons, the directories of a tree upload, the stats of a glob's
-//! matches, `rm`, `chmod` and `stat` of many paths, and a mirror's deletions go out together, as
-//! many as the server lets one connection have in flight, less a few kept free for everything else.
+//! matches (for `get` and `ls`), `rm`, `chmod` and `stat` of many paths, and a mirror's deletions
+//! go out together, as many as the server lets one connection have in flight, less a few kept
+//! free for everything else.
 
 use std::future::Future;
 
