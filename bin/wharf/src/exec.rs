@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, ErrorCode};
 
 use crate::commands::{PartialsAction, ShellCommand, overview, usage_of};
@@ -60,13 +61,24 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             }
         }
         ShellCommand::Mkdir { parents, paths } => {
-            for path in paths {
-                session.mkdir(&session.resolve(&path)?, parents).await?;
+            let paths = resolve_all(session, &paths)?;
+            if nested(&paths) {
+                // `mkdir a a/b`: the second needs the first, so one after the other.
+                for path in &paths {
+                    session.mkdir(path, parents).await?;
+                }
+            } else {
+                first_failure(pipeline::all(session, &paths, |p| session.mkdir(p, parents)).await)?;
             }
         }
         ShellCommand::Rmdir { paths } => {
-            for path in paths {
-                session.rmdir(&session.resolve(&path)?).await?;
+            let paths = resolve_all(session, &paths)?;
+            if nested(&paths) {
+                for path in &paths {
+                    session.rmdir(path).await?;
+                }
+            } else {
+                first_failure(pipeline::all(session, &paths, |p| session.rmdir(p)).await)?;
             }
         }
         ShellCommand::Rm { recursive, paths } => {
@@ -91,9 +103,21 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
     Ok(())
 }
 
-/// The first of `results` that failed. `rm` and `chmod` of many paths go out together (each a
-/// round trip otherwise), so every path is tried, as coreutils' `rm` and `chmod` do, and the first
-/// failure is the one reported.
+fn resolve_all(session: &Session, paths: &[String]) -> Result<Vec<RemotePath>> {
+    paths.iter().map(|path| session.resolve(path)).collect()
+}
+
+/// Whether one of `paths` lies in (or is) another, so that their order matters.
+fn nested(paths: &[RemotePath]) -> bool {
+    paths
+        .iter()
+        .enumerate()
+        .any(|(i, a)| paths[i + 1..].iter().any(|b| a.starts_with(b) || b.starts_with(a)))
+}
+
+/// The first of `results` that failed. `rm`, `chmod`, and `mkdir` and `rmdir` of paths that do not
+/// lie in one another, go out together (each a round trip otherwise), so every path is tried, as
+/// coreutils does, and the first failure is the one reported.
 fn first_failure(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }

@@ -130,6 +130,27 @@ fn rm_ls_and_stat_expand_remote_wildcards() {
 }
 
 #[test]
+fn mkdir_and_rmdir_try_every_path_unless_one_lies_in_another() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    server.make_dir("ann", "there");
+    // Independent paths go out together: the one that fails does not stop the others.
+    let made = batch(&server, work.path(), "mkdir there one two");
+    assert_eq!(made.status.code(), Some(1), "{}", text(&made.stderr));
+    assert!(text(&made.stderr).contains("there"), "{}", text(&made.stderr));
+    assert!(server.exists("ann", "one") && server.exists("ann", "two"));
+    // Nested paths keep their order: each needs the one before.
+    ok(&batch(&server, work.path(), "mkdir n n/m n/m/o"));
+    assert!(server.exists("ann", "n/m/o"));
+    ok(&batch(&server, work.path(), "rmdir n/m/o n/m n"));
+    assert!(!server.exists("ann", "n"));
+    let removed = batch(&server, work.path(), "rmdir missing one two");
+    assert_eq!(removed.status.code(), Some(1), "{}", text(&removed.stderr));
+    assert!(text(&removed.stderr).contains("missing"), "{}", text(&removed.stderr));
+    assert!(!server.exists("ann", "one") && !server.exists("ann", "two"));
+}
+
+#[test]
 fn quota_errors_speak_in_sizes_and_partial_uploads_can_be_seen_and_dropped() {
     let mut server = TestServer::new("");
     server.add_user("ann", "pw", "2MiB");
