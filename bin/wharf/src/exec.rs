@@ -62,24 +62,11 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
         }
         ShellCommand::Mkdir { parents, paths } => {
             let paths = resolve_all(session, &paths)?;
-            if nested(&paths) {
-                // `mkdir a a/b`: the second needs the first, so one after the other.
-                for path in &paths {
-                    session.mkdir(path, parents).await?;
-                }
-            } else {
-                first_failure(pipeline::all(session, &paths, |p| session.mkdir(p, parents)).await)?;
-            }
+            on_every_path(session, &paths, |p| session.mkdir(p, parents)).await?;
         }
         ShellCommand::Rmdir { paths } => {
             let paths = resolve_all(session, &paths)?;
-            if nested(&paths) {
-                for path in &paths {
-                    session.rmdir(path).await?;
-                }
-            } else {
-                first_failure(pipeline::all(session, &paths, |p| session.rmdir(p)).await)?;
-            }
+            on_every_path(session, &paths, |p| session.rmdir(p)).await?;
         }
         ShellCommand::Rm { recursive, paths } => {
             let paths = crate::expand::remote_all(session, &paths).await?;
@@ -107,12 +94,28 @@ fn resolve_all(session: &Session, paths: &[String]) -> Result<Vec<RemotePath>> {
     paths.iter().map(|path| session.resolve(path)).collect()
 }
 
-/// Whether one of `paths` lies in (or is) another, so that their order matters.
-fn nested(paths: &[RemotePath]) -> bool {
-    paths
+/// Runs `op` (`mkdir`, `rmdir`) on every path: all at once, every path tried, unless one lies in
+/// (or is) another. Then (`mkdir a a/b`) each may need the one before, so one after the other,
+/// stopping at the first failure.
+async fn on_every_path<'a, Fut>(
+    session: &Session,
+    paths: &'a [RemotePath],
+    op: impl Fn(&'a RemotePath) -> Fut,
+) -> Result<()>
+where
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let nested = paths
         .iter()
         .enumerate()
-        .any(|(i, a)| paths[i + 1..].iter().any(|b| a.starts_with(b) || b.starts_with(a)))
+        .any(|(i, a)| paths[i + 1..].iter().any(|b| a.starts_with(b) || b.starts_with(a)));
+    if !nested {
+        return first_failure(pipeline::all(session, paths, op).await);
+    }
+    for path in paths {
+        op(path).await?;
+    }
+    Ok(())
 }
 
 /// The first of `results` that failed. `rm`, `chmod`, and `mkdir` and `rmdir` of paths that do not
