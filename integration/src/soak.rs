@@ -43,6 +43,8 @@ pub struct SoakReport {
     pub rss_peak_kib: u64,
     pub fds_before: usize,
     pub fds_after: usize,
+    /// What the descriptors open after the run, and not before, point at: empty unless one leaked.
+    pub fds_new: Vec<String>,
 }
 
 impl SoakReport {
@@ -81,6 +83,9 @@ impl SoakReport {
             self.fds_before,
             self.fds_after,
         );
+        for target in &self.fds_new {
+            println!("descriptor open after the run, not before: {target}");
+        }
         for err in self.errors.iter().take(10) {
             println!("error: {err}");
         }
@@ -121,8 +126,37 @@ async fn warm_up(server: &TestServer, file: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+/// What each of the process's open descriptors points at (a path, `socket:[…]`, `anon_inode:…`).
+fn open_fds(pid: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let mut targets: Vec<String> = entries
+        .flatten()
+        .map(|entry| {
+            std::fs::read_link(entry.path())
+                .map_or_else(|_| "(closed while read)".to_owned(), |t| t.display().to_string())
+        })
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// The entries of `after` beyond those in `before`, counting repeats, but for handles on `/proc`:
+/// rustix opens those on first use (cap-tempfile's rename, cap-std's chmod) and keeps them for the
+/// life of the process, so when they appear depends only on which request came first.
+fn beyond(before: &[String], after: &[String]) -> Vec<String> {
+    let mut left = before.to_vec();
+    after
+        .iter()
+        .filter(|target| !target.starts_with("/proc/") && target.as_str() != "/proc")
+        .filter(|target| match left.iter().position(|seen| seen == *target) {
+            Some(at) => {
+                left.swap_remove(at);
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 /// Clients spread over loopback addresses, a few per address, as real users would be.
@@ -178,7 +212,7 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
         }
         Err(_) => anyhow::bail!("the probe thread panicked"),
     };
-    let fds_after = settled_fds(pid, fds_before).await;
+    let fds_after = settled_fds(pid, &fds_before).await;
     let tally = std::mem::take(&mut *tally.lock().await);
     Ok(SoakReport {
         ops: tally.ops,
@@ -189,8 +223,9 @@ pub async fn run(server: &TestServer, plan: SoakPlan) -> anyhow::Result<SoakRepo
         bulk_bytes: tally.bulk_bytes,
         rss_before_kib,
         rss_peak_kib,
-        fds_before,
-        fds_after,
+        fds_new: beyond(&fds_before, &fds_after),
+        fds_before: fds_before.len(),
+        fds_after: fds_after.len(),
     })
 }
 
@@ -260,10 +295,10 @@ async fn watch(
 
 /// The server's open descriptors once closed connections are torn down, which takes a moment
 /// (at most 10 s).
-async fn settled_fds(pid: u32, before: usize) -> usize {
+async fn settled_fds(pid: u32, before: &[String]) -> Vec<String> {
     let settle = Instant::now() + Duration::from_secs(10);
     let mut after = open_fds(pid);
-    while after > before && Instant::now() < settle {
+    while !beyond(before, &after).is_empty() && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = open_fds(pid);
     }

@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
             report.print(&plan);
             let p99 = report.quantile(0.99);
             let met = report.errors.is_empty()
-                && report.fds_after <= report.fds_before
+                && report.fds_new.is_empty()
                 && report.rss_peak_kib < 512 * 1024
                 && p99 < Duration::from_millis(50);
             println!(
