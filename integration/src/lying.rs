@@ -1,10 +1,12 @@
 //! A server that lies in its listings, for tests of what the client takes from a server: it logs
 //! anyone in, calls every path a directory, and answers every `list` and `tree` with the entries it
-//! was given, whatever they name. Everything else it refuses.
+//! was given, whatever they name. Everything else it refuses. It can also hold its answer to a login
+//! until the client's next request, to see whether the client waits for that answer.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wharf_common::frame::{read_message, write_message};
 use wharf_common::proto::{
@@ -16,11 +18,18 @@ use wharf_common::proto::{
 pub struct Lies {
     pub entries: Vec<Entry>,
     pub tree: Vec<TreeEntry>,
+    /// Hold each login's answer until the next request comes, or [`LOGIN_HELD_AT_MOST`] passes.
+    pub hold_login: bool,
 }
+
+/// How long a held login waits for a request behind it.
+pub const LOGIN_HELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A running lying server on loopback; it stops when dropped.
 pub struct LyingServer {
     addr: SocketAddr,
+    /// Requests that came while a held login waited for its answer.
+    behind_login: Arc<AtomicUsize>,
     dir: tempfile::TempDir,
     endpoint: quinn::Endpoint,
     _runtime: tokio::runtime::Runtime,
@@ -47,18 +56,25 @@ impl LyingServer {
         let addr = endpoint.local_addr().expect("address");
         let accepting = endpoint.clone();
         let lies = Arc::new(lies);
+        let behind_login = Arc::new(AtomicUsize::new(0));
+        let counted = behind_login.clone();
         runtime.spawn(async move {
             while let Some(incoming) = accepting.accept().await {
-                let lies = lies.clone();
+                let (lies, counted) = (lies.clone(), counted.clone());
                 tokio::spawn(async move {
                     if let Ok(conn) = incoming.await {
-                        serve(conn, &lies).await;
+                        serve(conn, &lies, &counted).await;
                     }
                 });
             }
         });
         drop(entered);
-        LyingServer { addr, dir, endpoint, _runtime: runtime }
+        LyingServer { addr, behind_login, dir, endpoint, _runtime: runtime }
+    }
+
+    /// How many requests reached the server while a held login waited for its answer.
+    pub fn requests_behind_login(&self) -> usize {
+        self.behind_login.load(Ordering::SeqCst)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -82,9 +98,25 @@ impl Drop for LyingServer {
     }
 }
 
-async fn serve(conn: quinn::Connection, lies: &Lies) {
+async fn serve(conn: quinn::Connection, lies: &Lies, behind_login: &AtomicUsize) {
     let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
-    while let Ok(Some(Request { id, cmd })) = read_message::<Request, _>(&mut recv).await {
+    let mut held = None;
+    loop {
+        let request = match held.take() {
+            Some(request) => request,
+            None => match read_message::<Request, _>(&mut recv).await {
+                Ok(Some(request)) => request,
+                _ => return,
+            },
+        };
+        if lies.hold_login && matches!(request.cmd, Command::Login { .. }) {
+            let next = tokio::time::timeout(LOGIN_HELD_AT_MOST, read_message(&mut recv)).await;
+            if let Ok(Ok(Some(next))) = next {
+                behind_login.fetch_add(1, Ordering::SeqCst);
+                held = Some(next);
+            }
+        }
+        let Request { id, cmd } = request;
         let reply = answer(cmd, lies);
         if write_message(&mut send, &Response { id, reply }).await.is_err() {
             return;

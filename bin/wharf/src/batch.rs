@@ -37,7 +37,12 @@ pub fn split_script(script: &str) -> Vec<String> {
 pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> {
     let mut stdout = std::io::stdout();
     for line in split_script(script) {
-        let command = match parse_line(&line)? {
+        let parsed = parse_line(&line)?;
+        if !matches!(parsed, Parsed::Command(_)) {
+            // Nothing local runs behind a login still waiting for its reply (`execute` says why).
+            session.login_answered().await;
+        }
+        let command = match parsed {
             Parsed::Empty => continue,
             // A script that asks for help did not say what to do: show it, and fail, so that a
             // mistyped flag (`ls -lh` once meant help) never passes for success.

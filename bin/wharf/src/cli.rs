@@ -1,7 +1,7 @@
 //! The `wharf` command line: connect, log in, then run the shell or a batch.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use clap::Parser;
 
 use crate::commands::TransferArgs;
 use crate::copy::CopyOptions;
+use crate::credentials::log_in_then;
 use crate::error::{ClientError, Result};
-use crate::identity::Identity;
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
 use crate::target::Target;
 use crate::trust::KnownHosts;
@@ -224,26 +224,34 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
     options.connect_timeout = std::time::Duration::from_secs(args.connect_timeout);
     options.transport.congestion = args.congestion;
 
-    let session = runtime.block_on(Session::connect(&options))?;
-    log_in(&session, &user, args.identity.as_deref(), runtime)?;
-    let session = Arc::new(session);
+    let session = Arc::new(runtime.block_on(Session::connect(&options))?);
+    let identity = args.identity.as_deref();
     let outcome = match work {
-        Work::Mode(Mode::Interactive) => crate::shell::run(session.clone(), runtime),
-        Work::Mode(Mode::Script(script)) => runtime.block_on(crate::batch::run(&session, &script)),
-        Work::Get(paths, copy) => runtime.block_on(crate::copy::get(&session, &paths, copy)),
-        Work::Put(paths, copy) => runtime.block_on(crate::copy::put(&session, &paths, copy)),
-        Work::Mirror(args) => runtime.block_on(crate::mirror::mirror(
-            &session,
-            args.remote.as_deref(),
-            args.local.as_deref(),
-            args.options(),
-            &mut std::io::stdout(),
-        )),
+        Work::Mode(Mode::Interactive) => {
+            log_in_then(&session, &user, identity, runtime, std::future::ready(Ok(())))?;
+            crate::shell::run(session.clone(), runtime)
+        }
+        work => log_in_then(&session, &user, identity, runtime, run_work(&session, work)),
     };
     if let Ok(session) = Arc::try_unwrap(session) {
         runtime.block_on(session.close());
     }
     outcome
+}
+
+/// Runs what the command line asked for, but the interactive shell.
+async fn run_work(session: &Arc<Session>, work: Work) -> Result<()> {
+    match work {
+        Work::Mode(Mode::Interactive) => Err(ClientError::Usage("no commands to run".into())),
+        Work::Mode(Mode::Script(script)) => crate::batch::run(session, &script).await,
+        Work::Get(paths, copy) => crate::copy::get(session, &paths, copy).await,
+        Work::Put(paths, copy) => crate::copy::put(session, &paths, copy).await,
+        Work::Mirror(args) => {
+            let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
+            crate::mirror::mirror(session, remote, local, args.options(), &mut std::io::stdout())
+                .await
+        }
+    }
 }
 
 /// Turns `wharf get URL... LOCAL` or `wharf put LOCAL... URL` into a server and copy arguments.
@@ -347,71 +355,6 @@ fn ask_about_host(host: &str, fingerprint: &str) -> bool {
         return false;
     }
     matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
-}
-
-/// Logs in: with a key (`-i FILE`, or the default key if there is one), then, if there is no key or
-/// the server refuses it, with `WHARF_PASSWORD` or a password asked on the terminal (up to three
-/// times, like ssh) when standard input is one.
-fn log_in(
-    session: &Session,
-    user: &str,
-    identity: Option<&Path>,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<()> {
-    let default = crate::identity::default_key_path();
-    let key_path = identity.or_else(|| default.exists().then_some(default.as_path()));
-    if let Some(path) = key_path {
-        let identity = Identity::load(path, key_passphrase)?;
-        match runtime.block_on(session.login_key(user, Arc::new(identity))) {
-            Ok(_) => return Ok(()),
-            Err(ClientError::Auth(message)) => eprintln!("{message} (key {})", path.display()),
-            Err(err) => return Err(err),
-        }
-    }
-    if let Ok(password) = std::env::var("WHARF_PASSWORD") {
-        return runtime.block_on(session.login(user, &password)).map(|_| ());
-    }
-    // Asking needs a person at the keyboard: with standard input not a terminal (a script, a pipe, a
-    // test harness), a prompt on the controlling terminal would wait for nobody.
-    if !std::io::stdin().is_terminal() {
-        return Err(ClientError::Auth(
-            "no password: set WHARF_PASSWORD or use a key (standard input is not a terminal, so \
-             wharf does not ask)"
-                .into(),
-        ));
-    }
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let prompt = format!("{user}@{}'s password: ", session.host());
-        let password = rpassword::prompt_password(prompt).map_err(|err| {
-            ClientError::Auth(format!("no password: set WHARF_PASSWORD or use a terminal ({err})"))
-        })?;
-        // The server does not wait forever for a login: if the prompts outlasted its timeout, the
-        // connection is gone, and a fresh one (the host key is known by now) takes the password.
-        runtime.block_on(session.relink_if_closed())?;
-        let mut result = runtime.block_on(session.login(user, &password));
-        if matches!(result, Err(ClientError::ConnectionLost(_)))
-            && runtime.block_on(session.relink_if_closed())?
-        {
-            result = runtime.block_on(session.login(user, &password));
-        }
-        match result {
-            Err(ClientError::Auth(message)) if attempt < 3 => eprintln!("{message}"),
-            other => return other.map(|_| ()),
-        }
-    }
-}
-
-/// A sealed key's passphrase: `WHARF_KEY_PASSPHRASE`, or asked on the terminal.
-fn key_passphrase() -> Option<String> {
-    if let Ok(passphrase) = std::env::var("WHARF_KEY_PASSPHRASE") {
-        return Some(passphrase);
-    }
-    if !std::io::stdin().is_terminal() {
-        return None;
-    }
-    rpassword::prompt_password("Key passphrase: ").ok()
 }
 
 /// `wharf keygen`.

@@ -55,7 +55,9 @@ const MIN_SMALL_FILES_IN_FLIGHT: usize = 48;
 /// How many small files to keep in flight: enough to cover the round trip at the server's pace,
 /// at least [`MIN_SMALL_FILES_IN_FLIGHT`] and `-j`, within [`SMALL_FILES_IN_FLIGHT`] and what the
 /// server allows.
-fn small_file_window(session: &Session, jobs: usize) -> usize {
+async fn small_file_window(session: &Session, jobs: usize) -> usize {
+    // The window lasts the whole batch: size it by the server's own limit.
+    session.login_answered().await;
     let allowed = batch_window(session).saturating_sub(jobs);
     let covering = session.rtt().as_micros() / SMALL_FILE_COST.as_micros();
     let covering = usize::try_from(covering).unwrap_or(usize::MAX);
@@ -336,12 +338,14 @@ pub(crate) async fn run(
     jobs: Vec<Job>,
     options: CopyOptions,
 ) -> Result<()> {
+    // Sized by the server's limit, which also keeps the bars off the screen until a login sent
+    // just ahead is answered.
+    let pipeline = Arc::new(Semaphore::new(small_file_window(session, options.jobs).await));
     let total: u64 = jobs.iter().map(|job| job.size).sum();
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
     let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
-    let pipeline = Arc::new(Semaphore::new(small_file_window(session, options.jobs)));
     let mut tasks = JoinSet::new();
     for job in jobs {
         let slots = if job.size <= SMALL_FILE { &pipeline } else { &lanes };

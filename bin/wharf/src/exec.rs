@@ -30,6 +30,11 @@ pub async fn execute(
     command: ShellCommand,
     out: &mut dyn Write,
 ) -> Result<Flow> {
+    if !asks_the_server(&command) {
+        // Behind a login whose reply has not come yet, nothing may run that the login's failure
+        // should have stopped (see `Session::login_then`).
+        session.login_answered().await;
+    }
     match command {
         ShellCommand::Exit => return Ok(Flow::Exit),
         ShellCommand::Put(_) | ShellCommand::Get(_) | ShellCommand::Mirror(_) => {
@@ -42,6 +47,19 @@ pub async fn execute(
         other => remote(session, other, out).await?,
     }
     Ok(Flow::Continue)
+}
+
+/// Whether `command` sends requests: the others work on local files or the session's own state.
+fn asks_the_server(command: &ShellCommand) -> bool {
+    !matches!(
+        command,
+        ShellCommand::Exit
+            | ShellCommand::Pwd
+            | ShellCommand::Lcd { .. }
+            | ShellCommand::Lpwd
+            | ShellCommand::Lls(_)
+            | ShellCommand::Help { .. }
+    )
 }
 
 /// The commands on the server's files, other than transfers.

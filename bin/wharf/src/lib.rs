@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod copy;
+pub mod credentials;
 pub mod error;
 pub mod exec;
 pub mod expand;

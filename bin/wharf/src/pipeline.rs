@@ -15,7 +15,8 @@ use crate::session::Session;
 /// Requests left free for everything else on the connection (listings, `cd`, large files' lanes).
 pub const REQUESTS_KEPT_FREE: usize = 8;
 
-/// How many requests of one batch may be in flight at once on `session`.
+/// How many requests of one batch may be in flight at once on `session`. Behind a login not yet
+/// answered, what every server allows: a `get`'s first stats leave with the login, not after it.
 pub fn batch_window(session: &Session) -> usize {
     session.requests_in_flight().saturating_sub(REQUESTS_KEPT_FREE).max(1)
 }

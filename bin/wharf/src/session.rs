@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use wharf_common::net::CloseCodeExt as _;
 
 use parking_lot::Mutex;
@@ -19,9 +18,12 @@ use wharf_common::proto::{
 };
 
 use crate::error::{ClientError, Result};
-use crate::identity::Identity;
 pub use crate::link::{AskUser, ConnectOptions, Trust, UnknownHost};
 use crate::link::{Link, connect_link};
+
+mod login;
+pub use login::Secret;
+use login::{LEGACY_REQUESTS_IN_FLIGHT, login_on};
 
 /// A logged-in session with a wharf server.
 #[derive(Debug)]
@@ -37,8 +39,9 @@ pub struct Session {
     host: String,
     user: Mutex<Option<String>>,
     cwd: Mutex<RemotePath>,
-    /// The server's limit on requests in flight, from its login reply.
-    requests_in_flight: AtomicUsize,
+    /// The server's limit on requests in flight, from its login reply; `None` while a login that
+    /// other requests followed at once waits for its reply ([`Session::login_then`]).
+    requests_in_flight: tokio::sync::watch::Sender<Option<usize>>,
 }
 
 impl Session {
@@ -63,7 +66,7 @@ impl Session {
             host: options.target.host.clone(),
             user: Mutex::new(None),
             cwd: Mutex::new(RemotePath::root()),
-            requests_in_flight: AtomicUsize::new(LEGACY_REQUESTS_IN_FLIGHT),
+            requests_in_flight: tokio::sync::watch::Sender::new(Some(LEGACY_REQUESTS_IN_FLIGHT)),
         })
     }
 
@@ -125,86 +128,16 @@ impl Session {
 const CLOSE_LINGER_MIN: Duration = Duration::from_millis(5);
 const CLOSE_LINGER_MAX: Duration = Duration::from_millis(250);
 
-/// What the server said to a login.
-struct LoginReply {
-    user: String,
-    quota: QuotaInfo,
-    requests_in_flight: usize,
-}
-
-/// Requests in flight a server allows when its login reply does not say (servers before the field
-/// was added allowed 32).
-const LEGACY_REQUESTS_IN_FLIGHT: usize = 32;
-
-/// What a session logs in with, kept to log in again after a reconnection.
-#[derive(Debug, Clone)]
-pub enum Secret {
-    Password(String),
-    Key(Arc<Identity>),
-}
-
-/// Logs in on `link`; returns the user name the server confirmed and the quota. A key signs the
-/// login message of this link's own TLS session, so the proof is good for this connection only.
-async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result<LoginReply> {
-    let cmd = match secret {
-        Secret::Password(password) => {
-            Command::Login { user: user.to_owned(), password: password.clone() }
-        }
-        Secret::Key(identity) => {
-            let exported = wharf_common::tls::login_exporter(&link.conn, user)
-                .map_err(|err| ClientError::Protocol(err.to_string()))?;
-            Command::LoginKey {
-                user: user.to_owned(),
-                key: identity.public().to_base64(),
-                signature: identity.sign_login(user, &exported),
-            }
-        }
-    };
-    match link.rpc.call(cmd).await {
-        Ok(Reply::LoggedIn { user, quota, requests_in_flight }) => {
-            let requests_in_flight = match requests_in_flight {
-                0 => LEGACY_REQUESTS_IN_FLIGHT,
-                n => n as usize,
-            };
-            Ok(LoginReply { user, quota, requests_in_flight })
-        }
-        Ok(other) => Err(unexpected(&other)),
-        Err(ClientError::Remote {
-            code: ErrorCode::AuthFailed | ErrorCode::TooManyAttempts,
-            message,
-        }) => Err(ClientError::Auth(message)),
-        Err(err) => Err(err),
-    }
-}
-
 impl Session {
-    /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
-    /// server closes the connection.
-    pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
-        self.login_with(user, Secret::Password(password.to_owned())).await
-    }
-
-    /// Logs in with a key: its signature of this connection's login message.
-    pub async fn login_key(&self, user: &str, identity: Arc<Identity>) -> Result<QuotaInfo> {
-        self.login_with(user, Secret::Key(identity)).await
-    }
-
-    async fn login_with(&self, user: &str, secret: Secret) -> Result<QuotaInfo> {
-        let reply = login_on(&self.link(), user, &secret).await?;
-        *lock(&self.user) = Some(reply.user);
-        *lock(&self.secret) = Some(secret);
-        self.requests_in_flight.store(reply.requests_in_flight, Ordering::Relaxed);
-        Ok(reply.quota)
-    }
-
     /// The connection's current round-trip estimate.
     pub fn rtt(&self) -> Duration {
         self.link().conn.rtt()
     }
 
-    /// How many requests this connection may have in flight at once, as the server said at login.
+    /// How many requests this connection may have in flight at once, as the server said at login
+    /// (what older servers allowed before a login's reply; see [`Session::login_answered`]).
     pub fn requests_in_flight(&self) -> usize {
-        self.requests_in_flight.load(Ordering::Relaxed)
+        self.requests_in_flight.borrow().unwrap_or(LEGACY_REQUESTS_IN_FLIGHT)
     }
 
     /// Connects, checks the server and logs in.

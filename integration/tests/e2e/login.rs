@@ -1,12 +1,14 @@
 //! Login: success, failures that look alike, throttling, the per-connection failure limit, the
-//! unauthenticated timeout, and the audit log.
+//! unauthenticated timeout, the audit log, and requests sent behind a login before its answer.
 
 use std::time::{Duration, Instant};
 
 use wharf::error::ClientError;
-use wharf::session::Session;
-use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_integration::client::{login, options, options_from};
+use wharf::session::{Secret, Session};
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Command, EntryKind, ErrorCode, Reply};
+use wharf_integration::client::{login, options, options_from, target, text, wharf};
+use wharf_integration::lying::{Lies, LyingServer};
 use wharf_integration::server::TestServer;
 
 async fn attempt(
@@ -159,4 +161,50 @@ async fn every_attempt_is_audited() {
         audit.lines().all(|l| l.starts_with("20")),
         "every line starts with a timestamp:\n{audit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_behind_a_login_are_served_after_it_or_refused_with_it() {
+    let server = TestServer::with_users(&[("ann", "right")]);
+    let root = RemotePath::root();
+    let session = Session::connect(&options(&server)).await.expect("connect");
+    let password = |p: &str| Secret::Password(p.to_owned());
+
+    let refused = session.login_then("ann", password("wrong"), session.stat(&root)).await;
+    assert!(matches!(&refused, Err(ClientError::Auth(_))), "{refused:?}");
+    // The server answered the stat behind the refused login `not_logged_in`, and the connection
+    // serves the next login as usual.
+    let stat = session.login_then("ann", password("right"), session.stat(&root)).await;
+    let entry = stat.expect("logged in").expect("the stat behind the login");
+    assert_eq!(entry.kind, EntryKind::Dir);
+    assert_eq!(session.user(), "ann");
+    let raw = session.call_raw(Command::Stat { path: "/".into() }).await;
+    assert!(matches!(raw, Ok(Reply::Stat { .. })), "{raw:?}");
+    session.close().await;
+}
+
+#[test]
+fn a_one_shot_command_leaves_with_its_login_but_nothing_runs_if_the_login_fails() {
+    // A server that answers a login only once another request has come (or after 3 s): the
+    // client's `ls` must leave before the login's answer.
+    let lying = LyingServer::start(Lies { hold_login: true, ..Lies::default() });
+    let home = tempfile::tempdir().expect("home");
+    let cert = lying.cert().display().to_string();
+    let to = format!("ann@127.0.0.1:{}", lying.addr().port());
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", "ls", &to], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lying.requests_behind_login(), 1, "the ls waited for the login's answer");
+
+    // Against a real server, a refused login stops everything behind it: the request already
+    // sent, and the commands that ask the server nothing (`pwd` prints the remote folder).
+    let server = TestServer::with_users(&[("ann", "right")]);
+    let cert = server.cert().display().to_string();
+    let to = target(&server, "ann");
+    for script in ["ls", "pwd", "pwd; ls", "lpwd"] {
+        let out = wharf(home.path(), Some("wrong"), &["--ca", &cert, "-c", script, &to], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{script}: {stderr}");
+        assert_eq!(text(&out.stdout), "", "{script}: printed before the login failed");
+        assert!(!stderr.contains("log in first"), "{script}: {stderr}");
+    }
 }
