@@ -39,7 +39,8 @@ pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> 
     for line in split_script(script) {
         let parsed = parse_line(&line)?;
         if !matches!(parsed, Parsed::Command(_)) {
-            // Nothing local runs behind a login still waiting for its reply (`execute` says why).
+            // Help text and a local shell wait for a login still waiting for its reply, as
+            // `execute` makes commands that print without asking the server wait.
             session.login_answered().await;
         }
         let command = match parsed {

@@ -30,8 +30,8 @@ pub async fn execute(
     command: ShellCommand,
     out: &mut dyn Write,
 ) -> Result<Flow> {
-    if !asks_the_server(&command) {
-        // Behind a login whose reply has not come yet, nothing may run that the login's failure
+    if prints_without_asking(&command) {
+        // Behind a login whose reply has not come yet, nothing may show that the login's failure
         // should have stopped (see `Session::login_then`).
         session.login_answered().await;
     }
@@ -49,16 +49,12 @@ pub async fn execute(
     Ok(Flow::Continue)
 }
 
-/// Whether `command` sends requests: the others work on local files or the session's own state.
-fn asks_the_server(command: &ShellCommand) -> bool {
-    !matches!(
+/// Whether `command` prints something without a request to the server. (`lcd` and `exit` show
+/// nothing: a script may start with them and still have its first request leave with the login.)
+fn prints_without_asking(command: &ShellCommand) -> bool {
+    matches!(
         command,
-        ShellCommand::Exit
-            | ShellCommand::Pwd
-            | ShellCommand::Lcd { .. }
-            | ShellCommand::Lpwd
-            | ShellCommand::Lls(_)
-            | ShellCommand::Help { .. }
+        ShellCommand::Pwd | ShellCommand::Lpwd | ShellCommand::Lls(_) | ShellCommand::Help { .. }
     )
 }
 

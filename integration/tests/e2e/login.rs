@@ -194,13 +194,18 @@ fn a_one_shot_command_leaves_with_its_login_but_nothing_runs_if_the_login_fails(
     let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", "ls", &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(lying.requests_behind_login(), 1, "the ls waited for the login's answer");
+    // A script may start with `lcd`, which shows nothing, and still not wait.
+    let script = format!("lcd '{}'; ls", home.path().display());
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", &script, &to], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lying.requests_behind_login(), 2, "the ls after lcd waited for the login's answer");
 
     // Against a real server, a refused login stops everything behind it: the request already
     // sent, and the commands that ask the server nothing (`pwd` prints the remote folder).
     let server = TestServer::with_users(&[("ann", "right")]);
     let cert = server.cert().display().to_string();
     let to = target(&server, "ann");
-    for script in ["ls", "pwd", "pwd; ls", "lpwd"] {
+    for script in ["ls", "pwd", "pwd; ls", "lpwd", "lcd /; ls"] {
         let out = wharf(home.path(), Some("wrong"), &["--ca", &cert, "-c", script, &to], None);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{script}: {stderr}");

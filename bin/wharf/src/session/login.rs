@@ -102,8 +102,8 @@ impl Session {
     ///
     /// Until the reply comes, [`Session::requests_in_flight`] is what every server allows, and
     /// [`Session::login_answered`] waits. Transfers wait there before sizing their window to the
-    /// server's limit, and so do commands that ask the server nothing (`pwd`, `lcd`, a local
-    /// shell): nothing runs on the strength of a login that then fails.
+    /// server's limit, and so do commands that print without asking the server (`pwd`, `lls`)
+    /// and a local shell: nothing shows or runs on the strength of a login that then fails.
     pub async fn login_then<T>(
         &self,
         user: &str,
