@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use wharf_common::limits::DEFAULT_MAX_UNI_STREAMS;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{EntryKind, ErrorCode};
+use wharf_common::proto::{EntryKind, ErrorCode, TreeEntry};
 
 use crate::error::{ClientError, Result};
 use crate::expand::remote_child;
@@ -257,21 +257,28 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         return Err(ClientError::Usage(format!("{}: no such local directory", parent.display())));
     }
     let entries = pipeline::each(session, remotes, |remote| async move {
-        let entry = session.stat(&remote).await?;
-        Ok((remote, entry))
+        if !options.recursive {
+            return Ok((session.stat(&remote).await?, remote, None));
+        }
+        // The tree goes out beside the stat rather than after it, a round trip sooner; for a
+        // file its error is not needed.
+        let (entry, tree) = tokio::join!(session.stat(&remote), session.tree(&remote));
+        let entry = entry?;
+        let tree = if entry.kind == EntryKind::Dir { Some(tree?) } else { None };
+        Ok((entry, remote, tree))
     })
     .await?;
     let mut jobs = Vec::new();
-    for (remote, entry) in entries {
+    for (entry, remote, tree) in entries {
         let local = match &target {
             Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
             Destination::As(path) => path.clone(),
         };
         if entry.kind == EntryKind::Dir {
-            if !options.recursive {
+            let Some(tree) = tree else {
                 return Err(ClientError::Usage(format!("{remote}: is a directory (use get -r)")));
-            }
-            walk_remote(session, &remote, &local, &mut jobs).await?;
+            };
+            jobs_below(&remote, tree, &local, &mut jobs).await?;
         } else {
             jobs.push(Job { local, remote, size: entry.size, mtime: Some(entry.mtime) });
         }
@@ -279,17 +286,17 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     run(session, "get", jobs, options).await
 }
 
-/// Adds a job for every file below the remote directory `remote`, and makes the local directories
-/// they go into. The server walks the tree and sends it in pages, one request for the whole tree
-/// rather than a listing (a round trip) per directory.
-async fn walk_remote(
-    session: &Session,
+/// Adds a job for every file of `tree`, the remote directory `remote`'s, and makes the local
+/// directories they go into. The server walks the tree and sends it in pages, one request for the
+/// whole tree rather than a listing (a round trip) per directory.
+async fn jobs_below(
     remote: &RemotePath,
+    tree: Vec<TreeEntry>,
     local: &Path,
     jobs: &mut Vec<Job>,
 ) -> Result<()> {
     let mut dirs = vec![local.to_owned()];
-    for entry in session.tree(remote).await? {
+    for entry in tree {
         let remote_child = remote.join(&entry.path).map_err(|err| {
             remote_error(ErrorCode::InvalidPath, format!("{remote}/{}: {err}", entry.path))
         })?;

@@ -269,3 +269,27 @@ fn a_closed_pipe_ends_the_client_quietly() {
     assert!(stderr.is_empty(), "nothing to say about a reader that left: {stderr}");
     assert_eq!(out.status.code(), Some(141));
 }
+
+#[test]
+fn get_of_a_folder_needs_r_and_get_r_of_files_and_folders_takes_both() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let home = server.home("ann");
+    std::fs::create_dir_all(home.join("folder/inner")).expect("folder");
+    std::fs::write(home.join("folder/inner/deep"), b"deep").expect("file");
+    std::fs::write(home.join("alone"), b"alone").expect("file");
+    let work = tempfile::tempdir().expect("work");
+
+    let out = batch(&server, work.path(), "get folder");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("use get -r"), "{}", text(&out.stderr));
+    assert!(!work.path().join("folder").exists(), "nothing made for a refused get");
+
+    // With -r, a file among the sources is fetched as a file (its tree request fails, unneeded),
+    // and a missing one fails the command with its own error.
+    ok(&batch(&server, work.path(), "get -r alone folder ."));
+    assert_eq!(std::fs::read(work.path().join("alone")).expect("file"), b"alone");
+    assert_eq!(std::fs::read(work.path().join("folder/inner/deep")).expect("tree"), b"deep");
+    let out = batch(&server, work.path(), "get -r missing .");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no such file"), "{}", text(&out.stderr));
+}
