@@ -84,13 +84,16 @@ pub async fn mirror(
     let started = Instant::now();
     let remote_root = session.resolve(remote.unwrap_or("."))?;
     let local_root = PathBuf::from(local.unwrap_or("."));
-    let remote_side =
-        remote_tree(session, &remote_root, options.reverse && !options.dry_run).await?;
     if !options.reverse && !options.dry_run {
         std::fs::create_dir_all(&local_root)
             .map_err(|err| ClientError::local(local_root.display().to_string(), err))?;
     }
-    let local_side = local_tree_off_executor(&local_root, !options.reverse).await?;
+    // The local walk runs while the remote tree is on its way.
+    let (remote_side, local_side) = tokio::join!(
+        remote_tree(session, &remote_root, options.reverse && !options.dry_run),
+        local_tree_off_executor(&local_root, !options.reverse)
+    );
+    let (remote_side, local_side) = (remote_side?, local_side?);
     let mut state = load_state(&local_root, &remote_root);
     let (source, dest) =
         if options.reverse { (&local_side, &remote_side) } else { (&remote_side, &local_side) };
@@ -108,7 +111,19 @@ pub async fn mirror(
     if options.delete {
         delete(session, &remote_root, &local_root, &plan.delete, options.reverse).await?;
     }
-    remember_equal(session, &remote_root, &local_root, source, &mut state).await?;
+    let sent_any = !plan.new.is_empty() || !plan.changed.is_empty();
+    let deleted_any = options.delete && !plan.delete.is_empty();
+    if !sent_any && plan.dirs.is_empty() && !deleted_any {
+        // Nothing was changed: both sides are as read, and reading them again would cost a
+        // round trip for nothing.
+        remember_equal(source, &remote_side, &local_side, &mut state);
+    } else {
+        let (remote_after, local_after) = tokio::join!(
+            remote_tree(session, &remote_root, false),
+            local_tree_off_executor(&local_root, false)
+        );
+        remember_equal(source, &remote_after?, &local_after?, &mut state);
+    }
     save_state(&local_root, &state)?;
     let deleted = if options.delete { plan.delete.len() } else { 0 };
     emit(
@@ -123,19 +138,16 @@ pub async fn mirror(
     )
 }
 
-/// Records the versions that are now equal on both sides, so that the next mirror reads nothing
-/// for them.
-async fn remember_equal(
-    session: &Session,
-    remote_root: &RemotePath,
-    local_root: &Path,
+/// Records the versions that are now equal on both sides, as the mirror left them, so that the
+/// next mirror reads nothing for them.
+fn remember_equal(
     source: &BTreeMap<String, Node>,
+    remote_after: &BTreeMap<String, Node>,
+    local_after: &BTreeMap<String, Node>,
     state: &mut State,
-) -> Result<()> {
-    let remote_after = remote_tree(session, remote_root, false).await?;
-    let local_after = local_tree_off_executor(local_root, false).await?;
+) {
     state.files.clear();
-    for (path, node) in &local_after {
+    for (path, node) in local_after {
         if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
             (node, remote_after.get(path))
             && source.contains_key(path)
@@ -143,7 +155,6 @@ async fn remember_equal(
             state.files.insert(path.clone(), (local.clone(), remote.clone()));
         }
     }
-    Ok(())
 }
 
 /// The remote tree below `root`; with `create`, a missing root is made (an upload's destination).

@@ -172,6 +172,21 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
     let third = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&third), (4, 996, 0), "{third}");
     same_as_server(&server, "up", &local);
+
+    // A mirror that finds nothing to do, all by content (no state), still remembers every pair,
+    // from the trees it read: the next one need compare nothing.
+    std::fs::remove_file(local.join(".wharf-mirror")).expect("state file");
+    let fourth = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
+    assert_eq!(summary(&fourth), (0, 1000, 0), "{fourth}");
+    assert_eq!(remembered(&local.join(".wharf-mirror")), 1000);
+}
+
+/// How many pairs of files a mirror's state file remembers: (remote root, path → (local version,
+/// remote version)), a MessagePack array as `rmp_serde` writes a struct.
+fn remembered(state: &Path) -> usize {
+    type State = (String, std::collections::HashMap<String, (String, String)>);
+    let bytes = std::fs::read(state).expect("state file");
+    rmp_serde::from_slice::<State>(&bytes).expect("state").1.len()
 }
 
 #[test]
