@@ -338,6 +338,9 @@ impl Session {
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // An acknowledgement the driver sent in the instant between the count and the close would
+        // have ended the wait before the close left: one more turn of the driver covers that.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
