@@ -352,13 +352,17 @@ impl Config {
         let positive = [
             ("server.max_connections", self.server.max_connections),
             ("server.max_connections_per_ip", self.server.max_connections_per_ip),
-            ("server.max_requests_in_flight", self.server.max_requests_in_flight),
             ("server.blocking_ops", self.server.blocking_ops),
             ("auth.max_concurrent_hashes", a.max_concurrent_hashes),
             ("auth.throttle_table_size", a.throttle_table_size),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{name} must be at least 1"));
+        }
+        // Clients send requests behind their login before its answer says this limit.
+        let least = wharf_common::limits::MIN_REQUESTS_IN_FLIGHT;
+        if self.server.max_requests_in_flight < least {
+            return Err(format!("server.max_requests_in_flight must be at least {least}"));
         }
         let lanes = self.transfer.segment_lanes;
         if !(1..=wharf_common::transfer::MAX_LANES).contains(&lanes) {
@@ -444,5 +448,17 @@ mod tests {
         let config: Config = toml::from_str(weak).expect("parses");
         assert!(config.validate().is_err());
         assert!(toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn requests_in_flight_go_no_lower_than_what_clients_assume_before_login() {
+        let at = |n: usize| {
+            let text = format!("[server]\nmax_requests_in_flight = {n}\n");
+            toml::from_str::<Config>(&text).expect("parses").validate()
+        };
+        let refused = at(wharf_common::limits::MIN_REQUESTS_IN_FLIGHT - 1).expect_err("31");
+        assert!(refused.contains("at least 32"), "{refused}");
+        assert!(at(0).is_err());
+        assert!(at(wharf_common::limits::MIN_REQUESTS_IN_FLIGHT).is_ok());
     }
 }

@@ -38,6 +38,11 @@ pub const NOTICE_ID: u32 = 0;
 /// are held up to this many, since no more can be open at once.
 pub const DEFAULT_MAX_UNI_STREAMS: u32 = 256;
 
+/// Requests in flight every server allows a connection: a client may keep this many in flight
+/// before the `logged_in` answer tells it the server's own limit (which may not be lower), and
+/// should assume it from servers whose answer does not say.
+pub const MIN_REQUESTS_IN_FLIGHT: usize = 32;
+
 /// Largest file a `put` may send eagerly, on one lane opened at once without waiting for the
 /// `transfer` reply: for small files, that reply's round trip is most of their cost.
 pub const MAX_EAGER_SIZE: u64 = 256 * 1024;

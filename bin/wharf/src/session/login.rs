@@ -16,9 +16,9 @@ use crate::identity::Identity;
 use crate::link::Link;
 use crate::rpc::Replies;
 
-/// Requests in flight a server allows when its login reply does not say (servers before the field
-/// was added allowed 32).
-pub(super) const LEGACY_REQUESTS_IN_FLIGHT: usize = 32;
+/// Requests in flight every server allows: what to assume before a login's answer, and from
+/// servers whose answer does not say (those before the field was added allowed 32).
+pub(super) const LEGACY_REQUESTS_IN_FLIGHT: usize = wharf_common::limits::MIN_REQUESTS_IN_FLIGHT;
 
 /// What a session logs in with, kept to log in again after a reconnection.
 #[derive(Debug, Clone)]
