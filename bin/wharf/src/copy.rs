@@ -90,7 +90,9 @@ impl CopyOptions {
 pub(crate) struct Job {
     pub local: PathBuf,
     pub remote: RemotePath,
-    pub size: u64,
+    /// `None` for a download whose remote file was not stat'ed first: its stat goes out beside
+    /// its `get` and gives its size and time then ([`get_stating`]).
+    pub size: Option<u64>,
     /// The source's modification time, for `-p` on downloads.
     pub mtime: Option<i64>,
 }
@@ -147,10 +149,17 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let sources = sources.to_vec();
     let locals = blocking(move || expand_locals(&sources, options.glob_local)).await?;
     let dest_path = session.resolve(shown)?;
-    let is_dir = match session.stat(&dest_path).await {
-        Ok(entry) => Some(entry.kind == EntryKind::Dir),
-        Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) => None,
-        Err(err) => return Err(err),
+    // The home and the working directory need no stat: they are directories (or the working one
+    // is gone, and the puts into it fail as they would anyway). One round trip fewer for
+    // `wharf put FILE wharf://HOST`.
+    let is_dir = if shown == "." || dest_path.is_root() {
+        Some(true)
+    } else {
+        match session.stat(&dest_path).await {
+            Ok(entry) => Some(entry.kind == EntryKind::Dir),
+            Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) => None,
+            Err(err) => return Err(err),
+        }
     };
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let recursive = options.recursive;
@@ -203,7 +212,7 @@ fn plan_put(
             }
             walk_local(local, &remote, &mut dirs, &mut jobs)?;
         } else {
-            jobs.push(Job { local: local.clone(), remote, size: meta.len(), mtime: None });
+            jobs.push(Job { local: local.clone(), remote, size: Some(meta.len()), mtime: None });
         }
     }
     Ok((dirs, jobs))
@@ -235,7 +244,7 @@ fn walk_local(
         if meta.is_dir() {
             walk_local(&path, &target, dirs, jobs)?;
         } else {
-            jobs.push(Job { local: path, remote: target, size: meta.len(), mtime: None });
+            jobs.push(Job { local: path, remote: target, size: Some(meta.len()), mtime: None });
         }
     }
     Ok(())
@@ -256,6 +265,15 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     {
         return Err(ClientError::Usage(format!("{}: no such local directory", parent.display())));
     }
+    let local_of = |remote: &RemotePath| match &target {
+        Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
+        Destination::As(path) => path.clone(),
+    };
+    if let (false, [remote]) = (options.recursive, remotes.as_slice()) {
+        // One file: no stat first; it goes out beside the download instead.
+        let job = Job { local: local_of(remote), remote: remote.clone(), size: None, mtime: None };
+        return run(session, "get", vec![job], options).await;
+    }
     let entries = pipeline::each(session, remotes, |remote| async move {
         if !options.recursive {
             return Ok((session.stat(&remote).await?, remote, None));
@@ -270,17 +288,14 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     .await?;
     let mut jobs = Vec::new();
     for (entry, remote, tree) in entries {
-        let local = match &target {
-            Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
-            Destination::As(path) => path.clone(),
-        };
+        let local = local_of(&remote);
         if entry.kind == EntryKind::Dir {
             let Some(tree) = tree else {
-                return Err(ClientError::Usage(format!("{remote}: is a directory (use get -r)")));
+                return Err(folder_without_r(&remote));
             };
             jobs_below(&remote, tree, &local, &mut jobs).await?;
         } else {
-            jobs.push(Job { local, remote, size: entry.size, mtime: Some(entry.mtime) });
+            jobs.push(Job { local, remote, size: Some(entry.size), mtime: Some(entry.mtime) });
         }
     }
     run(session, "get", jobs, options).await
@@ -306,7 +321,7 @@ async fn jobs_below(
             EntryKind::File => jobs.push(Job {
                 local: local_child,
                 remote: remote_child,
-                size: entry.size,
+                size: Some(entry.size),
                 mtime: Some(entry.mtime),
             }),
             // Symlinks and special files are not copied: a symlink may point anywhere.
@@ -321,6 +336,10 @@ async fn jobs_below(
         Ok(())
     })
     .await
+}
+
+fn folder_without_r(remote: &RemotePath) -> ClientError {
+    ClientError::Usage(format!("{remote}: is a directory (use get -r)"))
 }
 
 /// Gives a downloaded file the remote file's modification time (`get -p`).
@@ -345,17 +364,20 @@ pub(crate) async fn run(
     jobs: Vec<Job>,
     options: CopyOptions,
 ) -> Result<()> {
-    // Sized by the server's limit, which also keeps the bars off the screen until a login sent
-    // just ahead is answered.
-    let pipeline = Arc::new(Semaphore::new(small_file_window(session, options.jobs).await));
-    let total: u64 = jobs.iter().map(|job| job.size).sum();
+    let total: u64 = jobs.iter().filter_map(|job| job.size).sum();
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
+    show_once_logged_in(session, &ui);
+    // A single file goes out at once, behind a login still unanswered; a batch's window is sized
+    // by the server's limit, which that answer gives.
+    let window = if count == 1 { 1 } else { small_file_window(session, options.jobs).await };
+    let pipeline = Arc::new(Semaphore::new(window));
     let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
     let mut tasks = JoinSet::new();
     for job in jobs {
-        let slots = if job.size <= SMALL_FILE { &pipeline } else { &lanes };
+        let small = job.size.is_some_and(|size| size <= SMALL_FILE);
+        let slots = if small { &pipeline } else { &lanes };
         let permit = slots
             .clone()
             .acquire_owned()
@@ -375,6 +397,17 @@ pub(crate) async fn run(
     outcome
 }
 
+/// Shows the bars once the login is answered: a refused one shows none.
+fn show_once_logged_in(session: &Arc<Session>, ui: &Arc<TransferUi>) {
+    let (session, ui) = (session.clone(), Arc::downgrade(ui));
+    tokio::spawn(async move {
+        session.login_answered().await;
+        if let Some(ui) = ui.upgrade() {
+            ui.show();
+        }
+    });
+}
+
 /// Copies one file with its own progress bar, riding out lost connections; a resumed transfer
 /// whose partial turns out corrupt starts over once.
 async fn copy_one(
@@ -385,9 +418,10 @@ async fn copy_one(
     ui: &TransferUi,
 ) -> Result<()> {
     let name = job.remote.file_name().unwrap_or("/").to_owned();
-    let file = ui.start(&name, job.size);
+    let file = ui.start(&name, job.size.unwrap_or(0));
     let on_bytes = |n: u64| file.advance(n);
-    let attempt = |resume: bool| attempt(session, verb, job, options, resume, &on_bytes);
+    let on_size = |size: u64| file.learn_size(size);
+    let attempt = |resume: bool| attempt(session, verb, job, options, resume, &on_bytes, &on_size);
     let on_reconnect = |count: u32, err: &ClientError| {
         ui.print(format!("{verb} {name}: {err}; reconnecting ({count} of {RECONNECT_ATTEMPTS})"));
         // The next attempt reports the bytes already in place afresh.
@@ -417,16 +451,53 @@ async fn attempt(
     options: CopyOptions,
     resume: bool,
     on_bytes: OnBytes<'_>,
+    on_size: OnBytes<'_>,
 ) -> Result<Outcome> {
     if verb == "put" {
         let keep = options.preserve;
         return session.put_keeping(&job.local, &job.remote, resume, keep, on_bytes).await;
     }
-    let got = session.get(&job.remote, &job.local, resume, on_bytes).await?;
-    if let (true, Some(mtime)) = (options.preserve, job.mtime) {
+    let (got, mtime) = if job.size.is_some() {
+        (session.get(&job.remote, &job.local, resume, on_bytes).await?, job.mtime)
+    } else {
+        get_stating(session, job, options, resume, on_bytes, on_size).await?
+    };
+    if let (true, Some(mtime)) = (options.preserve, mtime) {
         set_mtime(&job.local, mtime)?;
     }
     Ok(got)
+}
+
+/// A download whose file was not stat'ed first: the stat goes out beside the `get`, a round trip
+/// sooner than before it. It gives the bar its size (`on_size`) and `-p` its time; a folder is
+/// refused as before (the server refuses its `get`). Returns the download and the file's time.
+async fn get_stating(
+    session: &Session,
+    job: &Job,
+    options: CopyOptions,
+    resume: bool,
+    on_bytes: OnBytes<'_>,
+    on_size: OnBytes<'_>,
+) -> Result<(Outcome, Option<i64>)> {
+    let stat = async {
+        let entry = session.stat(&job.remote).await;
+        if let Ok(entry) = &entry
+            && entry.kind == EntryKind::File
+        {
+            on_size(entry.size);
+        }
+        entry
+    };
+    let get = session.get(&job.remote, &job.local, resume, on_bytes);
+    match tokio::join!(stat, get) {
+        (Ok(entry), _) if entry.kind == EntryKind::Dir => Err(folder_without_r(&job.remote)),
+        (Ok(entry), got) => Ok((got?, Some(entry.mtime))),
+        // The stat says plainly what is wrong (no such file, say).
+        (Err(err), Err(_)) => Err(err),
+        // The file went between the two: without its time, `-p` cannot be kept.
+        (Err(err), Ok(_)) if options.preserve => Err(err),
+        (Err(_), Ok(got)) => Ok((got, None)),
+    }
 }
 
 /// Waits for every file's task; the first error, or one that counts the failures.

@@ -370,7 +370,7 @@ fn jobs(
         jobs.push(Job {
             local: local_root.join(path),
             remote: remote_path(remote_root, path)?,
-            size: *size,
+            size: Some(*size),
             mtime,
         });
     }

@@ -29,6 +29,8 @@ pub struct TransferUi {
     multi: MultiProgress,
     overall: ProgressBar,
     tty: bool,
+    /// The bars are drawn (on a terminal); until [`TransferUi::show`], nothing is.
+    shown: AtomicBool,
     verb: &'static str,
     files: usize,
     done: AtomicUsize,
@@ -40,7 +42,8 @@ pub struct TransferUi {
 pub struct FileProgress {
     state: Arc<FileState>,
     overall: ProgressBar,
-    size: u64,
+    /// 0 until known, for a download that learns its size as it starts.
+    size: AtomicU64,
     tty: bool,
     /// Last quarter reported on a plain (non-terminal) output.
     quarter: AtomicU64,
@@ -93,13 +96,24 @@ impl FileProgress {
             self.overall.reset_eta();
         }
         self.state.moved();
-        if !self.tty && self.size > 0 {
-            let quarter = (bar.position() * 4 / self.size).min(3);
+        let size = self.size.load(Ordering::Relaxed);
+        if !self.tty && size > 0 {
+            let quarter = (bar.position() * 4 / size).min(3);
             let before = self.quarter.fetch_max(quarter, Ordering::Relaxed);
             // A file that moves in a few large steps still says every quarter it passed.
             for passed in before + 1..=quarter {
                 plain_line(&format!("{}: {}%", self.state.name, passed * 25));
             }
+        }
+    }
+
+    /// Gives the bar of a file started with size 0 its size, once: a download sent before its
+    /// size was known learns it from the stat sent beside it. Later calls (the same file's next
+    /// attempt) change nothing.
+    pub fn learn_size(&self, size: u64) {
+        if self.size.compare_exchange(0, size, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.state.bar.set_length(size);
+            self.overall.inc_length(size);
         }
     }
 
@@ -110,20 +124,30 @@ impl FileProgress {
 }
 
 impl TransferUi {
-    /// `verb` is `put` or `get`; `files` and `bytes` are the totals.
+    /// `verb` is `put` or `get`; `files` and `bytes` are the totals. Nothing is drawn until
+    /// [`TransferUi::show`].
     pub fn new(verb: &'static str, files: usize, bytes: u64) -> TransferUi {
         let tty = std::io::stderr().is_terminal();
-        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let multi = MultiProgress::with_draw_target(target);
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
         let overall = multi.add(ProgressBar::new(bytes));
         overall.set_style(style(TOTAL_TEMPLATE));
         let active = Arc::new(Mutex::new(Vec::new()));
         if tty {
             watch_stalls(Arc::downgrade(&active));
         }
-        let ui = TransferUi { multi, overall, tty, verb, files, done: AtomicUsize::new(0), active };
+        let shown = AtomicBool::new(false);
+        let done = AtomicUsize::new(0);
+        let ui = TransferUi { multi, overall, tty, shown, verb, files, done, active };
         ui.update_prefix();
         ui
+    }
+
+    /// Starts drawing the bars (on a terminal). A batch shows them once its login is answered, so
+    /// that a refused login shows none, though its first requests went out behind it.
+    pub fn show(&self) {
+        if self.tty && !self.shown.swap(true, Ordering::Relaxed) {
+            self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
     }
 
     fn update_prefix(&self) {
@@ -146,7 +170,7 @@ impl TransferUi {
         FileProgress {
             state,
             overall: self.overall.clone(),
-            size,
+            size: AtomicU64::new(size),
             tty: self.tty,
             quarter: AtomicU64::new(0),
             first: AtomicBool::new(true),
@@ -160,6 +184,8 @@ impl TransferUi {
         self.update_prefix();
         let line = match result {
             Ok(outcome) => finished_line(self.verb, file.name(), outcome),
+            // A batch of one fails with this very error, which its caller reports.
+            Err(_) if self.files == 1 => return,
             Err(err) => format!("{} {}: failed: {err}", self.verb, file.name()),
         };
         self.print(line);
@@ -168,6 +194,9 @@ impl TransferUi {
     /// Prints a line above the bars (or plainly, without a terminal).
     pub fn print(&self, line: String) {
         if self.tty {
+            // A hidden target drops lines. A line to print means a transfer was answered, and so
+            // was the login ahead of it, though the task that shows the bars may not have run yet.
+            self.show();
             let _ = self.multi.println(line);
         } else {
             plain_line(&line);
