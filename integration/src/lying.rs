@@ -1,12 +1,12 @@
 //! A server that lies in its listings, for tests of what the client takes from a server: it logs
 //! anyone in, calls every path a directory, and answers every `list` and `tree` with the entries it
 //! was given, whatever they name. Everything else it refuses. It can also hold its answer to a login
-//! until the client's next request, to see whether the client waits for that answer.
+//! until the client's next requests, to see which ones the client sends without waiting for it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wharf_common::frame::{read_message, write_message};
 use wharf_common::proto::{
@@ -18,18 +18,19 @@ use wharf_common::proto::{
 pub struct Lies {
     pub entries: Vec<Entry>,
     pub tree: Vec<TreeEntry>,
-    /// Hold each login's answer until the next request comes, or [`LOGIN_HELD_AT_MOST`] passes.
-    pub hold_login: bool,
+    /// Hold each login's answer until this many requests have come behind it, or
+    /// [`LOGIN_HELD_AT_MOST`] passes (0: answer at once).
+    pub hold_login: usize,
 }
 
-/// How long a held login waits for a request behind it.
+/// How long a held login waits for the requests behind it.
 pub const LOGIN_HELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A running lying server on loopback; it stops when dropped.
 pub struct LyingServer {
     addr: SocketAddr,
-    /// Requests that came while a held login waited for its answer.
-    behind_login: Arc<AtomicUsize>,
+    /// The requests (their ops' names) that came while a held login waited for its answer.
+    behind_login: Arc<Mutex<Vec<String>>>,
     dir: tempfile::TempDir,
     endpoint: quinn::Endpoint,
     _runtime: tokio::runtime::Runtime,
@@ -56,7 +57,7 @@ impl LyingServer {
         let addr = endpoint.local_addr().expect("address");
         let accepting = endpoint.clone();
         let lies = Arc::new(lies);
-        let behind_login = Arc::new(AtomicUsize::new(0));
+        let behind_login = Arc::new(Mutex::new(Vec::new()));
         let counted = behind_login.clone();
         runtime.spawn(async move {
             while let Some(incoming) = accepting.accept().await {
@@ -72,9 +73,10 @@ impl LyingServer {
         LyingServer { addr, behind_login, dir, endpoint, _runtime: runtime }
     }
 
-    /// How many requests reached the server while a held login waited for its answer.
-    pub fn requests_behind_login(&self) -> usize {
-        self.behind_login.load(Ordering::SeqCst)
+    /// The requests that reached the server while a held login waited for its answer, by their
+    /// names (`Stat`, `Get`, ...), in the order they came.
+    pub fn requests_behind_login(&self) -> Vec<String> {
+        self.behind_login.lock().expect("not poisoned").clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -98,22 +100,24 @@ impl Drop for LyingServer {
     }
 }
 
-async fn serve(conn: quinn::Connection, lies: &Lies, behind_login: &AtomicUsize) {
+async fn serve(conn: quinn::Connection, lies: &Lies, behind_login: &Mutex<Vec<String>>) {
     let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
-    let mut held = None;
+    let mut held = VecDeque::new();
     loop {
-        let request = match held.take() {
+        let request = match held.pop_front() {
             Some(request) => request,
             None => match read_message::<Request, _>(&mut recv).await {
                 Ok(Some(request)) => request,
                 _ => return,
             },
         };
-        if lies.hold_login && matches!(request.cmd, Command::Login { .. }) {
-            let next = tokio::time::timeout(LOGIN_HELD_AT_MOST, read_message(&mut recv)).await;
-            if let Ok(Ok(Some(next))) = next {
-                behind_login.fetch_add(1, Ordering::SeqCst);
-                held = Some(next);
+        if matches!(request.cmd, Command::Login { .. }) {
+            let until = tokio::time::Instant::now() + LOGIN_HELD_AT_MOST;
+            while held.len() < lies.hold_login {
+                let next = tokio::time::timeout_at(until, read_message::<Request, _>(&mut recv));
+                let Ok(Ok(Some(next))) = next.await else { break };
+                behind_login.lock().expect("not poisoned").push(op_name(&next.cmd));
+                held.push_back(next);
             }
         }
         let Request { id, cmd } = request;
@@ -122,6 +126,12 @@ async fn serve(conn: quinn::Connection, lies: &Lies, behind_login: &AtomicUsize)
             return;
         }
     }
+}
+
+/// `Stat` for a `stat`, and so on: the command's variant.
+fn op_name(cmd: &Command) -> String {
+    let shown = format!("{cmd:?}");
+    shown.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
 }
 
 fn answer(cmd: Command, lies: &Lies) -> Reply {

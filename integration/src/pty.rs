@@ -102,6 +102,19 @@ impl PtyShell {
         }
     }
 
+    /// Reads what the program writes for `span`, then returns the screen: for what must *not*
+    /// show up meanwhile.
+    pub fn watch(&mut self, span: Duration) -> String {
+        let until = Instant::now() + span;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.feed(&bytes),
+                Err(_) => break,
+            }
+        }
+        self.screen()
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         if let Some(log) = std::env::var_os("WHARF_PTY_LOG") {
             use std::io::Write as _;

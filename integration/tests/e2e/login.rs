@@ -7,8 +7,10 @@ use wharf::error::ClientError;
 use wharf::session::{Secret, Session};
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, EntryKind, ErrorCode, Reply};
+use wharf_integration::binary;
 use wharf_integration::client::{login, options, options_from, target, text, wharf};
-use wharf_integration::lying::{Lies, LyingServer};
+use wharf_integration::lying::{LOGIN_HELD_AT_MOST, Lies, LyingServer};
+use wharf_integration::pty::PtyShell;
 use wharf_integration::server::TestServer;
 
 async fn attempt(
@@ -187,18 +189,19 @@ async fn requests_behind_a_login_are_served_after_it_or_refused_with_it() {
 fn a_one_shot_command_leaves_with_its_login_but_nothing_runs_if_the_login_fails() {
     // A server that answers a login only once another request has come (or after 3 s): the
     // client's `ls` must leave before the login's answer.
-    let lying = LyingServer::start(Lies { hold_login: true, ..Lies::default() });
+    let lying = LyingServer::start(Lies { hold_login: 1, ..Lies::default() });
     let home = tempfile::tempdir().expect("home");
     let cert = lying.cert().display().to_string();
     let to = format!("ann@127.0.0.1:{}", lying.addr().port());
     let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", "ls", &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(lying.requests_behind_login(), 1, "the ls waited for the login's answer");
+    assert_eq!(lying.requests_behind_login(), ["List"], "the ls waited for the login's answer");
     // A script may start with `lcd`, which shows nothing, and still not wait.
     let script = format!("lcd '{}'; ls", home.path().display());
     let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "-c", &script, &to], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(lying.requests_behind_login(), 2, "the ls after lcd waited for the login's answer");
+    let behind = lying.requests_behind_login();
+    assert_eq!(behind, ["List", "List"], "the ls after lcd waited for the login's answer");
 
     // Against a real server, a refused login stops everything behind it: the request already
     // sent, and the commands that ask the server nothing (`pwd` prints the remote folder).
@@ -212,4 +215,53 @@ fn a_one_shot_command_leaves_with_its_login_but_nothing_runs_if_the_login_fails(
         assert_eq!(text(&out.stdout), "", "{script}: printed before the login failed");
         assert!(!stderr.contains("log in first"), "{script}: {stderr}");
     }
+}
+
+#[test]
+fn a_one_shot_get_or_put_of_one_file_leaves_whole_with_its_login() {
+    let home = tempfile::tempdir().expect("home");
+    let file = home.path().join("notes.txt");
+    std::fs::write(&file, b"notes").expect("local file");
+    let (file, dir) = (file.display().to_string(), home.path().display().to_string());
+
+    // `get` of one file sends its stat and its `get` together, both behind the login.
+    let lying = LyingServer::start(Lies { hold_login: 2, ..Lies::default() });
+    let (cert, port) = (lying.cert().display().to_string(), lying.addr().port());
+    let url = format!("wharf://ann@127.0.0.1:{port}/notes.txt");
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "get", &url, &dir], None);
+    // This server calls everything a folder.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a directory (use get -r)"), "{}", text(&out.stderr));
+    let mut behind = lying.requests_behind_login();
+    behind.sort();
+    assert_eq!(behind, ["Get", "Stat"], "the get waited for its stat, or the stat for the login");
+
+    // `put` into the home asks nothing first: the upload itself goes behind the login.
+    let lying = LyingServer::start(Lies { hold_login: 1, ..Lies::default() });
+    let (cert, port) = (lying.cert().display().to_string(), lying.addr().port());
+    let url = format!("wharf://ann@127.0.0.1:{port}");
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "put", &file, &url], None);
+    // It refuses uploads.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(lying.requests_behind_login(), ["Put"], "the put was not the first request");
+}
+
+#[test]
+fn transfer_bars_wait_for_the_login_the_transfer_went_out_behind() {
+    // The login is held for 3 s (it waits for a third request that never comes); the `get` and
+    // its stat have gone out behind it. Until the answer, no bar may show: the login might fail.
+    let lying = LyingServer::start(Lies { hold_login: 3, ..Lies::default() });
+    let home = tempfile::tempdir().expect("home");
+    let (cert, port) = (lying.cert().display().to_string(), lying.addr().port());
+    let url = format!("wharf://ann@127.0.0.1:{port}/big.iso");
+    let dir = home.path().display().to_string();
+    let args = ["--ca", cert.as_str(), "get", url.as_str(), dir.as_str()];
+    let env = [("HOME", dir.as_str()), ("WHARF_PASSWORD", "pw")];
+    let mut sh = PtyShell::spawn(&binary("wharf"), &args, &env);
+    let screen = sh.watch(LOGIN_HELD_AT_MOST / 2);
+    assert!(!screen.contains("files"), "a bar showed before the login was answered:\n{screen}");
+    assert_eq!(sh.wait(), 2, "this server calls everything a folder");
+    let mut behind = lying.requests_behind_login();
+    behind.sort();
+    assert_eq!(behind, ["Get", "Stat"]);
 }
