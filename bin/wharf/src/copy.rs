@@ -150,9 +150,11 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let locals = blocking(move || expand_locals(&sources, options.glob_local)).await?;
     let dest_path = session.resolve(shown)?;
     // The home and the working directory need no stat: they are directories (or the working one
-    // is gone, and the puts into it fail as they would anyway). One round trip fewer for
-    // `wharf put FILE wharf://HOST`.
-    let is_dir = if shown == "." || dest_path.is_root() {
+    // is gone, and the puts into it fail as they would anyway). Nor does `DIR/` for one file
+    // (without -r, which would make DIR): a missing or file DIR fails its put as it fails the
+    // stat. One round trip fewer for `wharf put FILE wharf://HOST/DIR/`.
+    let one_file_into = !options.recursive && locals.len() == 1 && shown.ends_with('/');
+    let is_dir = if shown == "." || dest_path.is_root() || one_file_into {
         Some(true)
     } else {
         match session.stat(&dest_path).await {

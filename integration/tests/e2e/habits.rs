@@ -88,6 +88,19 @@ fn one_source_may_name_the_destination_and_several_need_a_directory() {
     let out = batch(&server, work.path(), "get renamed.txt a.txt missing/");
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("missing/: no such directory"), "{}", text(&out.stderr));
+
+    // One file into `DIR/` (sent without a stat of DIR first): into it if it is a folder, and
+    // otherwise nowhere.
+    ok(&batch(&server, work.path(), "mkdir box; put a.txt box/"));
+    assert_eq!(server.stored("ann", "box/a.txt").expect("put into"), b"alpha");
+    let out = batch(&server, work.path(), "put a.txt nobox/");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no such file"), "{}", text(&out.stderr));
+    let out = batch(&server, work.path(), "put a.txt renamed.txt/");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a directory"), "{}", text(&out.stderr));
+    assert_eq!(server.stored("ann", "renamed.txt").expect("left alone"), b"alpha");
+    assert!(!server.home("ann").join("nobox").exists(), "no folder was made");
 }
 
 #[test]

@@ -244,6 +244,11 @@ fn a_one_shot_get_or_put_of_one_file_leaves_whole_with_its_login() {
     // It refuses uploads.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(lying.requests_behind_login(), ["Put"], "the put was not the first request");
+    // Nor into a folder named with a trailing slash.
+    let url = format!("wharf://ann@127.0.0.1:{port}/box/");
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "put", &file, &url], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(lying.requests_behind_login(), ["Put", "Put"], "the put into box/ was not first");
 }
 
 #[test]
