@@ -180,15 +180,17 @@ fn init_logging() {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Where the commands come from.
-enum Mode {
-    Interactive,
-    Script(String),
-}
-
 /// What to do once logged in.
 enum Work {
-    Mode(Mode),
+    /// The interactive shell.
+    Shell,
+    Once(Once),
+}
+
+/// Work that runs once and exits: what the command line asked for, but the shell.
+enum Once {
+    /// Commands from `-c`, `-b` or standard input.
+    Script(String),
     Get(Vec<String>, CopyOptions),
     Put(Vec<String>, CopyOptions),
     Mirror(crate::commands::MirrorArgs),
@@ -208,12 +210,13 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
         None => {
             let target =
                 args.target.clone().ok_or_else(|| ClientError::Usage("no server given".into()))?;
-            (target, Work::Mode(mode(&args)?))
+            (target, script_or_shell(&args)?)
         }
     };
     let interactive = match &work {
-        Work::Mode(mode) => matches!(mode, Mode::Interactive),
-        _ => std::io::stdin().is_terminal(),
+        Work::Shell => true,
+        Work::Once(Once::Script(_)) => false,
+        Work::Once(_) => std::io::stdin().is_terminal(),
     };
     let user = match &target.user {
         Some(user) => user.clone(),
@@ -227,11 +230,13 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let session = Arc::new(runtime.block_on(Session::connect(&options))?);
     let identity = args.identity.as_deref();
     let outcome = match work {
-        Work::Mode(Mode::Interactive) => {
+        Work::Shell => {
             log_in_then(&session, &user, identity, runtime, std::future::ready(Ok(())))?;
             crate::shell::run(session.clone(), runtime)
         }
-        work => log_in_then(&session, &user, identity, runtime, run_work(&session, work)),
+        Work::Once(once) => {
+            log_in_then(&session, &user, identity, runtime, run_once(&session, once))
+        }
     };
     if let Ok(session) = Arc::try_unwrap(session) {
         runtime.block_on(session.close());
@@ -240,13 +245,12 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
 }
 
 /// Runs what the command line asked for, but the interactive shell.
-async fn run_work(session: &Arc<Session>, work: Work) -> Result<()> {
-    match work {
-        Work::Mode(Mode::Interactive) => Err(ClientError::Usage("no commands to run".into())),
-        Work::Mode(Mode::Script(script)) => crate::batch::run(session, &script).await,
-        Work::Get(paths, copy) => crate::copy::get(session, &paths, copy).await,
-        Work::Put(paths, copy) => crate::copy::put(session, &paths, copy).await,
-        Work::Mirror(args) => {
+async fn run_once(session: &Arc<Session>, once: Once) -> Result<()> {
+    match once {
+        Once::Script(script) => crate::batch::run(session, &script).await,
+        Once::Get(paths, copy) => crate::copy::get(session, &paths, copy).await,
+        Once::Put(paths, copy) => crate::copy::put(session, &paths, copy).await,
+        Once::Mirror(args) => {
             let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
             crate::mirror::mirror(session, remote, local, args.options(), &mut std::io::stdout())
                 .await
@@ -266,7 +270,7 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
             })?;
             let (target, path) = parse_url(&url)?;
             args.remote = Some(path);
-            return Ok((target, Work::Mirror(args)));
+            return Ok((target, Work::Once(Once::Mirror(args))));
         }
     };
     let mut options = args.options();
@@ -291,33 +295,33 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
         }
         paths.push(last.clone());
         let target = target.ok_or_else(|| ClientError::Usage("no source given".into()))?;
-        Ok((target, Work::Get(paths, options)))
+        Ok((target, Work::Once(Once::Get(paths, options))))
     } else {
         let (target, dir) = parse_url(last)?;
         let mut paths = sources.to_vec();
         paths.push(dir);
-        Ok((target, Work::Put(paths, options)))
+        Ok((target, Work::Once(Once::Put(paths, options))))
     }
 }
 
-fn mode(args: &Args) -> Result<Mode> {
-    let mode = if let Some(commands) = &args.commands {
-        Mode::Script(commands.clone())
+/// Commands from `-c`, `-b` or a standard input that is not a terminal; otherwise the shell.
+fn script_or_shell(args: &Args) -> Result<Work> {
+    let script = if let Some(commands) = &args.commands {
+        commands.clone()
     } else if let Some(file) = &args.batch {
-        let script = std::fs::read_to_string(file).map_err(|err| {
+        std::fs::read_to_string(file).map_err(|err| {
             ClientError::Usage(format!("cannot read batch file {}: {err}", file.display()))
-        })?;
-        Mode::Script(script)
+        })?
     } else if std::io::stdin().is_terminal() {
-        Mode::Interactive
+        return Ok(Work::Shell);
     } else {
         let mut script = String::new();
         std::io::stdin()
             .read_to_string(&mut script)
             .map_err(|err| ClientError::local("reading commands from standard input", err))?;
-        Mode::Script(script)
+        script
     };
-    Ok(mode)
+    Ok(Work::Once(Once::Script(script)))
 }
 
 fn trust(args: &Args, interactive: bool) -> Trust {

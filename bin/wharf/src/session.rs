@@ -23,7 +23,8 @@ use crate::link::{Link, connect_link};
 
 mod login;
 pub use login::Secret;
-use login::{LEGACY_REQUESTS_IN_FLIGHT, login_on};
+use login::login_on;
+use wharf_common::limits::MIN_REQUESTS_IN_FLIGHT;
 
 /// A logged-in session with a wharf server.
 #[derive(Debug)]
@@ -66,7 +67,7 @@ impl Session {
             host: options.target.host.clone(),
             user: Mutex::new(None),
             cwd: Mutex::new(RemotePath::root()),
-            requests_in_flight: tokio::sync::watch::Sender::new(Some(LEGACY_REQUESTS_IN_FLIGHT)),
+            requests_in_flight: tokio::sync::watch::Sender::new(Some(MIN_REQUESTS_IN_FLIGHT)),
         })
     }
 
@@ -134,9 +135,9 @@ impl Session {
     }
 
     /// How many requests this connection may have in flight at once, as the server said at login
-    /// (what older servers allowed before a login's reply; see [`Session::login_answered`]).
+    /// (before a login's reply, the minimum every server allows; see [`Session::login_answered`]).
     pub fn requests_in_flight(&self) -> usize {
-        self.requests_in_flight.borrow().unwrap_or(LEGACY_REQUESTS_IN_FLIGHT)
+        self.requests_in_flight.borrow().unwrap_or(MIN_REQUESTS_IN_FLIGHT)
     }
 
     /// Connects, checks the server and logs in.

@@ -15,10 +15,7 @@ use crate::error::{ClientError, Result};
 use crate::identity::Identity;
 use crate::link::Link;
 use crate::rpc::Replies;
-
-/// Requests in flight every server allows: what to assume before a login's answer, and from
-/// servers whose answer does not say (those before the field was added allowed 32).
-pub(super) const LEGACY_REQUESTS_IN_FLIGHT: usize = wharf_common::limits::MIN_REQUESTS_IN_FLIGHT;
+use wharf_common::limits::MIN_REQUESTS_IN_FLIGHT;
 
 /// What a session logs in with, kept to log in again after a reconnection.
 #[derive(Debug, Clone)]
@@ -58,8 +55,9 @@ async fn send_login(link: &Link, user: &str, secret: &Secret) -> Result<Replies>
 async fn login_reply(link: &Link, replies: &mut Replies) -> Result<LoginReply> {
     match link.rpc.next_reply(replies).await {
         Ok(Reply::LoggedIn { user, quota, requests_in_flight }) => {
+            // Servers before the field was added say 0, and allowed the minimum.
             let requests_in_flight = match requests_in_flight {
-                0 => LEGACY_REQUESTS_IN_FLIGHT,
+                0 => MIN_REQUESTS_IN_FLIGHT,
                 n => n as usize,
             };
             Ok(LoginReply { user, quota, requests_in_flight })
@@ -118,7 +116,7 @@ impl Session {
             match reply {
                 Ok(reply) => Ok(self.logged_in_as(reply, secret)),
                 Err(err) => {
-                    self.requests_in_flight.send_replace(Some(LEGACY_REQUESTS_IN_FLIGHT));
+                    self.requests_in_flight.send_replace(Some(MIN_REQUESTS_IN_FLIGHT));
                     Err(err)
                 }
             }
