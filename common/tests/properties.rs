@@ -24,15 +24,11 @@ fn command() -> impl Strategy<Value = Command> {
         (
             (".*", any::<u64>(), ".*", any::<bool>()),
             proptest::option::of(any::<i64>()),
-            proptest::option::of(any::<u64>())
+            proptest::option::of(any::<u64>()),
+            any::<bool>()
         )
-            .prop_map(|((path, size, source, resume), mtime, eager)| Command::Put {
-                path,
-                size,
-                source,
-                resume,
-                mtime,
-                eager
+            .prop_map(|((path, size, source, resume), mtime, eager, parents)| {
+                Command::Put { path, size, source, resume, mtime, eager, parents }
             }),
         (".*", any::<u32>()).prop_map(|(path, mode)| Command::Chmod { path, mode }),
         proptest::option::of(".*").prop_map(|path| Command::DropPartials { path }),

@@ -60,6 +60,10 @@ pub enum Command {
         /// `MAX_EAGER_SIZE`, and nothing is resumed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         eager: Option<u64>,
+        /// Make the missing folders above `path` first, as `mkdir` with `parents` does. `put -r`
+        /// and `mirror -R` send it instead of making the folders a round trip before.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        parents: bool,
     },
     /// Abandon the request `request` (an upload or download the user interrupted): the server stops
     /// it, frees what it held, and answers it with `cancelled`. Answered `ok` at once, also when that

@@ -26,6 +26,7 @@ async fn lying_upload(
         resume: false,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(id, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
@@ -86,6 +87,7 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
         resume: false,
         mtime: None,
         eager: None,
+        parents: false,
     };
     ann.send(2, cmd).await;
     let Reply::Transfer { transfer, .. } = ann.reply().await.reply else {

@@ -22,6 +22,7 @@ fn eager_put(path: &str, size: u64, number: u64) -> Command {
         resume: false,
         mtime: None,
         eager: Some(number),
+        parents: false,
     }
 }
 

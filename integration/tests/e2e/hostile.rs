@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use wharf::session::Session;
-use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Response};
+use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
 use wharf_common::transfer::{Ranges, StreamHeader};
 use wharf_integration::client::login;
 use wharf_integration::raw::{RawClient, error_code, write_segment};
@@ -44,14 +44,19 @@ async fn malformed_frames_close_only_their_connection() {
     raw.finish_control();
     assert_eq!(raw.close_code().await, protocol_error, "truncated frame");
 
-    // Garbage where MessagePack should be (0xc1 is never valid), nesting far past the bound, and a
-    // well-formed message of the wrong type (a reply sent as a request), before and after login.
+    // Garbage where MessagePack should be (0xc1 is never valid), nesting far past the bound, a
+    // well-formed message of the wrong type (a reply sent as a request), and a `put` whose
+    // `parents` is a string, before and after login.
     let nested: Vec<u8> = std::iter::repeat_n(0x91, 10_000).chain([0x00]).collect();
     let wrong_type =
         rmp_serde::to_vec_named(&Response { id: 1, reply: Reply::Ok }).expect("encode");
-    for (what, body) in
-        [("garbage", vec![0xc1; 64]), ("deep nesting", nested), ("wrong type", wrong_type)]
-    {
+    let cases = [
+        ("garbage", vec![0xc1; 64]),
+        ("deep nesting", nested),
+        ("wrong type", wrong_type),
+        ("parents not a bool", put_with_parents_as_a_string()),
+    ];
+    for (what, body) in cases {
         for logged_in in [false, true] {
             let mut raw = if logged_in {
                 RawClient::login(&server, "ann", "pw").await
@@ -67,6 +72,25 @@ async fn malformed_frames_close_only_their_connection() {
     }
 }
 
+/// A `put` request whose `parents` is the string "yes" instead of a boolean.
+fn put_with_parents_as_a_string() -> Vec<u8> {
+    let put = Command::Put {
+        path: "/made/on/the/way".into(),
+        size: 1,
+        source: "s".into(),
+        resume: false,
+        mtime: None,
+        eager: None,
+        parents: true,
+    };
+    let body = rmp_serde::to_vec_named(&Request { id: 5, cmd: put }).expect("encode");
+    // The key `parents` (a 7-byte string), then `true` (0xc3): make the value "yes".
+    let key = [&[0xa7][..], b"parents"].concat();
+    let at = body.windows(key.len()).position(|w| w == key).expect("parents key") + key.len();
+    assert_eq!(body[at], 0xc3, "true follows the key");
+    [&body[..at], &[0xa3, b'y', b'e', b's'], &body[at + 1..]].concat()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
     let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
@@ -80,6 +104,7 @@ async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
         resume: false,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(5, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
@@ -111,6 +136,7 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
         resume: true,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
@@ -202,6 +228,7 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
         resume: true,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };

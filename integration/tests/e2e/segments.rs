@@ -82,6 +82,7 @@ async fn start_upload(raw: &mut RawClient, id: u32, name: &str, size: usize) -> 
         resume: true,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(id, cmd).await;
     match raw.reply().await.reply {

@@ -159,6 +159,7 @@ async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partial
             resume: true,
             mtime: None,
             eager: None,
+            parents: false,
         };
         raw.send(2, put).await;
         let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };

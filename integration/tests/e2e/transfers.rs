@@ -136,6 +136,7 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
         resume: false,
         mtime: None,
         eager: None,
+        parents: false,
     };
     raw.send(2, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {

@@ -56,6 +56,7 @@ impl Session {
             resume: resume && eager.is_none(),
             mtime: keep_time.then(|| meta.mtime()),
             eager,
+            parents: false,
         };
         let mut replies = link.rpc.request(cmd).await?;
         let (header, plan) = plan(&link, &mut replies, size).await?;

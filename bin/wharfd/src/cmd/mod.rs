@@ -25,7 +25,7 @@ use wharf_common::proto::{Command, ErrorCode, Reply, Response};
 
 use crate::context::ServerContext;
 use crate::quota::Ledger;
-use crate::storage::{Home, StorageError};
+use crate::storage::{Home, StorageError, StorageResult};
 use lanes::UploadLanes;
 
 /// A logged-in user's view of the server.
@@ -156,11 +156,24 @@ fn count(direction: Option<crate::metrics::Direction>, reply: &Reply) {
     }
 }
 
+/// Audits the folders an upload made on its way (`put` with `parents`), as the `mkdir` of `dir`
+/// it stands for, `via` the upload.
+pub(super) fn audit_made_parents(session: &Session, dir: &RemotePath, made: &StorageResult<()>) {
+    let reply = match made {
+        Ok(()) => Reply::Ok,
+        Err(err) => Reply::error(err.code, err.message.clone()),
+    };
+    let audited = Audited { op: "mkdir", path: dir.to_string(), to: None, via: Some("upload") };
+    audited.log(&session.user, &reply);
+}
+
 /// What the audit log says of one command.
 struct Audited {
     op: &'static str,
     path: String,
     to: Option<String>,
+    /// The command that did this on its way, when it was not asked for by itself.
+    via: Option<&'static str>,
 }
 
 impl Audited {
@@ -178,7 +191,7 @@ impl Audited {
             }
             _ => return None,
         };
-        Some(Audited { op, path, to })
+        Some(Audited { op, path, to, via: None })
     }
 
     fn log(&self, user: &str, reply: &Reply) {
@@ -194,6 +207,7 @@ impl Audited {
             op = self.op,
             path = ?self.path,
             to = self.to.as_ref().map(tracing::field::debug),
+            via = self.via,
             size,
             result,
             "file"
@@ -218,13 +232,10 @@ async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply 
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
-        Command::Put { path, size, source, resume, mtime, eager } => {
-            put::run(
-                session,
-                &put::Upload { path: &path, size, source: &source, resume, mtime, eager },
-                progress,
-            )
-            .await
+        Command::Put { path, size, source, resume, mtime, eager, parents } => {
+            let source = &source;
+            let upload = put::Upload { path: &path, size, source, resume, mtime, eager, parents };
+            put::run(session, &upload, progress).await
         }
         Command::Chmod { path, mode } => chmod::run(session, &path, mode).await,
         Command::Partials => partials::list(session).await,

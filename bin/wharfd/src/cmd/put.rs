@@ -34,17 +34,30 @@ pub struct Upload<'a> {
     pub mtime: Option<i64>,
     /// The eager number, for an upload whose one lane the client opened without waiting.
     pub eager: Option<u64>,
+    /// Make the missing folders above `path` first.
+    pub parents: bool,
 }
 
 pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>) -> CmdResult {
-    let &Upload { path, size, source, resume, mtime, eager } = upload;
+    let &Upload { path, size, source, resume, mtime, eager, parents } = upload;
     // Held to the end, however this ends: a lane of an upload that has ended is stopped.
     let mut eager_lane = take_eager_lane(session, eager, size)?;
     let path = parse_path(path)?;
     let key = partial_key(&path);
     let claim = claim(session, &path, &key).await?;
     let resume = resume && eager.is_none();
-    let target = session.home.begin_upload(&path, size, source, resume).await?;
+    let target = match session.home.begin_upload(&path, size, source, resume).await {
+        // Only a missing folder above the file makes an upload NotFound: make it, then begin
+        // again. An upload whose folders exist pays nothing for `parents`.
+        Err(err) if parents && err.code == ErrorCode::NotFound => {
+            let dir = path.parent();
+            let made = session.home.mkdir(&dir, true).await;
+            super::audit_made_parents(session, &dir, &made);
+            made?;
+            session.home.begin_upload(&path, size, source, resume).await?
+        }
+        begun => begun?,
+    };
     session.ledger.release(target.discarded);
     let charge = reserve(session, &path, size, (target.len, target.replaced)).await?;
     let plan = plan(session, size, &target.present, eager.is_some());
