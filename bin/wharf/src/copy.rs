@@ -20,7 +20,7 @@ use crate::pipeline::{self, batch_window};
 use crate::progress::TransferUi;
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
-use crate::transfer::{OnBytes, Outcome};
+use crate::transfer::{OnBytes, Outcome, PutOptions};
 
 /// Files up to this size are pipelined instead of taking one of the `-j` lanes: what a small file
 /// costs is round trips, not bytes, so many are kept in flight at once.
@@ -54,10 +54,8 @@ const MIN_SMALL_FILES_IN_FLIGHT: usize = 48;
 
 /// How many small files to keep in flight: enough to cover the round trip at the server's pace,
 /// at least [`MIN_SMALL_FILES_IN_FLIGHT`] and `-j`, within [`SMALL_FILES_IN_FLIGHT`] and what the
-/// server allows.
-async fn small_file_window(session: &Session, jobs: usize) -> usize {
-    // The window lasts the whole batch: size it by the server's own limit.
-    session.login_answered().await;
+/// server allows (behind a login not yet answered, what every server allows).
+fn small_file_window(session: &Session, jobs: usize) -> usize {
     let allowed = batch_window(session).saturating_sub(jobs);
     let covering = session.rtt().as_micros() / SMALL_FILE_COST.as_micros();
     let covering = usize::try_from(covering).unwrap_or(usize::MAX);
@@ -95,6 +93,8 @@ pub(crate) struct Job {
     pub size: Option<u64>,
     /// The source's modification time, for `-p` on downloads.
     pub mtime: Option<i64>,
+    /// An upload of a tree's file: the server makes the folders above `remote` on its way.
+    pub make_parents: bool,
 }
 
 fn remote_error(code: ErrorCode, message: String) -> ClientError {
@@ -166,13 +166,42 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let recursive = options.recursive;
     let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
-    make_remote_dirs(session, dirs).await?;
+    put_tree(session, dirs, jobs, options).await
+}
+
+/// Makes the remote folders `dirs` and uploads `jobs`. The uploads of a tree's files make the
+/// folders above them (`make_parents`), so only folders left empty are made apart: a round trip
+/// before the uploads only where there are some. (Not beside the uploads: both use up to what
+/// the server allows in flight.)
+pub(crate) async fn put_tree(
+    session: &Arc<Session>,
+    dirs: Vec<RemotePath>,
+    jobs: Vec<Job>,
+    options: CopyOptions,
+) -> Result<()> {
+    make_remote_dirs(session, dirs_without_uploads(dirs, &jobs)).await?;
+    if jobs.is_empty() {
+        return Ok(());
+    }
     run(session, "put", jobs, options).await
+}
+
+/// The folders of `dirs` that no upload makes on its way: those with no file to upload below.
+fn dirs_without_uploads(dirs: Vec<RemotePath>, jobs: &[Job]) -> Vec<RemotePath> {
+    let mut made = std::collections::HashSet::new();
+    for job in jobs.iter().filter(|job| job.make_parents) {
+        let mut dir = job.remote.parent();
+        // A folder already counted had its own parents counted with it.
+        while !dir.is_root() && made.insert(dir.clone()) {
+            dir = dir.parent();
+        }
+    }
+    dirs.into_iter().filter(|dir| !made.contains(dir)).collect()
 }
 
 /// Makes the remote directories `dirs` with their parents: only those no other one lies in, and
 /// all at once (making a parent twice at once is harmless), not a round trip each.
-pub async fn make_remote_dirs(session: &Session, dirs: Vec<RemotePath>) -> Result<()> {
+async fn make_remote_dirs(session: &Session, dirs: Vec<RemotePath>) -> Result<()> {
     let parents: std::collections::HashSet<RemotePath> =
         dirs.iter().map(RemotePath::parent).collect();
     let deepest = dirs.into_iter().filter(|dir| !parents.contains(dir));
@@ -214,7 +243,8 @@ fn plan_put(
             }
             walk_local(local, &remote, &mut dirs, &mut jobs)?;
         } else {
-            jobs.push(Job { local: local.clone(), remote, size: Some(meta.len()), mtime: None });
+            let size = Some(meta.len());
+            jobs.push(Job { local: local.clone(), remote, size, mtime: None, make_parents: false });
         }
     }
     Ok((dirs, jobs))
@@ -246,7 +276,8 @@ fn walk_local(
         if meta.is_dir() {
             walk_local(&path, &target, dirs, jobs)?;
         } else {
-            jobs.push(Job { local: path, remote: target, size: Some(meta.len()), mtime: None });
+            let size = Some(meta.len());
+            jobs.push(Job { local: path, remote: target, size, mtime: None, make_parents: true });
         }
     }
     Ok(())
@@ -273,7 +304,8 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     };
     if let (false, [remote]) = (options.recursive, remotes.as_slice()) {
         // One file: no stat first; it goes out beside the download instead.
-        let job = Job { local: local_of(remote), remote: remote.clone(), size: None, mtime: None };
+        let (local, remote) = (local_of(remote), remote.clone());
+        let job = Job { local, remote, size: None, mtime: None, make_parents: false };
         return run(session, "get", vec![job], options).await;
     }
     let entries = pipeline::each(session, remotes, |remote| async move {
@@ -297,7 +329,8 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
             };
             jobs_below(&remote, tree, &local, &mut jobs).await?;
         } else {
-            jobs.push(Job { local, remote, size: Some(entry.size), mtime: Some(entry.mtime) });
+            let (size, mtime) = (Some(entry.size), Some(entry.mtime));
+            jobs.push(Job { local, remote, size, mtime, make_parents: false });
         }
     }
     run(session, "get", jobs, options).await
@@ -325,6 +358,7 @@ async fn jobs_below(
                 remote: remote_child,
                 size: Some(entry.size),
                 mtime: Some(entry.mtime),
+                make_parents: false,
             }),
             // Symlinks and special files are not copied: a symlink may point anywhere.
             _ => {}
@@ -370,11 +404,11 @@ pub(crate) async fn run(
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
-    show_once_logged_in(session, &ui);
-    // A single file goes out at once, behind a login still unanswered; a batch's window is sized
-    // by the server's limit, which that answer gives.
-    let window = if count == 1 { 1 } else { small_file_window(session, options.jobs).await };
+    // The first files go out at once, behind a login still unanswered; the window widens to the
+    // server's limit when the answer gives it.
+    let window = if count == 1 { 1 } else { small_file_window(session, options.jobs) };
     let pipeline = Arc::new(Semaphore::new(window));
+    once_logged_in(session, &ui, (count > 1).then(|| (pipeline.clone(), window, options.jobs)));
     let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
     let mut tasks = JoinSet::new();
     for job in jobs {
@@ -399,13 +433,21 @@ pub(crate) async fn run(
     outcome
 }
 
-/// Shows the bars once the login is answered: a refused one shows none.
-fn show_once_logged_in(session: &Arc<Session>, ui: &Arc<TransferUi>) {
+/// Once the login is answered, shows the bars (a refused login shows none) and widens the
+/// small-file `window` (its semaphore, its size, `-j`) to what the server allows.
+fn once_logged_in(
+    session: &Arc<Session>,
+    ui: &Arc<TransferUi>,
+    window: Option<(Arc<Semaphore>, usize, usize)>,
+) {
     let (session, ui) = (session.clone(), Arc::downgrade(ui));
     tokio::spawn(async move {
         session.login_answered().await;
         if let Some(ui) = ui.upgrade() {
             ui.show();
+        }
+        if let Some((pipeline, first, jobs)) = window {
+            pipeline.add_permits(small_file_window(&session, jobs).saturating_sub(first));
         }
     });
 }
@@ -456,8 +498,9 @@ async fn attempt(
     on_size: OnBytes<'_>,
 ) -> Result<Outcome> {
     if verb == "put" {
-        let keep = options.preserve;
-        return session.put_keeping(&job.local, &job.remote, resume, keep, on_bytes).await;
+        let (keep_time, make_parents) = (options.preserve, job.make_parents);
+        let put = PutOptions { resume, keep_time, make_parents };
+        return session.put_with(&job.local, &job.remote, put, on_bytes).await;
     }
     let (got, mtime) = if job.size.is_some() {
         (session.get(&job.remote, &job.local, resume, on_bytes).await?, job.mtime)

@@ -101,12 +101,17 @@ pub async fn mirror(
     if options.dry_run {
         return emit(out, &dry_run_text(&plan, options));
     }
-    make_dirs(session, &remote_root, &local_root, &plan.dirs, options.reverse).await?;
-    let jobs = jobs(&remote_root, &local_root, &plan, source)?;
-    if !jobs.is_empty() {
-        let verb = if options.reverse { "put" } else { "get" };
-        let copy = CopyOptions { jobs: options.jobs, ..CopyOptions::MIRROR };
-        crate::copy::run(session, verb, jobs, copy).await?;
+    let jobs = jobs(&remote_root, &local_root, &plan, source, options.reverse)?;
+    let copy = CopyOptions { jobs: options.jobs, ..CopyOptions::MIRROR };
+    if options.reverse {
+        let dirs = plan.dirs.iter().map(|dir| remote_path(&remote_root, dir));
+        let dirs = dirs.collect::<Result<_>>()?;
+        crate::copy::put_tree(session, dirs, jobs, copy).await?;
+    } else {
+        make_local_dirs(&local_root, &plan.dirs)?;
+        if !jobs.is_empty() {
+            crate::copy::run(session, "get", jobs, copy).await?;
+        }
     }
     if options.delete {
         delete(session, &remote_root, &local_root, &plan.delete, options.reverse).await?;
@@ -336,17 +341,7 @@ fn remote_path(root: &RemotePath, relative: &str) -> Result<RemotePath> {
     })
 }
 
-async fn make_dirs(
-    session: &Session,
-    remote_root: &RemotePath,
-    local_root: &Path,
-    dirs: &[String],
-    reverse: bool,
-) -> Result<()> {
-    if reverse {
-        let paths = dirs.iter().map(|dir| remote_path(remote_root, dir)).collect::<Result<_>>()?;
-        return crate::copy::make_remote_dirs(session, paths).await;
-    }
+fn make_local_dirs(local_root: &Path, dirs: &[String]) -> Result<()> {
     for dir in dirs {
         let local = local_root.join(dir);
         std::fs::create_dir_all(&local)
@@ -360,6 +355,7 @@ fn jobs(
     local_root: &Path,
     plan: &Plan,
     source: &BTreeMap<String, Node>,
+    reverse: bool,
 ) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for (path, size) in plan.new.iter().chain(&plan.changed) {
@@ -372,6 +368,8 @@ fn jobs(
             remote: remote_path(remote_root, path)?,
             size: Some(*size),
             mtime,
+            // An upload makes the new folders it goes into.
+            make_parents: reverse,
         });
     }
     Ok(jobs)

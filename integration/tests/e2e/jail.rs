@@ -7,6 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use wharf::error::ClientError;
+use wharf::transfer::PutOptions;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_integration::client::login;
@@ -112,6 +113,11 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
     }
     let before = (snapshot(&outside), snapshot(&server.home("anna")));
     let s = login(&server, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local");
+    let planted = local.path().join("planted.txt");
+    std::fs::write(&planted, b"planted").expect("local file");
+    // An upload that makes its folders on the way (`put -r`) makes none through a symlink.
+    let making_parents = PutOptions { make_parents: true, ..PutOptions::default() };
 
     for path in ESCAPES {
         let code = refused(&format!("stat {path}"), s.stat(&p(path)).await);
@@ -125,6 +131,11 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
         refused(
             &format!("mkdir -p {path}/new/deeper"),
             s.mkdir(&p(&format!("{path}/new/deeper")), true).await,
+        );
+        refused(
+            &format!("put with parents {path}/new/deeper/p.txt"),
+            s.put_with(&planted, &p(&format!("{path}/new/deeper/p.txt")), making_parents, &|_| {})
+                .await,
         );
         refused(&format!("rmdir {path}/subdir"), s.rmdir(&p(&format!("{path}/subdir"))).await);
         refused(

@@ -176,3 +176,34 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmHWM")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_that_makes_its_folders_makes_only_folders() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.place("ann", "notes.txt", b"hello");
+    let s = login(&server, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local");
+    let (small, large) = (local.path().join("small"), local.path().join("large"));
+    std::fs::write(&small, b"small file").expect("small");
+    // Past the eager size: the folders are made before the `transfer` reply, not after the bytes.
+    let large_data = crate::util::content(3 << 20, 5);
+    std::fs::write(&large, &large_data).expect("large");
+    let parents = wharf::transfer::PutOptions { make_parents: true, ..Default::default() };
+
+    s.put_with(&small, &p("/a/b/c/small"), parents, &|_| {}).await.expect("put with parents");
+    s.put_with(&large, &p("/a/b/d/large"), parents, &|_| {}).await.expect("put with parents");
+    assert_eq!(server.stored("ann", "a/b/c/small").expect("stored"), b"small file");
+    assert_eq!(server.stored("ann", "a/b/d/large").expect("stored"), large_data);
+    assert_eq!(names(&s, "/a/b").await, ["c", "d"]);
+    // Into folders that exist already, it is a plain upload.
+    s.put_with(&small, &p("/a/b/c/again"), parents, &|_| {}).await.expect("into existing");
+    // A file in the way stays a file; without parents a missing folder is an error, as before.
+    let in_the_way = s.put_with(&small, &p("/notes.txt/x/small"), parents, &|_| {}).await;
+    assert_eq!(code(in_the_way), ErrorCode::NotADirectory);
+    assert_eq!(server.stored("ann", "notes.txt").expect("left alone"), b"hello");
+    assert_eq!(code(s.put(&small, &p("/q/small"), false, &|_| {}).await), ErrorCode::NotFound);
+    assert_eq!(code(s.stat(&p("/q")).await), ErrorCode::NotFound);
+    let quota = s.quota().await.expect("quota");
+    assert_eq!(quota.reserved, 0, "no reservation left by the refused uploads");
+    s.close().await;
+}

@@ -48,7 +48,7 @@ async fn every_size_and_name_round_trips_verified() {
 
 #[test]
 fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
-    let server = TestServer::with_users(&[("ann", "pw")]);
+    let mut server = TestServer::with_users(&[("ann", "pw")]);
     let work = tempfile::tempdir().expect("work dir");
     let tree = work.path().join("tree");
     for dir in 0..10 {
@@ -99,6 +99,16 @@ fn a_thousand_small_files_and_sixteen_in_parallel_through_the_cli() {
             content(2 << 20, 50_000 + n)
         );
     }
+    // The uploads made the folders they went into on their way; only the empty folder was made
+    // by a `mkdir` of its own, a round trip before them.
+    server.stop();
+    let audit = server.audit_log();
+    let asked: Vec<&str> =
+        audit.lines().filter(|line| line.contains("mkdir") && !line.contains("via")).collect();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert!(asked[0].contains("\"/tree/empty/deeper/deepest\""), "{asked:#?}");
+    let made = |dir: &str| audit.lines().any(|l| l.contains("via") && l.contains(dir));
+    assert!(made("\"/tree/d3/x/y/z\"") && made("\"/tree/d0\""), "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

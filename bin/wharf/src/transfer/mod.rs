@@ -20,6 +20,7 @@ use wharf_common::transfer::{Plan, Ranges, TransferError};
 use crate::error::{ClientError, Result};
 
 pub use part::part_path;
+pub use upload::PutOptions;
 
 /// What a finished transfer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

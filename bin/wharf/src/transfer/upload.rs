@@ -20,6 +20,17 @@ use crate::local::blocking;
 use crate::rpc::Replies;
 use crate::session::Session;
 
+/// How [`Session::put_with`] uploads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// Continue an interrupted upload of the same file.
+    pub resume: bool,
+    /// The stored file gets the local file's modification time (`put -p`).
+    pub keep_time: bool,
+    /// The server makes the missing folders above the remote path first.
+    pub make_parents: bool,
+}
+
 impl Session {
     /// Uploads `local` to `remote`. With `resume`, continues an interrupted upload of the same file.
     pub async fn put(
@@ -29,19 +40,18 @@ impl Session {
         resume: bool,
         on_bytes: OnBytes<'_>,
     ) -> Result<Outcome> {
-        self.put_keeping(local, remote, resume, false, on_bytes).await
+        self.put_with(local, remote, PutOptions { resume, ..PutOptions::default() }, on_bytes).await
     }
 
-    /// Like [`Session::put`]; with `keep_time`, the stored file gets the local file's modification
-    /// time (`put -p`).
-    pub async fn put_keeping(
+    /// Like [`Session::put`], as `options` say.
+    pub async fn put_with(
         &self,
         local: &Path,
         remote: &RemotePath,
-        resume: bool,
-        keep_time: bool,
+        options: PutOptions,
         on_bytes: OnBytes<'_>,
     ) -> Result<Outcome> {
+        let PutOptions { resume, keep_time, make_parents } = options;
         let started = Instant::now();
         let (file, meta) = open_local(local).await?;
         let size = meta.len();
@@ -56,7 +66,7 @@ impl Session {
             resume: resume && eager.is_none(),
             mtime: keep_time.then(|| meta.mtime()),
             eager,
-            parents: false,
+            parents: make_parents,
         };
         let mut replies = link.rpc.request(cmd).await?;
         let (header, plan) = plan(&link, &mut replies, size).await?;
