@@ -169,6 +169,15 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
     symlink(&outside, server.home("ann").join("box/link")).expect("symlink in box");
     s.remove(&p("/box"), true).await.expect("rm -r with a symlink inside");
     s.rename(&p("/abs"), &p("/renamed-link")).await.expect("renaming the link itself stays inside");
+    // A file never takes the place of a link to a folder in the home (a client sending it to that
+    // name then puts it into the folder); a link leading out is replaced, never written through.
+    s.mkdir(&p("/folder"), false).await.expect("mkdir");
+    symlink("folder", server.home("ann").join("to-folder")).expect("link to a folder");
+    let onto = s.put(&planted, &p("/to-folder"), false, &|_| {}).await;
+    assert_eq!(refused("put onto a link to a folder", onto), ErrorCode::IsADirectory);
+    assert!(server.home("ann").join("to-folder").is_symlink(), "the link is left");
+    s.put(&planted, &p("/renamed-link"), false, &|_| {}).await.expect("a link leading out");
+    assert!(server.home("ann").join("renamed-link").is_file(), "is replaced by the file");
 
     assert_eq!(
         (snapshot(&outside), snapshot(&server.home("anna"))),

@@ -43,11 +43,18 @@ fn meta_name(key: &str) -> String {
     format!("{key}.meta")
 }
 
-/// Bytes the target of an upload holds now (0 if absent), refusing directories.
+/// Bytes the target of an upload holds now (0 if absent), refusing directories and symlinks to
+/// directories in the home: a client that sends a file to a name without asking what it is first
+/// (PROTOCOL.md, section 5.1) learns that it names a folder. Any other symlink is replaced, never
+/// written through.
 fn target_bytes(dir: &Dir, name: &str) -> io::Result<u64> {
     match dir.symlink_metadata(name) {
         Ok(meta) if meta.is_dir() => Err(io::Error::from(io::ErrorKind::IsADirectory)),
         Ok(meta) if meta.is_file() => Ok(meta.len()),
+        // cap-std follows the link only within the home; one leading out is just replaced.
+        Ok(meta) if meta.is_symlink() && dir.metadata(name).is_ok_and(|target| target.is_dir()) => {
+            Err(io::Error::from(io::ErrorKind::IsADirectory))
+        }
         Ok(_) => Ok(0),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(err) => Err(err),
