@@ -17,10 +17,10 @@ use crate::error::{ClientError, Result};
 use crate::expand::remote_child;
 use crate::local::blocking;
 use crate::pipeline::{self, batch_window};
-use crate::progress::TransferUi;
+use crate::progress::{FileProgress, TransferUi};
 use crate::reconnect::{RECONNECT_ATTEMPTS, with_reconnects};
 use crate::session::Session;
-use crate::transfer::{OnBytes, Outcome, PutOptions};
+use crate::transfer::{Outcome, PutOptions};
 
 /// Files up to this size are pipelined instead of taking one of the `-j` lanes: what a small file
 /// costs is round trips, not bytes, so many are kept in flight at once.
@@ -95,6 +95,9 @@ pub(crate) struct Job {
     pub mtime: Option<i64>,
     /// An upload of a tree's file: the server makes the folders above `remote` on its way.
     pub make_parents: bool,
+    /// An upload to a name not looked at first: if the server finds a folder there (which it
+    /// never replaces), the file goes into it instead, as it would have after a stat.
+    pub into_if_folder: bool,
 }
 
 fn remote_error(code: ErrorCode, message: String) -> ClientError {
@@ -154,7 +157,18 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     // (without -r, which would make DIR): a missing or file DIR fails its put as it fails the
     // stat. One round trip fewer for `wharf put FILE wharf://HOST/DIR/`.
     let one_file_into = !options.recursive && locals.len() == 1 && shown.ends_with('/');
-    let is_dir = if shown == "." || dest_path.is_root() || one_file_into {
+    let into_folder = shown == "." || dest_path.is_root() || one_file_into;
+    let recursive = options.recursive;
+    if let (false, [local]) = (into_folder, locals.as_slice()) {
+        let (local, named) = (local.clone(), Destination::As(dest_path.clone()));
+        let (dirs, mut jobs) = blocking(move || plan_put(&[local], &named, recursive)).await?;
+        if let (true, [job]) = (dirs.is_empty(), jobs.as_mut_slice()) {
+            // One file to a name: sent there at once, not after a stat of the name.
+            job.into_if_folder = true;
+            return run(session, "put", jobs, options).await;
+        }
+    }
+    let is_dir = if into_folder {
         Some(true)
     } else {
         match session.stat(&dest_path).await {
@@ -164,7 +178,6 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         }
     };
     let target = destination(dest_path, shown, is_dir, locals.len())?;
-    let recursive = options.recursive;
     let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
     put_tree(session, dirs, jobs, options).await
 }
@@ -244,7 +257,14 @@ fn plan_put(
             walk_local(local, &remote, &mut dirs, &mut jobs)?;
         } else {
             let size = Some(meta.len());
-            jobs.push(Job { local: local.clone(), remote, size, mtime: None, make_parents: false });
+            jobs.push(Job {
+                local: local.clone(),
+                remote,
+                size,
+                mtime: None,
+                make_parents: false,
+                into_if_folder: false,
+            });
         }
     }
     Ok((dirs, jobs))
@@ -277,7 +297,14 @@ fn walk_local(
             walk_local(&path, &target, dirs, jobs)?;
         } else {
             let size = Some(meta.len());
-            jobs.push(Job { local: path, remote: target, size, mtime: None, make_parents: true });
+            jobs.push(Job {
+                local: path,
+                remote: target,
+                size,
+                mtime: None,
+                make_parents: true,
+                into_if_folder: false,
+            });
         }
     }
     Ok(())
@@ -305,7 +332,14 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     if let (false, [remote]) = (options.recursive, remotes.as_slice()) {
         // One file: no stat first; it goes out beside the download instead.
         let (local, remote) = (local_of(remote), remote.clone());
-        let job = Job { local, remote, size: None, mtime: None, make_parents: false };
+        let job = Job {
+            local,
+            remote,
+            size: None,
+            mtime: None,
+            make_parents: false,
+            into_if_folder: false,
+        };
         return run(session, "get", vec![job], options).await;
     }
     let entries = pipeline::each(session, remotes, |remote| async move {
@@ -330,7 +364,14 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
             jobs_below(&remote, tree, &local, &mut jobs).await?;
         } else {
             let (size, mtime) = (Some(entry.size), Some(entry.mtime));
-            jobs.push(Job { local, remote, size, mtime, make_parents: false });
+            jobs.push(Job {
+                local,
+                remote,
+                size,
+                mtime,
+                make_parents: false,
+                into_if_folder: false,
+            });
         }
     }
     run(session, "get", jobs, options).await
@@ -359,6 +400,7 @@ async fn jobs_below(
                 size: Some(entry.size),
                 mtime: Some(entry.mtime),
                 make_parents: false,
+                into_if_folder: false,
             }),
             // Symlinks and special files are not copied: a symlink may point anywhere.
             _ => {}
@@ -461,11 +503,12 @@ async fn copy_one(
     options: CopyOptions,
     ui: &TransferUi,
 ) -> Result<()> {
-    let name = job.remote.file_name().unwrap_or("/").to_owned();
+    // Where an upload lands is not known yet when its destination may be a folder.
+    let shown = if job.into_if_folder { job.local.file_name() } else { None };
+    let shown = shown.map(|name| name.to_string_lossy().into_owned());
+    let name = shown.unwrap_or_else(|| job.remote.file_name().unwrap_or("/").to_owned());
     let file = ui.start(&name, job.size.unwrap_or(0));
-    let on_bytes = |n: u64| file.advance(n);
-    let on_size = |size: u64| file.learn_size(size);
-    let attempt = |resume: bool| attempt(session, verb, job, options, resume, &on_bytes, &on_size);
+    let attempt = |resume: bool| attempt(session, verb, job, options, resume, &file);
     let on_reconnect = |count: u32, err: &ClientError| {
         ui.print(format!("{verb} {name}: {err}; reconnecting ({count} of {RECONNECT_ATTEMPTS})"));
         // The next attempt reports the bytes already in place afresh.
@@ -494,18 +537,21 @@ async fn attempt(
     job: &Job,
     options: CopyOptions,
     resume: bool,
-    on_bytes: OnBytes<'_>,
-    on_size: OnBytes<'_>,
+    file: &FileProgress,
 ) -> Result<Outcome> {
+    let on_bytes = |n: u64| file.advance(n);
     if verb == "put" {
         let (keep_time, make_parents) = (options.preserve, job.make_parents);
         let put = PutOptions { resume, keep_time, make_parents };
-        return session.put_with(&job.local, &job.remote, put, on_bytes).await;
+        if job.into_if_folder {
+            return put_or_into(session, job, put, file).await;
+        }
+        return session.put_with(&job.local, &job.remote, put, &on_bytes).await;
     }
     let (got, mtime) = if job.size.is_some() {
-        (session.get(&job.remote, &job.local, resume, on_bytes).await?, job.mtime)
+        (session.get(&job.remote, &job.local, resume, &on_bytes).await?, job.mtime)
     } else {
-        get_stating(session, job, options, resume, on_bytes, on_size).await?
+        get_stating(session, job, options, resume, file).await?
     };
     if let (true, Some(mtime)) = (options.preserve, mtime) {
         set_mtime(&job.local, mtime)?;
@@ -513,27 +559,51 @@ async fn attempt(
     Ok(got)
 }
 
+/// An upload to a name that may be a folder: it goes to the name at once, with a stat of the name
+/// beside it. The server refuses to put a file in a folder's place (or a link's to one); then the
+/// stat says it is a folder, and the file goes into it. A round trip sooner than a stat first,
+/// but for a folder, where it costs the same (and a small file's bytes twice).
+async fn put_or_into(
+    session: &Session,
+    job: &Job,
+    put: PutOptions,
+    file: &FileProgress,
+) -> Result<Outcome> {
+    let on_bytes = |n: u64| file.advance(n);
+    let sent = session.put_with(&job.local, &job.remote, put, &on_bytes);
+    match tokio::join!(session.stat(&job.remote), sent) {
+        (Ok(entry), Err(ClientError::Remote { code: ErrorCode::IsADirectory, .. }))
+            if entry.kind == EntryKind::Dir =>
+        {
+            let into = remote_child(&job.remote, &local_name(&job.local)?)?;
+            file.restart();
+            session.put_with(&job.local, &into, put, &on_bytes).await
+        }
+        (_, sent) => sent,
+    }
+}
+
 /// A download whose file was not stat'ed first: the stat goes out beside the `get`, a round trip
-/// sooner than before it. It gives the bar its size (`on_size`) and `-p` its time; a folder is
-/// refused as before (the server refuses its `get`). Returns the download and the file's time.
+/// sooner than before it. It gives the bar its size and `-p` its time; a folder is refused as
+/// before (the server refuses its `get`). Returns the download and the file's time.
 async fn get_stating(
     session: &Session,
     job: &Job,
     options: CopyOptions,
     resume: bool,
-    on_bytes: OnBytes<'_>,
-    on_size: OnBytes<'_>,
+    file: &FileProgress,
 ) -> Result<(Outcome, Option<i64>)> {
     let stat = async {
         let entry = session.stat(&job.remote).await;
         if let Ok(entry) = &entry
             && entry.kind == EntryKind::File
         {
-            on_size(entry.size);
+            file.learn_size(entry.size);
         }
         entry
     };
-    let get = session.get(&job.remote, &job.local, resume, on_bytes);
+    let on_bytes = |n: u64| file.advance(n);
+    let get = session.get(&job.remote, &job.local, resume, &on_bytes);
     match tokio::join!(stat, get) {
         (Ok(entry), _) if entry.kind == EntryKind::Dir => Err(folder_without_r(&job.remote)),
         (Ok(entry), got) => Ok((got?, Some(entry.mtime))),

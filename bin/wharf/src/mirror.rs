@@ -370,6 +370,7 @@ fn jobs(
             mtime,
             // An upload makes the new folders it goes into.
             make_parents: reverse,
+            into_if_folder: false,
         });
     }
     Ok(jobs)

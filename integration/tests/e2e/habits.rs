@@ -101,6 +101,22 @@ fn one_source_may_name_the_destination_and_several_need_a_directory() {
     assert!(text(&out.stderr).contains("not a directory"), "{}", text(&out.stderr));
     assert_eq!(server.stored("ann", "renamed.txt").expect("left alone"), b"alpha");
     assert!(!server.home("ann").join("nobox").exists(), "no folder was made");
+
+    // One file to a name is sent there without a stat first; a folder by that name (or a link
+    // to one) takes it in, small or large, and is never replaced.
+    let large = crate::util::content(3 << 20, 8);
+    std::fs::write(work.path().join("large.bin"), &large).expect("large file");
+    std::os::unix::fs::symlink("box", server.home("ann").join("to-box")).expect("link to box");
+    ok(&batch(&server, work.path(), "put b.txt box; put large.bin box; put a.txt box3"));
+    assert_eq!(server.stored("ann", "box/b.txt").expect("small into box"), b"beta");
+    assert_eq!(server.stored("ann", "box/large.bin").expect("large into box"), large);
+    assert_eq!(server.stored("ann", "box3").expect("put as a new name"), b"alpha");
+    std::fs::remove_file(server.home("ann").join("box/a.txt")).expect("clear box");
+    std::fs::remove_file(server.home("ann").join("box/large.bin")).expect("clear box");
+    ok(&batch(&server, work.path(), "put a.txt to-box; put large.bin to-box"));
+    assert_eq!(server.stored("ann", "box/a.txt").expect("small through the link"), b"alpha");
+    assert_eq!(server.stored("ann", "box/large.bin").expect("large through the link"), large);
+    assert!(server.home("ann").join("to-box").is_symlink(), "the link is still a link");
 }
 
 #[test]

@@ -249,6 +249,15 @@ fn a_one_shot_get_or_put_of_one_file_leaves_whole_with_its_login() {
     let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "put", &file, &url], None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(lying.requests_behind_login(), ["Put", "Put"], "the put into box/ was not first");
+    // To a name, the put goes out beside a stat of the name (which may be a folder).
+    let lying = LyingServer::start(Lies { hold_login: 2, ..Lies::default() });
+    let (cert, port) = (lying.cert().display().to_string(), lying.addr().port());
+    let url = format!("wharf://ann@127.0.0.1:{port}/name");
+    let out = wharf(home.path(), Some("pw"), &["--ca", &cert, "put", &file, &url], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let mut behind = lying.requests_behind_login();
+    behind.sort();
+    assert_eq!(behind, ["Put", "Stat"], "the put waited for the stat of its name");
 }
 
 #[test]
