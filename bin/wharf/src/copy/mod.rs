@@ -18,8 +18,8 @@ use crate::local::blocking;
 use crate::pipeline;
 use crate::session::Session;
 
-pub(crate) use run::run;
 pub use run::SMALL_FILE;
+pub(crate) use run::run;
 
 /// How a batch of transfers is run.
 #[derive(Debug, Clone, Copy)]

@@ -87,51 +87,41 @@ pub(crate) async fn run(
     let ui = Arc::new(TransferUi::new(verb, count, total));
     let _clear = ui.clear_on_drop();
     // The first files go out at once, behind a login still unanswered; the window widens to the
-    // server's limit when the answer gives it.
+    // server's limit when the answer gives it, and the bars show then (a refused login shows none).
     let window = if count == 1 { 1 } else { small_file_window(session, options.jobs) };
     let pipeline = Arc::new(Semaphore::new(window));
-    once_logged_in(session, &ui, (count > 1).then(|| (pipeline.clone(), window, options.jobs)));
+    let answered = async {
+        session.login_answered().await;
+        ui.show();
+        if count > 1 {
+            pipeline.add_permits(small_file_window(session, options.jobs).saturating_sub(window));
+        }
+    };
     let lanes = Arc::new(Semaphore::new(options.jobs.max(1)));
-    let mut tasks = JoinSet::new();
-    for job in jobs {
-        let small = job.size.is_some_and(|size| size <= SMALL_FILE);
-        let slots = if small { &pipeline } else { &lanes };
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ClientError::Internal("the transfer slots closed".into()))?;
-        let (session, ui) = (session.clone(), ui.clone());
-        tasks.spawn(async move {
-            let result = copy_one(&session, verb, &job, options, &ui).await;
-            drop(permit);
-            result
-        });
-    }
-    let outcome = gather(tasks, count).await;
+    let copied = async {
+        let mut tasks = JoinSet::new();
+        for job in jobs {
+            let small = job.size.is_some_and(|size| size <= SMALL_FILE);
+            let slots = if small { &pipeline } else { &lanes };
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Internal("the transfer slots closed".into()))?;
+            let (session, ui) = (session.clone(), ui.clone());
+            tasks.spawn(async move {
+                let result = copy_one(&session, verb, &job, options, &ui).await;
+                drop(permit);
+                result
+            });
+        }
+        gather(tasks, count).await
+    };
+    let ((), outcome) = tokio::join!(answered, copied);
     if let Ok(ui) = Arc::try_unwrap(ui) {
         ui.close();
     }
     outcome
-}
-
-/// Once the login is answered, shows the bars (a refused login shows none) and widens the
-/// small-file `window` (its semaphore, its size, `-j`) to what the server allows.
-fn once_logged_in(
-    session: &Arc<Session>,
-    ui: &Arc<TransferUi>,
-    window: Option<(Arc<Semaphore>, usize, usize)>,
-) {
-    let (session, ui) = (session.clone(), Arc::downgrade(ui));
-    tokio::spawn(async move {
-        session.login_answered().await;
-        if let Some(ui) = ui.upgrade() {
-            ui.show();
-        }
-        if let Some((pipeline, first, jobs)) = window {
-            pipeline.add_permits(small_file_window(&session, jobs).saturating_sub(first));
-        }
-    });
 }
 
 /// Copies one file with its own progress bar, riding out lost connections; a resumed transfer
