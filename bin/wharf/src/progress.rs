@@ -195,7 +195,8 @@ impl TransferUi {
     pub fn print(&self, line: String) {
         if self.tty {
             // A hidden target drops lines. A line to print means a transfer was answered, and so
-            // was the login ahead of it, though the task that shows the bars may not have run yet.
+            // was the login ahead of it, though what shows the bars on that answer may not have
+            // run yet.
             self.show();
             let _ = self.multi.println(line);
         } else {
