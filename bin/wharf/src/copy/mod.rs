@@ -118,12 +118,18 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let into_folder = shown == "." || dest_path.is_root() || one_file_into;
     let recursive = options.recursive;
     if let (false, [local]) = (into_folder, locals.as_slice()) {
-        let (local, named) = (local.clone(), Destination::As(dest_path.clone()));
-        let (dirs, mut jobs) = blocking(move || plan_put(&[local], &named, recursive)).await?;
-        if let (true, [job]) = (dirs.is_empty(), jobs.as_mut_slice()) {
+        let path = local.clone();
+        let meta = blocking(move || {
+            std::fs::metadata(&path)
+                .map_err(|err| ClientError::local(path.display().to_string(), err))
+        })
+        .await?;
+        if !meta.is_dir() {
             // One file to a name: sent there at once, not after a stat of the name.
-            job.into_if_folder = true;
-            return run(session, "put", jobs, options).await;
+            let (local, remote, size) = (local.clone(), dest_path, Some(meta.len()));
+            let job =
+                Job { local, remote, size, mtime: None, make_parents: false, into_if_folder: true };
+            return run(session, "put", vec![job], options).await;
         }
     }
     let is_dir = if into_folder {
