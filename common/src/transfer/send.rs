@@ -20,6 +20,7 @@ use super::{
     TransferError, hash_range, within, workers, write_frame,
 };
 use crate::hash::Sha256Digest;
+use crate::net;
 
 /// Pieces not yet taken by a lane.
 type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
@@ -27,6 +28,8 @@ type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
 /// What one lane needs besides the connection.
 struct Lane {
     header: StreamHeader,
+    /// Whether the lane carries a small file whole ([`crate::net::small_file_priority`]).
+    small: bool,
     content: Content,
     queue: Queue,
     stall: Duration,
@@ -110,8 +113,9 @@ pub async fn send_file(
         }
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
+    let small = small.is_some();
     let lanes = (0..plan.lanes).map(|_| {
-        let lane = Lane { header, content: content.clone(), queue: queue.clone(), stall };
+        let lane = Lane { header, small, content: content.clone(), queue: queue.clone(), stall };
         send_lane(conn, lane, digest.clone(), progress)
     });
     let digests = try_join_all(lanes).await?;
@@ -146,12 +150,18 @@ async fn hash_file(source: Arc<dyn Source>, size: u64) -> std::io::Result<Sha256
 /// lane's share.
 async fn send_lane(
     conn: &quinn::Connection,
-    Lane { header, content, queue, stall }: Lane,
+    Lane { header, small, content, queue, stall }: Lane,
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
     let open = async { conn.open_uni().await.map_err(TransferError::from) };
     let mut send = within(stall, open).await?;
+    let priority = match small {
+        true => net::small_file_priority(send.id().index()),
+        false => net::BULK_PRIORITY,
+    };
+    // Fails only on a stream already closed, which the first write reports.
+    let _ = send.set_priority(priority);
     within(stall, write_frame(&mut send, &header)).await?;
     loop {
         let next = queue.lock().pop_front();
