@@ -22,29 +22,11 @@ impl CloseCodeExt for crate::proto::CloseCode {
     }
 }
 
-/// The control stream's priority on both ends, above every lane's: quinn sends buffered data of
+/// The control stream's priority on both ends, above every lane's (`transfer::order`): quinn sends buffered data of
 /// higher priority first, so a reply or request never waits behind lane data buffered with it. (A
 /// download's lanes must not use up the client's receive window ahead of the reply that tells it to
 /// read them; an eager upload's lane must not hold up the request that says what it is.)
 pub const CONTROL_PRIORITY: i32 = i32::MAX;
-
-/// The priority of a lane that carries a large file's bytes. Below every small file's
-/// ([`small_file_priority`]), so that a batch's small files finish while its large ones move.
-pub const BULK_PRIORITY: i32 = 0;
-
-/// The priority of the lane that carries a small file whole, on the stream numbered `index` (a
-/// connection numbers its streams in the order it opens them): earlier streams first.
-///
-/// quinn sends streams of equal priority in turn, a packet each. With hundreds of small files in
-/// flight that finished none of them until nearly all their bytes had left: across 50 ms, the
-/// first of 1,000 uploads was installed 250 ms after its bytes began to go out. In order, each
-/// round trip finishes the files its packets carried.
-pub fn small_file_priority(index: u64) -> i32 {
-    let below_control = u64::try_from(CONTROL_PRIORITY - 1).unwrap_or(0);
-    // Past 2^31 streams on one connection the rest share the lowest small-file priority (and
-    // go in turn again), still above the bulk lanes.
-    i32::try_from(below_control.saturating_sub(index).max(1)).unwrap_or(1)
-}
 
 /// QUIC transport limits. The server reads them from `[transport]` in `wharfd.toml`; the client uses
 /// the defaults.
@@ -183,23 +165,4 @@ pub fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<BoundSocket>
     let recv_buffer = socket.recv_buffer_size()?;
     let send_buffer = socket.send_buffer_size()?;
     Ok(BoundSocket { socket: socket.into(), recv_buffer, send_buffer })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_files_go_in_the_order_their_streams_opened_between_control_and_bulk() {
-        let first = small_file_priority(0);
-        assert!(first < CONTROL_PRIORITY, "the control stream stays first");
-        let priorities: Vec<i32> = (0..1000).map(small_file_priority).collect();
-        assert!(priorities.windows(2).all(|w| w[0] > w[1]), "an earlier stream goes first");
-        // However many streams a connection opens, a small file never falls to the bulk lanes'
-        // level or wraps around above the control stream.
-        for index in [1 << 31, (1 << 31) + 5, u64::MAX] {
-            assert_eq!(small_file_priority(index), 1);
-        }
-        assert!(small_file_priority(u64::MAX) > BULK_PRIORITY);
-    }
 }

@@ -11,6 +11,7 @@ use wharf_common::net::CloseCodeExt as _;
 
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::proto::CloseCode;
+use wharf_common::transfer::OutgoingLanes;
 
 use crate::error::{ClientError, Result};
 use crate::rpc::Rpc;
@@ -82,6 +83,8 @@ impl ConnectOptions {
 pub(crate) struct Link {
     pub endpoint: quinn::Endpoint,
     pub conn: quinn::Connection,
+    /// The same connection as the sending end of upload lanes, in the order they go out in.
+    pub outgoing: OutgoingLanes,
     pub rpc: Rpc,
     pub incoming: Arc<IncomingStreams>,
     pub generation: u64,
@@ -131,7 +134,8 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
         let rpc = Rpc::start(conn.clone(), send, recv);
         let incoming = Arc::new(IncomingStreams::default());
         tokio::spawn(incoming.clone().accept(conn.clone()));
-        return Ok(Link { endpoint, conn, rpc, incoming, generation });
+        let outgoing = OutgoingLanes::new(conn.clone());
+        return Ok(Link { endpoint, conn, outgoing, rpc, incoming, generation });
     }
     Err(last_error)
 }

@@ -18,6 +18,7 @@
 
 mod ends;
 pub mod lanes;
+mod order;
 mod pool;
 mod receive;
 mod record;
@@ -31,6 +32,7 @@ use sha2::{Digest as _, Sha256};
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
 pub use ends::{Destination, Held, Recorded, Source};
+pub use order::OutgoingLanes;
 pub use pool::MAX_IDLE_CHUNKS;
 pub use receive::{Received, Written, receive_file};
 pub use record::PartialRecord;

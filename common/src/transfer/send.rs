@@ -14,22 +14,23 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt as _, StreamExt as _};
 use sha2::{Digest as _, Sha256};
 
+use super::order::OutgoingLanes;
 use super::pool::ChunkBuf;
 use super::{
     CHUNK_SIZE, CHUNKS_IN_FLIGHT, HASH_STEP, LaneFrame, PIECE_SIZE, Plan, Source, StreamHeader,
     TransferError, hash_range, within, workers, write_frame,
 };
 use crate::hash::Sha256Digest;
-use crate::net;
 
 /// Pieces not yet taken by a lane.
 type Queue = Arc<Mutex<VecDeque<(u64, u64)>>>;
 
-/// What one lane needs besides the connection.
-struct Lane {
+/// What one lane sends, besides the digest it ends with.
+struct LaneWork {
     header: StreamHeader,
-    /// Whether the lane carries a small file whole ([`crate::net::small_file_priority`]).
-    small: bool,
+    /// The size of the small file the lane carries whole, which takes a place in line
+    /// ([`super::order`]).
+    whole: Option<u64>,
     content: Content,
     queue: Queue,
     stall: Duration,
@@ -75,7 +76,7 @@ type SharedDigest = Shared<BoxFuture<'static, Result<Sha256Digest, (std::io::Err
 /// for `stall` fails the transfer. `progress` is called with each chunk's length as it is handed to
 /// QUIC.
 pub async fn send_file(
-    conn: &quinn::Connection,
+    out: &OutgoingLanes,
     header: StreamHeader,
     source: Arc<dyn Source>,
     plan: &Plan,
@@ -113,10 +114,11 @@ pub async fn send_file(
         }
     };
     let queue: Queue = Arc::new(Mutex::new(plan.ranges.pieces(PIECE_SIZE)));
-    let small = small.is_some();
+    let whole = small.map(|_| plan.size);
     let lanes = (0..plan.lanes).map(|_| {
-        let lane = Lane { header, small, content: content.clone(), queue: queue.clone(), stall };
-        send_lane(conn, lane, digest.clone(), progress)
+        let lane =
+            LaneWork { header, whole, content: content.clone(), queue: queue.clone(), stall };
+        send_lane(out, lane, digest.clone(), progress)
     });
     let digests = try_join_all(lanes).await?;
     Ok(digests[0])
@@ -149,24 +151,18 @@ async fn hash_file(source: Arc<dyn Source>, size: u64) -> std::io::Result<Sha256
 /// lane takes a piece only once it has sent the last, which is what lets a fast lane do a slow
 /// lane's share.
 async fn send_lane(
-    conn: &quinn::Connection,
-    Lane { header, small, content, queue, stall }: Lane,
+    out: &OutgoingLanes,
+    LaneWork { header, whole, content, queue, stall }: LaneWork,
     digest: SharedDigest,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sha256Digest, TransferError> {
-    let open = async { conn.open_uni().await.map_err(TransferError::from) };
-    let mut send = within(stall, open).await?;
-    let priority = match small {
-        true => net::small_file_priority(send.id().index()),
-        false => net::BULK_PRIORITY,
-    };
-    // Fails only on a stream already closed, which the first write reports.
-    let _ = send.set_priority(priority);
-    within(stall, write_frame(&mut send, &header)).await?;
+    let open = async { out.open(whole).await.map_err(TransferError::from) };
+    let mut lane = within(stall, open).await?;
+    within(stall, write_frame(&mut lane.send, &header)).await?;
     loop {
         let next = queue.lock().pop_front();
         let Some((offset, len)) = next else { break };
-        within(stall, write_frame(&mut send, &LaneFrame::Segment { offset, len })).await?;
+        within(stall, write_frame(&mut lane.send, &LaneFrame::Segment { offset, len })).await?;
         // Up to CHUNKS_IN_FLIGHT reads ahead of the stream, so the disk and the network overlap.
         let mut reads = FuturesOrdered::new();
         let mut position = offset;
@@ -180,7 +176,8 @@ async fn send_lane(
             let Some(chunk) = reads.next().await else { break };
             let chunk = chunk?;
             let len = chunk.len() as u64;
-            let write = async { send.write_chunk(chunk).await.map_err(TransferError::from) };
+            out.before_chunk(&mut lane, len);
+            let write = async { lane.send.write_chunk(chunk).await.map_err(TransferError::from) };
             within(stall, write).await?;
             progress(len);
             // Flow control often accepts chunk after chunk without blocking; yield once per chunk
@@ -189,8 +186,9 @@ async fn send_lane(
         }
     }
     let digest = digest.await.map_err(|(kind, message)| std::io::Error::new(kind, message))?;
-    within(stall, write_frame(&mut send, &LaneFrame::End { sha256: digest.to_string() })).await?;
-    send.finish()?;
+    within(stall, write_frame(&mut lane.send, &LaneFrame::End { sha256: digest.to_string() }))
+        .await?;
+    lane.send.finish()?;
     Ok(digest)
 }
 

@@ -72,7 +72,7 @@ impl Session {
         let (header, plan) = plan(&link, &mut replies, size).await?;
         on_bytes(plan.present());
         let sent = send_file(
-            &link.conn,
+            &link.outgoing,
             header,
             Arc::new(file),
             &plan,

@@ -43,7 +43,7 @@ pub async fn run(
     let header = StreamHeader::of(id);
     let stall = settings.stall_timeout();
     let digest =
-        send_file(&session.conn, header, source.source, &plan, source.digest, stall, &|_| {})
+        send_file(&session.outgoing, header, source.source, &plan, source.digest, stall, &|_| {})
             .await
             .map_err(|err| failed(&path, &err.to_string()))?;
     if source.digest.is_none() {

@@ -37,8 +37,10 @@ pub struct Session {
     pub home: Arc<dyn Home>,
     pub ledger: Arc<Ledger>,
     pub ctx: Arc<ServerContext>,
-    /// The connection, for opening download streams.
+    /// The connection, for accepting upload lanes and closing.
     pub conn: quinn::Connection,
+    /// The same connection as the sending end of download lanes, in the order they go out in.
+    pub outgoing: wharf_common::transfer::OutgoingLanes,
     /// Transfer ids and incoming upload lanes of this connection.
     pub transfers: Arc<UploadLanes>,
 }

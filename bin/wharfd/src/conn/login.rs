@@ -116,6 +116,7 @@ async fn open_session(
         ledger,
         ctx: ctx.clone(),
         conn: conn.clone(),
+        outgoing: wharf_common::transfer::OutgoingLanes::new(conn.clone()),
         transfers: Arc::default(),
     })
 }
