@@ -23,7 +23,7 @@ use super::fs_transfer::{
     Upload, begin_download, begin_upload, commit_upload, discard_upload, expire_partials,
     list_partials, partial_bytes, record_digest, subdir,
 };
-use super::fs_tree::TreeWalk;
+use super::fs_tree::{TreeWalk, file_bytes, remove_tree, tree_bytes};
 use super::{
     DownloadSource, Home, Listing, Storage, StorageError, StorageResult, TreeListing, UploadTarget,
 };
@@ -418,96 +418,5 @@ fn entry(name: String, meta: &Metadata) -> Entry {
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
         mtime: unix_seconds(meta.modified().ok().map(cap_std::time::SystemTime::into_std)),
-    }
-}
-
-/// Bytes a non-directory entry counts against the quota: regular files only.
-fn file_bytes(meta: &Metadata) -> u64 {
-    if meta.is_file() { meta.len() } else { 0 }
-}
-
-/// Sums the regular files below `dir`, without following symlinks.
-fn tree_bytes(dir: &Dir) -> io::Result<u64> {
-    let mut total = 0u64;
-    for item in dir.entries()? {
-        let item = item?;
-        let meta = match item.metadata() {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
-        };
-        total += if meta.is_dir() {
-            match dir.open_dir_nofollow(item.file_name()) {
-                Ok(sub) => tree_bytes(&sub)?,
-                // Renamed away or swapped for a symlink since it was listed (the user's other
-                // sessions keep working while this one logs in): it holds nothing here now.
-                Err(err) if changed_under_us(&err) => 0,
-                Err(err) => return Err(err),
-            }
-        } else {
-            file_bytes(&meta)
-        };
-    }
-    Ok(total)
-}
-
-/// Whether opening a directory just listed failed because it is no longer one: gone, or replaced
-/// by a symlink (refused with ELOOP) or a file.
-fn changed_under_us(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::NotFound
-        || matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
-}
-
-/// Empties `dir` depth first, never following symlinks, and returns the bytes of the files removed.
-fn remove_tree(dir: &Dir) -> io::Result<u64> {
-    let mut freed = 0u64;
-    for item in dir.entries()? {
-        let item = item?;
-        let name = item.file_name();
-        let meta = dir.symlink_metadata(&name)?;
-        if meta.is_dir() {
-            freed += remove_tree(&dir.open_dir_nofollow(&name)?)?;
-            dir.remove_dir(&name)?;
-        } else {
-            dir.remove_file(&name)?;
-            freed += file_bytes(&meta);
-        }
-    }
-    Ok(freed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[test]
-    fn measuring_usage_survives_directories_renamed_or_swapped_for_symlinks_meanwhile() {
-        let home = tempfile::tempdir().expect("home");
-        let (d, hidden) = (home.path().join("d"), home.path().join("d.hidden"));
-        std::fs::create_dir(&d).expect("d");
-        std::fs::write(d.join("f"), b"x").expect("f");
-        let stop = Arc::new(AtomicBool::new(false));
-        let swapper = std::thread::spawn({
-            let (d, hidden, stop) = (d.clone(), hidden.clone(), stop.clone());
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::fs::rename(&d, &hidden).expect("hide");
-                    std::os::unix::fs::symlink("/", &d).expect("symlink");
-                    std::fs::remove_file(&d).expect("unlink");
-                    std::fs::rename(&hidden, &d).expect("restore");
-                }
-            }
-        });
-        let dir = Dir::open_ambient_dir(home.path(), cap_std::ambient_authority()).expect("open");
-        let outcomes: Vec<_> = (0..20_000).map(|_| tree_bytes(&dir)).collect();
-        stop.store(true, Ordering::Relaxed);
-        swapper.join().expect("swapper");
-        for outcome in outcomes {
-            let bytes = outcome.expect("usage measured despite the race");
-            // A live walk may meet the directory under both names (like du), never what is outside.
-            assert!(bytes <= 2, "nothing outside the home is counted, got {bytes}");
-        }
     }
 }

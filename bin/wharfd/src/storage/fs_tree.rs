@@ -1,8 +1,8 @@
-//! What a mirror needs from the filesystem backend: a recursive walk in pages, and a file's digest
-//! with the recorded one reused while it is still valid.
+//! The filesystem backend's work on whole trees: the walk a mirror reads in pages, a file's digest
+//! (the recorded one reused while it is still valid), the bytes a tree holds and removing one.
 //!
-//! The walk opens every subdirectory with `O_NOFOLLOW` beneath its parent's handle, like the other
-//! recursive operations, so a directory swapped for a symlink mid-walk is skipped, never followed.
+//! Every walk opens each subdirectory with `O_NOFOLLOW` beneath its parent's handle, so a directory
+//! swapped for a symlink mid-walk is skipped or refused, never followed.
 
 use std::io;
 
@@ -102,4 +102,95 @@ pub fn digest(home: &Dir, digests: &Dir, path: &RemotePath) -> io::Result<(Sha25
         record(digests, &meta, digest)?;
     }
     Ok((digest, content_version(&meta)))
+}
+
+/// Bytes a non-directory entry counts against the quota: regular files only.
+pub fn file_bytes(meta: &Metadata) -> u64 {
+    if meta.is_file() { meta.len() } else { 0 }
+}
+
+/// Sums the regular files below `dir`, without following symlinks.
+pub fn tree_bytes(dir: &Dir) -> io::Result<u64> {
+    let mut total = 0u64;
+    for item in dir.entries()? {
+        let item = item?;
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        total += if meta.is_dir() {
+            match dir.open_dir_nofollow(item.file_name()) {
+                Ok(sub) => tree_bytes(&sub)?,
+                // Renamed away or swapped for a symlink since it was listed (the user's other
+                // sessions keep working while this one logs in): it holds nothing here now.
+                Err(err) if changed_under_us(&err) => 0,
+                Err(err) => return Err(err),
+            }
+        } else {
+            file_bytes(&meta)
+        };
+    }
+    Ok(total)
+}
+
+/// Whether opening a directory just listed failed because it is no longer one: gone, or replaced
+/// by a symlink (refused with ELOOP) or a file.
+fn changed_under_us(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound
+        || matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+}
+
+/// Empties `dir` depth first, never following symlinks, and returns the bytes of the files removed.
+pub fn remove_tree(dir: &Dir) -> io::Result<u64> {
+    let mut freed = 0u64;
+    for item in dir.entries()? {
+        let item = item?;
+        let name = item.file_name();
+        let meta = dir.symlink_metadata(&name)?;
+        if meta.is_dir() {
+            freed += remove_tree(&dir.open_dir_nofollow(&name)?)?;
+            dir.remove_dir(&name)?;
+        } else {
+            dir.remove_file(&name)?;
+            freed += file_bytes(&meta);
+        }
+    }
+    Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn measuring_usage_survives_directories_renamed_or_swapped_for_symlinks_meanwhile() {
+        let home = tempfile::tempdir().expect("home");
+        let (d, hidden) = (home.path().join("d"), home.path().join("d.hidden"));
+        std::fs::create_dir(&d).expect("d");
+        std::fs::write(d.join("f"), b"x").expect("f");
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = std::thread::spawn({
+            let (d, hidden, stop) = (d.clone(), hidden.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(&d, &hidden).expect("hide");
+                    std::os::unix::fs::symlink("/", &d).expect("symlink");
+                    std::fs::remove_file(&d).expect("unlink");
+                    std::fs::rename(&hidden, &d).expect("restore");
+                }
+            }
+        });
+        let dir = Dir::open_ambient_dir(home.path(), cap_std::ambient_authority()).expect("open");
+        let outcomes: Vec<_> = (0..20_000).map(|_| tree_bytes(&dir)).collect();
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        for outcome in outcomes {
+            let bytes = outcome.expect("usage measured despite the race");
+            // A live walk may meet the directory under both names (like du), never what is outside.
+            assert!(bytes <= 2, "nothing outside the home is counted, got {bytes}");
+        }
+    }
 }
