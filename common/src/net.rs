@@ -22,10 +22,11 @@ impl CloseCodeExt for crate::proto::CloseCode {
     }
 }
 
-/// The control stream's priority on both ends, above every lane's (`transfer::order`): quinn sends buffered data of
-/// higher priority first, so a reply or request never waits behind lane data buffered with it. (A
-/// download's lanes must not use up the client's receive window ahead of the reply that tells it to
-/// read them; an eager upload's lane must not hold up the request that says what it is.)
+/// The control stream's priority on both ends, above every lane's (`transfer::order`): quinn sends
+/// buffered data of higher priority first, so a reply or request never waits behind lane data
+/// buffered with it. (A download's lanes must not use up the client's receive window ahead of the
+/// reply that tells it to read them; an eager upload's lane must not hold up the request that says
+/// what it is.)
 pub const CONTROL_PRIORITY: i32 = i32::MAX;
 
 /// QUIC transport limits. The server reads them from `[transport]` in `wharfd.toml`; the client uses

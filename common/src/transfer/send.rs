@@ -70,7 +70,7 @@ impl Content {
 /// The whole file's digest, computed once and awaited by every lane.
 type SharedDigest = Shared<BoxFuture<'static, Result<Sha256Digest, (std::io::ErrorKind, String)>>>;
 
-/// Sends the plan's ranges of `source` as transfer `header` on `plan.lanes` new streams of `conn`,
+/// Sends the plan's ranges of `source` as transfer `header` on `plan.lanes` new lanes of `out`,
 /// each ending with the whole file's digest. With `known` (a digest recorded when the file was stored)
 /// the file is not hashed; otherwise it is hashed beside the lanes. A lane that cannot move anything
 /// for `stall` fails the transfer. `progress` is called with each chunk's length as it is handed to
