@@ -153,9 +153,15 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let server = rt.block_on(crate::server::Server::bind(layout, config.clone(), listen))?;
     let demo = rt.block_on(create_demo_user(layout, &config))?;
     let addr = server.local_addr()?;
+    // Signals are listened for before the server says it listens, which is when they may come.
+    let (shutdown, reopen_logs) = {
+        let _in_runtime = rt.enter();
+        let reopen = crate::logging::reopen_on_sighup(std::sync::Arc::new(logs));
+        (crate::server::shutdown_signal(), reopen)
+    };
+    rt.spawn(reopen_logs);
     announce(layout, &cert, addr, &fingerprint, &demo)?;
-    rt.spawn(crate::logging::reopen_on_sighup(std::sync::Arc::new(logs)));
-    rt.block_on(server.run(crate::server::shutdown_signal()));
+    rt.block_on(server.run(shutdown));
     Ok(())
 }
 

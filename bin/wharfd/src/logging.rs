@@ -132,16 +132,22 @@ impl<'writer> fmt::FormatFields<'writer> for FileFields {
 }
 
 /// Reopens the log files on every SIGHUP, for as long as the server runs.
-pub async fn reopen_on_sighup(guards: Arc<LogGuards>) {
+///
+/// It listens from the call on (made inside the runtime, before the server says it listens): a
+/// SIGHUP before an `async` listener's first poll would have ended the process, SIGHUP's default.
+pub fn reopen_on_sighup(guards: Arc<LogGuards>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; log files will not be reopened");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        match guards.reopen() {
-            Ok(()) => tracing::info!("log files reopened"),
-            Err(err) => tracing::error!(%err, "cannot reopen the log files"),
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hangups) = hangups else {
+            tracing::warn!("cannot listen for SIGHUP; log files will not be reopened");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match guards.reopen() {
+                Ok(()) => tracing::info!("log files reopened"),
+                Err(err) => tracing::error!(%err, "cannot reopen the log files"),
+            }
         }
     }
 }

@@ -240,21 +240,27 @@ async fn sweep_every_hour(ctx: Arc<ServerContext>) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Listens for SIGINT and SIGTERM from now on, and returns what completes on the first of them.
+/// Called (inside the runtime) before the server says it listens: a signal that came between that
+/// line and the first poll of an `async` listener would have ended the process at once, by the
+/// signal's default action, instead of shutting it down gracefully.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listeners = [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
+        signal(kind).inspect_err(|err| tracing::error!(%err, ?kind, "cannot listen for a signal"))
+    });
+    async move {
+        let [interrupt, terminate] = listeners;
+        let recv = |listener: Result<tokio::signal::unix::Signal, _>| async move {
+            match listener {
+                Ok(mut signal) => drop(signal.recv().await),
+                // Without the listener, this signal keeps its default action.
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = recv(interrupt) => {}
+            () = recv(terminate) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

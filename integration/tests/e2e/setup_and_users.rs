@@ -143,6 +143,21 @@ fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
 }
 
 #[test]
+fn signals_sent_as_soon_as_the_server_listens_are_handled_not_fatal() {
+    let mut server = TestServer::new("");
+    for _ in 0..5 {
+        // `stop` sends SIGTERM and asserts a clean exit, not death by the signal.
+        server.start();
+        server.stop();
+        // SIGHUP reopens the logs; its default action would end the process.
+        server.start();
+        server.hangup();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        server.stop();
+    }
+}
+
+#[test]
 fn wharfd_alone_with_listen_serves_an_existing_root() {
     let server = TestServer::new("");
     let lines = serve_and_read(server.root(), &["--listen", "127.0.0.1:0"], |line| {
