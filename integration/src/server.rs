@@ -154,6 +154,18 @@ impl TestServer {
         self.launch(Command::new(binary("wharfd")), listen);
     }
 
+    /// Starts the server on loopback with its soft limit on open files lowered to `soft`, as a
+    /// service manager may start it.
+    pub fn start_with_open_files(&mut self, soft: u64) {
+        let mut shell = Command::new("sh");
+        // `sh -c SCRIPT NAME ARGS...`: the script lowers the limit, then becomes wharfd with the
+        // arguments `launch` adds.
+        shell
+            .args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\"")])
+            .arg(binary("wharfd"));
+        self.launch(shell, SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+
     /// Starts the server inside the network namespace `namespace` (see [`crate::wan`]), listening
     /// on `listen` there.
     pub fn start_in(&mut self, namespace: &str, listen: SocketAddr) {

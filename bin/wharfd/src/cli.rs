@@ -141,6 +141,7 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let report = crate::setup::setup(layout, &[], false)?;
     let config = Config::load(&layout.config())?;
     let logs = crate::logging::init(layout, &config.log.level).context("opening the logs")?;
+    log_open_files(&config, crate::open_files::raise_to_hard_limit());
     let listen = listen.unwrap_or(config.server.listen);
     let cert = config.tls.cert_path(layout.root());
     let fingerprint = match wharf_common::tls::load_certs(&cert)?.first() {
@@ -163,6 +164,24 @@ fn serve(layout: &Layout, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     announce(layout, &cert, addr, &fingerprint, &demo)?;
     rt.block_on(server.run(shutdown));
     Ok(())
+}
+
+/// Says what the open-files limit is, and warns when it holds the uploads of fewer busy
+/// connections than `server.max_connections` allows.
+fn log_open_files(config: &Config, limit: crate::open_files::OpenFiles) {
+    let in_flight = config.server.max_requests_in_flight as u64;
+    let allowed = config.server.max_connections as u64;
+    let (before, now) = (limit.before, limit.now);
+    match limit.busy_connections(in_flight) {
+        Some(held) if held < allowed => tracing::warn!(
+            ?before,
+            ?now,
+            "the open-files limit holds the uploads of {held} busy connections, of the {allowed} \
+             allowed: raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower \
+             server.max_requests_in_flight"
+        ),
+        _ => tracing::info!(?before, ?now, "open-files limit"),
+    }
 }
 
 /// What serving a root without users did about `demo`.

@@ -23,6 +23,7 @@ pub mod layout;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
+pub mod open_files;
 pub mod password;
 pub mod quota;
 pub mod server;

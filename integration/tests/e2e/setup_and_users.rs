@@ -143,6 +143,21 @@ fn serve_on_a_fresh_root_sets_up_and_creates_a_demo_user() {
 }
 
 #[test]
+fn serving_raises_the_open_files_limit_to_the_hard_one() {
+    let mut server = TestServer::new("");
+    server.start_with_open_files(256);
+    let pid = server.pid().expect("running");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).expect("line");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "the soft limit is the hard one now: {open_files}");
+    assert_ne!(numbers[0], "256", "{open_files}");
+    let log = server.log();
+    assert!(log.contains("before=Some(256)"), "the log says what it was: {log}");
+    server.stop();
+}
+
+#[test]
 fn signals_sent_as_soon_as_the_server_listens_are_handled_not_fatal() {
     let mut server = TestServer::new("");
     for _ in 0..5 {
