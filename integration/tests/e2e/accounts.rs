@@ -161,6 +161,14 @@ async fn logs_are_plain_text_say_logout_and_reopen_on_sighup() {
     let mut server = TestServer::with_users(&[("ann", "pw")]);
     login(&server, "ann", "pw").await.close().await;
     let logs = server.root().join("var/log");
+    // The log is written by a thread of its own: a line still on its way when the file is rotated
+    // would land in the fresh one. (Under a loaded machine's full suite, once in several runs.)
+    let deadline = std::time::Instant::now() + NOTICE;
+    let written = || std::fs::read_to_string(logs.join("audit.log")).unwrap_or_default();
+    while !written().contains("result=\"success\"") {
+        assert!(std::time::Instant::now() < deadline, "the login never reached audit.log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Rotated away, as logrotate does; SIGHUP makes the server write to a fresh file of the name.
     std::fs::rename(logs.join("audit.log"), logs.join("audit.log.1")).expect("rotate");
     server.hangup();
