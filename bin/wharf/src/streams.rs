@@ -12,7 +12,7 @@ use wharf_common::transfer::lanes::{Early, LaneRouter, accept_lane, stop};
 
 /// Lanes held at most while nobody has asked for them yet; past that, the oldest transfer's go
 /// (those of a download cancelled before its reply came are never claimed). As many as the server
-/// may have open at once: with many small downloads in flight across a lossy path, a lost packet of
+/// may have open at once (the client lets it open as many as its default): with many small downloads in flight across a lossy path, a lost packet of
 /// the control stream holds back the replies while their lanes keep arriving (holding 64, with 240
 /// downloads in flight, 163 of 1,000 across 150 ms and 1 % loss lost their lanes this way).
 const MAX_UNCLAIMED: usize = wharf_common::limits::DEFAULT_MAX_UNI_STREAMS as usize;

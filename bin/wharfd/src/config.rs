@@ -205,7 +205,7 @@ impl Default for ServerSettings {
             )),
             max_connections: 1000,
             max_connections_per_ip: 32,
-            max_requests_in_flight: 256,
+            max_requests_in_flight: 512,
             retry_above_handshakes: 16,
             blocking_ops: 64,
             session_idle_secs: 900,

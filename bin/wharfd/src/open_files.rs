@@ -1,7 +1,7 @@
 //! The process's limit on open files, raised at start from the soft limit to the hard one.
 //!
 //! Every upload in progress holds its partial file open, and one connection may have
-//! `server.max_requests_in_flight` requests (256 by default) in flight: four busy clients pass the
+//! `server.max_requests_in_flight` requests (512 by default) in flight: two busy clients pass the
 //! soft limit service managers often set (1,024 under systemd), and past it every create fails
 //! with EMFILE. The hard limit is the administrator's to set (`LimitNOFILE=`, `ulimit -Hn`); the
 //! soft one exists for programs that never expect many files, which a file server is not.

@@ -35,8 +35,9 @@ pub const NOTICE_ID: u32 = 0;
 
 /// Transfer streams (unidirectional) each end lets its peer have open at once, unless configured
 /// otherwise: one per small file or lane in flight. Lanes that arrive ahead of the reply naming them
-/// are held up to this many, since no more can be open at once.
-pub const DEFAULT_MAX_UNI_STREAMS: u32 = 256;
+/// are held up to this many, since no more can be open at once. 512, so that a client can keep
+/// 480 small files in flight across a long path (`wharf`'s `SMALL_FILES_IN_FLIGHT`).
+pub const DEFAULT_MAX_UNI_STREAMS: u32 = 512;
 
 /// Requests in flight every server allows a connection: a client may keep this many in flight
 /// before the `logged_in` answer tells it the server's own limit (which may not be lower), and
