@@ -76,7 +76,9 @@ async fn a_reused_number_is_refused_and_a_stale_lane_is_stopped() {
     // A lane naming a number whose request has ended (or was refused) is stopped at once. (It is
     // left unfinished: a lane the server has read to its end needs no stopping.)
     let mut stale = raw.open_eager(4).await;
-    write_segment(&mut stale, (0, 3), b"xyz").await.expect("segment");
+    // The stop may come before the segment is written (it did once, in CI's s3 run): either way
+    // the lane is stopped.
+    let _ = write_segment(&mut stale, (0, 3), b"xyz").await;
     assert_eq!(stop_code(&mut stale).await, Some(1), "the stale lane is stopped");
     assert!(!server.exists("ann", "again"));
     assert!(!server.exists("ann", "lower"));
