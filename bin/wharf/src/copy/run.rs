@@ -26,7 +26,7 @@ pub const SMALL_FILE: u64 = 256 * 1024;
 /// Small files in flight at once, well past `-j` (within what the server allows, less what
 /// [`batch_window`] keeps free). Across 50 ms, 120 in flight bring 1,000 files' round trips from
 /// ~6 s at sixteen to under 1 s. Across 150 ms and 1 % loss (`far`), where the round trip asks for
-/// 300, three runs each of 1,000 files: puts 3.5-4.0 s with 240 against 4.5-4.7 s with 120, gets
+/// more, three runs each of 1,000 files: puts 3.5-4.0 s with 240 against 4.5-4.7 s with 120, gets
 /// 3.3-3.8 s against 4.1-4.4 s. (An earlier 10.9 s for gets at 240 was the congestion controller
 /// cutting its window for one lost packet after an idle spell, since mended.) Each is one stream,
 /// so this stays within [`DEFAULT_MAX_UNI_STREAMS`]; the server's `max_requests_in_flight` (512 by
