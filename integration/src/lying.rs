@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use wharf_common::frame::{read_message, write_message};
 use wharf_common::proto::{
-    Command, Entry, EntryKind, ErrorCode, QuotaInfo, Reply, Request, Response, TreeEntry,
+    Command, Entry, EntryKind, ErrorCode, Reply, Request, Response, TreeEntry,
 };
 
 /// What the lying server answers listings with.
@@ -138,7 +138,8 @@ fn answer(cmd: Command, lies: &Lies) -> Reply {
     match cmd {
         Command::Login { user, .. } => Reply::LoggedIn {
             user,
-            quota: QuotaInfo { used: 0, reserved: 0, limit: None },
+            // As a server does while it measures the home.
+            quota: None,
             requests_in_flight: 64,
         },
         Command::Stat { path } => Reply::Stat {

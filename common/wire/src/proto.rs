@@ -141,10 +141,11 @@ pub enum Reply {
     Error(ErrorReply),
     /// Login succeeded. `requests_in_flight` is how many requests this connection may have in
     /// flight at once (past it, `busy`): a client pipelining many small transfers stays under it.
-    /// Absent (0) from servers before it was added, which allowed 32.
+    /// Absent (0) from servers before it was added, which allowed 32. `quota` is nil while the
+    /// server is still measuring the home (the user's first login since it started): ask `quota`.
     LoggedIn {
         user: String,
-        quota: QuotaInfo,
+        quota: Option<QuotaInfo>,
         #[serde(default)]
         requests_in_flight: u32,
     },

@@ -39,7 +39,8 @@ fn example_frames_are_byte_exact() {
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
     assert_documented(encode_frame(&Response { id: 2, reply: error }).expect("encode"));
     let quota = QuotaInfo { used: 0, reserved: 0, limit: None };
-    let logged_in = Reply::LoggedIn { user: "ann".into(), quota, requests_in_flight: 128 };
+    let logged_in =
+        Reply::LoggedIn { user: "ann".into(), quota: Some(quota), requests_in_flight: 128 };
     assert_documented(encode_frame(&Response { id: 1, reply: logged_in }).expect("encode"));
     let quota = Reply::Quota { quota: QuotaInfo { used: 5, reserved: 0, limit: None } };
     assert_documented(encode_frame(&Response { id: 2, reply: quota }).expect("encode"));

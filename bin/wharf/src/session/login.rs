@@ -27,7 +27,8 @@ pub enum Secret {
 /// What the server said to a login.
 pub(super) struct LoginReply {
     user: String,
-    quota: QuotaInfo,
+    /// None while the server is still measuring the home.
+    quota: Option<QuotaInfo>,
     requests_in_flight: usize,
 }
 
@@ -80,16 +81,20 @@ pub(super) async fn login_on(link: &Link, user: &str, secret: &Secret) -> Result
 impl Session {
     /// Logs in. A wrong password or user gives [`ClientError::Auth`]; after too many failures the
     /// server closes the connection.
-    pub async fn login(&self, user: &str, password: &str) -> Result<QuotaInfo> {
+    pub async fn login(&self, user: &str, password: &str) -> Result<Option<QuotaInfo>> {
         self.login_with(user, Secret::Password(password.to_owned())).await
     }
 
     /// Logs in with a key: its signature of this connection's login message.
-    pub async fn login_key(&self, user: &str, identity: Arc<Identity>) -> Result<QuotaInfo> {
+    pub async fn login_key(
+        &self,
+        user: &str,
+        identity: Arc<Identity>,
+    ) -> Result<Option<QuotaInfo>> {
         self.login_with(user, Secret::Key(identity)).await
     }
 
-    async fn login_with(&self, user: &str, secret: Secret) -> Result<QuotaInfo> {
+    async fn login_with(&self, user: &str, secret: Secret) -> Result<Option<QuotaInfo>> {
         let reply = login_on(&self.link(), user, &secret).await?;
         Ok(self.logged_in_as(reply, secret))
     }
@@ -145,8 +150,8 @@ impl Session {
         let _ = answered.wait_for(Option::is_some).await;
     }
 
-    /// Records a successful login; returns the quota the server reported.
-    fn logged_in_as(&self, reply: LoginReply, secret: Secret) -> QuotaInfo {
+    /// Records a successful login; returns the quota the server reported, if it had measured it.
+    fn logged_in_as(&self, reply: LoginReply, secret: Secret) -> Option<QuotaInfo> {
         *lock(&self.user) = Some(reply.user);
         *lock(&self.secret) = Some(secret);
         self.requests_in_flight.send_replace(Some(reply.requests_in_flight));

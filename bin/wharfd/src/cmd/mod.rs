@@ -24,7 +24,7 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply, Response};
 
 use crate::context::ServerContext;
-use crate::quota::Ledger;
+use crate::quota::UserLedger;
 use crate::storage::{Home, StorageError, StorageResult};
 use lanes::UploadLanes;
 
@@ -35,7 +35,8 @@ pub struct Session {
     /// key removed), the session ends.
     pub credential: crate::auth::Credential,
     pub home: Arc<dyn Home>,
-    pub ledger: Arc<Ledger>,
+    /// The user's quota ledger; whatever changes the space used waits for it to be measured.
+    pub ledger: UserLedger,
     pub ctx: Arc<ServerContext>,
     /// The connection, for accepting upload lanes and closing.
     pub conn: quinn::Connection,

@@ -28,6 +28,7 @@ pub async fn drop(session: &Session, path: Option<&str>) -> CmdResult {
         }
         None => session.home.partials().await?.into_iter().map(|(key, _)| key).collect(),
     };
+    let ledger = session.ledger.get().await?;
     let (mut count, mut bytes) = (0, 0);
     for key in keys {
         let Some(_claim) = session.ctx.uploads.try_claim(&session.upload_key(&key)) else {
@@ -40,7 +41,7 @@ pub async fn drop(session: &Session, path: Option<&str>) -> CmdResult {
             continue;
         };
         let freed = session.home.discard_upload(&key).await?;
-        session.ledger.release(freed);
+        ledger.release(freed);
         count += 1;
         bytes += freed;
     }

@@ -22,7 +22,7 @@ use wharf_common::transfer::{
 use super::lanes::EagerLane;
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::context::UploadKey;
-use crate::quota::UploadCharge;
+use crate::quota::{Ledger, UploadCharge};
 use crate::storage::{StorageError, UploadTarget, partial_key};
 
 /// What a `put` asks for.
@@ -45,6 +45,8 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
     let path = parse_path(path)?;
     let key = partial_key(&path);
     let claim = claim(session, &path, &key).await?;
+    // Before the upload touches the home: it may discard a partial and replace a file.
+    let ledger = session.ledger.get().await?;
     let resume = resume && eager.is_none();
     let target = match session.home.begin_upload(&path, size, source, resume).await {
         // Only a missing folder above the file makes an upload NotFound: make it, then begin
@@ -58,8 +60,8 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
         }
         begun => begun?,
     };
-    session.ledger.release(target.discarded);
-    let charge = reserve(session, &path, size, (target.len, target.replaced)).await?;
+    ledger.release(target.discarded);
+    let charge = reserve(session, &ledger, &path, size, (target.len, target.replaced)).await?;
     let plan = plan(session, size, &target.present, eager.is_some());
 
     let mut own_lanes;
@@ -138,6 +140,7 @@ async fn claim(
 /// bytes long, and the file it replaces `replaced` bytes.
 async fn reserve(
     session: &Session,
+    ledger: &Arc<Ledger>,
     path: &RemotePath,
     size: u64,
     (len, replaced): (u64, u64),
@@ -145,8 +148,8 @@ async fn reserve(
     // The quota counts a partial by its length, so the upload owes what takes it to `size`.
     let needed = size.saturating_sub(len).saturating_sub(replaced);
     let key = partial_key(path);
-    let limit = session.ledger.info().limit;
-    let refused = match UploadCharge::reserve(&session.ledger, needed) {
+    let limit = ledger.info().limit;
+    let refused = match UploadCharge::reserve(ledger, needed) {
         Ok(charge) => {
             match session.home.reserve_shared(&key, size.saturating_sub(replaced), limit).await? {
                 Ok(()) => return Ok(charge),

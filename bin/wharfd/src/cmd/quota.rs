@@ -5,8 +5,9 @@ use super::{CmdResult, Session};
 use wharf_common::proto::Reply;
 
 pub async fn run(session: &Session) -> CmdResult {
+    let ledger = session.ledger.get().await?;
     if let Some(record) = session.ctx.auth.reload(&session.user).await {
-        session.ledger.set_limit(record.quota);
+        ledger.set_limit(record.quota);
     }
-    Ok(Reply::Quota { quota: session.ledger.info() })
+    Ok(Reply::Quota { quota: ledger.info() })
 }

@@ -5,7 +5,8 @@ use super::{CmdResult, Session, parse_path};
 use wharf_common::proto::Reply;
 
 pub async fn run(session: &Session, path: &str, recursive: bool) -> CmdResult {
-    let freed = session.home.remove(&parse_path(path)?, recursive).await?;
-    session.ledger.release(freed);
+    let path = parse_path(path)?;
+    let ledger = session.ledger.get().await?;
+    ledger.release(session.home.remove(&path, recursive).await?);
     Ok(Reply::Ok)
 }

@@ -4,7 +4,8 @@ use super::{CmdResult, Session, parse_path};
 use wharf_common::proto::Reply;
 
 pub async fn run(session: &Session, from: &str, to: &str) -> CmdResult {
-    let freed = session.home.rename(&parse_path(from)?, &parse_path(to)?).await?;
-    session.ledger.release(freed);
+    let (from, to) = (parse_path(from)?, parse_path(to)?);
+    let ledger = session.ledger.get().await?;
+    ledger.release(session.home.rename(&from, &to).await?);
     Ok(Reply::Ok)
 }

@@ -57,7 +57,8 @@ pub async fn run(conn: &quinn::Connection, ctx: &Arc<ServerContext>) -> Result<L
                     }
                 };
                 tracing::Span::current().record("user", session.user.as_str());
-                let quota = session.ledger.info();
+                // Absent while the home is still being measured (the first login after a start).
+                let quota = session.ledger.measured().map(|ledger| ledger.info());
                 let requests_in_flight =
                     u32::try_from(ctx.config.server.max_requests_in_flight).unwrap_or(u32::MAX);
                 let user = session.user.clone();
@@ -107,8 +108,7 @@ async fn open_session(
         Reply::error(ErrorCode::Io, "your home directory is unavailable; tell the administrator")
     };
     let home = ctx.storage.open_home(&record.name).await.map_err(unavailable)?;
-    let ledger =
-        ctx.quotas.ledger(&record.name, home.as_ref(), record.quota).await.map_err(unavailable)?;
+    let ledger = ctx.quotas.open(&record.name, home.clone(), record.quota);
     Ok(Session {
         credential,
         user: record.name,
