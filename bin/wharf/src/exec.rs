@@ -67,11 +67,12 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
         }
         ShellCommand::Ls(args) => crate::listing::remote(session, &args, out).await?,
         ShellCommand::Stat { paths } => {
-            let paths = crate::expand::remote_all(session, &paths).await?;
-            let stats = pipeline::all(session, &paths, |path| session.stat(path)).await;
+            let found = crate::expand::remote_all(session, &paths).await?;
+            // A wildcard's matches need no stat: their listing said it.
+            let stats = pipeline::all(session, &found, |found| found.stat(session)).await;
             // Printed in order up to the first failure, as one stat after another would have.
-            for (path, entry) in paths.iter().zip(stats) {
-                emit(out, &stat_text(path.as_str(), &entry?))?;
+            for (found, entry) in found.iter().zip(stats) {
+                emit(out, &stat_text(found.path.as_str(), &entry?))?;
             }
         }
         ShellCommand::Mkdir { parents, paths } => {
@@ -83,13 +84,13 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             on_every_path(session, &paths, |p| session.rmdir(p)).await?;
         }
         ShellCommand::Rm { recursive, paths } => {
-            let paths = crate::expand::remote_all(session, &paths).await?;
+            let paths = crate::expand::remote_paths(session, &paths).await?;
             first_failure(pipeline::all(session, &paths, |p| session.remove(p, recursive)).await)?;
         }
         ShellCommand::Mv { from, to } => mv(session, &from, &to).await?,
         ShellCommand::Chmod { mode, paths } => {
             let mode = parse_mode(&mode)?;
-            let paths = crate::expand::remote_all(session, &paths).await?;
+            let paths = crate::expand::remote_paths(session, &paths).await?;
             first_failure(pipeline::all(session, &paths, |p| session.chmod(p, mode)).await)?;
         }
         ShellCommand::Quota => {

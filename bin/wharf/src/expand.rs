@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use wharf_common::path::RemotePath;
-use wharf_common::proto::ErrorCode;
+use wharf_common::proto::{Entry, EntryKind, ErrorCode};
 
 use crate::error::{ClientError, Result};
 use crate::glob::{has_wildcards, matches, unescape};
@@ -53,8 +53,36 @@ fn unescaped_path(path: &Path, name: &str) -> PathBuf {
     path.with_file_name(unescape(name))
 }
 
+/// One remote path a pattern stands for. A wildcard's match carries the entry its listing gave,
+/// which says what a `stat` would, unless it is a symlink: a listing shows the link itself, a
+/// `stat` what it points to.
+#[derive(Debug, Clone)]
+pub struct RemoteMatch {
+    pub path: RemotePath,
+    listed: Option<Entry>,
+}
+
+impl RemoteMatch {
+    fn literal(path: RemotePath) -> RemoteMatch {
+        RemoteMatch { path, listed: None }
+    }
+
+    /// What a `stat` of the path would say, if the listing told it already.
+    pub fn known(&self) -> Option<&Entry> {
+        self.listed.as_ref().filter(|entry| entry.kind != EntryKind::Symlink)
+    }
+
+    /// The path's `stat`: from the listing where it can be, without a round trip.
+    pub async fn stat(&self, session: &Session) -> Result<Entry> {
+        match self.known() {
+            Some(entry) => Ok(entry.clone()),
+            None => session.stat(&self.path).await,
+        }
+    }
+}
+
 /// The remote paths `pattern` stands for, sorted; resolved against the working directory.
-pub async fn remote(session: &Session, pattern: &str) -> Result<Vec<RemotePath>> {
+pub async fn remote(session: &Session, pattern: &str) -> Result<Vec<RemoteMatch>> {
     let (dir_part, name) = pattern
         .rsplit_once('/')
         .map_or((".", pattern), |(d, n)| (if d.is_empty() { "/" } else { d }, n));
@@ -63,17 +91,20 @@ pub async fn remote(session: &Session, pattern: &str) -> Result<Vec<RemotePath>>
             Some((dir, name)) => format!("{dir}/{}", unescape(name)),
             None => unescape(name),
         };
-        return Ok(vec![session.resolve(&literal)?]);
+        return Ok(vec![RemoteMatch::literal(session.resolve(&literal)?)]);
     }
     let dir = session.resolve(dir_part)?;
     let entries = session.list(&dir).await?;
-    if entries.iter().any(|entry| entry.name == name) {
-        return Ok(vec![remote_child(&dir, name)?]);
+    let listed = |entry: Entry| -> Result<RemoteMatch> {
+        Ok(RemoteMatch { path: remote_child(&dir, &entry.name)?, listed: Some(entry) })
+    };
+    if let Some(exact) = entries.iter().find(|entry| entry.name == name) {
+        return Ok(vec![listed(exact.clone())?]);
     }
     let mut found = Vec::new();
     for entry in entries {
         if matches(name, &entry.name) {
-            found.push(remote_child(&dir, &entry.name)?);
+            found.push(listed(entry)?);
         }
     }
     if found.is_empty() {
@@ -82,17 +113,22 @@ pub async fn remote(session: &Session, pattern: &str) -> Result<Vec<RemotePath>>
             message: format!("{pattern}: no match"),
         });
     }
-    found.sort();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
 /// Every remote path that any of `patterns` stands for, in order.
-pub async fn remote_all(session: &Session, patterns: &[String]) -> Result<Vec<RemotePath>> {
+pub async fn remote_all(session: &Session, patterns: &[String]) -> Result<Vec<RemoteMatch>> {
     let mut all = Vec::new();
     for pattern in patterns {
         all.extend(remote(session, pattern).await?);
     }
     Ok(all)
+}
+
+/// The same, the paths alone.
+pub async fn remote_paths(session: &Session, patterns: &[String]) -> Result<Vec<RemotePath>> {
+    Ok(remote_all(session, patterns).await?.into_iter().map(|found| found.path).collect())
 }
 
 #[cfg(test)]

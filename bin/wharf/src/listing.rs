@@ -34,11 +34,12 @@ pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> 
     for raw in &paths {
         let name = raw.rsplit('/').next().unwrap_or_default();
         if has_wildcards(name) {
-            // The matches' stats go out together: one round trip, not one per match.
+            // Only symlinks need a stat (to show what they point to), all at once: the other
+            // matches' listing said it.
             let matches = crate::expand::remote(session, raw).await?;
-            let entries = pipeline::each(session, matches, |path| async move {
-                let mut entry = session.stat(&path).await?;
-                entry.name = path.file_name().unwrap_or("/").to_owned();
+            let entries = pipeline::each(session, matches, |found| async move {
+                let mut entry = found.stat(session).await?;
+                entry.name = found.path.file_name().unwrap_or("/").to_owned();
                 Ok(entry)
             })
             .await?;

@@ -64,3 +64,35 @@ fn a_listing_whose_names_are_not_names_is_refused() {
         }
     }
 }
+
+/// A wildcard's matches are what their listing says: `stat`, `ls -l` and `get` take them from it,
+/// without a `stat` each (a round trip), except a symlink's, whose listing shows the link itself.
+/// Asked, this server calls every path a directory, so a match shown as a file came from the
+/// listing, and one shown as a directory from a `stat`.
+#[test]
+fn a_wildcards_matches_are_taken_from_their_listing_not_stated_again() {
+    let work = tempfile::tempdir().expect("work");
+    let entry =
+        |name: &str, kind| Entry { name: name.into(), kind, size: 5, mode: 0o644, mtime: 0 };
+    let entries = vec![entry("a.txt", EntryKind::File), entry("link.txt", EntryKind::Symlink)];
+    let server = LyingServer::start(Lies { entries, ..Lies::default() });
+
+    let out = run(&server, work.path(), "stat 'a*.txt' 'l*.txt'");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let shown: Vec<&str> = stdout.lines().filter(|line| line.contains("Type:")).collect();
+    assert_eq!(shown, ["    Type: file", "    Type: directory"], "{stdout}");
+
+    let out = run(&server, work.path(), "ls -l '*.txt'");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let kinds: Vec<char> = stdout.lines().filter_map(|line| line.chars().next()).collect();
+    assert_eq!(kinds, ['-', 'd'], "a.txt from its listing, link.txt stat'ed: {stdout}");
+
+    // The download itself goes out at once, and this server refuses it; after a stat it would
+    // have been refused as a folder, before any download.
+    let out = run(&server, work.path(), "get 'a*.txt' .");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("only lies in listings") && !stderr.contains("get -r"), "{stderr}");
+}

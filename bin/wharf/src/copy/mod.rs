@@ -293,9 +293,11 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
         Destination::As(path) => path.clone(),
     };
-    if let (false, [remote]) = (options.recursive, remotes.as_slice()) {
+    if let (false, [found]) = (options.recursive, remotes.as_slice())
+        && found.known().is_none()
+    {
         // One file: no stat first; it goes out beside the download instead.
-        let (local, remote) = (local_of(remote), remote.clone());
+        let (local, remote) = (local_of(&found.path), found.path.clone());
         let job = Job {
             local,
             remote,
@@ -306,9 +308,16 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         };
         return run(session, "get", vec![job], options).await;
     }
-    let entries = pipeline::each(session, remotes, |remote| async move {
+    // A wildcard's matches need no stat: their listing said what they are.
+    let entries = pipeline::each(session, remotes, |found| async move {
+        let remote = found.path.clone();
         if !options.recursive {
-            return Ok((session.stat(&remote).await?, remote, None));
+            return Ok((found.stat(session).await?, remote, None));
+        }
+        if let Some(entry) = found.known() {
+            let is_dir = entry.kind == EntryKind::Dir;
+            let tree = if is_dir { Some(session.tree(&remote).await?) } else { None };
+            return Ok((entry.clone(), remote, tree));
         }
         // The tree goes out beside the stat rather than after it, a round trip sooner; for a
         // file its error is not needed.
