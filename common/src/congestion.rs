@@ -55,11 +55,29 @@ pub const HEAVY_LOSS_PERCENT: u64 = 8;
 pub const HEAVY_LOSS_MIN_BYTES: u64 = 128 * 1024;
 /// The most round trips the record keeps.
 pub const RECORDED_ROUNDS: usize = 16;
+/// The window a connection starts with: 32 packets of QUIC's smallest size, as Chromium's QUIC
+/// starts, where RFC 9002 suggests 10 (quinn's default, 14,720 bytes). Most of what wharf sends
+/// on a fresh connection is small (a listing, a few files, a file of a few MiB), so the first
+/// round trips of slow start are much of its time. Across an emulated 50 ms path, seven
+/// alternations each: a one-shot get of a 1 MiB file took 0.48-0.52 s with 10 packets and
+/// 0.40-0.42 s with 32; of 20 files of 4 KiB, 0.32-0.34 s and 0.27-0.29 s; a put of 1,000 of
+/// them, 0.77-0.97 s and 0.70-0.82 s. Across 150 ms with 1 % loss, four each: 1.44-1.71 s and
+/// 1.21-1.32 s, 0.90-1.02 s and 0.73-0.95 s, 2.50-2.66 s and 1.97-2.07 s. A longer transfer's
+/// rate does not depend on it.
+pub const INITIAL_WINDOW: u64 = 32 * 1200;
 
 /// Builds [`Tolerant`] controllers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TolerantConfig {
     cubic: Arc<CubicConfig>,
+}
+
+impl Default for TolerantConfig {
+    fn default() -> Self {
+        let mut cubic = CubicConfig::default();
+        cubic.initial_window(INITIAL_WINDOW);
+        TolerantConfig { cubic: Arc::new(cubic) }
+    }
 }
 
 impl ControllerFactory for TolerantConfig {
