@@ -321,4 +321,15 @@ fn get_of_a_folder_needs_r_and_get_r_of_files_and_folders_takes_both() {
     let out = batch(&server, work.path(), "get -r missing .");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no such file"), "{}", text(&out.stderr));
+
+    // A few files named outright are each fetched beside their stat: one missing, or a folder
+    // without -r, fails the command but not the others.
+    let down = work.path().join("down");
+    std::fs::create_dir(&down).expect("down");
+    let out = batch(&server, work.path(), "get alone missing folder down");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing") && stderr.contains("use get -r"), "{stderr}");
+    assert_eq!(std::fs::read(down.join("alone")).expect("fetched all the same"), b"alone");
+    assert!(!down.join("missing").exists() && !down.join("folder").exists());
 }

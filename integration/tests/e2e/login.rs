@@ -235,6 +235,19 @@ fn a_one_shot_get_or_put_of_one_file_leaves_whole_with_its_login() {
     let mut behind = lying.requests_behind_login();
     behind.sort();
     assert_eq!(behind, ["Get", "Stat"], "the get waited for its stat, or the stat for the login");
+    // So does each of a few files named outright.
+    let lying = LyingServer::start(Lies { hold_login: 4, ..Lies::default() });
+    let (cert, port) = (lying.cert().display().to_string(), lying.addr().port());
+    let urls = ["a.txt", "b.txt"].map(|name| format!("wharf://ann@127.0.0.1:{port}/{name}"));
+    let out =
+        wharf(home.path(), Some("pw"), &["--ca", &cert, "get", &urls[0], &urls[1], &dir], None);
+    // Both are attempted, and both fail as the folders this server calls them.
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 of 2 files failed") && stderr.contains("use get -r"), "{stderr}");
+    let mut behind = lying.requests_behind_login();
+    behind.sort();
+    assert_eq!(behind, ["Get", "Get", "Stat", "Stat"], "the gets waited for their stats");
 
     // `put` into the home asks nothing first: the upload itself goes behind the login.
     let lying = LyingServer::start(Lies { hold_login: 1, ..Lies::default() });

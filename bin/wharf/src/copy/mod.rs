@@ -293,20 +293,23 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         Destination::Into(dir) => dir.join(remote.file_name().unwrap_or("home")),
         Destination::As(path) => path.clone(),
     };
-    if let (false, [found]) = (options.recursive, remotes.as_slice())
-        && found.known().is_none()
-    {
-        // One file: no stat first; it goes out beside the download instead.
-        let (local, remote) = (local_of(&found.path), found.path.clone());
-        let job = Job {
-            local,
-            remote,
-            size: None,
-            mtime: None,
-            make_parents: false,
-            into_if_folder: false,
-        };
-        return run(session, "get", vec![job], options).await;
+    let named_outright = remotes.iter().all(|found| found.known().is_none());
+    if !options.recursive && named_outright && remotes.len() <= options.jobs.max(1) {
+        // Files named outright, as many as move at once: no stat first; each goes out beside
+        // its download instead (more would each hold a lane for a round trip: they are stat'ed
+        // first, and the small ones pipelined).
+        let jobs = remotes
+            .iter()
+            .map(|found| Job {
+                local: local_of(&found.path),
+                remote: found.path.clone(),
+                size: None,
+                mtime: None,
+                make_parents: false,
+                into_if_folder: false,
+            })
+            .collect();
+        return run(session, "get", jobs, options).await;
     }
     // A wildcard's matches need no stat: their listing said what they are.
     let entries = pipeline::each(session, remotes, |found| async move {
