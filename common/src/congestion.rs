@@ -60,7 +60,7 @@ pub const RECORDED_ROUNDS: usize = 16;
 /// on a fresh connection is small (a listing, a few files, a file of a few MiB), so the first
 /// round trips of slow start are much of its time. Across an emulated 50 ms path, seven
 /// alternations each: a one-shot get of a 1 MiB file took 0.48-0.52 s with 10 packets and
-/// 0.40-0.42 s with 32; of 20 files of 4 KiB, 0.32-0.34 s and 0.27-0.29 s; a put of 1,000 of
+/// 0.40-0.42 s with 32; of 20 files of 4 KiB, 0.32-0.34 s and 0.26-0.29 s; a put of 1,000 of
 /// them, 0.77-0.97 s and 0.70-0.82 s. Across 150 ms with 1 % loss, four each: 1.44-1.71 s and
 /// 1.21-1.32 s, 0.90-1.02 s and 0.73-0.95 s, 2.50-2.66 s and 1.97-2.07 s. A longer transfer's
 /// rate does not depend on it.

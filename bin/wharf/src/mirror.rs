@@ -21,7 +21,7 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, ErrorCode};
 
-use crate::copy::{CopyOptions, Job};
+use crate::copy::{CopyOptions, Job, SMALL_FILE};
 use crate::error::{ClientError, Result};
 use crate::exec::emit;
 use crate::format::human_bytes;
@@ -122,12 +122,18 @@ pub async fn mirror(
         // Nothing was changed: both sides are as read, and reading them again would cost a
         // round trip for nothing.
         remember_equal(source, &remote_side, &local_side, &mut state);
-    } else {
+    } else if options.reverse {
         let (remote_after, local_after) = tokio::join!(
             remote_tree(session, &remote_root, false),
             local_tree_off_executor(&local_root, false)
         );
         remember_equal(source, &remote_after?, &local_after?, &mut state);
+    } else {
+        // Downloads changed only this side. The remote versions are those read before: a file
+        // changed there since was downloaded as it is now, and its new version, not the one
+        // remembered, makes the next mirror compare it again. No round trip to read them again.
+        let local_after = local_tree_off_executor(&local_root, false).await?;
+        remember_equal(source, &remote_side, &local_after, &mut state);
     }
     save_state(&local_root, &state)?;
     let deleted = if options.delete { plan.delete.len() } else { 0 };
@@ -250,7 +256,7 @@ async fn plan(
     // Files of equal size that the state does not vouch for: compared by content, all at once.
     let mut undecided = Vec::new();
     for (path, node) in source {
-        let Node::File { size, version, .. } = node else {
+        let Node::File { size, version, mtime } = node else {
             if dest.get(path) != Some(&Node::Dir) {
                 plan.dirs.push(path.clone());
             }
@@ -263,7 +269,7 @@ async fn plan(
                     "{path}: a file on one side and a directory on the other; move one of them"
                 )));
             }
-            Some(Node::File { size: other_size, version: other_version, .. }) => {
+            Some(Node::File { size: other_size, version: other_version, mtime: other_mtime }) => {
                 let (local, remote) = if options.reverse {
                     (version, other_version)
                 } else {
@@ -272,7 +278,9 @@ async fn plan(
                 let remembered = state.files.get(path);
                 if remembered.is_some_and(|(l, r)| l == local && r == remote) {
                     plan.unchanged.push(path.clone());
-                } else if size != other_size {
+                } else if size != other_size || (mtime != other_mtime && *size < SMALL_FILE) {
+                    // A small file whose time differs is sent rather than compared: sending it
+                    // costs the round trip that asking for its digest would.
                     plan.changed.push((path.clone(), *size));
                 } else {
                     undecided.push((path.clone(), *size));
@@ -283,7 +291,7 @@ async fn plan(
     // A small file's comparison costs a round trip; a large one's, reading it at both ends, so
     // large files are compared `-j` at a time, as they would be sent.
     let (small, large): (Vec<_>, Vec<_>) =
-        undecided.into_iter().partition(|(_, size)| *size < crate::copy::SMALL_FILE);
+        undecided.into_iter().partition(|(_, size)| *size < SMALL_FILE);
     let compare = |(path, size): (String, u64)| async move {
         let same = same_content(session, remote_root, local_root, &path).await?;
         Ok((path, size, same))

@@ -181,6 +181,38 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
     assert_eq!(remembered(&local.join(".wharf-mirror")), 1000);
 }
 
+/// A small file whose modification time differs from the other side's is sent without comparing
+/// contents: sending it costs the round trip that asking for its digest would. With the same time
+/// (and another version: rewritten), it is compared, and found the same. A mirror that only
+/// downloaded remembers every pair without reading the remote tree again.
+#[test]
+fn a_small_file_with_another_time_is_sent_and_one_with_the_same_time_compared() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.place("ann", "docs/a.txt", b"same bytes");
+    server.place("ann", "docs/b.txt", b"other bytes");
+    let work = tempfile::tempdir().expect("work");
+    let first = ok(&run(&server, work.path(), "mirror docs copy"));
+    assert_eq!(summary(&first), (2, 0, 0), "{first}");
+    assert_eq!(remembered(&work.path().join("copy/.wharf-mirror")), 2);
+
+    let local = work.path().join("copy/a.txt");
+    let later = std::fs::metadata(&local).expect("meta").modified().expect("mtime")
+        + Duration::from_secs(3600);
+    let touch = |time| {
+        let file = std::fs::File::options().write(true).open(&local).expect("open");
+        file.set_modified(time).expect("time");
+    };
+    touch(later);
+    let sent = ok(&run(&server, work.path(), "mirror -R docs copy"));
+    assert_eq!(summary(&sent), (1, 1, 0), "same bytes, another time: sent: {sent}");
+    assert_eq!(server.stored("ann", "docs/a.txt").expect("stored"), b"same bytes");
+
+    std::fs::write(&local, b"same bytes").expect("rewrite");
+    touch(later);
+    let compared = ok(&run(&server, work.path(), "mirror -R docs copy"));
+    assert_eq!(summary(&compared), (0, 2, 0), "same bytes, same time: compared: {compared}");
+}
+
 /// How many pairs of files a mirror's state file remembers: (remote root, path → (local version,
 /// remote version)), a MessagePack array as `rmp_serde` writes a struct.
 fn remembered(state: &Path) -> usize {
