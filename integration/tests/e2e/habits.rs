@@ -327,9 +327,12 @@ fn get_of_a_folder_needs_r_and_get_r_of_files_and_folders_takes_both() {
     let down = work.path().join("down");
     std::fs::create_dir(&down).expect("down");
     let out = batch(&server, work.path(), "get alone missing folder down");
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("missing") && stderr.contains("use get -r"), "{stderr}");
+    // Each failure has a line of its own (on standard output, with the other files' lines,
+    // without a terminal), and the last line says how many failed.
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("2 of 3 files failed"), "{said}");
+    assert!(said.contains("/missing: no such file") && said.contains("use get -r"), "{said}");
     assert_eq!(std::fs::read(down.join("alone")).expect("fetched all the same"), b"alone");
     assert!(!down.join("missing").exists() && !down.join("folder").exists());
 }
