@@ -158,8 +158,15 @@ pub enum Reply {
     /// A transfer is ready (non-final): `lanes` streams carry transfer id `transfer`, and between
     /// them exactly the byte `ranges` of a file of `size` bytes whose version is `version`.
     Transfer { transfer: u64, size: u64, version: String, ranges: Ranges, lanes: u32 },
-    /// A transfer finished: `size` bytes with the SHA-256 `sha256` (64 hex digits).
-    Done { size: u64, sha256: String },
+    /// A transfer finished: `size` bytes with the SHA-256 `sha256` (64 hex digits). An upload's
+    /// also says the version of the file it installed (absent from servers before it was added),
+    /// which a mirror remembers instead of listing the tree again.
+    Done {
+        size: u64,
+        sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
     /// Sent unprompted with id 0, e.g. before a shutdown; needs no answer.
     Notice { message: String },
     /// One page of a `tree` listing; the last page has `done` set (and may be empty).

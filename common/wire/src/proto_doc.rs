@@ -66,7 +66,7 @@ fn only_pages_notices_and_transfer_announcements_are_non_final() {
     let notice = Reply::Notice { message: "bye".into() };
     assert!(!transfer.is_final() && !page.is_final() && !notice.is_final());
     let last_page = Reply::Entries { entries: Vec::new(), done: true };
-    let done = Reply::Done { size: 9, sha256: "0".repeat(64) };
+    let done = Reply::Done { size: 9, sha256: "0".repeat(64), version: None };
     assert!(last_page.is_final() && done.is_final() && Reply::Ok.is_final());
 }
 

@@ -19,7 +19,7 @@ use wharfd::config::Config;
 use wharfd::layout::Layout;
 use wharfd::server::Server;
 use wharfd::storage::layer::{HomeLayer, Layered};
-use wharfd::storage::{Home, StorageError, StorageResult, UploadTarget};
+use wharfd::storage::{Home, Installed, StorageError, StorageResult, UploadTarget};
 
 use crate::util::{content, p};
 
@@ -64,7 +64,7 @@ impl HomeLayer for Faulty {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
+    ) -> StorageResult<Installed> {
         if self.fault.load(Ordering::Relaxed) == FSYNC_FAILS {
             return Err(StorageError::from_io(&std::io::Error::from_raw_os_error(libc::EIO), path));
         }

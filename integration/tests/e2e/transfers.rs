@@ -172,8 +172,15 @@ async fn the_control_stream_answers_while_an_upload_is_in_flight() {
     lane.write_all(&data[1000..]).await.expect("rest");
     write_end(&mut lane, Sha256Digest::of(&data)).await.expect("end");
     let done = raw.reply().await;
-    assert!(matches!(done.reply, Reply::Done { size: 100_000, .. }), "{done:?}");
+    let Reply::Done { size: 100_000, version: Some(version), .. } = done.reply else {
+        panic!("an upload's done names the stored file's version: {done:?}")
+    };
     assert_eq!(server.stored("ann", "slow.bin").expect("stored"), data);
+    // The version a listing gives it: a mirror remembers the one without asking for the other.
+    raw.send(4, Command::Tree { path: "/".into() }).await;
+    let Reply::TreeEntries { entries, .. } = raw.reply().await.reply else { panic!("tree") };
+    let listed = entries.iter().find(|entry| entry.path == "slow.bin").expect("listed");
+    assert_eq!(listed.version, version);
     other.close().await;
 }
 

@@ -17,6 +17,7 @@ use crate::expand::remote_child;
 use crate::local::blocking;
 use crate::pipeline;
 use crate::session::Session;
+use crate::transfer::Outcome;
 
 pub use run::SMALL_FILE;
 pub(crate) use run::run;
@@ -129,7 +130,7 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
             let (local, remote, size) = (local.clone(), dest_path, Some(meta.len()));
             let job =
                 Job { local, remote, size, mtime: None, make_parents: false, into_if_folder: true };
-            return run(session, "put", vec![job], options).await;
+            return run(session, "put", vec![job], options).await.map(drop);
         }
     }
     let is_dir = if into_folder {
@@ -143,22 +144,22 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     };
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
-    put_tree(session, dirs, jobs, options).await
+    put_tree(session, dirs, jobs, options).await.map(drop)
 }
 
-/// Makes the remote folders `dirs` and uploads `jobs`. The uploads of a tree's files make the
-/// folders above them (`make_parents`), so only folders left empty are made apart: a round trip
-/// before the uploads only where there are some. (Not beside the uploads: both use up to what
-/// the server allows in flight.)
+/// Makes the remote folders `dirs` and uploads `jobs`, and says what each upload did. The
+/// uploads of a tree's files make the folders above them (`make_parents`), so only folders left
+/// empty are made apart: a round trip before the uploads only where there are some. (Not beside
+/// the uploads: both use up to what the server allows in flight.)
 pub(crate) async fn put_tree(
     session: &Arc<Session>,
     dirs: Vec<RemotePath>,
     jobs: Vec<Job>,
     options: CopyOptions,
-) -> Result<()> {
+) -> Result<Vec<(RemotePath, Outcome)>> {
     make_remote_dirs(session, dirs_without_uploads(dirs, &jobs)).await?;
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     run(session, "put", jobs, options).await
 }
@@ -309,7 +310,7 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
                 into_if_folder: false,
             })
             .collect();
-        return run(session, "get", jobs, options).await;
+        return run(session, "get", jobs, options).await.map(drop);
     }
     // A wildcard's matches need no stat: their listing said what they are.
     let entries = pipeline::each(session, remotes, |found| async move {
@@ -350,7 +351,7 @@ pub async fn get(session: &Arc<Session>, args: &[String], options: CopyOptions) 
             });
         }
     }
-    run(session, "get", jobs, options).await
+    run(session, "get", jobs, options).await.map(drop)
 }
 
 /// Adds a job for every file of `tree`, the remote directory `remote`'s, and makes the local

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use wharf_common::limits::DEFAULT_MAX_UNI_STREAMS;
+use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, ErrorCode};
 
 use super::{CopyOptions, Job, folder_without_r, local_name, remote_error};
@@ -79,13 +80,14 @@ fn set_mtime(path: &Path, secs: i64) -> Result<()> {
 }
 
 /// Runs the jobs `options.jobs` at a time. Every file is attempted; the first error is returned
-/// after all have finished, and every failure has been printed on its own line.
+/// after all have finished, and every failure has been printed on its own line. Otherwise, what
+/// each job's transfer did, by its remote path.
 pub(crate) async fn run(
     session: &Arc<Session>,
     verb: &'static str,
     jobs: Vec<Job>,
     options: CopyOptions,
-) -> Result<()> {
+) -> Result<Vec<(RemotePath, Outcome)>> {
     let total: u64 = jobs.iter().filter_map(|job| job.size).sum();
     let count = jobs.len();
     let ui = Arc::new(TransferUi::new(verb, count, total));
@@ -116,7 +118,7 @@ pub(crate) async fn run(
             tasks.spawn(async move {
                 let result = copy_one(&session, verb, &job, options, &ui).await;
                 drop(permit);
-                result
+                result.map(|outcome| (job.remote, outcome))
             });
         }
         gather(tasks, count).await
@@ -136,7 +138,7 @@ async fn copy_one(
     job: &Job,
     options: CopyOptions,
     ui: &TransferUi,
-) -> Result<()> {
+) -> Result<Outcome> {
     // Where an upload lands is not known yet when its destination may be a folder.
     let shown = if job.into_if_folder { job.local.file_name() } else { None };
     let shown = shown.map(|name| name.to_string_lossy().into_owned());
@@ -161,7 +163,7 @@ async fn copy_one(
         result = with_reconnects(session, false, on_reconnect, &attempt).await;
     }
     ui.finish(file, &result);
-    result.map(|_| ())
+    result
 }
 
 /// One attempt at one file.
@@ -249,20 +251,23 @@ async fn get_stating(
     }
 }
 
-/// Waits for every file's task; the first error, or one that counts the failures.
-async fn gather(mut tasks: JoinSet<Result<()>>, count: usize) -> Result<()> {
-    let mut first_error = None;
-    let mut failed = 0;
+/// Waits for every file's task: what they did, or the first error, or one that counts the
+/// failures.
+async fn gather<T: 'static>(mut tasks: JoinSet<Result<T>>, count: usize) -> Result<Vec<T>> {
+    let (mut done, mut first_error, mut failed) = (Vec::with_capacity(count), None, 0);
     while let Some(joined) = tasks.join_next().await {
         let result =
             joined.map_err(|err| ClientError::Internal(format!("transfer task: {err}")))?;
-        if let Err(err) = result {
-            failed += 1;
-            first_error.get_or_insert(err);
+        match result {
+            Ok(one) => done.push(one),
+            Err(err) => {
+                failed += 1;
+                first_error.get_or_insert(err);
+            }
         }
     }
     match first_error {
-        None => Ok(()),
+        None => Ok(done),
         Some(err) if count == 1 => Err(err),
         Some(err) => Err(remote_error(
             ErrorCode::TransferFailed,

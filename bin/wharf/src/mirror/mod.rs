@@ -4,22 +4,22 @@
 //! Both sides are listed once (the server walks its tree in pages). A file whose two versions (size,
 //! modification time, change time, inode) are what they were when the last mirror left the pair
 //! equal is unchanged without reading a byte: the client keeps those versions in `LOCAL/.wharf-mirror`.
-//! Any other file of equal size is compared by SHA-256, the server's recorded digest against the
+//! A small file whose size or modification time differs is sent (that costs what comparing would);
+//! any other file of equal size is compared by SHA-256, the server's recorded digest against the
 //! local file's; a change that kept the size and modification time still moves the change time, so it
 //! is caught. Transfers are ordinary verified, resumable transfers; `--delete` removes what the
-//! source no longer has only after every transfer succeeded.
+//! source no longer has only after every transfer succeeded. What the mirror leaves equal is
+//! remembered from the trees as read and from the uploads' answers, without listing again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{EntryKind, ErrorCode};
+use wharf_common::proto::ErrorCode;
 
 use crate::copy::{CopyOptions, Job, SMALL_FILE};
 use crate::error::{ClientError, Result};
@@ -29,8 +29,12 @@ use crate::local::blocking;
 use crate::pipeline;
 use crate::session::Session;
 
-/// The file beside a mirrored tree that remembers which versions were last equal.
-pub const STATE_FILE: &str = ".wharf-mirror";
+mod state;
+mod trees;
+
+pub use state::STATE_FILE;
+use state::{State, after_uploads, load_state, remember_equal, save_state};
+use trees::{Node, local_tree_off_executor, remote_tree};
 
 /// How a mirror runs.
 #[derive(Debug, Clone, Copy)]
@@ -40,21 +44,6 @@ pub struct MirrorOptions {
     pub delete: bool,
     pub dry_run: bool,
     pub jobs: usize,
-}
-
-/// One side's view of an entry: a file with its size and version, or a directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    File { size: u64, version: String, mtime: i64 },
-    Dir,
-}
-
-/// Versions of a pair of files that were equal when a mirror last left them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct State {
-    remote_root: String,
-    /// Relative path → (local version, remote version).
-    files: HashMap<String, (String, String)>,
 }
 
 /// What the mirror will do.
@@ -103,10 +92,11 @@ pub async fn mirror(
     }
     let jobs = jobs(&remote_root, &local_root, &plan, source, options.reverse)?;
     let copy = CopyOptions { jobs: options.jobs, ..CopyOptions::MIRROR };
+    let mut uploaded = Vec::new();
     if options.reverse {
         let dirs = plan.dirs.iter().map(|dir| remote_path(&remote_root, dir));
         let dirs = dirs.collect::<Result<_>>()?;
-        crate::copy::put_tree(session, dirs, jobs, copy).await?;
+        uploaded = crate::copy::put_tree(session, dirs, jobs, copy).await?;
     } else {
         make_local_dirs(&local_root, &plan.dirs)?;
         if !jobs.is_empty() {
@@ -123,11 +113,21 @@ pub async fn mirror(
         // round trip for nothing.
         remember_equal(source, &remote_side, &local_side, &mut state);
     } else if options.reverse {
-        let (remote_after, local_after) = tokio::join!(
-            remote_tree(session, &remote_root, false),
-            local_tree_off_executor(&local_root, false)
-        );
-        remember_equal(source, &remote_after?, &local_after?, &mut state);
+        // Each upload's answer said its file's version: the remote tree need not be read again
+        // (from a server too old to say, it is). The local versions are those read before the
+        // uploads: a file changed since was sent as it is now, or not at all, and either way
+        // its new version makes the next mirror compare it.
+        let sent = plan
+            .new
+            .iter()
+            .chain(&plan.changed)
+            .map(|(path, _)| Ok((path.clone(), remote_path(&remote_root, path)?)));
+        let sent = sent.collect::<Result<_>>()?;
+        let remote_after = match after_uploads(remote_side.clone(), sent, &uploaded) {
+            Some(known) => known,
+            None => remote_tree(session, &remote_root, false).await?,
+        };
+        remember_equal(source, &remote_after, &local_side, &mut state);
     } else {
         // Downloads changed only this side. The remote versions are those read before: a file
         // changed there since was downloaded as it is now, and its new version, not the one
@@ -147,100 +147,6 @@ pub async fn mirror(
             started.elapsed().as_secs_f64()
         ),
     )
-}
-
-/// Records the versions that are now equal on both sides, as the mirror left them, so that the
-/// next mirror reads nothing for them.
-fn remember_equal(
-    source: &BTreeMap<String, Node>,
-    remote_after: &BTreeMap<String, Node>,
-    local_after: &BTreeMap<String, Node>,
-    state: &mut State,
-) {
-    state.files.clear();
-    for (path, node) in local_after {
-        if let (Node::File { version: local, .. }, Some(Node::File { version: remote, .. })) =
-            (node, remote_after.get(path))
-            && source.contains_key(path)
-        {
-            state.files.insert(path.clone(), (local.clone(), remote.clone()));
-        }
-    }
-}
-
-/// The remote tree below `root`; with `create`, a missing root is made (an upload's destination).
-async fn remote_tree(
-    session: &Session,
-    root: &RemotePath,
-    create: bool,
-) -> Result<BTreeMap<String, Node>> {
-    let entries = match session.tree(root).await {
-        Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) if create => {
-            session.mkdir(root, true).await?;
-            Vec::new()
-        }
-        other => other?,
-    };
-    Ok(entries
-        .into_iter()
-        .filter_map(|entry| {
-            let node = match entry.kind {
-                EntryKind::File => {
-                    Node::File { size: entry.size, version: entry.version, mtime: entry.mtime }
-                }
-                EntryKind::Dir => Node::Dir,
-                // Symlinks and special files are not mirrored: a symlink may point anywhere.
-                _ => return None,
-            };
-            Some((entry.path, node))
-        })
-        .collect())
-}
-
-/// [`local_tree`] on a blocking thread: a walk of thousands of files must not stall the runtime
-/// that keeps the connection alive.
-async fn local_tree_off_executor(
-    root: &Path,
-    may_be_missing: bool,
-) -> Result<BTreeMap<String, Node>> {
-    let root = root.to_owned();
-    blocking(move || local_tree(&root, may_be_missing)).await
-}
-
-/// The local tree below `root`, without the mirror's own files and partial downloads; a missing root
-/// is an empty tree when `may_be_missing`.
-fn local_tree(root: &Path, may_be_missing: bool) -> Result<BTreeMap<String, Node>> {
-    let mut tree = BTreeMap::new();
-    let mut pending = vec![(root.to_owned(), String::new())];
-    while let Some((dir, prefix)) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Err(err) if may_be_missing && err.kind() == std::io::ErrorKind::NotFound => continue,
-            other => other.map_err(|err| ClientError::local(dir.display().to_string(), err))?,
-        };
-        for entry in entries {
-            let entry = entry.map_err(|err| ClientError::local(dir.display().to_string(), err))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            if name.starts_with(STATE_FILE) || name.contains(".wharf-part") {
-                continue;
-            }
-            let meta = entry
-                .metadata()
-                .map_err(|err| ClientError::local(entry.path().display().to_string(), err))?;
-            let path = format!("{prefix}{name}");
-            if meta.is_dir() {
-                pending.push((entry.path(), format!("{path}/")));
-                tree.insert(path, Node::Dir);
-            } else if meta.is_file() {
-                let node = Node::File {
-                    size: meta.len(),
-                    version: crate::local::content_version(&meta),
-                    mtime: meta.mtime(),
-                };
-                tree.insert(path, node);
-            }
-        }
-    }
-    Ok(tree)
 }
 
 async fn plan(
@@ -433,20 +339,4 @@ fn dry_run_text(plan: &Plan, options: MirrorOptions) -> String {
         human_bytes(plan.bytes())
     ));
     text
-}
-
-fn load_state(local_root: &Path, remote_root: &RemotePath) -> State {
-    std::fs::read(local_root.join(STATE_FILE))
-        .ok()
-        .and_then(|bytes| rmp_serde::from_slice::<State>(&bytes).ok())
-        .filter(|state| state.remote_root == remote_root.as_str())
-        .unwrap_or_else(|| State { remote_root: remote_root.to_string(), files: HashMap::new() })
-}
-
-/// Writes the state in one rename. It is a hint: losing it only costs a comparison by content.
-fn save_state(local_root: &Path, state: &State) -> Result<()> {
-    let bytes = rmp_serde::to_vec(state).map_err(|err| ClientError::Protocol(err.to_string()))?;
-    let path = local_root.join(STATE_FILE);
-    crate::local::replace_file(&path, &bytes)
-        .map_err(|err| ClientError::local(path.display().to_string(), err))
 }

@@ -59,7 +59,8 @@ impl Session {
         }
         part.install(dest).await?;
         let (size, resumed_from) = (plan.size, plan.present());
-        Ok(Outcome { size, resumed_from, sha256: received.computed, elapsed: started.elapsed() })
+        let (sha256, elapsed) = (received.computed, started.elapsed());
+        Ok(Outcome { size, resumed_from, sha256, elapsed, version: None })
     }
 }
 

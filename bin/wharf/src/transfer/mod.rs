@@ -23,13 +23,16 @@ pub use part::part_path;
 pub use upload::PutOptions;
 
 /// What a finished transfer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub size: u64,
     /// Bytes that were already in place from an earlier attempt.
     pub resumed_from: u64,
     pub sha256: Sha256Digest,
     pub elapsed: Duration,
+    /// After an upload, the stored file's version, if the server said it (servers before it
+    /// was added do not); none after a download.
+    pub version: Option<String>,
 }
 
 /// Called as bytes move: first with the bytes already in place (a resume), then per chunk.

@@ -89,9 +89,9 @@ impl Session {
                 return Err(transfer_error(&remote.to_string(), err));
             }
         };
-        stored(&link, &mut replies, &plan, remote, sent).await?;
-        let resumed_from = plan.present();
-        Ok(Outcome { size, resumed_from, sha256: sent, elapsed: started.elapsed() })
+        let version = stored(&link, &mut replies, &plan, remote, sent).await?;
+        let (resumed_from, elapsed) = (plan.present(), started.elapsed());
+        Ok(Outcome { size, resumed_from, sha256: sent, elapsed, version })
     }
 }
 
@@ -126,14 +126,15 @@ async fn plan(link: &Link, replies: &mut Replies, size: u64) -> Result<(StreamHe
 }
 
 /// Waits for the server to say it stored what was sent: the `transfer` reply an eager upload did
-/// not wait for (all of the file owed, one lane), then `done` with the digest sent.
+/// not wait for (all of the file owed, one lane), then `done` with the digest sent. Returns the
+/// stored file's version, if the server said it.
 async fn stored(
     link: &Link,
     replies: &mut Replies,
     plan: &Plan,
     remote: &RemotePath,
     sent: Sha256Digest,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if replies.eager().is_some() {
         match link.rpc.next_reply(replies).await? {
             Reply::Transfer { transfer: 0, size, ranges, lanes: 1, .. }
@@ -142,7 +143,7 @@ async fn stored(
         }
     }
     match link.rpc.next_reply(replies).await? {
-        Reply::Done { sha256, .. } if sha256 == sent.to_string() => Ok(()),
+        Reply::Done { sha256, version, .. } if sha256 == sent.to_string() => Ok(version),
         Reply::Done { sha256, .. } => Err(ClientError::Remote {
             code: ErrorCode::ChecksumMismatch,
             message: format!("{remote}: server stored {sha256}, but {sent} was sent"),

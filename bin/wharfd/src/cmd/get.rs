@@ -52,7 +52,7 @@ pub async fn run(
             tracing::warn!(%path, %err, "cannot record digest");
         }
     }
-    Ok(Reply::Done { size: source.size, sha256: digest.to_string() })
+    Ok(Reply::Done { size: source.size, sha256: digest.to_string(), version: None })
 }
 
 fn failed(path: &wharf_common::path::RemotePath, why: &str) -> StorageError {

@@ -98,8 +98,8 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
             });
         }
     };
-    let sha256 = install(session, &key, &path, received, mtime, charge).await?;
-    Ok(Reply::Done { size, sha256: sha256.to_string() })
+    let (sha256, version) = install(session, &key, &path, received, mtime, charge).await?;
+    Ok(Reply::Done { size, sha256: sha256.to_string(), version: Some(version) })
 }
 
 /// The lane an eager upload's client opened, checked against the eager rules.
@@ -237,7 +237,7 @@ async fn install(
     received: Received,
     mtime: Option<i64>,
     charge: UploadCharge,
-) -> Result<Sha256Digest, StorageError> {
+) -> Result<(Sha256Digest, String), StorageError> {
     if !received.verified() {
         charge.discarded(session.home.discard_upload(key).await?);
         return Err(StorageError::new(
@@ -248,8 +248,9 @@ async fn install(
             ),
         ));
     }
-    charge.installed(session.home.commit_upload(key, path, received.computed, mtime).await?);
-    Ok(received.computed)
+    let installed = session.home.commit_upload(key, path, received.computed, mtime).await?;
+    charge.installed(installed.replaced);
+    Ok((received.computed, installed.version))
 }
 
 fn bad_request(why: &str) -> StorageError {

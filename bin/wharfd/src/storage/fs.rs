@@ -18,6 +18,7 @@ use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, unix_seconds};
 
+use super::Installed;
 use super::dir_sync::DirSyncs;
 use super::fs_transfer::{
     Upload, begin_download, begin_upload, commit_upload, discard_upload, expire_partials,
@@ -300,7 +301,7 @@ impl Home for FsHome {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
+    ) -> StorageResult<Installed> {
         let (partials, digests, key) =
             (self.partials.clone(), self.digests.clone(), key.to_owned());
         let dir_syncs = self.dir_syncs.clone();

@@ -18,7 +18,7 @@ use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded};
 
 use super::dir_sync::DirSyncs;
 use super::fs_tree::content_version;
-use super::{DownloadSource, UploadTarget, partial_key};
+use super::{DownloadSource, Installed, UploadTarget, partial_key};
 
 /// Below this size a file gets no partial metadata (it is never resumed) and no digest record (it
 /// is hashed again when downloaded): both cost inodes, which cost more than resending or rehashing a
@@ -156,7 +156,7 @@ pub fn commit_upload(
     dir_syncs: &DirSyncs,
     digest: Sha256Digest,
     mtime: Option<i64>,
-) -> io::Result<u64> {
+) -> io::Result<Installed> {
     let Upload { home, partials, key, path } = *upload;
     let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     let part = partials.open_with(part_name(key), OpenOptions::new().write(true))?.into_std();
@@ -186,7 +186,7 @@ pub fn commit_upload(
     if meta.len() >= SMALL_FILE {
         record(digests, &meta, digest)?;
     }
-    Ok(replaced)
+    Ok(Installed { replaced, version: content_version(&meta) })
 }
 
 pub fn discard_upload(partials: &Dir, key: &str) -> io::Result<u64> {

@@ -11,7 +11,9 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, PartialUpload};
 
-use super::{DownloadSource, Home, Listing, Storage, StorageResult, TreeListing, UploadTarget};
+use super::{
+    DownloadSource, Home, Installed, Listing, Storage, StorageResult, TreeListing, UploadTarget,
+};
 
 /// What a layer may do in front of a home's transfer operations. Every method does what `inner`
 /// does unless the layer says otherwise.
@@ -36,7 +38,7 @@ pub trait HomeLayer: Send + Sync + 'static {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
+    ) -> StorageResult<Installed> {
         inner.commit_upload(key, path, digest, mtime).await
     }
 
@@ -127,7 +129,7 @@ impl<L: HomeLayer> Home for LayeredHome<L> {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
+    ) -> StorageResult<Installed> {
         self.layer.commit_upload(&*self.inner, key, path, digest, mtime).await
     }
     async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {

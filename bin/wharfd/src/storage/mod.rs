@@ -134,6 +134,15 @@ impl std::fmt::Debug for UploadTarget {
     }
 }
 
+/// What installing an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Bytes of the file it replaced (0 if there was none).
+    pub replaced: u64,
+    /// The installed file's version, as `tree` and `get` report it.
+    pub version: String,
+}
+
 /// A file opened for download.
 pub struct DownloadSource {
     /// Where the transfer engine reads the bytes: the file as it was opened, whatever happens to
@@ -190,15 +199,15 @@ pub trait Home: Send + Sync + 'static {
         resume: bool,
     ) -> StorageResult<UploadTarget>;
     /// Makes a verified partial durable and visible: set its modification time to `mtime` if given,
-    /// fsync, rename over `path`, fsync the directory, and record `digest`. Returns the bytes of the
-    /// file it replaced.
+    /// fsync, rename over `path`, fsync the directory, and record `digest`. Says what it replaced
+    /// and the new file's version.
     async fn commit_upload(
         &self,
         key: &str,
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64>;
+    ) -> StorageResult<Installed>;
     /// The user's partial uploads, each with its key (see [`partial_key`]).
     async fn partials(&self) -> StorageResult<Vec<(String, wharf_common::proto::PartialUpload)>>;
     /// Sets the permission bits of `path` (the caller keeps `mode` within `0o777`).

@@ -18,6 +18,7 @@ use super::blobs::Blobs;
 use super::namespace::{ENTRY_COLUMNS, Namespace, Stored, UPLOAD_HELD, db_error, path_error};
 use super::pieces::{BlobSource, PieceDestination, piece_count};
 use super::uploads::discard;
+use crate::storage::Installed;
 use crate::storage::{
     DownloadSource, Home, Listing, StorageError, StorageResult, TreeListing, UploadTarget,
     partial_key,
@@ -320,10 +321,10 @@ impl Home for S3Home {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
-        let replaced = self.ns.timed(self.install(key, path, digest, mtime)).await?;
+    ) -> StorageResult<Installed> {
+        let installed = self.ns.timed(self.install(key, path, digest, mtime)).await?;
         self.sweeper.request();
-        Ok(replaced)
+        Ok(installed)
     }
 
     async fn partials(&self) -> StorageResult<Vec<(String, PartialUpload)>> {

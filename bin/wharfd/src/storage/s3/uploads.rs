@@ -13,6 +13,7 @@ use super::blobs::fresh_blob;
 use super::home::{FILE_MODE, S3Home, now};
 use super::namespace::{ENTRY_COLUMNS, Stored, UPLOAD_HELD, db_error, path_error};
 use super::pieces::piece_count;
+use crate::storage::Installed;
 use crate::storage::{StorageError, StorageResult};
 
 /// Deletes upload `key` of `user` and queues its blob; returns the bytes it held.
@@ -91,7 +92,7 @@ impl S3Home {
         path: &RemotePath,
         digest: Sha256Digest,
         mtime: Option<i64>,
-    ) -> StorageResult<u64> {
+    ) -> StorageResult<Installed> {
         let mut client = self.ns.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
@@ -128,21 +129,23 @@ impl S3Home {
         }
         let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
         let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
-        tx.execute(
+        let version: i64 = tx.query_one(
             "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version)
              VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'))
              ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
                  mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
-                 sha256 = excluded.sha256, version = excluded.version",
+                 sha256 = excluded.sha256, version = excluded.version
+             RETURNING version",
             &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256],
         )
         .await
-        .map_err(db_error)?;
+        .map_err(db_error)?
+        .get(0);
         tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(replaced)
+        Ok(Installed { replaced, version: version.to_string() })
     }
 }
 
