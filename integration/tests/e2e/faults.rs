@@ -1,7 +1,7 @@
 //! Storage faults, injected through the storage trait into a server running in this process: a full
 //! disk while an upload is written, and a failing fsync when it is committed. The user gets a clear
-//! error, nothing half-written becomes visible, and the quota stays equal to what is on disk. The
-//! faults are a storage layer (`wharfd::storage::layer`) in front of the filesystem backend.
+//! error, nothing half-written becomes visible, and the quota stays equal to what is stored. The
+//! faults are a storage layer (`wharfd::storage::layer`) in front of the backend (either one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,13 +107,12 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     let data = content(2 << 20, 61);
     let source = local.path().join("f.bin");
     std::fs::write(&source, &data).expect("source");
-    let home = server.home("ann");
 
     // The disk is full: a clear error, nothing under the name, nothing charged.
     let (code, message) = remote_error(session.put(&source, &p("/f.bin"), true, NO_PROGRESS).await);
     assert_eq!(code, ErrorCode::Io, "{message}");
     assert!(message.contains("no space left"), "{message}");
-    assert!(!home.join("f.bin").exists());
+    assert!(!server.exists("ann", "f.bin"));
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (server.partial_bytes("ann"), 0));
 
@@ -122,14 +121,14 @@ async fn a_full_disk_or_a_failed_fsync_installs_nothing_and_keeps_the_quota_true
     fault.store(FSYNC_FAILS, Ordering::Relaxed);
     let (code, message) = remote_error(session.put(&source, &p("/f.bin"), true, NO_PROGRESS).await);
     assert_eq!(code, ErrorCode::Io, "{message}");
-    assert!(!home.join("f.bin").exists());
+    assert!(!server.exists("ann", "f.bin"));
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (server.partial_bytes("ann"), 0));
 
     // Healthy again: the same upload goes through, and the quota matches the disk exactly.
     fault.store(HEALTHY, Ordering::Relaxed);
     session.put(&source, &p("/f.bin"), true, NO_PROGRESS).await.expect("healthy put");
-    assert_eq!(std::fs::read(home.join("f.bin")).expect("stored"), data);
+    assert_eq!(server.stored("ann", "f.bin").expect("stored"), data);
     let quota = session.quota().await.expect("quota");
     assert_eq!((quota.used, quota.reserved), (data.len() as u64, 0));
     assert_eq!(server.partial_bytes("ann"), 0);
