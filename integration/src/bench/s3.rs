@@ -32,8 +32,9 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
     let b = engines.node(UNLIMITED, &[]);
     let files = Files::write(plan)?;
 
-    let backends = backend_rows(plan, &files, &local, &a)?;
-    let nodes = node_rows(plan, &files, [&a, &b])?;
+    let only_small = std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_some();
+    let backends = backend_rows(plan, &files, &local, &a, only_small)?;
+    let nodes = if only_small { Vec::new() } else { node_rows(plan, &files, [&a, &b])? };
     print_tables(plan, &backends, &nodes);
     Ok(())
 }
@@ -119,6 +120,7 @@ fn backend_rows(
     files: &Files,
     local: &TestServer,
     s3: &TestServer,
+    only_small: bool,
 ) -> anyhow::Result<Vec<Pair>> {
     let (big, mib) = (plan.big_runs, files.size / MIB);
     let both = |runs: usize, what: &str, workload: String, bytes: Option<u64>, get: bool| {
@@ -132,18 +134,21 @@ fn backend_rows(
         Ok::<_, anyhow::Error>(Pair { workload, bytes, first: time(local)?, second: time(s3)? })
     };
     let small = plan.small_runs;
-    Ok(vec![
-        both(
+    let mut rows = Vec::new();
+    if !only_small {
+        rows.push(both(
             big,
             "put --no-resume big.bin /",
             format!("1 × {mib} MiB put"),
             Some(files.size),
             false,
-        )?,
-        both(big, "get big.bin", format!("1 × {mib} MiB get"), Some(files.size), true)?,
-        both(small, "put --no-resume -r -j 16 small /", "1,000 × 4 KiB put".into(), None, false)?,
-        both(small, "get -r -j 16 small", "1,000 × 4 KiB get".into(), None, true)?,
-    ])
+        )?);
+        rows.push(both(big, "get big.bin", format!("1 × {mib} MiB get"), Some(files.size), true)?);
+    }
+    let put = "put --no-resume -r -j 16 small /";
+    rows.push(both(small, put, "1,000 × 4 KiB put".into(), None, false)?);
+    rows.push(both(small, "get -r -j 16 small", "1,000 × 4 KiB get".into(), None, true)?);
+    Ok(rows)
 }
 
 /// Two clients at once, each moving half of the large size: both through node A, then one
@@ -201,6 +206,9 @@ fn print_tables(plan: Plan, backends: &[Pair], nodes: &[Pair]) {
     };
     header("local", "s3");
     backends.iter().for_each(Pair::print);
+    if nodes.is_empty() {
+        return;
+    }
     println!(
         "\ntwo clients at once on the s3 backend: both through one node, or one through each\n"
     );
