@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use wharf_common::keys::PublicKey;
 use wharf_common::limits::MAX_USER_LEN;
 
+use crate::db::Cached as _;
+
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,7 +179,9 @@ impl UserStore {
             Backing::Database { pool, runtime } => {
                 validate_name(name)?;
                 let row = Self::query(pool, runtime, async |client| {
-                    client.query_opt("SELECT record FROM users WHERE name = $1", &[&name]).await
+                    client
+                        .query_opt_cached("SELECT record FROM users WHERE name = $1", &[&name])
+                        .await
                 })?;
                 let shown = format!("the database's record of {name}");
                 row.map(|row| parse_record(&row.get::<_, String>(0), name, &shown)).transpose()
@@ -214,7 +218,7 @@ impl UserStore {
             }
             Backing::Database { pool, runtime } => Self::query(pool, runtime, async |client| {
                 client
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO users (name, record) VALUES ($1, $2)
                          ON CONFLICT (name) DO UPDATE SET record = excluded.record",
                         &[&record.name, &text],
@@ -247,7 +251,7 @@ impl UserStore {
             Backing::Database { pool, runtime } => {
                 validate_name(name)?;
                 Self::query(pool, runtime, async |client| {
-                    client.execute("DELETE FROM users WHERE name = $1", &[&name]).await
+                    client.execute_cached("DELETE FROM users WHERE name = $1", &[&name]).await
                 })? == 1
             }
         };
@@ -263,7 +267,7 @@ impl UserStore {
             Backing::Files { dir } => list_files(dir)?,
             Backing::Database { pool, runtime } => {
                 let rows = Self::query(pool, runtime, async |client| {
-                    client.query("SELECT name FROM users", &[]).await
+                    client.query_cached("SELECT name FROM users", &[]).await
                 })?;
                 rows.iter().map(|row| row.get(0)).collect()
             }

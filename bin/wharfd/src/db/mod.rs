@@ -2,7 +2,10 @@
 //! created and upgraded by `wharfd migrate` through numbered migrations. A node refuses to start on
 //! a schema older or newer than the one it was built for.
 
+pub mod cached;
 pub mod throttle;
+
+pub use cached::Cached;
 
 use anyhow::{Context as _, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use crate::db::Cached as _;
 use crate::throttle::source_key;
 
 /// The failure counts of the database.
@@ -45,7 +46,7 @@ impl SharedFailures {
         let rows = self
             .with_client("read the shared login failures", async |client| {
                 client
-                    .query(
+                    .query_cached(
                         "SELECT kind, count FROM login_failures
                          WHERE ((kind = 'ip' AND key = $1) OR (kind = 'user' AND key = $2))
                            AND last > now() - make_interval(secs => $3)",
@@ -71,7 +72,7 @@ impl SharedFailures {
         let (key, window) = (source_key(ip).to_string(), self.window_secs());
         self.with_client("record a login failure in the database", async |client| {
             client
-                .execute(
+                .execute_cached(
                     "INSERT INTO login_failures (kind, key, count, last)
                      VALUES ('ip', $1, 1, now()), ('user', $2, 1, now())
                      ON CONFLICT (kind, key) DO UPDATE SET
@@ -90,7 +91,7 @@ impl SharedFailures {
         let key = source_key(ip).to_string();
         self.with_client("clear login failures in the database", async |client| {
             client
-                .execute(
+                .execute_cached(
                     "DELETE FROM login_failures
                      WHERE (kind = 'ip' AND key = $1) OR (kind = 'user' AND key = $2)",
                     &[&key, &user],

@@ -18,6 +18,7 @@ use super::blobs::Blobs;
 use super::namespace::{ENTRY_COLUMNS, Namespace, Stored, UPLOAD_HELD, db_error, path_error};
 use super::pieces::{BlobSource, PieceDestination, piece_count};
 use super::uploads::discard;
+use crate::db::Cached as _;
 use crate::storage::Installed;
 use crate::storage::{
     DownloadSource, Home, Listing, StorageError, StorageResult, TreeListing, UploadTarget,
@@ -95,20 +96,21 @@ async fn next_page(
 ) -> StorageResult<Vec<Stored>> {
     let client = ns.client().await?;
     let limit = LIST_PAGE_ENTRIES as i64;
-    let rows = client.query(sql, &[&ns.user, &key, &after, &limit]).await.map_err(db_error)?;
+    let rows =
+        client.query_cached(sql, &[&ns.user, &key, &after, &limit]).await.map_err(db_error)?;
     Ok(rows.iter().map(Stored::from_row).collect())
 }
 
 impl S3Home {
     /// Queues `blob` for deletion, in the transaction that stops referencing it.
     pub(super) async fn forget_blob(
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &deadpool_postgres::Transaction<'_>,
         blob: Option<&str>,
         size: u64,
     ) -> StorageResult<()> {
         let Some(blob) = blob else { return Ok(()) };
         let pieces = piece_count(size, PIECE_SIZE) as i64;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO blob_gc (blob, pieces) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&blob, &pieces],
         )
@@ -121,7 +123,7 @@ impl S3Home {
         let client = self.ns.client().await?;
         let parent = path.parent();
         let inserted = client
-            .execute(
+            .execute_cached(
                 "INSERT INTO entries (user_name, path, parent, is_dir, mode, mtime, version)
                  VALUES ($1, $2, $3, true, $4, $5, nextval('content_versions'))
                  ON CONFLICT DO NOTHING",
@@ -180,7 +182,7 @@ impl Home for S3Home {
         self.ns.require_dir(path).await?;
         let client = self.ns.client().await?;
         let removed = client
-            .execute(
+            .execute_cached(
                 "DELETE FROM entries e WHERE user_name = $1 AND path = $2 AND NOT EXISTS
                      (SELECT 1 FROM entries c WHERE c.user_name = $1 AND c.parent = $2)",
                 &[&self.ns.user, &path.as_str()],
@@ -204,7 +206,7 @@ impl Home for S3Home {
         let tx = client.transaction().await.map_err(db_error)?;
         let below = format!("{}/", path.as_str());
         let rows = tx
-            .query(
+            .query_cached(
                 "DELETE FROM entries WHERE user_name = $1 AND (path = $2 OR starts_with(path, $3))
                  RETURNING blob, size",
                 &[&self.ns.user, &path.as_str(), &below],
@@ -243,12 +245,13 @@ impl Home for S3Home {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
         );
-        let target = tx.query_opt(&sql, &[&self.ns.user, &to.as_str()]).await.map_err(db_error)?;
+        let target =
+            tx.query_opt_cached(&sql, &[&self.ns.user, &to.as_str()]).await.map_err(db_error)?;
         let replaced = match target.as_ref().map(Stored::from_row) {
             Some(target) if target.is_dir => return Err(path_error(ErrorKind::AlreadyExists, to)),
             Some(_) if source.is_dir => return Err(path_error(ErrorKind::NotADirectory, to)),
             Some(target) => {
-                tx.execute(
+                tx.execute_cached(
                     "DELETE FROM entries WHERE user_name = $1 AND path = $2",
                     &[&self.ns.user, &to.as_str()],
                 )
@@ -262,7 +265,7 @@ impl Home for S3Home {
         let (from_s, to_s) = (from.as_str(), to.as_str());
         let below = format!("{from_s}/");
         let cut = i32::try_from(from_s.len()).unwrap_or(i32::MAX) + 1;
-        tx.execute(
+        tx.execute_cached(
             "UPDATE entries SET
                  path = $3 || substr(path, $5),
                  parent = CASE WHEN path = $2 THEN $6 ELSE $3 || substr(parent, $5) END
@@ -282,7 +285,7 @@ impl Home for S3Home {
             "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
                   + (SELECT coalesce(sum({UPLOAD_HELD}), 0) FROM uploads u WHERE user_name = $1))::bigint"
         );
-        let row = client.query_one(&sql, &[&self.ns.user]).await.map_err(db_error)?;
+        let row = client.query_one_cached(&sql, &[&self.ns.user]).await.map_err(db_error)?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
@@ -333,7 +336,7 @@ impl Home for S3Home {
             "SELECT key, path, size, {UPLOAD_HELD}, extract(epoch FROM updated)::bigint
              FROM uploads u WHERE user_name = $1 ORDER BY path"
         );
-        let rows = client.query(&sql, &[&self.ns.user]).await.map_err(db_error)?;
+        let rows = client.query_cached(&sql, &[&self.ns.user]).await.map_err(db_error)?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -355,7 +358,7 @@ impl Home for S3Home {
         let client = self.ns.client().await?;
         let mode = mode as i32;
         let changed = client
-            .execute(
+            .execute_cached(
                 "UPDATE entries SET mode = $3 WHERE user_name = $1 AND path = $2",
                 &[&self.ns.user, &path.as_str(), &mode],
             )

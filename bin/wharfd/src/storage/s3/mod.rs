@@ -31,6 +31,7 @@ use object_store::aws::AmazonS3Builder;
 
 use super::{Home, Storage, StorageResult};
 use crate::config::{DatabaseSettings, StorageSettings};
+use crate::db::Cached as _;
 use blobs::Blobs;
 use home::S3Home;
 use namespace::{Namespace, UPLOAD_HELD, db_error};
@@ -144,7 +145,7 @@ impl Storage for S3Storage {
     async fn remove_home(&self, user: &str) -> StorageResult<()> {
         let mut client = self.pool.get().await.map_err(db_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO blob_gc (blob, pieces)
                  SELECT blob, (size + piece_size - 1) / piece_size FROM entries
                  WHERE user_name = $1 AND blob IS NOT NULL
@@ -154,8 +155,12 @@ impl Storage for S3Storage {
         )
         .await
         .map_err(db_error)?;
-        tx.execute("DELETE FROM entries WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
-        tx.execute("DELETE FROM uploads WHERE user_name = $1", &[&user]).await.map_err(db_error)?;
+        tx.execute_cached("DELETE FROM entries WHERE user_name = $1", &[&user])
+            .await
+            .map_err(db_error)?;
+        tx.execute_cached("DELETE FROM uploads WHERE user_name = $1", &[&user])
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         drop(client);
         sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)
@@ -172,7 +177,7 @@ impl Storage for S3Storage {
             "SELECT user_name, key, {UPLOAD_HELD} FROM uploads u
              WHERE updated < now() - make_interval(secs => $1::double precision)"
         );
-        let rows = tx.query(&sql, &[&(secs as f64)]).await.map_err(db_error)?;
+        let rows = tx.query_cached(&sql, &[&(secs as f64)]).await.map_err(db_error)?;
         let mut freed = Vec::new();
         for row in rows {
             let (user, key): (String, String) = (row.get(0), row.get(1));

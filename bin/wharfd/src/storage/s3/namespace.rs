@@ -9,6 +9,7 @@ use wharf_common::proto::{Entry, EntryKind, ErrorCode};
 use wharf_common::transfer::Ranges;
 
 use super::pieces::piece_bounds;
+use crate::db::Cached as _;
 use crate::storage::{StorageError, StorageResult};
 
 /// The columns [`Stored::from_row`] reads.
@@ -88,8 +89,10 @@ impl Namespace {
             let client = self.client().await?;
             let sql =
                 format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2");
-            let row =
-                client.query_opt(&sql, &[&self.user, &path.as_str()]).await.map_err(db_error)?;
+            let row = client
+                .query_opt_cached(&sql, &[&self.user, &path.as_str()])
+                .await
+                .map_err(db_error)?;
             Ok(row.as_ref().map(Stored::from_row))
         })
         .await
@@ -112,7 +115,7 @@ impl Namespace {
         let client = self.client().await?;
         let (index, len) = (index as i64, len as i64);
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO upload_pieces (user_name, key, idx, len) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (user_name, key, idx) DO UPDATE SET len = excluded.len",
                 &[&self.user, &key, &index, &len],
@@ -124,7 +127,7 @@ impl Namespace {
              WHERE user_name = $1 AND key = $2",
             RESERVATION_LEASE.as_secs()
         );
-        client.execute(&sql, &[&self.user, &key]).await.map_err(db_error)?;
+        client.execute_cached(&sql, &[&self.user, &key]).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -132,7 +135,7 @@ impl Namespace {
     pub async fn forget_pieces(&self, key: &str) -> StorageResult<()> {
         let client = self.client().await?;
         client
-            .execute(
+            .execute_cached(
                 "DELETE FROM upload_pieces WHERE user_name = $1 AND key = $2",
                 &[&self.user, &key],
             )
@@ -150,7 +153,7 @@ impl Namespace {
     ) -> StorageResult<Ranges> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT idx FROM upload_pieces WHERE user_name = $1 AND key = $2",
                 &[&self.user, &key],
             )

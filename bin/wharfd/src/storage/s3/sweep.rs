@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use deadpool_postgres::Pool;
 
 use super::blobs::Blobs;
+use crate::db::Cached as _;
 
 /// Blobs taken from the queue per sweep.
 const SWEEP_BATCH: i64 = 100;
@@ -20,13 +21,13 @@ const SWEEP_BATCH: i64 = 100;
 pub async fn sweep_blobs(pool: &Pool, blobs: &Blobs) -> anyhow::Result<()> {
     let queued = {
         let client = pool.get().await?;
-        client.query("SELECT blob, pieces FROM blob_gc LIMIT $1", &[&SWEEP_BATCH]).await?
+        client.query_cached("SELECT blob, pieces FROM blob_gc LIMIT $1", &[&SWEEP_BATCH]).await?
     };
     for row in queued {
         let (blob, pieces): (String, i64) = (row.get(0), row.get(1));
         blobs.delete(&blob, u64::try_from(pieces).unwrap_or(0)).await?;
         let client = pool.get().await?;
-        client.execute("DELETE FROM blob_gc WHERE blob = $1", &[&blob]).await?;
+        client.execute_cached("DELETE FROM blob_gc WHERE blob = $1", &[&blob]).await?;
     }
     Ok(())
 }

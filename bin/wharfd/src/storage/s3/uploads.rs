@@ -13,23 +13,24 @@ use super::blobs::fresh_blob;
 use super::home::{FILE_MODE, S3Home, now};
 use super::namespace::{ENTRY_COLUMNS, Stored, UPLOAD_HELD, db_error, path_error};
 use super::pieces::piece_count;
+use crate::db::Cached as _;
 use crate::storage::Installed;
 use crate::storage::{StorageError, StorageResult};
 
 /// Deletes upload `key` of `user` and queues its blob; returns the bytes it held.
 pub async fn discard(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     user: &str,
     key: &str,
 ) -> StorageResult<u64> {
     let sql = format!(
         "SELECT blob, size, {UPLOAD_HELD} FROM uploads u WHERE user_name = $1 AND key = $2"
     );
-    let Some(row) = tx.query_opt(&sql, &[&user, &key]).await.map_err(db_error)? else {
+    let Some(row) = tx.query_opt_cached(&sql, &[&user, &key]).await.map_err(db_error)? else {
         return Ok(0);
     };
     let (blob, size, held): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
+    tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
         .await
         .map_err(db_error)?;
     S3Home::forget_blob(tx, Some(&blob), u64::try_from(size).unwrap_or(0)).await?;
@@ -51,7 +52,7 @@ impl S3Home {
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
         let existing = tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT path, size, source, blob FROM uploads WHERE user_name = $1 AND key = $2 FOR UPDATE",
                 &[user, &key],
             )
@@ -73,7 +74,7 @@ impl S3Home {
         let discarded = discard(&tx, user, key).await?;
         let blob = fresh_blob();
         let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[user, &key, &path.as_str(), &size_i, &source, &blob, &piece_i],
@@ -97,7 +98,7 @@ impl S3Home {
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
         let upload = tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT blob, size, piece_size,
                      (SELECT count(*) FROM upload_pieces p WHERE p.user_name = u.user_name AND p.key = u.key),
                      (SELECT coalesce(sum(len), 0)::bigint FROM upload_pieces p
@@ -118,7 +119,7 @@ impl S3Home {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
         );
-        let old = tx.query_opt(&sql, &[user, &path.as_str()]).await.map_err(db_error)?;
+        let old = tx.query_opt_cached(&sql, &[user, &path.as_str()]).await.map_err(db_error)?;
         let old = old.as_ref().map(Stored::from_row);
         if old.as_ref().is_some_and(|old| old.is_dir) {
             return Err(path_error(ErrorKind::IsADirectory, path));
@@ -129,7 +130,7 @@ impl S3Home {
         }
         let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
         let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
-        let version: i64 = tx.query_one(
+        let version: i64 = tx.query_one_cached(
             "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version)
              VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'))
              ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
@@ -141,7 +142,7 @@ impl S3Home {
         .await
         .map_err(db_error)?
         .get(0);
-        tx.execute("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
+        tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -163,12 +164,12 @@ impl S3Home {
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
         let lock = format!("wharf-quota:{user}");
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
+        tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
             .await
             .map_err(db_error)?;
         let lease = super::namespace::RESERVATION_LEASE.as_secs();
         let reserved = bytes as i64;
-        tx.execute(
+        tx.execute_cached(
             &format!(
                 "UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
                  WHERE user_name = $1 AND key = $2"
@@ -190,7 +191,7 @@ impl S3Home {
                     (SELECT greatest({UPLOAD_HELD}, reserved) FROM uploads u
                      WHERE user_name = $1 AND key = $2)"
         );
-        let row = tx.query_one(&sql, &[user, &key]).await.map_err(db_error)?;
+        let row = tx.query_one_cached(&sql, &[user, &key]).await.map_err(db_error)?;
         let committed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         let this = u64::try_from(row.get::<_, Option<i64>>(1).unwrap_or(0)).unwrap_or(0);
         if committed > limit {
