@@ -85,18 +85,23 @@ impl Engines {
     }
 
     /// The content of `user`'s file at `path` (relative to the home), read from the bucket piece
-    /// by piece as the database places it; `None` if there is no such file.
+    /// by piece as the database places it, or from its row if it is stored inline; `None` if there
+    /// is no such file.
     pub fn stored(&self, user: &str, path: &str) -> Option<Vec<u8>> {
         let row = self.postgres.query(&format!(
-            "SELECT blob || ' ' || piece_size || ' ' || size FROM entries \
+            "SELECT coalesce(blob, '-') || ' ' || piece_size || ' ' || size || ' ' \
+             || coalesce(encode(content, 'hex'), '') FROM entries \
              WHERE user_name = {} AND path = {} AND NOT is_dir",
             quoted(user),
             quoted(&absolute(path))
         ));
         let mut fields = row.split(' ');
         let blob = fields.next().filter(|b| !b.is_empty())?.to_owned();
-        let mut numbers = fields.map(|n| n.parse::<u64>().expect("a number"));
+        let mut numbers = fields.by_ref().take(2).map(|n| n.parse::<u64>().expect("a number"));
         let (piece_size, size) = (numbers.next()?, numbers.next()?);
+        if blob == "-" {
+            return Some(hex_bytes(fields.next().unwrap_or_default()));
+        }
         let pieces = size.div_ceil(piece_size.max(1));
         let store = self.garage.client().expect("s3 client");
         let content = on_own_runtime(async move {
@@ -109,6 +114,22 @@ impl Engines {
             content
         });
         Some(content)
+    }
+
+    /// How many objects the bucket holds under `blobs/`.
+    pub fn objects(&self) -> usize {
+        use object_store::ObjectStore as _;
+        let store = self.garage.client().expect("s3 client");
+        on_own_runtime(async move {
+            let mut count = 0;
+            let mut pending = vec![object_store::path::Path::from("blobs")];
+            while let Some(prefix) = pending.pop() {
+                let listed = store.list_with_delimiter(Some(&prefix)).await.expect("list");
+                count += listed.objects.len();
+                pending.extend(listed.common_prefixes);
+            }
+            count
+        })
     }
 
     /// Whether `user` has anything (file or directory) at `path`.
@@ -185,16 +206,24 @@ impl Engines {
     }
 
     /// Flips one byte in the middle of the first received piece of each of `user`'s partial
-    /// uploads, as a failing disk would; returns how many pieces it spoiled.
+    /// uploads, as a failing disk would (in the bucket, or in the row of a piece stored inline);
+    /// returns how many pieces it spoiled.
     pub fn corrupt_partials(&self, user: &str) -> usize {
+        let inline = self.postgres.query(&format!(
+            "WITH spoiled AS (UPDATE upload_pieces p SET content = set_byte(content, \
+             length(content) / 2, get_byte(content, length(content) / 2) # 255) \
+             WHERE user_name = {} AND content IS NOT NULL AND length(content) > 0 RETURNING 1) \
+             SELECT count(*) FROM spoiled",
+            quoted(user)
+        ));
         let rows = self.postgres.query(&format!(
             "SELECT DISTINCT ON (key) blob || '/' || idx FROM uploads JOIN upload_pieces \
-             USING (user_name, key) WHERE user_name = {} ORDER BY key, idx",
+             USING (user_name, key) WHERE user_name = {} AND blob IS NOT NULL ORDER BY key, idx",
             quoted(user)
         ));
         let keys: Vec<String> = rows.lines().map(|key| format!("blobs/{key}")).collect();
         let store = self.garage.client().expect("s3 client");
-        let spoiled = keys.len();
+        let spoiled = keys.len() + inline.parse::<usize>().expect("a count");
         on_own_runtime(async move {
             for key in keys {
                 let key = object_store::path::Path::from(key);
@@ -207,6 +236,13 @@ impl Engines {
         });
         spoiled
     }
+}
+
+/// The bytes `hex` spells, two digits each.
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex digits"))
+        .collect()
 }
 
 /// `path` as the namespace stores it: absolute, without a trailing slash.

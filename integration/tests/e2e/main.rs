@@ -23,6 +23,7 @@ mod reconnect;
 mod restarts;
 mod resume;
 mod scaleout;
+mod scaleout_inline;
 mod scaleout_recovery;
 mod segments;
 mod sessions;

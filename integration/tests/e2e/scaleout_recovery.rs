@@ -8,7 +8,7 @@ use wharf::error::ClientError;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::ErrorCode;
 use wharf_integration::client::login;
-use wharf_integration::engines::{Engines, on_own_runtime};
+use wharf_integration::engines::Engines;
 
 use crate::util::{content, p};
 
@@ -76,22 +76,6 @@ async fn with_the_database_stopped_requests_fail_clearly_and_nothing_is_publishe
     assert!(std::fs::read(&back).expect("back") == data);
 }
 
-/// How many objects the bucket holds under `blobs/`.
-fn stored_objects(engines: &Engines) -> usize {
-    use object_store::ObjectStore as _;
-    let store = engines.garage.client().expect("s3 client");
-    on_own_runtime(async move {
-        let mut count = 0;
-        let mut pending = vec![object_store::path::Path::from("blobs")];
-        while let Some(prefix) = pending.pop() {
-            let listed = store.list_with_delimiter(Some(&prefix)).await.expect("list");
-            count += listed.objects.len();
-            pending.extend(listed.common_prefixes);
-        }
-        count
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_abandoned_by_a_killed_node_expires_and_leaves_nothing_in_the_store() {
     let Some(engines) = Engines::start("orphan sweep test") else { return };
@@ -106,7 +90,7 @@ async fn an_upload_abandoned_by_a_killed_node_expires_and_leaves_nothing_in_the_
     until("two pieces are recorded", || engines.postgres.count("upload_pieces") >= 2).await;
     a.kill();
     upload.abort();
-    assert!(stored_objects(&engines) >= 2, "the pieces are in the store");
+    assert!(engines.objects() >= 2, "the pieces are in the store");
 
     // Much later, as far as the database can tell, another node starts and sweeps.
     engines.postgres.query(
@@ -116,7 +100,7 @@ async fn an_upload_abandoned_by_a_killed_node_expires_and_leaves_nothing_in_the_
     until("the upload and its blob are gone", || {
         engines.postgres.count("uploads") == 0
             && engines.postgres.count("blob_gc") == 0
-            && stored_objects(&engines) == 0
+            && engines.objects() == 0
     })
     .await;
     let session = login(&b, "ann", "pw").await;

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/003_reservations.sql")),
     (4, include_str!("migrations/004_login_failures.sql")),
     (5, include_str!("migrations/005_listing_order.sql")),
+    (6, include_str!("migrations/006_inline_content.sql")),
 ];
 
 /// The schema version this build uses.

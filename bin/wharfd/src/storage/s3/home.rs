@@ -12,11 +12,12 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Entry, EntryKind, ErrorCode, PartialUpload, TreeEntry};
-use wharf_common::transfer::PIECE_SIZE;
+use wharf_common::transfer::{PIECE_SIZE, Source};
 
 use super::blobs::Blobs;
+use super::inline::InlineSource;
 use super::namespace::{ENTRY_COLUMNS, Namespace, Stored, UPLOAD_HELD, db_error, path_error};
-use super::pieces::{BlobSource, PieceDestination, piece_count};
+use super::pieces::{BlobSource, PieceDestination, PieceStore, piece_count};
 use super::uploads::discard;
 use crate::db::Cached as _;
 use crate::storage::Installed;
@@ -208,16 +209,17 @@ impl Home for S3Home {
         let rows = tx
             .query_cached(
                 "DELETE FROM entries WHERE user_name = $1 AND (path = $2 OR starts_with(path, $3))
-                 RETURNING blob, size",
+                 RETURNING blob, size, is_dir",
                 &[&self.ns.user, &path.as_str(), &below],
             )
             .await
             .map_err(db_error)?;
         let mut freed = 0;
         for row in &rows {
-            let (blob, size): (Option<String>, i64) = (row.get(0), row.get(1));
+            let (blob, size, is_dir): (Option<String>, i64, bool) =
+                (row.get(0), row.get(1), row.get(2));
             let size = u64::try_from(size).unwrap_or(0);
-            if blob.is_some() {
+            if !is_dir {
                 freed += size;
             }
             Self::forget_blob(&tx, blob.as_deref(), size).await?;
@@ -306,14 +308,18 @@ impl Home for S3Home {
         let key = partial_key(path);
         let (blob, present, discarded) = self.open_upload(&key, path, size, source, resume).await?;
         let len = present.iter().map(|(_, end)| end).max().unwrap_or(0);
-        let blob = BlobSource {
-            blobs: self.blobs.clone(),
-            runtime: self.runtime.clone(),
-            blob,
-            piece_size: PIECE_SIZE,
-            size,
+        let store = match blob {
+            Some(blob) => PieceStore::Objects(BlobSource {
+                blobs: self.blobs.clone(),
+                runtime: self.runtime.clone(),
+                blob,
+                piece_size: PIECE_SIZE,
+                size,
+            }),
+            None => PieceStore::Inline(self.runtime.clone()),
         };
-        let dest = PieceDestination::new(self.ns.clone(), blob, key.clone(), present.clone());
+        let dest =
+            PieceDestination::new(self.ns.clone(), store, key.clone(), size, present.clone());
         self.sweeper.request();
         Ok(UploadTarget { key, dest: Arc::new(dest), present, len, replaced, discarded })
     }
@@ -408,20 +414,27 @@ impl Home for S3Home {
     }
 
     async fn begin_download(&self, path: &RemotePath) -> StorageResult<DownloadSource> {
-        let entry =
-            self.ns.entry(path).await?.ok_or_else(|| path_error(ErrorKind::NotFound, path))?;
-        let (Some(blob), false) = (entry.blob.clone(), entry.is_dir) else {
+        let (entry, content) = self
+            .ns
+            .entry_with_content(path)
+            .await?
+            .ok_or_else(|| path_error(ErrorKind::NotFound, path))?;
+        if entry.is_dir {
             return Err(path_error(ErrorKind::IsADirectory, path));
-        };
-        let source = BlobSource {
-            blobs: self.blobs.clone(),
-            runtime: self.runtime.clone(),
-            blob,
-            piece_size: entry.piece_size,
-            size: entry.size,
+        }
+        let source: Arc<dyn Source> = match (entry.blob.clone(), content) {
+            (Some(blob), _) => Arc::new(BlobSource {
+                blobs: self.blobs.clone(),
+                runtime: self.runtime.clone(),
+                blob,
+                piece_size: entry.piece_size,
+                size: entry.size,
+            }),
+            // An empty file stored inline may have no bytes at all.
+            (None, content) => Arc::new(InlineSource(content.unwrap_or_default().into())),
         };
         Ok(DownloadSource {
-            source: Arc::new(source),
+            source,
             size: entry.size,
             version: entry.version.to_string(),
             digest: entry.sha256.as_deref().and_then(|d| d.parse().ok()),

@@ -17,10 +17,13 @@
 
 mod blobs;
 mod home;
+mod inline;
 mod namespace;
 mod pieces;
 mod sweep;
 mod uploads;
+
+pub use inline::INLINE_MAX;
 
 use std::sync::Arc;
 
@@ -149,7 +152,8 @@ impl Storage for S3Storage {
             "INSERT INTO blob_gc (blob, pieces)
                  SELECT blob, (size + piece_size - 1) / piece_size FROM entries
                  WHERE user_name = $1 AND blob IS NOT NULL
-                 UNION ALL SELECT blob, (size + piece_size - 1) / piece_size FROM uploads WHERE user_name = $1
+                 UNION ALL SELECT blob, (size + piece_size - 1) / piece_size FROM uploads
+                 WHERE user_name = $1 AND blob IS NOT NULL
              ON CONFLICT DO NOTHING",
             &[&user],
         )

@@ -16,6 +16,9 @@ use crate::storage::{StorageError, StorageResult};
 pub const ENTRY_COLUMNS: &str =
     "path, is_dir, size, mode, mtime, blob, piece_size, sha256, version";
 
+/// How many columns [`ENTRY_COLUMNS`] names.
+const ENTRY_COLUMN_COUNT: usize = 9;
+
 /// One row of `entries`.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -98,6 +101,25 @@ impl Namespace {
         .await
     }
 
+    /// The entry at `path` with a small file's bytes kept inline (see [`super::inline`]).
+    pub async fn entry_with_content(
+        &self,
+        path: &RemotePath,
+    ) -> StorageResult<Option<(Stored, Option<Vec<u8>>)>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS}, content FROM entries WHERE user_name = $1 AND path = $2"
+            );
+            let row = client
+                .query_opt_cached(&sql, &[&self.user, &path.as_str()])
+                .await
+                .map_err(db_error)?;
+            Ok(row.map(|row| (Stored::from_row(&row), row.get(ENTRY_COLUMN_COUNT))))
+        })
+        .await
+    }
+
     /// Fails unless `path` is a directory (the root always is).
     pub async fn require_dir(&self, path: &RemotePath) -> StorageResult<()> {
         if path.is_root() {
@@ -110,25 +132,47 @@ impl Namespace {
         }
     }
 
-    /// Records that piece `index` of upload `key` is stored: from now on it counts as received.
-    pub async fn record_piece(&self, key: &str, index: u64, len: u64) -> StorageResult<()> {
+    /// Records that piece `index` of upload `key` is stored, with its bytes if they are kept
+    /// `inline`: from now on it counts as received, and the upload's lease runs again.
+    pub async fn record_piece(
+        &self,
+        key: &str,
+        index: u64,
+        len: u64,
+        inline: Option<&[u8]>,
+    ) -> StorageResult<()> {
         let client = self.client().await?;
         let (index, len) = (index as i64, len as i64);
-        client
-            .execute_cached(
-                "INSERT INTO upload_pieces (user_name, key, idx, len) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_name, key, idx) DO UPDATE SET len = excluded.len",
-                &[&self.user, &key, &index, &len],
-            )
-            .await
-            .map_err(db_error)?;
+        // One statement: the piece and the lease are one round trip and one commit.
         let sql = format!(
-            "UPDATE uploads SET updated = now(), lease_until = now() + interval '{} seconds'
+            "WITH piece AS (
+                 INSERT INTO upload_pieces (user_name, key, idx, len, content)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_name, key, idx)
+                 DO UPDATE SET len = excluded.len, content = excluded.content)
+             UPDATE uploads SET updated = now(), lease_until = now() + interval '{} seconds'
              WHERE user_name = $1 AND key = $2",
             RESERVATION_LEASE.as_secs()
         );
-        client.execute_cached(&sql, &[&self.user, &key]).await.map_err(db_error)?;
+        client
+            .execute_cached(&sql, &[&self.user, &key, &index, &len, &inline])
+            .await
+            .map_err(db_error)?;
         Ok(())
+    }
+
+    /// The bytes of piece `index` of upload `key`, stored inline.
+    pub async fn inline_piece(&self, key: &str, index: u64) -> StorageResult<Vec<u8>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt_cached(
+                "SELECT content FROM upload_pieces WHERE user_name = $1 AND key = $2 AND idx = $3",
+                &[&self.user, &key, &(index as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        let content: Option<Vec<u8>> = row.and_then(|row| row.get(0));
+        content.ok_or_else(|| db_error(format!("piece {index} of upload {key} has no bytes")))
     }
 
     /// Forgets every piece of upload `key`.

@@ -1,8 +1,9 @@
 //! The transfer engine's two ends on the s3 backend. An upload's bytes arrive piece by piece (each
 //! piece sequentially, on one lane); a piece is held in memory until it is whole, then stored as
 //! its own object and recorded in the database: only then does it count as received, so an upload
-//! interrupted on one node resumes on another from the pieces recorded. A download reads ranges of
-//! the pieces' objects.
+//! interrupted on one node resumes on another from the pieces recorded. A small file's one piece
+//! is stored in its record instead ([`super::inline`]). A download reads ranges of the pieces'
+//! objects, or a small file's bytes from its row.
 //!
 //! The engine calls these on its transfer threads, which are not the runtime's: each call runs its
 //! I/O to the end on the runtime through a [`Handle`].
@@ -13,7 +14,7 @@ use std::io;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
-use wharf_common::transfer::{Destination, Ranges, Source};
+use wharf_common::transfer::{Destination, PIECE_SIZE, Ranges, Source};
 
 use super::Namespace;
 use super::blobs::Blobs;
@@ -33,12 +34,20 @@ fn other(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(err.to_string())
 }
 
+/// Where an upload's whole pieces go.
+pub enum PieceStore {
+    /// One object each, in the upload's blob (which reads them back).
+    Objects(BlobSource),
+    /// Into their records in the database: a file of at most [`super::inline::INLINE_MAX`] bytes.
+    Inline(Handle),
+}
+
 /// An upload being received: the pieces not yet whole, and where whole ones go.
 pub struct PieceDestination {
     pub namespace: Namespace,
-    /// The upload's blob, as it reads back once pieces are stored.
-    pub blob: BlobSource,
+    pub store: PieceStore,
     pub key: String,
+    pub size: u64,
     /// Pieces being filled, by index.
     filling: Mutex<HashMap<u64, Vec<u8>>>,
     /// Pieces stored and recorded: their ranges.
@@ -46,32 +55,72 @@ pub struct PieceDestination {
 }
 
 impl PieceDestination {
-    /// The upload `key` into `blob`, whose `stored` ranges are in the store already.
-    pub fn new(namespace: Namespace, blob: BlobSource, key: String, stored: Ranges) -> Self {
+    /// The upload `key` of a file of `size` bytes into `store`, whose `stored` ranges are in
+    /// place already.
+    pub fn new(
+        namespace: Namespace,
+        store: PieceStore,
+        key: String,
+        size: u64,
+        stored: Ranges,
+    ) -> Self {
         PieceDestination {
             namespace,
-            blob,
+            store,
             key,
+            size,
             filling: Mutex::default(),
             stored: Mutex::new(stored),
         }
     }
 
     fn bounds(&self, index: u64) -> (u64, u64) {
-        piece_bounds(index, self.blob.piece_size, self.blob.size)
+        piece_bounds(index, PIECE_SIZE, self.size)
+    }
+
+    fn runtime(&self) -> &Handle {
+        match &self.store {
+            PieceStore::Objects(blob) => &blob.runtime,
+            PieceStore::Inline(runtime) => runtime,
+        }
     }
 
     /// Stores a whole piece and records it; from then on it counts as received.
     fn store(&self, index: u64, bytes: Vec<u8>) -> io::Result<()> {
         let len = bytes.len() as u64;
-        let blob = &self.blob;
-        blob.runtime.block_on(async {
-            blob.blobs.put_piece(&blob.blob, index, Bytes::from(bytes)).await.map_err(other)?;
-            self.namespace.record_piece(&self.key, index, len).await.map_err(other)
+        self.runtime().block_on(async {
+            let inline = match &self.store {
+                PieceStore::Objects(blob) => {
+                    let put = blob.blobs.put_piece(&blob.blob, index, Bytes::from(bytes));
+                    put.await.map_err(other)?;
+                    None
+                }
+                PieceStore::Inline(_) => Some(bytes),
+            };
+            let record = self.namespace.record_piece(&self.key, index, len, inline.as_deref());
+            record.await.map_err(other)
         })?;
         let (start, end) = self.bounds(index);
         self.stored.lock().insert(start, end);
         Ok(())
+    }
+
+    /// Bytes of a stored piece, from where it was stored.
+    fn read_stored(&self, part: &mut [u8], at: u64) -> io::Result<()> {
+        match &self.store {
+            PieceStore::Objects(blob) => blob.read_exact_at(part, at),
+            PieceStore::Inline(runtime) => {
+                let index = at / PIECE_SIZE;
+                let piece = runtime.block_on(self.namespace.inline_piece(&self.key, index));
+                let piece = piece.map_err(other)?;
+                let from = (at - index * PIECE_SIZE) as usize;
+                let bytes = piece.get(from..from + part.len()).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "a stored piece is short")
+                })?;
+                part.copy_from_slice(bytes);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -82,18 +131,22 @@ impl Destination for PieceDestination {
     }
 
     fn clear(&self) -> io::Result<()> {
-        let blob = &self.blob;
-        let pieces = piece_count(blob.size, blob.piece_size);
-        blob.runtime.block_on(async {
+        let pieces = piece_count(self.size, PIECE_SIZE);
+        self.runtime().block_on(async {
             self.namespace.forget_pieces(&self.key).await.map_err(other)?;
-            blob.blobs.delete(&blob.blob, pieces).await.map_err(other)
+            match &self.store {
+                PieceStore::Objects(blob) => {
+                    blob.blobs.delete(&blob.blob, pieces).await.map_err(other)
+                }
+                PieceStore::Inline(_) => Ok(()),
+            }
         })?;
         *self.stored.lock() = Ranges::new();
         Ok(())
     }
 
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        let index = offset / self.blob.piece_size;
+        let index = offset / PIECE_SIZE;
         let (start, end) = self.bounds(index);
         let whole = {
             let mut filling = self.filling.lock();
@@ -119,7 +172,7 @@ impl Destination for PieceDestination {
         let mut done = 0;
         while done < buf.len() {
             let at = offset + done as u64;
-            let index = at / self.blob.piece_size;
+            let index = at / PIECE_SIZE;
             let (start, end) = self.bounds(index);
             let want = (buf.len() - done).min(end.saturating_sub(at) as usize).max(1);
             let part = &mut buf[done..done + want];
@@ -128,7 +181,7 @@ impl Destination for PieceDestination {
                 piece.get(from..from + want).map(|bytes| part.copy_from_slice(bytes))
             });
             if buffered.is_none() {
-                self.blob.read_exact_at(part, at)?;
+                self.read_stored(part, at)?;
             }
             done += want;
         }

@@ -11,6 +11,7 @@ use wharf_common::transfer::{PIECE_SIZE, Ranges};
 
 use super::blobs::fresh_blob;
 use super::home::{FILE_MODE, S3Home, now};
+use super::inline::INLINE_MAX;
 use super::namespace::{ENTRY_COLUMNS, Stored, UPLOAD_HELD, db_error, path_error};
 use super::pieces::piece_count;
 use crate::db::Cached as _;
@@ -29,17 +30,18 @@ pub async fn discard(
     let Some(row) = tx.query_opt_cached(&sql, &[&user, &key]).await.map_err(db_error)? else {
         return Ok(0);
     };
-    let (blob, size, held): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let (blob, size, held): (Option<String>, i64, i64) = (row.get(0), row.get(1), row.get(2));
     tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
         .await
         .map_err(db_error)?;
-    S3Home::forget_blob(tx, Some(&blob), u64::try_from(size).unwrap_or(0)).await?;
+    S3Home::forget_blob(tx, blob.as_deref(), u64::try_from(size).unwrap_or(0)).await?;
     Ok(u64::try_from(held).unwrap_or(0))
 }
 
 impl S3Home {
     /// Finds or starts upload `key` of `path`: with `resume`, an upload of the same size and source
-    /// keeps the pieces it stored. Returns its blob, the ranges in place, and the bytes discarded.
+    /// keeps the pieces it stored. Returns its blob (none for a file stored inline), the ranges in
+    /// place, and the bytes discarded.
     pub(super) async fn open_upload(
         &self,
         key: &str,
@@ -47,7 +49,7 @@ impl S3Home {
         size: u64,
         source: &str,
         resume: bool,
-    ) -> StorageResult<(String, Ranges, u64)> {
+    ) -> StorageResult<(Option<String>, Ranges, u64)> {
         let mut client = self.ns.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
@@ -63,7 +65,7 @@ impl S3Home {
             p == path.as_str() && u64::try_from(s).ok() == Some(size) && src == source
         });
         if resume && same {
-            let blob: String = existing.as_ref().map(|row| row.get(3)).unwrap_or_default();
+            let blob: Option<String> = existing.as_ref().and_then(|row| row.get(3));
             tx.commit().await.map_err(db_error)?;
             // Back to the pool first: holding one connection while waiting for another is how a
             // busy node deadlocks its pool.
@@ -72,7 +74,7 @@ impl S3Home {
             return Ok((blob, present, 0));
         }
         let discarded = discard(&tx, user, key).await?;
-        let blob = fresh_blob();
+        let blob = (size > INLINE_MAX).then(fresh_blob);
         let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
         tx.execute_cached(
             "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
@@ -109,7 +111,7 @@ impl S3Home {
             .await
             .map_err(db_error)?
             .ok_or_else(|| StorageError::new(ErrorCode::TransferFailed, format!("{path}: the upload is gone")))?;
-        let (blob, size, piece_size, pieces, bytes): (String, i64, i64, i64, i64) =
+        let (blob, size, piece_size, pieces, bytes): (Option<String>, i64, i64, i64, i64) =
             (upload.get(0), upload.get(1), upload.get(2), upload.get(3), upload.get(4));
         let whole = u64::try_from(pieces).ok() == Some(piece_count(size as u64, piece_size as u64));
         if !whole || bytes != size {
@@ -130,14 +132,17 @@ impl S3Home {
         }
         let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
         let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
+        // A file stored inline takes its bytes from its piece's record; the pieces of one in the
+        // object store have none.
         let version: i64 = tx.query_one_cached(
-            "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version)
-             VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'))
+            "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version, content)
+             VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'),
+                 (SELECT content FROM upload_pieces WHERE user_name = $1 AND key = $10 AND idx = 0))
              ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
                  mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
-                 sha256 = excluded.sha256, version = excluded.version
+                 sha256 = excluded.sha256, version = excluded.version, content = excluded.content
              RETURNING version",
-            &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256],
+            &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256, &key],
         )
         .await
         .map_err(db_error)?
