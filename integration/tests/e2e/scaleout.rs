@@ -265,6 +265,44 @@ async fn the_quota_holds_across_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_running_total_of_a_users_files_follows_every_change_and_migrate_rebuilds_it() {
+    let Some(engines) = Engines::start("usage total test") else { return };
+    let node = engines.node("", &["ann"]);
+    let session = login(&node, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local");
+    let put = async |remote: &str, size: usize| {
+        let source = local.path().join("source");
+        std::fs::write(&source, content(size, size as u64)).expect("source");
+        session.put(&source, &p(remote), true, NO_PROGRESS).await.expect("put");
+    };
+    let total = || engines.postgres.query("SELECT coalesce(sum(files), 0) FROM usage");
+    let files =
+        || engines.postgres.query("SELECT coalesce(sum(size), 0) FROM entries WHERE NOT is_dir");
+
+    // New files (inline and in the bucket), a file replaced by a smaller one, a file moved over
+    // another, a folder removed with what it holds.
+    put("/one", 5000).await;
+    put("/two", 100_000).await;
+    put("/one", 3000).await;
+    session.mkdir(&p("/d"), false).await.expect("mkdir");
+    put("/d/x", 7).await;
+    put("/d/y", 70_000).await;
+    assert_eq!((total(), files()), ("173007".to_owned(), "173007".to_owned()));
+    session.rename(&p("/two"), &p("/one")).await.expect("mv over a file");
+    assert_eq!((total(), files()), ("170007".to_owned(), "170007".to_owned()));
+    session.remove(&p("/d"), true).await.expect("rm -r");
+    assert_eq!((total(), files()), ("100000".to_owned(), "100000".to_owned()));
+    assert_eq!(session.quota().await.expect("quota").used, 100_000);
+    session.close().await;
+
+    // A database from before the total existed: migrate computes it from the files.
+    engines.postgres.query("DROP TABLE usage; DELETE FROM wharf_schema WHERE version = 7");
+    let migrated = node.wharfd(&["migrate"], None);
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("[7]"), "{migrated:?}");
+    assert_eq!(total(), "100000");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failed_logins_on_one_node_count_on_every_node() {
     let Some(engines) = Engines::start("throttle test") else { return };
     let auth =

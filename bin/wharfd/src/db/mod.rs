@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/004_login_failures.sql")),
     (5, include_str!("migrations/005_listing_order.sql")),
     (6, include_str!("migrations/006_inline_content.sql")),
+    (7, include_str!("migrations/007_usage.sql")),
 ];
 
 /// The schema version this build uses.

@@ -16,7 +16,9 @@ use wharf_common::transfer::{PIECE_SIZE, Source};
 
 use super::blobs::Blobs;
 use super::inline::InlineSource;
-use super::namespace::{ENTRY_COLUMNS, Namespace, Stored, UPLOAD_HELD, db_error, path_error};
+use super::namespace::{
+    ENTRY_COLUMNS, FILES_USAGE, Namespace, Stored, UPLOAD_HELD, add_usage, db_error, path_error,
+};
 use super::pieces::{BlobSource, PieceDestination, PieceStore, piece_count};
 use super::uploads::discard;
 use crate::db::Cached as _;
@@ -224,6 +226,7 @@ impl Home for S3Home {
             }
             Self::forget_blob(&tx, blob.as_deref(), size).await?;
         }
+        add_usage(&tx, &self.ns.user, -(freed as i64)).await?;
         tx.commit().await.map_err(db_error)?;
         self.sweeper.request();
         Ok(freed)
@@ -276,6 +279,7 @@ impl Home for S3Home {
         )
         .await
         .map_err(db_error)?;
+        add_usage(&tx, &self.ns.user, -(replaced as i64)).await?;
         tx.commit().await.map_err(db_error)?;
         self.sweeper.request();
         Ok(replaced)
@@ -284,7 +288,7 @@ impl Home for S3Home {
     async fn usage(&self) -> StorageResult<u64> {
         let client = self.ns.client().await?;
         let sql = format!(
-            "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
+            "SELECT ({FILES_USAGE}
                   + (SELECT coalesce(sum({UPLOAD_HELD}), 0) FROM uploads u WHERE user_name = $1))::bigint"
         );
         let row = client.query_one_cached(&sql, &[&self.ns.user]).await.map_err(db_error)?;

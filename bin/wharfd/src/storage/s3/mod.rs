@@ -165,6 +165,9 @@ impl Storage for S3Storage {
         tx.execute_cached("DELETE FROM uploads WHERE user_name = $1", &[&user])
             .await
             .map_err(db_error)?;
+        tx.execute_cached("DELETE FROM usage WHERE user_name = $1", &[&user])
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         drop(client);
         sweep_blobs(&self.pool, &self.blobs).await.map_err(db_error)

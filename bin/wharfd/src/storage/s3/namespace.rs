@@ -213,6 +213,29 @@ impl Namespace {
     }
 }
 
+/// Adds `delta` bytes to what `user`'s files hold, in the transaction that changed them. Taken
+/// last in every transaction that takes it, so that it is held only until the commit.
+pub async fn add_usage(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user: &str,
+    delta: i64,
+) -> StorageResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    tx.execute_cached(
+        "INSERT INTO usage (user_name, files) VALUES ($1, $2)
+         ON CONFLICT (user_name) DO UPDATE SET files = usage.files + excluded.files",
+        &[&user, &delta],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The bytes in a user's (`$1`) files, as SQL.
+pub const FILES_USAGE: &str = "coalesce((SELECT files FROM usage WHERE user_name = $1), 0)";
+
 /// How long an upload's reservation lasts without a piece arriving: long enough for a slow link to
 /// move a piece, short enough that a dead node's reservations come back soon.
 pub const RESERVATION_LEASE: std::time::Duration = std::time::Duration::from_secs(600);

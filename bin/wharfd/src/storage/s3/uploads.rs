@@ -12,7 +12,9 @@ use wharf_common::transfer::{PIECE_SIZE, Ranges};
 use super::blobs::fresh_blob;
 use super::home::{FILE_MODE, S3Home, now};
 use super::inline::INLINE_MAX;
-use super::namespace::{ENTRY_COLUMNS, Stored, UPLOAD_HELD, db_error, path_error};
+use super::namespace::{
+    ENTRY_COLUMNS, FILES_USAGE, Stored, UPLOAD_HELD, add_usage, db_error, path_error,
+};
 use super::pieces::piece_count;
 use crate::db::Cached as _;
 use crate::storage::Installed;
@@ -150,6 +152,7 @@ impl S3Home {
         tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
             .await
             .map_err(db_error)?;
+        add_usage(&tx, user, size - replaced as i64).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Installed { replaced, version: version.to_string() })
     }
@@ -157,38 +160,35 @@ impl S3Home {
 
 impl S3Home {
     /// The quota across nodes: one transaction, serialised per user, that records the upload's
-    /// reservation and checks that every file, every upload's pieces and every live reservation
-    /// of the user still fit within `limit`.
+    /// reservation and checks that the user's files (their running total, [`FILES_USAGE`]),
+    /// every upload's pieces and every live reservation still fit within `limit`.
     pub(super) async fn reserve(
         &self,
         key: &str,
         bytes: u64,
         limit: Option<u64>,
     ) -> StorageResult<Result<(), crate::quota::OverQuota>> {
-        let mut client = self.ns.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
+        let lease = super::namespace::RESERVATION_LEASE.as_secs();
+        let record = format!(
+            "UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
+             WHERE user_name = $1 AND key = $2"
+        );
+        let reserved = bytes as i64;
+        let mut client = self.ns.client().await?;
+        let Some(limit) = limit else {
+            // Nothing to check, so no lock to take: the reservation is recorded all the same.
+            client.execute_cached(&record, &[user, &key, &reserved]).await.map_err(db_error)?;
+            return Ok(Ok(()));
+        };
+        let tx = client.transaction().await.map_err(db_error)?;
         let lock = format!("wharf-quota:{user}");
         tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
             .await
             .map_err(db_error)?;
-        let lease = super::namespace::RESERVATION_LEASE.as_secs();
-        let reserved = bytes as i64;
-        tx.execute_cached(
-            &format!(
-                "UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
-                 WHERE user_name = $1 AND key = $2"
-            ),
-            &[user, &key, &reserved],
-        )
-        .await
-        .map_err(db_error)?;
-        let Some(limit) = limit else {
-            tx.commit().await.map_err(db_error)?;
-            return Ok(Ok(()));
-        };
+        tx.execute_cached(&record, &[user, &key, &reserved]).await.map_err(db_error)?;
         let sql = format!(
-            "SELECT ((SELECT coalesce(sum(size), 0) FROM entries WHERE user_name = $1 AND NOT is_dir)
+            "SELECT ({FILES_USAGE}
                    + (SELECT coalesce(sum(CASE WHEN lease_until > now()
                                               THEN greatest({UPLOAD_HELD}, reserved)
                                               ELSE {UPLOAD_HELD} END), 0)
