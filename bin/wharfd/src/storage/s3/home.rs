@@ -303,12 +303,7 @@ impl Home for S3Home {
         resume: bool,
     ) -> StorageResult<UploadTarget> {
         refuse_root(path, "replace")?;
-        self.ns.require_dir(&path.parent()).await?;
-        let replaced = match self.ns.entry(path).await? {
-            Some(entry) if entry.is_dir => return Err(path_error(ErrorKind::IsADirectory, path)),
-            Some(entry) => entry.size,
-            None => 0,
-        };
+        let replaced = self.ns.upload_target(path).await?;
         let key = partial_key(path);
         let (blob, present, discarded) = self.open_upload(&key, path, size, source, resume).await?;
         let len = present.iter().map(|(_, end)| end).max().unwrap_or(0);

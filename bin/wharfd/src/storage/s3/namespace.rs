@@ -120,6 +120,39 @@ impl Namespace {
         .await
     }
 
+    /// What an upload to `path` would replace (the bytes of the file there, if any), in one
+    /// query: fails if `path` is a directory, or its parent is missing or not a directory.
+    pub async fn upload_target(&self, path: &RemotePath) -> StorageResult<u64> {
+        let parent = path.parent();
+        let row = self
+            .timed(async {
+                let client = self.client().await?;
+                client
+                    .query_one_cached(
+                        "SELECT (SELECT is_dir FROM entries WHERE user_name = $1 AND path = $3),
+                                e.is_dir, e.size
+                         FROM (SELECT 1) one
+                         LEFT JOIN entries e ON e.user_name = $1 AND e.path = $2",
+                        &[&self.user, &path.as_str(), &parent.as_str()],
+                    )
+                    .await
+                    .map_err(db_error)
+            })
+            .await?;
+        let (parent_is_dir, is_dir, size): (Option<bool>, Option<bool>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2));
+        match parent_is_dir {
+            _ if parent.is_root() => {}
+            Some(true) => {}
+            Some(false) => return Err(path_error(std::io::ErrorKind::NotADirectory, &parent)),
+            None => return Err(path_error(std::io::ErrorKind::NotFound, &parent)),
+        }
+        match is_dir {
+            Some(true) => Err(path_error(std::io::ErrorKind::IsADirectory, path)),
+            _ => Ok(size.and_then(|size| u64::try_from(size).ok()).unwrap_or(0)),
+        }
+    }
+
     /// Fails unless `path` is a directory (the root always is).
     pub async fn require_dir(&self, path: &RemotePath) -> StorageResult<()> {
         if path.is_root() {

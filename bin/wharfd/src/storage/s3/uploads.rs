@@ -4,6 +4,7 @@
 
 use std::io::ErrorKind;
 
+use tokio_postgres::types::ToSql;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::ErrorCode;
@@ -52,9 +53,20 @@ impl S3Home {
         source: &str,
         resume: bool,
     ) -> StorageResult<(Option<String>, Ranges, u64)> {
-        let mut client = self.ns.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
+        let blob = (size > INLINE_MAX).then(fresh_blob);
+        let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
+        let start = "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let params: [&(dyn ToSql + Sync); 7] =
+            [user, &key, &path.as_str(), &size_i, &source, &blob, &piece_i];
+        let mut client = self.ns.client().await?;
+        // Most uploads find none before them: one statement starts them.
+        let fresh = format!("{start} ON CONFLICT (user_name, key) DO NOTHING");
+        if client.execute_cached(&fresh, &params).await.map_err(db_error)? == 1 {
+            return Ok((blob, Ranges::new(), 0));
+        }
+        let tx = client.transaction().await.map_err(db_error)?;
         let existing = tx
             .query_opt_cached(
                 "SELECT path, size, source, blob FROM uploads WHERE user_name = $1 AND key = $2 FOR UPDATE",
@@ -76,15 +88,7 @@ impl S3Home {
             return Ok((blob, present, 0));
         }
         let discarded = discard(&tx, user, key).await?;
-        let blob = (size > INLINE_MAX).then(fresh_blob);
-        let (size_i, piece_i) = (size as i64, PIECE_SIZE as i64);
-        tx.execute_cached(
-            "INSERT INTO uploads (user_name, key, path, size, source, blob, piece_size)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[user, &key, &path.as_str(), &size_i, &source, &blob, &piece_i],
-        )
-        .await
-        .map_err(db_error)?;
+        tx.execute_cached(start, &params).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok((blob, Ranges::new(), discarded))
     }
