@@ -1,5 +1,5 @@
 //! One user's home on the s3 backend: directories and file metadata are rows in PostgreSQL, file
-//! content is in the object store. Paths arrive normalised ([`RemotePath`]) and are only ever used
+//! content is in the object store (a small file's in its row). Paths arrive normalised ([`RemotePath`]) and are only ever used
 //! as keys of the user's own rows, so no path reaches another user's files or anything outside.
 
 use std::io::ErrorKind;

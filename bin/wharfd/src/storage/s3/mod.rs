@@ -3,9 +3,12 @@
 //!
 //! - A file's content is a blob: one object per 8 MiB piece ([`blobs`]), under a name never reused,
 //!   so no write depends on S3 conditional requests (which Garage ignores). Each piece is sent with
-//!   its SHA-256 (`x-amz-checksum-sha256`), which the store checks before it keeps the piece.
+//!   its SHA-256 (`x-amz-checksum-sha256`), which the store checks before it keeps the piece. A
+//!   file of at most [`INLINE_MAX`] bytes has no blob: its bytes are in its row ([`inline`]).
 //! - A file appears under its name only when a transaction points its row at a verified blob
 //!   ([`home`]); renames, of whole directories too, are transactions and move no bytes.
+//! - Each user's files are counted by a running total, changed with them, which the quota check
+//!   reads ([`uploads`]).
 //! - An upload's pieces are stored and recorded as they arrive ([`pieces`]): an upload interrupted
 //!   on one node resumes on another. The whole file's SHA-256 is checked before it is published, by
 //!   reading back pieces that arrived ahead of the ones before them.
