@@ -290,8 +290,15 @@ async fn the_running_total_of_a_users_files_follows_every_change_and_migrate_reb
     assert_eq!((total(), files()), ("173007".to_owned(), "173007".to_owned()));
     session.rename(&p("/two"), &p("/one")).await.expect("mv over a file");
     assert_eq!((total(), files()), ("170007".to_owned(), "170007".to_owned()));
+    assert_eq!(engines.objects(), 2, "the two files over the inline limit are in the bucket");
     session.remove(&p("/d"), true).await.expect("rm -r");
     assert_eq!((total(), files()), ("100000".to_owned(), "100000".to_owned()));
+    // The removed file's blob was queued, and the sweep deletes it from the bucket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engines.objects() != 1 || engines.postgres.count("blob_gc") != 0 {
+        assert!(Instant::now() < deadline, "the removed file's blob was never swept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(session.quota().await.expect("quota").used, 100_000);
     session.close().await;
 

@@ -208,24 +208,24 @@ impl Home for S3Home {
         let mut client = self.ns.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let below = format!("{}/", path.as_str());
-        let rows = tx
-            .query_cached(
-                "DELETE FROM entries WHERE user_name = $1 AND (path = $2 OR starts_with(path, $3))
-                 RETURNING blob, size, is_dir",
+        // One statement however large the tree: the rows go, their blobs are queued for the sweep,
+        // and what the files held comes back as one sum.
+        let freed: i64 = tx
+            .query_one_cached(
+                "WITH gone AS (
+                     DELETE FROM entries WHERE user_name = $1 AND (path = $2 OR starts_with(path, $3))
+                     RETURNING blob, size, piece_size, is_dir),
+                 queued AS (
+                     INSERT INTO blob_gc (blob, pieces)
+                     SELECT blob, (size + piece_size - 1) / piece_size FROM gone WHERE blob IS NOT NULL
+                     ON CONFLICT DO NOTHING)
+                 SELECT coalesce(sum(size) FILTER (WHERE NOT is_dir), 0)::bigint FROM gone",
                 &[&self.ns.user, &path.as_str(), &below],
             )
             .await
-            .map_err(db_error)?;
-        let mut freed = 0;
-        for row in &rows {
-            let (blob, size, is_dir): (Option<String>, i64, bool) =
-                (row.get(0), row.get(1), row.get(2));
-            let size = u64::try_from(size).unwrap_or(0);
-            if !is_dir {
-                freed += size;
-            }
-            Self::forget_blob(&tx, blob.as_deref(), size).await?;
-        }
+            .map_err(db_error)?
+            .get(0);
+        let freed = u64::try_from(freed).unwrap_or(0);
         add_usage(&tx, &self.ns.user, -(freed as i64)).await?;
         tx.commit().await.map_err(db_error)?;
         self.sweeper.request();
