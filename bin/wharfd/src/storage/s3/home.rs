@@ -315,10 +315,10 @@ impl Home for S3Home {
                 piece_size: PIECE_SIZE,
                 size,
             }),
-            None => PieceStore::Inline(self.runtime.clone()),
+            None => PieceStore::Inline,
         };
-        let dest =
-            PieceDestination::new(self.ns.clone(), store, key.clone(), size, present.clone());
+        let (ns, runtime) = (self.ns.clone(), self.runtime.clone());
+        let dest = PieceDestination::new(ns, store, runtime, key.clone(), size, present.clone());
         self.sweeper.request();
         Ok(UploadTarget { key, dest: Arc::new(dest), present, len, replaced, discarded })
     }

@@ -16,9 +16,6 @@ use crate::storage::{StorageError, StorageResult};
 pub const ENTRY_COLUMNS: &str =
     "path, is_dir, size, mode, mtime, blob, piece_size, sha256, version";
 
-/// How many columns [`ENTRY_COLUMNS`] names.
-const ENTRY_COLUMN_COUNT: usize = 9;
-
 /// One row of `entries`.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -115,7 +112,7 @@ impl Namespace {
                 .query_opt_cached(&sql, &[&self.user, &path.as_str()])
                 .await
                 .map_err(db_error)?;
-            Ok(row.map(|row| (Stored::from_row(&row), row.get(ENTRY_COLUMN_COUNT))))
+            Ok(row.map(|row| (Stored::from_row(&row), row.get("content"))))
         })
         .await
     }

@@ -39,13 +39,15 @@ pub enum PieceStore {
     /// One object each, in the upload's blob (which reads them back).
     Objects(BlobSource),
     /// Into their records in the database: a file of at most [`super::inline::INLINE_MAX`] bytes.
-    Inline(Handle),
+    Inline,
 }
 
 /// An upload being received: the pieces not yet whole, and where whole ones go.
 pub struct PieceDestination {
     pub namespace: Namespace,
     pub store: PieceStore,
+    /// Where the database's and the store's I/O runs.
+    pub runtime: Handle,
     pub key: String,
     pub size: u64,
     /// Pieces being filled, by index.
@@ -60,6 +62,7 @@ impl PieceDestination {
     pub fn new(
         namespace: Namespace,
         store: PieceStore,
+        runtime: Handle,
         key: String,
         size: u64,
         stored: Ranges,
@@ -67,6 +70,7 @@ impl PieceDestination {
         PieceDestination {
             namespace,
             store,
+            runtime,
             key,
             size,
             filling: Mutex::default(),
@@ -78,24 +82,17 @@ impl PieceDestination {
         piece_bounds(index, PIECE_SIZE, self.size)
     }
 
-    fn runtime(&self) -> &Handle {
-        match &self.store {
-            PieceStore::Objects(blob) => &blob.runtime,
-            PieceStore::Inline(runtime) => runtime,
-        }
-    }
-
     /// Stores a whole piece and records it; from then on it counts as received.
     fn store(&self, index: u64, bytes: Vec<u8>) -> io::Result<()> {
         let len = bytes.len() as u64;
-        self.runtime().block_on(async {
+        self.runtime.block_on(async {
             let inline = match &self.store {
                 PieceStore::Objects(blob) => {
                     let put = blob.blobs.put_piece(&blob.blob, index, Bytes::from(bytes));
                     put.await.map_err(other)?;
                     None
                 }
-                PieceStore::Inline(_) => Some(bytes),
+                PieceStore::Inline => Some(bytes),
             };
             let record = self.namespace.record_piece(&self.key, index, len, inline.as_deref());
             record.await.map_err(other)
@@ -109,9 +106,9 @@ impl PieceDestination {
     fn read_stored(&self, part: &mut [u8], at: u64) -> io::Result<()> {
         match &self.store {
             PieceStore::Objects(blob) => blob.read_exact_at(part, at),
-            PieceStore::Inline(runtime) => {
+            PieceStore::Inline => {
                 let index = at / PIECE_SIZE;
-                let piece = runtime.block_on(self.namespace.inline_piece(&self.key, index));
+                let piece = self.runtime.block_on(self.namespace.inline_piece(&self.key, index));
                 let piece = piece.map_err(other)?;
                 let from = (at - index * PIECE_SIZE) as usize;
                 let bytes = piece.get(from..from + part.len()).ok_or_else(|| {
@@ -132,13 +129,13 @@ impl Destination for PieceDestination {
 
     fn clear(&self) -> io::Result<()> {
         let pieces = piece_count(self.size, PIECE_SIZE);
-        self.runtime().block_on(async {
+        self.runtime.block_on(async {
             self.namespace.forget_pieces(&self.key).await.map_err(other)?;
             match &self.store {
                 PieceStore::Objects(blob) => {
                     blob.blobs.delete(&blob.blob, pieces).await.map_err(other)
                 }
-                PieceStore::Inline(_) => Ok(()),
+                PieceStore::Inline => Ok(()),
             }
         })?;
         *self.stored.lock() = Ranges::new();
