@@ -6,6 +6,7 @@
 //! - [`blocking`]: the one way blocking work (file I/O, Argon2) leaves the async runtime, bounded.
 //! - [`claims`]: exclusive claims on a partial file, so two transfers never write the same one.
 //! - [`congestion`]: the loss-tolerant congestion controller.
+//! - [`release`]: freeing a replaced or removed file's blocks after the reply.
 //! - [`tls`]: certificate fingerprints, rustls and quinn configuration.
 //! - [`net`]: UDP sockets with explicitly sized buffers, and the QUIC transport limits.
 //!
@@ -16,6 +17,7 @@ pub mod claims;
 pub mod congestion;
 pub mod frame;
 pub mod net;
+pub mod release;
 pub mod tls;
 pub mod transfer;
 

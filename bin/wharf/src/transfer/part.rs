@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wharf_common::claims::Claim;
+use wharf_common::release::freeing_later_at;
 use wharf_common::transfer::{Destination, Held, PartialRecord, RESUME_MIN_SIZE, Ranges, Recorded};
 
 use super::local_error;
@@ -103,7 +104,8 @@ impl LocalPart {
     pub async fn install(&self, dest: &Path) -> Result<()> {
         let (part, meta, final_path) = (self.part.clone(), self.meta.clone(), dest.to_owned());
         blocking(move || {
-            std::fs::rename(&part, &final_path)?;
+            // A large file replaced here is freed after the install, not inside the rename.
+            freeing_later_at(&final_path, || std::fs::rename(&part, &final_path))?;
             let _ = std::fs::remove_file(&meta);
             Ok::<_, std::io::Error>(())
         })

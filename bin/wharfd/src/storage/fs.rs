@@ -24,7 +24,7 @@ use super::fs_transfer::{
     Upload, begin_download, begin_upload, commit_upload, discard_upload, expire_partials,
     list_partials, partial_bytes, record_digest, subdir,
 };
-use super::fs_tree::{TreeWalk, file_bytes, remove_tree, tree_bytes};
+use super::fs_tree::{TreeWalk, file_bytes, freeing_later, remove_file, remove_tree, tree_bytes};
 use super::{
     DownloadSource, Home, Listing, Storage, StorageError, StorageResult, TreeListing, UploadTarget,
 };
@@ -239,8 +239,7 @@ impl Home for FsHome {
                 dir.remove_dir(rel)?;
                 return Ok(freed);
             }
-            dir.remove_file(rel)?;
-            Ok(file_bytes(&meta))
+            remove_file(dir, rel, &meta)
         })
         .await
     }
@@ -258,7 +257,9 @@ impl Home for FsHome {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => 0,
                 Err(err) => return Err(err),
             };
-            dir.rename(from.relative(), dir, to_owned.relative())?;
+            freeing_later(dir, to_owned.relative(), replaced, || {
+                dir.rename(from.relative(), dir, to_owned.relative())
+            })?;
             Ok(replaced)
         })
         .await

@@ -17,7 +17,7 @@ use wharf_common::proto::PartialUpload;
 use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded};
 
 use super::dir_sync::DirSyncs;
-use super::fs_tree::content_version;
+use super::fs_tree::{content_version, freeing_later};
 use super::{DownloadSource, Installed, UploadTarget, partial_key};
 
 /// Below this size a file gets no partial metadata (it is never resumed) and no digest record (it
@@ -172,9 +172,11 @@ pub fn commit_upload(
     let parent = home.open_with(path.parent().relative(), OpenOptions::new().read(true))?;
     let parent = Dir::from_std_file(parent.into_std());
     let replaced = target_bytes(&parent, name)?;
-    partials.rename(part_name(key), &parent, name)?;
-    // The rename is durable only once the directory holding the new name is synced.
-    dir_syncs.sync(&parent.try_clone()?.into_std_file())?;
+    freeing_later(&parent, name, replaced, || {
+        partials.rename(part_name(key), &parent, name)?;
+        // The rename is durable only once the directory holding the new name is synced.
+        dir_syncs.sync(&parent.try_clone()?.into_std_file())
+    })?;
     // A small upload never had a record (`begin_upload` removed any left over).
     if size >= SMALL_FILE
         && let Err(err) = partials.remove_file(meta_name(key))

@@ -1,18 +1,21 @@
 //! The filesystem backend's work on whole trees: the walk a mirror reads in pages, a file's digest
-//! (the recorded one reused while it is still valid), the bytes a tree holds and removing one.
+//! (the recorded one reused while it is still valid), the bytes a tree holds and removing one (or
+//! one file: large ones are held open across their unlink and freed after the reply).
 //!
 //! Every walk opens each subdirectory with `O_NOFOLLOW` beneath its parent's handle, so a directory
 //! swapped for a symlink mid-walk is skipped or refused, never followed.
 
 use std::io;
+use std::path::Path;
 
-use cap_fs_ext::DirExt as _;
-use cap_std::fs::{Dir, Metadata, MetadataExt as _, ReadDir};
+use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
+use cap_std::fs::{Dir, Metadata, MetadataExt as _, OpenOptions, OpenOptionsExt as _, ReadDir};
 use sha2::{Digest as _, Sha256};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, TreeEntry, unix_seconds};
+use wharf_common::release::{HOLD_MIN_BYTES, close_later};
 
 use super::fs_transfer::{record, recorded};
 
@@ -152,11 +155,43 @@ pub fn remove_tree(dir: &Dir) -> io::Result<u64> {
             freed += remove_tree(&dir.open_dir_nofollow(&name)?)?;
             dir.remove_dir(&name)?;
         } else {
-            dir.remove_file(&name)?;
-            freed += file_bytes(&meta);
+            freed += remove_file(dir, &name, &meta)?;
         }
     }
     Ok(freed)
+}
+
+/// Removes the file (or symlink) `name` of `dir`, whose metadata is `meta`, and returns its bytes.
+pub fn remove_file(dir: &Dir, name: impl AsRef<Path>, meta: &Metadata) -> io::Result<u64> {
+    let bytes = file_bytes(meta);
+    freeing_later(dir, &name, bytes, || dir.remove_file(&name))?;
+    Ok(bytes)
+}
+
+/// Runs `drop_it`, a rename over or an unlink of the file `name` of `dir` (of `bytes` bytes), with
+/// the file held open if it is large, so that its blocks are freed by [`close_later`] after the
+/// reply rather than inside the call. A file that cannot be held is freed in place, as usual.
+pub fn freeing_later<T>(
+    dir: &Dir,
+    name: impl AsRef<Path>,
+    bytes: u64,
+    drop_it: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let held = (bytes >= HOLD_MIN_BYTES).then(|| hold(dir, name)).flatten();
+    let result = drop_it()?;
+    if let Some(held) = held {
+        close_later(held);
+    }
+    Ok(result)
+}
+
+/// Opens the file `name` of `dir` to hold it; never follows a symlink in the last component, and
+/// never waits on a FIFO swapped in since its size was read.
+fn hold(dir: &Dir, name: impl AsRef<Path>) -> Option<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No).custom_flags(libc::O_NONBLOCK);
+    let file = dir.open_with(name, &options).ok()?;
+    file.metadata().ok()?.is_file().then(|| file.into_std())
 }
 
 #[cfg(test)]
@@ -164,6 +199,25 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_file_is_held_across_its_removal_only_if_it_is_a_regular_file() {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::File::create(home.path().join("big"))
+            .and_then(|f| f.set_len(1 << 30))
+            .expect("big");
+        std::os::unix::fs::symlink("big", home.path().join("link")).expect("symlink");
+        let made = std::process::Command::new("mkfifo").arg(home.path().join("fifo")).status();
+        assert!(made.expect("mkfifo").success());
+        let dir = Dir::open_ambient_dir(home.path(), cap_std::ambient_authority()).expect("open");
+        assert!(hold(&dir, "big").is_some());
+        assert!(hold(&dir, "link").is_none(), "a symlink is never followed");
+        // This would wait for a writer forever without O_NONBLOCK.
+        assert!(hold(&dir, "fifo").is_none(), "a FIFO is not held");
+        let meta = dir.symlink_metadata("big").expect("stat");
+        assert_eq!(remove_file(&dir, "big", &meta).expect("remove"), 1 << 30);
+        assert!(!home.path().join("big").exists());
+    }
 
     #[test]
     fn measuring_usage_survives_directories_renamed_or_swapped_for_symlinks_meanwhile() {
