@@ -377,3 +377,34 @@ async fn files_stay_readable_and_writable_when_a_store_node_dies() {
     session.stat(&p("/before.bin")).await.expect("the session goes on");
     session.close().await;
 }
+
+/// Statements sent together (pipelined) run in the order they are polled only if none stops to
+/// prepare on the way. The install and the quota check depend on that order (the new row takes its
+/// content from the upload's pieces before the upload and its pieces go; the per-user lock comes
+/// before the check it guards), so they call `prepare_all` first: here, on a connection that has
+/// prepared only the later statement, the earlier one must still run first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_batch_runs_in_order_on_a_connection_that_prepared_only_part_of_it() {
+    use wharfd::db::Cached as _;
+    let Some(engines) = Engines::start("pipelining test") else { return };
+    let settings = wharfd::config::DatabaseSettings { url: engines.postgres.url(), pool_size: 1 };
+    let pool = wharfd::db::pool(&settings).expect("pool");
+    let client = pool.get().await.expect("a connection");
+    client
+        .batch_execute("CREATE TABLE runs (n serial PRIMARY KEY, what text)")
+        .await
+        .expect("table");
+    let first = "INSERT INTO runs (what) VALUES ('first')";
+    let second = "INSERT INTO runs (what) VALUES ('second')";
+    client.prepare_cached(second).await.expect("the second statement prepared alone");
+    client.prepare_all(&[first, second]).await.expect("both prepared");
+    futures_util::future::try_join(
+        client.execute_cached(first, &[]),
+        client.execute_cached(second, &[]),
+    )
+    .await
+    .expect("the batch");
+    let rows = client.query("SELECT what FROM runs ORDER BY n", &[]).await.expect("select");
+    let order: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(order, ["first", "second"]);
+}

@@ -104,6 +104,10 @@ async fn next_page(
     Ok(rows.iter().map(Stored::from_row).collect())
 }
 
+/// Queues a blob (`$1`, of `$2` pieces) for the sweep.
+pub(super) const FORGET_BLOB: &str =
+    "INSERT INTO blob_gc (blob, pieces) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
 impl S3Home {
     /// Queues `blob` for deletion, in the transaction that stops referencing it.
     pub(super) async fn forget_blob(
@@ -113,12 +117,7 @@ impl S3Home {
     ) -> StorageResult<()> {
         let Some(blob) = blob else { return Ok(()) };
         let pieces = piece_count(size, PIECE_SIZE) as i64;
-        tx.execute_cached(
-            "INSERT INTO blob_gc (blob, pieces) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&blob, &pieces],
-        )
-        .await
-        .map_err(db_error)?;
+        tx.execute_cached(FORGET_BLOB, &[&blob, &pieces]).await.map_err(db_error)?;
         Ok(())
     }
 

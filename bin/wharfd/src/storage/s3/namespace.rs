@@ -253,15 +253,13 @@ pub async fn add_usage(
     if delta == 0 {
         return Ok(());
     }
-    tx.execute_cached(
-        "INSERT INTO usage (user_name, files) VALUES ($1, $2)
-         ON CONFLICT (user_name) DO UPDATE SET files = usage.files + excluded.files",
-        &[&user, &delta],
-    )
-    .await
-    .map_err(db_error)?;
+    tx.execute_cached(ADD_USAGE, &[&user, &delta]).await.map_err(db_error)?;
     Ok(())
 }
+
+/// Adds `$2` bytes to the files of user `$1`.
+pub const ADD_USAGE: &str = "INSERT INTO usage (user_name, files) VALUES ($1, $2)
+     ON CONFLICT (user_name) DO UPDATE SET files = usage.files + excluded.files";
 
 /// The bytes in a user's (`$1`) files, as SQL.
 pub const FILES_USAGE: &str = "coalesce((SELECT files FROM usage WHERE user_name = $1), 0)";

@@ -4,6 +4,7 @@
 
 use std::io::ErrorKind;
 
+use futures_util::future::{try_join, try_join3, try_join4};
 use tokio_postgres::types::ToSql;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
@@ -11,10 +12,10 @@ use wharf_common::proto::ErrorCode;
 use wharf_common::transfer::{PIECE_SIZE, Ranges};
 
 use super::blobs::fresh_blob;
-use super::home::{FILE_MODE, S3Home, now};
+use super::home::{FILE_MODE, FORGET_BLOB, S3Home, now};
 use super::inline::INLINE_MAX;
 use super::namespace::{
-    ENTRY_COLUMNS, FILES_USAGE, Stored, UPLOAD_HELD, add_usage, db_error, path_error,
+    ADD_USAGE, ENTRY_COLUMNS, FILES_USAGE, Stored, UPLOAD_HELD, add_usage, db_error, path_error,
 };
 use super::pieces::piece_count;
 use crate::db::Cached as _;
@@ -34,9 +35,7 @@ pub async fn discard(
         return Ok(0);
     };
     let (blob, size, held): (Option<String>, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[&user, &key])
-        .await
-        .map_err(db_error)?;
+    tx.execute_cached(DROP_UPLOAD, &[&user, &key]).await.map_err(db_error)?;
     S3Home::forget_blob(tx, blob.as_deref(), u64::try_from(size).unwrap_or(0)).await?;
     Ok(u64::try_from(held).unwrap_or(0))
 }
@@ -105,18 +104,22 @@ impl S3Home {
         let mut client = self.ns.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let user = &self.ns.user;
-        let upload = tx
-            .query_opt_cached(
-                "SELECT blob, size, piece_size,
-                     (SELECT count(*) FROM upload_pieces p WHERE p.user_name = u.user_name AND p.key = u.key),
-                     (SELECT coalesce(sum(len), 0)::bigint FROM upload_pieces p
-                      WHERE p.user_name = u.user_name AND p.key = u.key)
-                 FROM uploads u WHERE user_name = $1 AND key = $2 FOR UPDATE",
-                &[user, &key],
-            )
+        let old_sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
+        );
+        tx.prepare_all(&[READ_UPLOAD, &old_sql, FORGET_BLOB, INSTALL, DROP_UPLOAD, ADD_USAGE])
             .await
-            .map_err(db_error)?
-            .ok_or_else(|| StorageError::new(ErrorCode::TransferFailed, format!("{path}: the upload is gone")))?;
+            .map_err(db_error)?;
+        // Both reads go out together (pipelined, `crate::db::cached`): one round trip, not two.
+        let (upload, old) = try_join(
+            tx.query_opt_cached(READ_UPLOAD, &[user, &key]),
+            tx.query_opt_cached(&old_sql, &[user, &path.as_str()]),
+        )
+        .await
+        .map_err(db_error)?;
+        let upload = upload.ok_or_else(|| {
+            StorageError::new(ErrorCode::TransferFailed, format!("{path}: the upload is gone"))
+        })?;
         let (blob, size, piece_size, pieces, bytes): (Option<String>, i64, i64, i64, i64) =
             (upload.get(0), upload.get(1), upload.get(2), upload.get(3), upload.get(4));
         let whole = u64::try_from(pieces).ok() == Some(piece_count(size as u64, piece_size as u64));
@@ -124,39 +127,43 @@ impl S3Home {
             let message = format!("{path}: not every piece of the upload is stored");
             return Err(StorageError::new(ErrorCode::TransferFailed, message));
         }
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE user_name = $1 AND path = $2 FOR UPDATE"
-        );
-        let old = tx.query_opt_cached(&sql, &[user, &path.as_str()]).await.map_err(db_error)?;
         let old = old.as_ref().map(Stored::from_row);
         if old.as_ref().is_some_and(|old| old.is_dir) {
             return Err(path_error(ErrorKind::IsADirectory, path));
         }
         let replaced = old.as_ref().map_or(0, |old| old.size);
-        if let Some(old) = &old {
-            S3Home::forget_blob(&tx, old.blob.as_deref(), old.size).await?;
-        }
         let mode = old.as_ref().map_or(FILE_MODE, |old| old.mode as i32);
         let (mtime, sha256) = (mtime.unwrap_or_else(now), digest.to_string());
-        // A file stored inline takes its bytes from its piece's record; the pieces of one in the
-        // object store have none.
-        let version: i64 = tx.query_one_cached(
-            "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version, content)
-             VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'),
-                 (SELECT content FROM upload_pieces WHERE user_name = $1 AND key = $10 AND idx = 0))
-             ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
-                 mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
-                 sha256 = excluded.sha256, version = excluded.version, content = excluded.content
-             RETURNING version",
-            &[user, &path.as_str(), &path.parent().as_str(), &size, &mode, &mtime, &blob, &piece_size, &sha256, &key],
+        let old_blob = old.as_ref().and_then(|old| old.blob.as_deref());
+        // The writes go out together too, and run in this order (the upload's pieces, whose
+        // content the new row takes, go with the upload); the first to fail aborts the transaction.
+        let (_, version, _, _) = try_join4(
+            S3Home::forget_blob(&tx, old_blob, replaced),
+            async {
+                let row = tx
+                    .query_one_cached(
+                        INSTALL,
+                        &[
+                            user,
+                            &path.as_str(),
+                            &path.parent().as_str(),
+                            &size,
+                            &mode,
+                            &mtime,
+                            &blob,
+                            &piece_size,
+                            &sha256,
+                            &key,
+                        ],
+                    )
+                    .await
+                    .map_err(db_error)?;
+                Ok(row.get::<_, i64>(0))
+            },
+            async { tx.execute_cached(DROP_UPLOAD, &[user, &key]).await.map_err(db_error) },
+            add_usage(&tx, user, size - replaced as i64),
         )
-        .await
-        .map_err(db_error)?
-        .get(0);
-        tx.execute_cached("DELETE FROM uploads WHERE user_name = $1 AND key = $2", &[user, &key])
-            .await
-            .map_err(db_error)?;
-        add_usage(&tx, user, size - replaced as i64).await?;
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Installed { replaced, version: version.to_string() })
     }
@@ -187,10 +194,6 @@ impl S3Home {
         };
         let tx = client.transaction().await.map_err(db_error)?;
         let lock = format!("wharf-quota:{user}");
-        tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
-            .await
-            .map_err(db_error)?;
-        tx.execute_cached(&record, &[user, &key, &reserved]).await.map_err(db_error)?;
         let sql = format!(
             "SELECT ({FILES_USAGE}
                    + (SELECT coalesce(sum(CASE WHEN lease_until > now()
@@ -200,7 +203,15 @@ impl S3Home {
                     (SELECT greatest({UPLOAD_HELD}, reserved) FROM uploads u
                      WHERE user_name = $1 AND key = $2)"
         );
-        let row = tx.query_one_cached(&sql, &[user, &key]).await.map_err(db_error)?;
+        tx.prepare_all(&[QUOTA_LOCK, &record, &sql]).await.map_err(db_error)?;
+        // Sent together (pipelined), in one round trip; the lock is taken before the others run.
+        let (_, _, row) = try_join3(
+            tx.execute_cached(QUOTA_LOCK, &[&lock]),
+            tx.execute_cached(&record, &[user, &key, &reserved]),
+            tx.query_one_cached(&sql, &[user, &key]),
+        )
+        .await
+        .map_err(db_error)?;
         let committed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         let this = u64::try_from(row.get::<_, Option<i64>>(1).unwrap_or(0)).unwrap_or(0);
         if committed > limit {
@@ -212,3 +223,27 @@ impl S3Home {
         Ok(Ok(()))
     }
 }
+
+/// An upload (`$1`, `$2`) about to be installed, locked: its blob, size, piece size, and the
+/// count and bytes of its stored pieces.
+const READ_UPLOAD: &str = "SELECT blob, size, piece_size,
+         (SELECT count(*) FROM upload_pieces p WHERE p.user_name = u.user_name AND p.key = u.key),
+         (SELECT coalesce(sum(len), 0)::bigint FROM upload_pieces p
+          WHERE p.user_name = u.user_name AND p.key = u.key)
+     FROM uploads u WHERE user_name = $1 AND key = $2 FOR UPDATE";
+
+/// Publishes an upload (key `$10`) as the file `$2`, replacing any file there. A file stored inline
+/// takes its bytes from its piece's record; the pieces of one in the object store have none.
+const INSTALL: &str = "INSERT INTO entries (user_name, path, parent, is_dir, size, mode, mtime, blob, piece_size, sha256, version, content)
+     VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8, $9, nextval('content_versions'),
+         (SELECT content FROM upload_pieces WHERE user_name = $1 AND key = $10 AND idx = 0))
+     ON CONFLICT (user_name, path) DO UPDATE SET size = excluded.size, mode = excluded.mode,
+         mtime = excluded.mtime, blob = excluded.blob, piece_size = excluded.piece_size,
+         sha256 = excluded.sha256, version = excluded.version, content = excluded.content
+     RETURNING version";
+
+/// Drops an upload (`$1`, `$2`) and, by cascade, its pieces' records.
+const DROP_UPLOAD: &str = "DELETE FROM uploads WHERE user_name = $1 AND key = $2";
+
+/// Takes the per-user (`$1`: `wharf-quota:USER`) lock that serialises quota checks.
+const QUOTA_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
