@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/005_listing_order.sql")),
     (6, include_str!("migrations/006_inline_content.sql")),
     (7, include_str!("migrations/007_usage.sql")),
+    (8, include_str!("migrations/008_usage_stripes.sql")),
 ];
 
 /// The schema version this build uses.

@@ -257,12 +257,15 @@ pub async fn add_usage(
     Ok(())
 }
 
-/// Adds `$2` bytes to the files of user `$1`.
-pub const ADD_USAGE: &str = "INSERT INTO usage (user_name, files) VALUES ($1, $2)
-     ON CONFLICT (user_name) DO UPDATE SET files = usage.files + excluded.files";
+/// Adds `$2` bytes to the files of user `$1`, in one of the user's 16 stripes (schema 8) chosen at
+/// random, so that concurrent changes seldom wait for each other's commit.
+pub const ADD_USAGE: &str = "INSERT INTO usage (user_name, stripe, files)
+     VALUES ($1, floor(random() * 16)::smallint, $2)
+     ON CONFLICT (user_name, stripe) DO UPDATE SET files = usage.files + excluded.files";
 
 /// The bytes in a user's (`$1`) files, as SQL.
-pub const FILES_USAGE: &str = "coalesce((SELECT files FROM usage WHERE user_name = $1), 0)";
+pub const FILES_USAGE: &str =
+    "coalesce((SELECT sum(files) FROM usage WHERE user_name = $1), 0)::bigint";
 
 /// How long an upload's reservation lasts without a piece arriving: long enough for a slow link to
 /// move a piece, short enough that a dead node's reservations come back soon.

@@ -4,7 +4,7 @@
 
 use std::io::ErrorKind;
 
-use futures_util::future::{try_join, try_join3, try_join4};
+use futures_util::future::{try_join, try_join4};
 use tokio_postgres::types::ToSql;
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
@@ -186,40 +186,62 @@ impl S3Home {
              WHERE user_name = $1 AND key = $2"
         );
         let reserved = bytes as i64;
-        let mut client = self.ns.client().await?;
+        let client = self.ns.client().await?;
         let Some(limit) = limit else {
             // Nothing to check, so no lock to take: the reservation is recorded all the same.
             client.execute_cached(&record, &[user, &key, &reserved]).await.map_err(db_error)?;
             return Ok(Ok(()));
         };
-        let tx = client.transaction().await.map_err(db_error)?;
         let lock = format!("wharf-quota:{user}");
-        let sql = format!(
-            "SELECT ({FILES_USAGE}
-                   + (SELECT coalesce(sum(CASE WHEN lease_until > now()
-                                              THEN greatest({UPLOAD_HELD}, reserved)
-                                              ELSE {UPLOAD_HELD} END), 0)
-                      FROM uploads u WHERE user_name = $1))::bigint,
-                    (SELECT greatest({UPLOAD_HELD}, reserved) FROM uploads u
-                     WHERE user_name = $1 AND key = $2)"
+        // This upload counts with the new reservation; the others, with theirs while their lease
+        // runs, and with what they hold in any case. Recorded only if the total fits.
+        let check_and_record = format!(
+            "WITH totals AS (
+                 SELECT ({FILES_USAGE}
+                         + coalesce(sum(CASE WHEN u.key = $2 THEN greatest({UPLOAD_HELD}, $3)
+                                             WHEN lease_until > now() THEN greatest({UPLOAD_HELD}, reserved)
+                                             ELSE {UPLOAD_HELD} END), 0))::bigint AS committed,
+                        coalesce(max(CASE WHEN u.key = $2 THEN greatest({UPLOAD_HELD}, $3) END), 0)::bigint
+                            AS this
+                 FROM uploads u WHERE user_name = $1),
+             recorded AS (
+                 UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
+                 WHERE user_name = $1 AND key = $2 AND (SELECT committed FROM totals) <= $4)
+             SELECT committed, this FROM totals"
         );
-        tx.prepare_all(&[QUOTA_LOCK, &record, &sql]).await.map_err(db_error)?;
-        // Sent together (pipelined), in one round trip; the lock is taken before the others run.
-        let (_, _, row) = try_join3(
-            tx.execute_cached(QUOTA_LOCK, &[&lock]),
-            tx.execute_cached(&record, &[user, &key, &reserved]),
-            tx.query_one_cached(&sql, &[user, &key]),
+        let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+        client.prepare_all(&[QUOTA_LOCK, &check_and_record]).await.map_err(db_error)?;
+        // The whole transaction in one round trip (pipelined, `crate::db::cached`): the lock that
+        // serialises the user's checks is held only while the database runs them, never across a
+        // round trip to this node. The check is a statement of its own after the lock, so that
+        // it sees every reservation committed before the lock was granted. Its commit does not
+        // wait for the WAL to reach the disk: a reservation is a lease, and one lost to a crash of
+        // the database is one that ran out (the pieces stored still count). After a failure the
+        // COMMIT ends the aborted transaction as a ROLLBACK.
+        let sent = try_join4(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.execute_cached(QUOTA_LOCK, &[&lock]),
+            client.query_one_cached(&check_and_record, &[user, &key, &reserved, &limit_param]),
+            client.batch_execute("COMMIT"),
         )
-        .await
-        .map_err(db_error)?;
-        let committed = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        let this = u64::try_from(row.get::<_, Option<i64>>(1).unwrap_or(0)).unwrap_or(0);
+        .await;
+        let row = match sent {
+            Ok((_, _, row, _)) => row,
+            Err(err) => {
+                // A batch cut short before its COMMIT went out would leave the connection inside
+                // the transaction: it never goes back to the pool.
+                drop(deadpool_postgres::Object::take(client));
+                return Err(db_error(err));
+            }
+        };
+        let (committed, this): (i64, i64) = (row.get(0), row.get(1));
+        let (committed, this) =
+            (u64::try_from(committed).unwrap_or(0), u64::try_from(this).unwrap_or(0));
         if committed > limit {
-            // Rolled back: the reservation was never made.
+            // Nothing was recorded.
             let available = limit.saturating_sub(committed - this);
             return Ok(Err(crate::quota::OverQuota { needed: bytes, available }));
         }
-        tx.commit().await.map_err(db_error)?;
         Ok(Ok(()))
     }
 }
