@@ -44,8 +44,17 @@ impl Engines {
 
     /// Starts both, which must succeed.
     pub fn start_now() -> Engines {
+        Engines::start_with(Postgres::start)
+    }
+
+    /// Starts both for the benchmark: PostgreSQL's commits wait for the disk, as in production.
+    pub fn start_durable() -> Engines {
+        Engines::start_with(Postgres::start_durable)
+    }
+
+    fn start_with(postgres: fn() -> anyhow::Result<Postgres>) -> Engines {
         let garage = Garage::start().expect("garage");
-        let postgres = Postgres::start().expect("postgres");
+        let postgres = postgres().expect("postgres");
         Engines { garage, postgres, pool_size: 4 }
     }
 

@@ -36,12 +36,24 @@ pub struct Postgres {
     port: u16,
     /// Runs the programs as this user (`postgres` when the tests run as root).
     run_as: Option<&'static str>,
+    /// Whether commits reach the disk (`fsync`): off for tests, which crash nothing but processes;
+    /// on for the benchmark, as in production.
+    durable: bool,
     _dir: tempfile::TempDir,
 }
 
 impl Postgres {
-    /// Starts a new cluster with one database, `wharf`.
+    /// Starts a new cluster with one database, `wharf`, without `fsync`.
     pub fn start() -> anyhow::Result<Postgres> {
+        Postgres::start_with(false)
+    }
+
+    /// Starts a new cluster with one database, `wharf`, whose commits wait for the disk.
+    pub fn start_durable() -> anyhow::Result<Postgres> {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> anyhow::Result<Postgres> {
         let bin = bin_dir().context("no PostgreSQL server programs")?;
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
@@ -52,7 +64,7 @@ impl Postgres {
                 Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status()?;
             anyhow::ensure!(status.success(), "chown of the cluster directory failed");
         }
-        let mut pg = Postgres { bin, data, port: 0, run_as, _dir: dir };
+        let mut pg = Postgres { bin, data, port: 0, run_as, durable, _dir: dir };
         pg.run("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D", &pg.data_arg()])?;
         pg.start_on_a_free_port()?;
         let port = pg.port.to_string();
@@ -79,9 +91,10 @@ impl Postgres {
     /// connections.
     pub fn resume(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={}",
             self.port,
-            self.data_arg()
+            self.data_arg(),
+            if self.durable { "on" } else { "off" }
         );
         let data = self.data_arg();
         self.run("pg_ctl", &["-D", &data, "-o", &options, "-w", "-l", &self.log_arg(), "start"])

@@ -22,7 +22,7 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
         bail!("the s3 profile needs Garage and PostgreSQL: {why}");
     }
     eprintln!("bench: s3 profile, starting Garage and PostgreSQL");
-    let mut engines = Engines::start_now();
+    let mut engines = Engines::start_durable();
     // The default pool, as a deployment would have it.
     engines.pool_size = wharfd::config::DatabaseSettings::default().pool_size;
     let mut local = TestServer::plain(UNLIMITED);

@@ -93,7 +93,12 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
             // The partial stays, with what it holds counted, for a later resume.
             charge.broke_off(grown);
             return Err(match error {
-                TransferError::File(err) => StorageError::from_io(&err, &path),
+                TransferError::File(err) => {
+                    // The client hears only the kind of error; the log keeps what failed (the
+                    // disk, or the object store or database of the s3 backend).
+                    tracing::warn!(%path, %err, "an upload failed writing the file");
+                    StorageError::from_io(&err, &path)
+                }
                 other => failed(&path, &other.to_string()),
             });
         }
