@@ -45,7 +45,15 @@ pub fn close_later(file: File) {
 /// Runs `drop_it`, a rename over the local file `path` or its unlink, with the file held open if it
 /// is a large regular file, so that its blocks are freed by [`close_later`] and not inside the call.
 pub fn freeing_later_at<T>(path: &Path, drop_it: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let held = hold_at(path);
+    run_holding(hold_at(path), drop_it)
+}
+
+/// Runs `drop_it` (a rename over, or an unlink of, the file `held` was opened on) and then hands
+/// `held` to [`close_later`]. If `drop_it` fails, `held` closes here: nothing was dropped.
+pub fn run_holding<T>(
+    held: Option<File>,
+    drop_it: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
     let result = drop_it()?;
     if let Some(held) = held {
         close_later(held);

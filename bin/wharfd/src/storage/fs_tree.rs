@@ -15,7 +15,7 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::limits::LIST_PAGE_ENTRIES;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{EntryKind, TreeEntry, unix_seconds};
-use wharf_common::release::{HOLD_MIN_BYTES, close_later};
+use wharf_common::release::{HOLD_MIN_BYTES, run_holding};
 
 use super::fs_transfer::{record, recorded};
 
@@ -169,7 +169,7 @@ pub fn remove_file(dir: &Dir, name: impl AsRef<Path>, meta: &Metadata) -> io::Re
 }
 
 /// Runs `drop_it`, a rename over or an unlink of the file `name` of `dir` (of `bytes` bytes), with
-/// the file held open if it is large, so that its blocks are freed by [`close_later`] after the
+/// the file held open if it is large, so that its blocks are freed by the closing thread after the
 /// reply rather than inside the call. A file that cannot be held is freed in place, as usual.
 pub fn freeing_later<T>(
     dir: &Dir,
@@ -177,12 +177,7 @@ pub fn freeing_later<T>(
     bytes: u64,
     drop_it: impl FnOnce() -> io::Result<T>,
 ) -> io::Result<T> {
-    let held = (bytes >= HOLD_MIN_BYTES).then(|| hold(dir, name)).flatten();
-    let result = drop_it()?;
-    if let Some(held) = held {
-        close_later(held);
-    }
-    Ok(result)
+    run_holding((bytes >= HOLD_MIN_BYTES).then(|| hold(dir, name)).flatten(), drop_it)
 }
 
 /// Opens the file `name` of `dir` to hold it; never follows a symlink in the last component, and
