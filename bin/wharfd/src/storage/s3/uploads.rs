@@ -196,14 +196,16 @@ impl S3Home {
         // This upload counts with the new reservation; the others, with theirs while their lease
         // runs, and with what they hold in any case. Recorded only if the total fits.
         let check_and_record = format!(
-            "WITH totals AS (
-                 SELECT ({FILES_USAGE}
-                         + coalesce(sum(CASE WHEN u.key = $2 THEN greatest({UPLOAD_HELD}, $3)
-                                             WHEN lease_until > now() THEN greatest({UPLOAD_HELD}, reserved)
-                                             ELSE {UPLOAD_HELD} END), 0))::bigint AS committed,
-                        coalesce(max(CASE WHEN u.key = $2 THEN greatest({UPLOAD_HELD}, $3) END), 0)::bigint
-                            AS this
+            "WITH counted AS (
+                 SELECT u.key = $2 AS this_one,
+                        greatest({UPLOAD_HELD}, CASE WHEN u.key = $2 THEN $3
+                                                     WHEN lease_until > now() THEN reserved
+                                                     ELSE 0 END) AS bytes
                  FROM uploads u WHERE user_name = $1),
+             totals AS (
+                 SELECT ({FILES_USAGE} + coalesce(sum(bytes), 0))::bigint AS committed,
+                        coalesce(sum(bytes) FILTER (WHERE this_one), 0)::bigint AS this
+                 FROM counted),
              recorded AS (
                  UPDATE uploads SET reserved = $3, lease_until = now() + interval '{lease} seconds'
                  WHERE user_name = $1 AND key = $2 AND (SELECT committed FROM totals) <= $4)
