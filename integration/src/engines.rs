@@ -61,9 +61,15 @@ impl Engines {
     /// The configuration blocks (`[storage]`, `[database]`) of a node on these engines, with the
     /// store's credentials written into `root`.
     pub fn config(&self, root: &std::path::Path) -> String {
+        self.config_via(root, &self.garage.endpoint, "")
+    }
+
+    /// The same, with requests to the store sent to `endpoint` (a proxy in front of Garage) and
+    /// `storage_extra` added to the `[storage]` block.
+    fn config_via(&self, root: &std::path::Path, endpoint: &str, storage_extra: &str) -> String {
         format!(
-            "{}\n[database]\nurl = \"{}\"\npool_size = {}\n",
-            self.garage.storage_config(root),
+            "{}{storage_extra}\n[database]\nurl = \"{}\"\npool_size = {}\n",
+            self.garage.storage_config_via(root, endpoint),
             self.postgres.url(),
             self.pool_size
         )
@@ -84,7 +90,19 @@ impl Engines {
     }
 
     pub fn node_with_quota(&self, extra: &str, users: &[&str], quota: &str) -> TestServer {
-        let mut server = self.root(extra);
+        self.start_node(self.root(extra), users, quota)
+    }
+
+    /// A started node like [`Engines::node`], whose requests to the store go to `endpoint`, with
+    /// `storage_extra` added to its `[storage]` block.
+    pub fn node_via(&self, endpoint: &str, storage_extra: &str, users: &[&str]) -> TestServer {
+        let server = TestServer::plain("");
+        let config = self.config_via(server.root(), endpoint, storage_extra);
+        std::fs::write(server.root().join("etc/wharfd.toml"), config).expect("config");
+        self.start_node(server, users, "1GiB")
+    }
+
+    fn start_node(&self, mut server: TestServer, users: &[&str], quota: &str) -> TestServer {
         server.migrate();
         for user in users {
             server.add_user(user, "pw", quota);

@@ -126,7 +126,12 @@ impl Garage {
     /// The `[storage]` block of a wharfd.toml that stores files here, with the credentials written
     /// into `root` (a server root) for it to read.
     pub fn storage_config(&self, root: &std::path::Path) -> String {
-        storage_config(root, &self.endpoint, &self.access_key, &self.secret_key)
+        self.storage_config_via(root, &self.endpoint)
+    }
+
+    /// The same, with requests sent to `endpoint`: a proxy in front of this node.
+    pub fn storage_config_via(&self, root: &std::path::Path, endpoint: &str) -> String {
+        storage_config(root, endpoint, &self.access_key, &self.secret_key)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod raw;
 pub mod relay;
 pub mod server;
 pub mod soak;
+pub mod stalling_store;
 pub mod stored;
 pub mod wan;
 

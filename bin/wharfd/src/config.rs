@@ -77,6 +77,9 @@ pub struct StorageSettings {
     pub credentials_file: String,
     /// Whether requests to the store reuse connections (see [`StoreConnections`]).
     pub connections: StoreConnections,
+    /// How long one request to the store may take, its body included, before it is given up and
+    /// retried.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for StorageSettings {
@@ -88,6 +91,7 @@ impl Default for StorageSettings {
             bucket: String::new(),
             credentials_file: String::new(),
             connections: StoreConnections::Auto,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -116,6 +120,10 @@ impl StorageSettings {
             StoreConnections::Fresh => false,
             StoreConnections::Auto => !self.endpoint.starts_with("http://"),
         }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
     }
 }
 
@@ -379,6 +387,9 @@ impl Config {
             if self.database.url.is_empty() {
                 return Err("storage.backend \"s3\" needs database.url".into());
             }
+            if s.request_timeout_secs == 0 {
+                return Err("storage.request_timeout_secs must be at least 1".into());
+            }
         }
         if self.database.pool_size == 0 {
             return Err("database.pool_size must be at least 1".into());
@@ -440,6 +451,21 @@ mod tests {
         assert!(storage("http://127.0.0.1:3900", "reuse"));
         assert!(!storage("https://s3.eu-west-1.amazonaws.com", "fresh"));
         assert!(toml::from_str::<Config>("[storage]\nconnections = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn an_s3_store_gives_each_request_at_least_a_second() {
+        let s3 = |timeout: u64| {
+            let text = format!(
+                "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\n\
+                 region = \"garage\"\nbucket = \"b\"\nrequest_timeout_secs = {timeout}\n\
+                 [database]\nurl = \"postgres://wharf@127.0.0.1/wharf\"\n"
+            );
+            toml::from_str::<Config>(&text).expect("parses").validate()
+        };
+        let refused = s3(0).expect_err("no time at all");
+        assert!(refused.contains("request_timeout_secs"), "{refused}");
+        assert!(s3(1).is_ok());
     }
 
     #[test]

@@ -33,10 +33,28 @@ pub fn run(plan: Plan) -> anyhow::Result<()> {
     let files = Files::write(plan)?;
 
     let only_small = std::env::var_os("WHARF_BENCH_ONLY_SMALL").is_some();
-    let backends = backend_rows(plan, &files, &local, &a, only_small)?;
-    let nodes = if only_small { Vec::new() } else { node_rows(plan, &files, [&a, &b])? };
+    let rows = backend_rows(plan, &files, &local, &a, only_small).and_then(|backends| {
+        let nodes = if only_small { Vec::new() } else { node_rows(plan, &files, [&a, &b])? };
+        Ok((backends, nodes))
+    });
+    let (backends, nodes) = rows.inspect_err(|_| keep_logs(&engines, &[&local, &a, &b]))?;
     print_tables(plan, &backends, &nodes);
     Ok(())
+}
+
+/// Copies the logs of the store and of every server out of their temporary directories, which
+/// go with them, so that a failed row can be explained.
+fn keep_logs(engines: &Engines, servers: &[&TestServer]) {
+    let dir = std::env::temp_dir().join(format!("wharf-bench-s3-logs-{}", std::process::id()));
+    let logs = std::iter::once(("garage.log".to_owned(), engines.garage.log()))
+        .chain(servers.iter().enumerate().map(|(n, s)| (format!("wharfd-{n}.log"), s.log())));
+    let kept = std::fs::create_dir_all(&dir).and_then(|()| {
+        logs.into_iter().try_for_each(|(name, log)| std::fs::write(dir.join(name), log))
+    });
+    match kept {
+        Ok(()) => eprintln!("bench: s3 failed; the logs are in {}", dir.display()),
+        Err(err) => eprintln!("bench: s3 failed, and its logs could not be kept: {err}"),
+    }
 }
 
 /// The local side: the files the rows send, and a folder they receive into.

@@ -1,5 +1,6 @@
 //! The s3 backend when its engines fail: the database stopped under a node (clear errors, nothing
-//! published half-way, service back when it returns), and a node killed mid-upload whose partial
+//! published half-way, service back when it returns), a store that leaves requests unanswered
+//! (retried past their timeout, then a clear failure), and a node killed mid-upload whose partial
 //! then expires (nothing left in the store). Real Garage and PostgreSQL, as in `scaleout`.
 
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::ErrorCode;
 use wharf_integration::client::login;
 use wharf_integration::engines::Engines;
+use wharf_integration::stalling_store::StallingStore;
 
 use crate::util::{content, p};
 
@@ -74,6 +76,51 @@ async fn with_the_database_stopped_requests_fail_clearly_and_nothing_is_publishe
     let back = local.path().join("back.bin");
     session.get(&p("/big.bin"), &back, false, NO_PROGRESS).await.expect("get");
     assert!(std::fs::read(&back).expect("back") == data);
+}
+
+/// The `[storage]` setting of a node in front of a stalling store: requests give up after 2 s.
+const SHORT_REQUESTS: &str = "request_timeout_secs = 2\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_piece_the_store_leaves_unanswered_is_sent_again_after_its_timeout() {
+    let Some(engines) = Engines::start("stalled piece test") else { return };
+    let store = StallingStore::start(&engines.garage.endpoint, 1);
+    let node = engines.node_via(&store.endpoint(), SHORT_REQUESTS, &["ann"]);
+    let local = tempfile::tempdir().expect("local");
+    let piece = wharf_common::transfer::PIECE_SIZE as usize;
+    let data = content(2 * piece + 1, 7);
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &data).expect("source");
+    let session = login(&node, "ann", "pw").await;
+
+    let put = session.put(&source, &p("/big.bin"), true, NO_PROGRESS).await;
+    put.unwrap_or_else(|err| {
+        panic!("the upload failed on one stalled piece: {err}\n{}", node.log())
+    });
+    assert_eq!(store.stalled(), 1, "a piece's PUT was left unanswered");
+    assert!(engines.stored("ann", "big.bin") == Some(data), "what the store holds is the file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_never_answers_fails_the_upload_within_its_retries() {
+    let Some(engines) = Engines::start("silent store test") else { return };
+    let store = StallingStore::start(&engines.garage.endpoint, usize::MAX);
+    let node = engines.node_via(&store.endpoint(), SHORT_REQUESTS, &["ann"]);
+    let local = tempfile::tempdir().expect("local");
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, content(wharf_common::transfer::PIECE_SIZE as usize + 1, 8))
+        .expect("source");
+    let session = login(&node, "ann", "pw").await;
+
+    // Five tries of 2 s each, and the backoff between them, then the error.
+    let destination = p("/big.bin");
+    let put = session.put(&source, &destination, true, NO_PROGRESS);
+    let put = tokio::time::timeout(Duration::from_secs(60), put).await;
+    let err = put.expect("the upload fails instead of hanging").expect_err("nothing was stored");
+    assert!(matches!(err, ClientError::Remote { code: ErrorCode::Io, .. }), "{err}");
+    assert!(store.stalled() >= 2, "the piece was tried again: {} tries", store.stalled());
+    assert!(!engines.exists("ann", "big.bin"), "a file appeared without its content");
+    assert!(session.list(&p("/")).await.expect("the session carries on").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

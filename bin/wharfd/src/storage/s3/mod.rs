@@ -43,11 +43,16 @@ use home::S3Home;
 use namespace::{Namespace, UPLOAD_HELD, db_error};
 use sweep::{Sweeper, sweep_blobs};
 
-/// Times a request to the store is retried (on a 5xx answer or a lost connection) before it fails.
+/// Times a request to the store is retried (on a 5xx answer, a lost connection or a timeout)
+/// before it fails.
 const STORE_RETRIES: usize = 4;
-/// How long a request to the store keeps being retried. A store that is down for longer fails the
-/// transfer with an error, and the client resumes it later, instead of holding it for minutes.
-const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long past one request's timeout (`storage.request_timeout_secs`) a request to the store
+/// keeps being retried. The window is counted from the first try, so it must outlast a whole
+/// timeout: with the timeout alone, a piece's PUT that stalled until its timeout was never retried
+/// (seen in the benchmark: one 8 MiB PUT to Garage timed out at 30 s and failed the upload).
+/// Past the window, a store that keeps failing fails the transfer with an error, and the client
+/// resumes it later, instead of holding it for minutes.
+const STORE_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// All homes, in one bucket and one database.
 pub struct S3Storage {
@@ -84,11 +89,12 @@ fn credentials(
     Ok((file.access_key_id, file.secret_access_key))
 }
 
-/// The HTTP client's options: plain HTTP allowed for an `http://` endpoint, and no idle
-/// connections kept where the settings say requests take fresh ones.
+/// The HTTP client's options: plain HTTP allowed for an `http://` endpoint, each request's
+/// timeout, and no idle connections kept where the settings say requests take fresh ones.
 fn store_client_options(storage: &StorageSettings) -> object_store::ClientOptions {
-    let options =
-        object_store::ClientOptions::new().with_allow_http(storage.endpoint.starts_with("http://"));
+    let options = object_store::ClientOptions::new()
+        .with_allow_http(storage.endpoint.starts_with("http://"))
+        .with_timeout(storage.request_timeout());
     match storage.reuse_connections() {
         true => options,
         false => options.with_pool_max_idle_per_host(0),
@@ -118,7 +124,7 @@ impl S3Storage {
             .with_client_options(store_client_options(storage))
             .with_retry(object_store::RetryConfig {
                 max_retries: STORE_RETRIES,
-                retry_timeout: STORE_RETRY_TIMEOUT,
+                retry_timeout: storage.request_timeout() + STORE_RETRY_WINDOW,
                 ..Default::default()
             })
             .build()
