@@ -1,6 +1,7 @@
 //! A TCP proxy in front of an object store that leaves chosen requests unanswered: the first
-//! `stall` PUTs of pieces (paths beneath `/blobs/`) are read and never forwarded nor answered, as a
-//! store that stalls does, until the client gives up on them. Everything else passes through.
+//! `stall` requests for pieces (paths beneath `/blobs/`) made with one of the chosen methods are
+//! read and never forwarded nor answered, as a store that stalls does, until the client gives up
+//! on them. Everything else passes through.
 //!
 //! It looks only at the first request on each connection, which is every request where wharfd
 //! takes a fresh connection per request (its default for an `http://` store).
@@ -21,8 +22,9 @@ pub struct StallingStore {
 
 impl StallingStore {
     /// Listens on loopback and forwards to the store at `endpoint` (`http://HOST:PORT`), stalling
-    /// its first `stall` piece PUTs (`usize::MAX`: all of them).
-    pub fn start(endpoint: &str, stall: usize) -> StallingStore {
+    /// the first `stall` requests for pieces (`usize::MAX`: all of them) whose method is one of
+    /// `methods` (`"PUT"`, `"GET"`).
+    pub fn start(endpoint: &str, methods: &'static [&'static str], stall: usize) -> StallingStore {
         let upstream: SocketAddr = endpoint
             .trim_start_matches("http://")
             .parse()
@@ -39,7 +41,7 @@ impl StallingStore {
                 }
                 let Ok(client) = client else { continue };
                 let counted = counted.clone();
-                std::thread::spawn(move || serve(client, upstream, &counted, stall));
+                std::thread::spawn(move || serve(client, upstream, &counted, (methods, stall)));
             }
         });
         StallingStore { addr, stalled, stopped }
@@ -64,8 +66,14 @@ impl Drop for StallingStore {
     }
 }
 
-/// One connection: stalled if its request is a piece's PUT and stalls remain, else relayed.
-fn serve(mut client: TcpStream, upstream: SocketAddr, stalled: &AtomicUsize, stall: usize) {
+/// One connection: stalled if its request is for a piece with a chosen method and stalls remain,
+/// else relayed.
+fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    stalled: &AtomicUsize,
+    (methods, stall): (&[&str], usize),
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     while !head.windows(2).any(|w| w == b"\r\n") && head.len() < HEAD_MAX {
@@ -74,12 +82,13 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, stalled: &AtomicUsize, sta
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let is_piece_put = head.starts_with(b"PUT ")
-        && head
-            .split(|&b| b == b' ')
-            .nth(1)
-            .is_some_and(|path| path.windows(b"/blobs/".len()).any(|w| w == b"/blobs/"));
-    let stalls = is_piece_put
+    let mut request_line = head.split(|&b| b == b' ');
+    let method = request_line.next().unwrap_or_default();
+    let for_piece = request_line
+        .next()
+        .is_some_and(|path| path.windows(b"/blobs/".len()).any(|w| w == b"/blobs/"));
+    let chosen = for_piece && methods.iter().any(|m| m.as_bytes() == method);
+    let stalls = chosen
         && stalled
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < stall).then_some(n + 1))
             .is_ok();

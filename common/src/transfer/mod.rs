@@ -101,6 +101,17 @@ pub enum TransferError {
 }
 
 impl TransferError {
+    /// Whether the sender broke the transfer off (its lanes ended early, were reset, or never
+    /// came), so that the sender's own reply, not this end, can say why.
+    pub fn broken_off_by_sender(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Truncated { .. }
+                | TransferError::LaneMissing
+                | TransferError::Read(quinn::ReadError::Reset(_))
+        )
+    }
+
     /// The connection's error, if the transfer failed because its connection ended.
     pub fn connection_lost(&self) -> Option<&quinn::ConnectionError> {
         match self {

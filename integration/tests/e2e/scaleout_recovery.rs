@@ -84,7 +84,7 @@ const SHORT_REQUESTS: &str = "request_timeout_secs = 2\n";
 #[tokio::test(flavor = "multi_thread")]
 async fn a_piece_the_store_leaves_unanswered_is_sent_again_after_its_timeout() {
     let Some(engines) = Engines::start("stalled piece test") else { return };
-    let store = StallingStore::start(&engines.garage.endpoint, 1);
+    let store = StallingStore::start(&engines.garage.endpoint, &["PUT"], 1);
     let node = engines.node_via(&store.endpoint(), SHORT_REQUESTS, &["ann"]);
     let local = tempfile::tempdir().expect("local");
     let piece = wharf_common::transfer::PIECE_SIZE as usize;
@@ -102,25 +102,48 @@ async fn a_piece_the_store_leaves_unanswered_is_sent_again_after_its_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_store_that_never_answers_fails_the_upload_within_its_retries() {
+async fn a_store_that_never_answers_fails_transfers_within_their_retries_and_says_so() {
     let Some(engines) = Engines::start("silent store test") else { return };
-    let store = StallingStore::start(&engines.garage.endpoint, usize::MAX);
-    let node = engines.node_via(&store.endpoint(), SHORT_REQUESTS, &["ann"]);
     let local = tempfile::tempdir().expect("local");
-    let source = local.path().join("big.bin");
-    std::fs::write(&source, content(wharf_common::transfer::PIECE_SIZE as usize + 1, 8))
-        .expect("source");
-    let session = login(&node, "ann", "pw").await;
+    let size = wharf_common::transfer::PIECE_SIZE as usize + 1;
+    let (kept, new) = (local.path().join("kept.bin"), local.path().join("new.bin"));
+    std::fs::write(&kept, content(size, 8)).expect("kept");
+    std::fs::write(&new, content(size, 9)).expect("new");
+    let direct = engines.node("", &["ann"]);
+    let session = login(&direct, "ann", "pw").await;
+    session.put(&kept, &p("/kept.bin"), false, NO_PROGRESS).await.expect("a file to download");
 
+    // Then the store answers no request for a piece, of a node that reaches it through the proxy.
+    let store = StallingStore::start(&engines.garage.endpoint, &["PUT", "GET"], usize::MAX);
+    let node = engines.node_via(&store.endpoint(), SHORT_REQUESTS, &[]);
+    let session = login(&node, "ann", "pw").await;
+    let (to_new, to_kept) = (p("/new.bin"), p("/kept.bin"));
+    let back = local.path().join("back.bin");
     // Five tries of 2 s each, and the backoff between them, then the error.
-    let destination = p("/big.bin");
-    let put = session.put(&source, &destination, true, NO_PROGRESS);
-    let put = tokio::time::timeout(Duration::from_secs(60), put).await;
-    let err = put.expect("the upload fails instead of hanging").expect_err("nothing was stored");
-    assert!(matches!(err, ClientError::Remote { code: ErrorCode::Io, .. }), "{err}");
-    assert!(store.stalled() >= 2, "the piece was tried again: {} tries", store.stalled());
-    assert!(!engines.exists("ann", "big.bin"), "a file appeared without its content");
-    assert!(session.list(&p("/")).await.expect("the session carries on").is_empty());
+    let limit = Duration::from_secs(60);
+    let (put, get) = tokio::join!(
+        tokio::time::timeout(limit, session.put(&new, &to_new, true, NO_PROGRESS)),
+        tokio::time::timeout(limit, session.get(&to_kept, &back, false, NO_PROGRESS)),
+    );
+    for (what, result) in [("upload", put.map(drop_ok)), ("download", get.map(drop_ok))] {
+        match result.unwrap_or_else(|_| panic!("the {what} hung")) {
+            Err(ClientError::Remote { code: ErrorCode::Io, message }) => {
+                assert!(message.contains("file store did not answer in time"), "{what}: {message}");
+                assert!(!message.contains("blobs/"), "{what} told the store's names: {message}");
+            }
+            other => panic!("the {what} without a store: {other:?}"),
+        }
+    }
+    assert!(store.stalled() >= 4, "each piece was tried again: {} tries", store.stalled());
+    assert!(!engines.exists("ann", "new.bin"), "a file appeared without its content");
+    assert!(!back.exists(), "a download appeared without its content");
+    let listing = session.list(&p("/")).await.expect("the session carries on");
+    assert_eq!(listing.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["kept.bin"]);
+}
+
+/// A transfer's result without its outcome, to compare an upload's with a download's.
+fn drop_ok<T>(result: Result<T, ClientError>) -> Result<(), ClientError> {
+    result.map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread")]

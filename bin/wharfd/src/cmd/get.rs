@@ -5,7 +5,7 @@
 //! the whole file is sent, so a changed file is never spliced onto an old partial.
 
 use wharf_common::proto::{ErrorCode, Reply};
-use wharf_common::transfer::{Plan, Ranges, StreamHeader, send_file};
+use wharf_common::transfer::{Plan, Ranges, StreamHeader, TransferError, send_file};
 
 use super::{CmdResult, Progress, Session, parse_path};
 use crate::storage::StorageError;
@@ -42,10 +42,17 @@ pub async fn run(
     }
     let header = StreamHeader::of(id);
     let stall = settings.stall_timeout();
-    let digest =
+    let sent =
         send_file(&session.outgoing, header, source.source, &plan, source.digest, stall, &|_| {})
-            .await
-            .map_err(|err| failed(&path, &err.to_string()))?;
+            .await;
+    let digest = sent.map_err(|err| match err {
+        TransferError::File(err) => {
+            // As for uploads: the client hears what kind of failure, the log what failed.
+            tracing::warn!(%path, %err, "a download failed reading the file");
+            StorageError::from_io(&err, &path)
+        }
+        other => failed(&path, &other.to_string()),
+    })?;
     if source.digest.is_none() {
         // Hashed while sending: remember it, so the next download need not.
         if let Err(err) = session.home.record_digest(&path, &source.version, digest).await {

@@ -66,6 +66,11 @@ impl StorageError {
     /// Maps an I/O error on `path` to its wire code. This is the one place where that mapping lives.
     pub fn from_io(err: &std::io::Error, path: &RemotePath) -> StorageError {
         use std::io::ErrorKind as K;
+        if let Some(failure) =
+            err.get_ref().and_then(|inner| inner.downcast_ref::<ServiceFailure>())
+        {
+            return StorageError::new(ErrorCode::Io, format!("{path}: {}", failure.told));
+        }
         if err.raw_os_error() == Some(libc::ELOOP) {
             let what = "too many levels of symbolic links";
             return StorageError::new(ErrorCode::InvalidPath, format!("{path}: {what}"));
@@ -87,6 +92,22 @@ impl StorageError {
             kind => (ErrorCode::Io, format!("I/O error ({kind})")),
         };
         StorageError::new(code, format!("{path}: {what}"))
+    }
+}
+
+/// A service a backend relies on failing (the s3 backend's object store or database), carried
+/// through the transfer engine inside an `io::Error`: `told` is for the client, which learns what
+/// failed but no internal names; the error's text, for the log, is the whole `detail`.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct ServiceFailure {
+    pub told: String,
+    pub detail: String,
+}
+
+impl ServiceFailure {
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::other(self)
     }
 }
 

@@ -18,6 +18,7 @@ use wharf_common::transfer::{Destination, PIECE_SIZE, Ranges, Source};
 
 use super::Namespace;
 use super::blobs::Blobs;
+use crate::storage::{ServiceFailure, StorageError};
 
 /// Piece `index` of a file of `size` bytes cut into `piece_size` pieces: its start and end.
 pub fn piece_bounds(index: u64, piece_size: u64, size: u64) -> (u64, u64) {
@@ -30,8 +31,32 @@ pub fn piece_count(size: u64, piece_size: u64) -> u64 {
     size.div_ceil(piece_size)
 }
 
-fn other(err: impl std::fmt::Display) -> io::Error {
-    io::Error::other(err.to_string())
+/// The object store failing, as the engine carries it: the client hears whether it failed or
+/// did not answer in time, the log the whole error.
+fn store_failure(err: object_store::Error) -> io::Error {
+    let told = match timed_out(&err) {
+        true => "the server's file store did not answer in time; try again",
+        false => "the server's file store failed; try again",
+    };
+    ServiceFailure { told: told.to_owned(), detail: err.to_string() }.into_io()
+}
+
+/// Whether a request to the store failed by running out of time.
+fn timed_out(err: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = cause {
+        if error.downcast_ref::<HttpError>().is_some_and(|e| e.kind() == HttpErrorKind::Timeout) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The database failing, as the engine carries it; its message is worded for the client already.
+fn database_failure(err: StorageError) -> io::Error {
+    ServiceFailure { told: err.message.clone(), detail: err.message }.into_io()
 }
 
 /// Where an upload's whole pieces go.
@@ -89,13 +114,13 @@ impl PieceDestination {
             let inline = match &self.store {
                 PieceStore::Objects(blob) => {
                     let put = blob.blobs.put_piece(&blob.blob, index, Bytes::from(bytes));
-                    put.await.map_err(other)?;
+                    put.await.map_err(store_failure)?;
                     None
                 }
                 PieceStore::Inline => Some(bytes),
             };
             let record = self.namespace.record_piece(&self.key, index, len, inline.as_deref());
-            record.await.map_err(other)
+            record.await.map_err(database_failure)
         })?;
         let (start, end) = self.bounds(index);
         self.stored.lock().insert(start, end);
@@ -109,7 +134,7 @@ impl PieceDestination {
             PieceStore::Inline => {
                 let index = at / PIECE_SIZE;
                 let piece = self.runtime.block_on(self.namespace.inline_piece(&self.key, index));
-                let piece = piece.map_err(other)?;
+                let piece = piece.map_err(database_failure)?;
                 let from = (at - index * PIECE_SIZE) as usize;
                 let bytes = piece.get(from..from + part.len()).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::UnexpectedEof, "a stored piece is short")
@@ -130,10 +155,10 @@ impl Destination for PieceDestination {
     fn clear(&self) -> io::Result<()> {
         let pieces = piece_count(self.size, PIECE_SIZE);
         self.runtime.block_on(async {
-            self.namespace.forget_pieces(&self.key).await.map_err(other)?;
+            self.namespace.forget_pieces(&self.key).await.map_err(database_failure)?;
             match &self.store {
                 PieceStore::Objects(blob) => {
-                    blob.blobs.delete(&blob.blob, pieces).await.map_err(other)
+                    blob.blobs.delete(&blob.blob, pieces).await.map_err(store_failure)
                 }
                 PieceStore::Inline => Ok(()),
             }
@@ -209,7 +234,7 @@ impl Source for BlobSource {
             let range = (at - start, at - start + want as u64);
             let bytes =
                 self.runtime.block_on(self.blobs.read_piece(&self.blob, index, range.0, range.1));
-            let bytes = bytes.map_err(other)?;
+            let bytes = bytes.map_err(store_failure)?;
             if bytes.len() != want {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a piece is short"));
             }
@@ -217,5 +242,39 @@ impl Source for BlobSource {
             done += want;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::client::{HttpError, HttpErrorKind};
+    use wharf_common::path::RemotePath;
+
+    use super::*;
+
+    /// A request's error inside another, as the store's retries wrap it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("Error performing PUT http://store/bucket/blobs/b/0 - {0}")]
+    struct Retried(#[source] HttpError);
+
+    fn failed_request(kind: HttpErrorKind) -> io::Error {
+        let http = HttpError::new(kind, io::Error::other("error sending request"));
+        store_failure(object_store::Error::Generic { store: "S3", source: Box::new(Retried(http)) })
+    }
+
+    #[test]
+    fn the_client_hears_how_the_store_failed_and_the_log_what_failed() {
+        let path = RemotePath::parse("/big.bin").expect("path");
+        let timed_out = failed_request(HttpErrorKind::Timeout);
+        let told = StorageError::from_io(&timed_out, &path);
+        assert_eq!(told.code, wharf_common::proto::ErrorCode::Io);
+        assert_eq!(
+            told.message,
+            "/big.bin: the server's file store did not answer in time; try again"
+        );
+        assert!(timed_out.to_string().contains("blobs/b/0"), "the log keeps it: {timed_out}");
+
+        let refused = StorageError::from_io(&failed_request(HttpErrorKind::Connect), &path);
+        assert_eq!(refused.message, "/big.bin: the server's file store failed; try again");
     }
 }
