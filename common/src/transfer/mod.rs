@@ -101,14 +101,16 @@ pub enum TransferError {
 }
 
 impl TransferError {
-    /// Whether the sender broke the transfer off (its lanes ended early, were reset, or never
-    /// came), so that the sender's own reply, not this end, can say why.
-    pub fn broken_off_by_sender(&self) -> bool {
+    /// Whether the peer broke the transfer off (stopped reading an upload; ended a download's
+    /// lanes early, reset them, or never opened one), so that the peer's own reply, not this end,
+    /// can say why.
+    pub fn broken_off_by_peer(&self) -> bool {
         matches!(
             self,
             TransferError::Truncated { .. }
                 | TransferError::LaneMissing
                 | TransferError::Read(quinn::ReadError::Reset(_))
+                | TransferError::Write(quinn::WriteError::Stopped(_))
         )
     }
 

@@ -241,3 +241,25 @@ async fn a_download_survives_the_client_changing_address() {
     assert_eq!(outcome.sha256, Sha256Digest::of(&data));
     assert_eq!(std::fs::read(&dest).expect("downloaded"), data);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_file_cut_short_during_an_upload_is_reported_as_changed_here() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let session = login(&server, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local dir");
+    let source = local.path().join("shrinks.bin");
+    std::fs::write(&source, content(16 << 20, 3)).expect("source");
+    // Cut to 1 MiB once the upload has opened the file, before its bytes go.
+    let cut = std::sync::Once::new();
+    let on_bytes = |_| {
+        cut.call_once(|| {
+            let file = std::fs::File::options().write(true).open(&source).expect("open");
+            file.set_len(1 << 20).expect("cut");
+        });
+    };
+    let err = session.put(&source, &p("/shrinks.bin"), true, &on_bytes).await.expect_err("cut");
+    // This end's fault, in its own words; not the server's reply to the lanes it saw end.
+    assert!(err.to_string().contains("the source file changed during the transfer"), "{err}");
+    assert!(server.stored("ann", "shrinks.bin").is_none(), "nothing was installed");
+    session.close().await;
+}

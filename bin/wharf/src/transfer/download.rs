@@ -10,11 +10,11 @@ use wharf_common::claims;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{
-    DEFAULT_STALL_TIMEOUT, Durability, Plan, Ranges, Received, TransferError, Written, receive_file,
+    DEFAULT_STALL_TIMEOUT, Durability, Plan, Ranges, Received, Written, receive_file,
 };
 
 use super::part::LocalPart;
-use super::{OnBytes, Outcome, checked_plan, transfer_error, unexpected};
+use super::{OnBytes, Outcome, checked_plan, failed, unexpected};
 use crate::error::{ClientError, Result};
 use crate::link::Link;
 use crate::rpc::Replies;
@@ -52,7 +52,7 @@ impl Session {
         let received =
             match receive_file(&mut lanes, writer, &plan, durability, stall, &on_written).await {
                 Ok(received) => received,
-                Err(err) => return Err(broken_off(&link, &mut replies, remote, err).await),
+                Err(err) => return Err(failed(&link, &mut replies, remote, err).await),
             };
         let done = link.rpc.next_reply(&mut replies).await?;
         if let Err(mismatch) = verified(remote, &received, &done) {
@@ -64,26 +64,6 @@ impl Session {
         let (sha256, elapsed) = (received.computed, started.elapsed());
         Ok(Outcome { size, resumed_from, sha256, elapsed, version: None })
     }
-}
-
-/// How long a download the server broke off waits for the server's reply saying why.
-const REASON_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The error of a download that failed: the server's reply when the server broke it off (its
-/// store failed, say, which the ended lanes cannot tell), else what failed here.
-async fn broken_off(
-    link: &Link,
-    replies: &mut Replies,
-    remote: &RemotePath,
-    err: TransferError,
-) -> ClientError {
-    if err.broken_off_by_sender()
-        && let Ok(Err(reason @ ClientError::Remote { .. })) =
-            tokio::time::timeout(REASON_WAIT, link.rpc.next_reply(replies)).await
-    {
-        return reason;
-    }
-    transfer_error(&remote.to_string(), err)
 }
 
 /// The `transfer` reply: its id, the file's version and the plan, which may only ask for more than

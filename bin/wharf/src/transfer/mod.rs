@@ -14,10 +14,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use wharf_common::hash::Sha256Digest;
+use wharf_common::path::RemotePath;
 use wharf_common::proto::{ErrorCode, Reply};
 use wharf_common::transfer::{Plan, Ranges, TransferError};
 
 use crate::error::{ClientError, Result};
+use crate::link::Link;
+use crate::rpc::Replies;
 
 pub use part::part_path;
 pub use upload::PutOptions;
@@ -59,6 +62,27 @@ fn transfer_error(what: &str, err: TransferError) -> ClientError {
             message: format!("{what}: {other}"),
         },
     }
+}
+
+/// How long a transfer the server broke off waits for the server's reply saying why.
+const REASON_WAIT: Duration = Duration::from_secs(5);
+
+/// The error of a transfer that failed: the server's reply when the server broke it off (over
+/// quota, or its store failed, which a stopped or ended lane cannot tell), else what failed here
+/// (this end's own disk, or the connection).
+async fn failed(
+    link: &Link,
+    replies: &mut Replies,
+    remote: &RemotePath,
+    err: TransferError,
+) -> ClientError {
+    if err.broken_off_by_peer()
+        && let Ok(Err(reason @ ClientError::Remote { .. })) =
+            tokio::time::timeout(REASON_WAIT, link.rpc.next_reply(replies)).await
+    {
+        return reason;
+    }
+    transfer_error(&remote.to_string(), err)
 }
 
 /// Checks the plan in a `transfer` reply.

@@ -13,7 +13,7 @@ use wharf_common::path::RemotePath;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{DEFAULT_STALL_TIMEOUT, Plan, Ranges, StreamHeader, send_file};
 
-use super::{OnBytes, Outcome, checked_plan, local_error, transfer_error, unexpected};
+use super::{OnBytes, Outcome, checked_plan, failed, local_error, unexpected};
 use crate::error::{ClientError, Result};
 use crate::link::Link;
 use crate::local::blocking;
@@ -83,11 +83,7 @@ impl Session {
         .await;
         let sent = match sent {
             Ok(digest) => digest,
-            // The server's reply says more than a reset stream would (quota, a closed connection).
-            Err(err) => {
-                link.rpc.next_reply(&mut replies).await?;
-                return Err(transfer_error(&remote.to_string(), err));
-            }
+            Err(err) => return Err(failed(&link, &mut replies, remote, err).await),
         };
         let version = stored(&link, &mut replies, &plan, remote, sent).await?;
         let (resumed_from, elapsed) = (plan.present(), started.elapsed());
