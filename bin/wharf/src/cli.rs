@@ -12,7 +12,7 @@ use crate::copy::CopyOptions;
 use crate::credentials::log_in_then;
 use crate::error::{ClientError, Result};
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
-use crate::target::Target;
+use crate::target::{ShellTarget, Target, parse_url};
 use crate::trust::KnownHosts;
 
 const EXIT_CODES: &str = "\
@@ -38,7 +38,7 @@ const BROKEN_PIPE_EXIT: u8 = 141;
     after_help = EXIT_CODES,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true,
-    override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT]\n       \
+    override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT] | wharf://[USER@]HOST[:PORT]/DIR\n       \
                       wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR\n       \
                       wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR\n       \
                       wharf [OPTIONS] mirror [-R] [--delete] [--dry-run] [-j N] wharf://[USER@]HOST[:PORT]/DIR [LOCAL]\n       \
@@ -76,9 +76,10 @@ struct Args {
     /// server picks its own, in `[transport] congestion`).
     #[arg(long, value_name = "NAME", default_value = "tolerant", global = true)]
     congestion: wharf_common::net::Congestion,
-    /// The server: [USER@]HOST[:PORT] (port 4433 by default).
+    /// The server: [USER@]HOST[:PORT] (port 4433 by default), or wharf://[USER@]HOST[:PORT]/DIR to
+    /// start in DIR.
     #[arg(required = true)]
-    target: Option<Target>,
+    target: Option<ShellTarget>,
     #[command(subcommand)]
     one_shot: Option<OneShot>,
 }
@@ -104,43 +105,6 @@ enum OneShot {
         #[arg(short = 'C', value_name = "COMMENT")]
         comment: Option<String>,
     },
-}
-
-/// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path. The user and the
-/// path are percent-decoded (`my%20docs` is `my docs`); `?` and `#` in a name must be written
-/// `%3F` and `%23`, since a URL gives them other meanings.
-fn parse_url(text: &str) -> Result<(Target, String)> {
-    let usage = |why: &str| {
-        ClientError::Usage(format!("{text:?}: {why}; expected wharf://[USER@]HOST[:PORT]/PATH"))
-    };
-    let url = url::Url::parse(text).map_err(|err| usage(&err.to_string()))?;
-    if url.scheme() != "wharf" {
-        return Err(usage("not a wharf:// URL"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(usage("write ? and # in names as %3F and %23"));
-    }
-    let host = match url.host() {
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        Some(host) => host.to_string(),
-        None => return Err(usage("no host")),
-    };
-    let decode = |part: &str| {
-        percent_encoding::percent_decode_str(part)
-            .decode_utf8()
-            .map(|decoded| decoded.into_owned())
-            .map_err(|_| usage("percent-encoding that is not UTF-8"))
-    };
-    let user = match url.username() {
-        "" => None,
-        user => Some(decode(user)?),
-    };
-    let path = match url.path() {
-        "" => "/".to_owned(),
-        path => decode(path)?,
-    };
-    let port = url.port().unwrap_or(wharf_common::limits::DEFAULT_PORT);
-    Ok((Target { user, host, port }, path))
 }
 
 /// Entry point of the binary.
@@ -200,6 +164,7 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if let Some(OneShot::Keygen { file, no_passphrase, comment }) = &args.one_shot {
         return keygen(file.clone(), *no_passphrase, comment.clone());
     }
+    let mut start_dir = None;
     let (target, work) = match args.one_shot.take() {
         Some(_) if args.target.is_some() => {
             return Err(ClientError::Usage(
@@ -208,9 +173,10 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
         }
         Some(one_shot) => one_shot_work(one_shot)?,
         None => {
-            let target =
+            let shell =
                 args.target.clone().ok_or_else(|| ClientError::Usage("no server given".into()))?;
-            (target, script_or_shell(&args)?)
+            start_dir = shell.start_dir;
+            (shell.target, script_or_shell(&args)?)
         }
     };
     let interactive = match &work {
@@ -229,14 +195,22 @@ fn run(mut args: Args, runtime: &tokio::runtime::Runtime) -> Result<()> {
 
     let session = Arc::new(runtime.block_on(Session::connect(&options))?);
     let identity = args.identity.as_deref();
+    // The `cd` into a URL's folder goes out behind the login, as the first command does.
+    let start = async {
+        match &start_dir {
+            Some(dir) => session.cd(dir).await.map(drop),
+            None => Ok(()),
+        }
+    };
     let outcome = match work {
         Work::Shell => {
-            log_in_then(&session, &user, identity, runtime, std::future::ready(Ok(())))?;
+            log_in_then(&session, &user, identity, runtime, start)?;
             crate::shell::run(session.clone(), runtime)
         }
-        Work::Once(once) => {
-            log_in_then(&session, &user, identity, runtime, run_once(&session, once))
-        }
+        Work::Once(once) => log_in_then(&session, &user, identity, runtime, async {
+            start.await?;
+            run_once(&session, once).await
+        }),
     };
     if let Ok(session) = Arc::try_unwrap(session) {
         runtime.block_on(session.close());
@@ -397,27 +371,4 @@ fn keygen(file: Option<PathBuf>, no_passphrase: bool, comment: Option<String>) -
         crate::identity::public_path(&path).display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_url;
-
-    #[test]
-    fn urls_are_percent_decoded() {
-        let (target, path) =
-            parse_url("wharf://ann@files.example:4500/my%20docs/a%23b.txt").expect("url");
-        assert_eq!(
-            (target.user.as_deref(), target.host.as_str(), target.port),
-            (Some("ann"), "files.example", 4500)
-        );
-        assert_eq!(path, "/my docs/a#b.txt");
-        let (target, path) = parse_url("wharf://[::1]/").expect("ipv6");
-        assert_eq!((target.host.as_str(), target.port, path.as_str()), ("::1", 4433, "/"));
-        assert_eq!(parse_url("wharf://host").expect("no path").1, "/");
-        assert_eq!(parse_url("wharf://h/with space").expect("raw space").1, "/with space");
-        assert!(parse_url("ftp://host/x").is_err());
-        assert!(parse_url("wharf://host/a?b").is_err(), "a raw ? is refused, not cut off");
-        assert!(parse_url("wharf:///nohost").is_err());
-    }
 }

@@ -1,9 +1,12 @@
-//! `[USER@]HOST[:PORT]`, with IPv6 literals in brackets (`ann@[::1]:4433`).
+//! Where to connect: `[USER@]HOST[:PORT]`, with IPv6 literals in brackets (`ann@[::1]:4433`), and
+//! `wharf://[USER@]HOST[:PORT]/PATH` URLs.
 
 use std::fmt;
 use std::str::FromStr;
 
 use wharf_common::limits::DEFAULT_PORT;
+
+use crate::error::ClientError;
 
 /// Where to connect, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +47,11 @@ impl FromStr for Target {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || TargetError(text.to_owned());
         let (user, rest) = match text.rsplit_once('@') {
-            Some((user, rest)) if !user.is_empty() => (Some(user.to_owned()), rest),
-            Some(_) => return Err(bad()),
+            // `/` and `:` make no user name, but a mistyped URL (`ftp://ann@host`).
+            Some((user, _)) if user.is_empty() || user.contains(['/', ':', ' ']) => {
+                return Err(bad());
+            }
+            Some((user, rest)) => (Some(user.to_owned()), rest),
             None => (None, text),
         };
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
@@ -70,6 +76,70 @@ impl FromStr for Target {
             None => DEFAULT_PORT,
         };
         Ok(Target { user, host: host.to_owned(), port })
+    }
+}
+
+/// Splits `wharf://[USER@]HOST[:PORT]/PATH` into the server and the remote path. The user and the
+/// path are percent-decoded (`my%20docs` is `my docs`); `?` and `#` in a name must be written
+/// `%3F` and `%23`, since a URL gives them other meanings.
+pub fn parse_url(text: &str) -> Result<(Target, String), ClientError> {
+    let usage = |why: &str| {
+        ClientError::Usage(format!("{text:?}: {why}; expected wharf://[USER@]HOST[:PORT]/PATH"))
+    };
+    let url = url::Url::parse(text).map_err(|err| usage(&err.to_string()))?;
+    if url.scheme() != "wharf" {
+        return Err(usage("not a wharf:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(usage("write ? and # in names as %3F and %23"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => return Err(usage("no host")),
+    };
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| usage("percent-encoding that is not UTF-8"))
+    };
+    let user = match url.username() {
+        "" => None,
+        user => Some(decode(user)?),
+    };
+    let path = match url.path() {
+        "" => "/".to_owned(),
+        path => decode(path)?,
+    };
+    let port = url.port().unwrap_or(wharf_common::limits::DEFAULT_PORT);
+    Ok((Target { user, host, port }, path))
+}
+
+/// The server of the shell and of `-c` and `-b`: `[USER@]HOST[:PORT]`, or a
+/// `wharf://[USER@]HOST[:PORT]/DIR` URL, which starts in `DIR` (as sftp takes `sftp://` URLs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellTarget {
+    pub target: Target,
+    /// Where to `cd` after logging in; `None` for the home.
+    pub start_dir: Option<String>,
+}
+
+impl FromStr for ShellTarget {
+    type Err = ClientError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.contains("://") {
+            let (target, path) = parse_url(text)?;
+            let start_dir = (path != "/").then_some(path);
+            return Ok(ShellTarget { target, start_dir });
+        }
+        let target = text.parse().map_err(|_| {
+            ClientError::Usage(format!(
+                "invalid server {text:?}: expected [USER@]HOST[:PORT] or wharf://[USER@]HOST[:PORT]/DIR"
+            ))
+        })?;
+        Ok(ShellTarget { target, start_dir: None })
     }
 }
 
@@ -99,8 +169,41 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for bad in ["", "@host", "host:port", "host:99999", "[::1", "[::1]x", "a b"] {
+        let nonsense =
+            ["", "@host", "host:port", "host:99999", "[::1", "[::1]x", "a b", "wharf://ann@host"];
+        for bad in nonsense {
             assert!(bad.parse::<Target>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urls_are_percent_decoded() {
+        let (target, path) =
+            parse_url("wharf://ann@files.example:4500/my%20docs/a%23b.txt").expect("url");
+        assert_eq!(
+            (target.user.as_deref(), target.host.as_str(), target.port),
+            (Some("ann"), "files.example", 4500)
+        );
+        assert_eq!(path, "/my docs/a#b.txt");
+        let (target, path) = parse_url("wharf://[::1]/").expect("ipv6");
+        assert_eq!((target.host.as_str(), target.port, path.as_str()), ("::1", 4433, "/"));
+        assert_eq!(parse_url("wharf://host").expect("no path").1, "/");
+        assert_eq!(parse_url("wharf://h/with space").expect("raw space").1, "/with space");
+        assert!(parse_url("ftp://host/x").is_err());
+        assert!(parse_url("wharf://host/a?b").is_err(), "a raw ? is refused, not cut off");
+        assert!(parse_url("wharf:///nohost").is_err());
+    }
+
+    #[test]
+    fn the_shell_takes_a_server_or_a_url_to_start_in() {
+        let shell = |text: &str| text.parse::<ShellTarget>();
+        let plain = shell("ann@host:99").expect("plain");
+        assert_eq!((plain.target, plain.start_dir), (t("ann@host:99"), None));
+        let url = shell("wharf://ann@host:99/my%20docs").expect("url");
+        assert_eq!((url.target, url.start_dir.as_deref()), (t("ann@host:99"), Some("/my docs")));
+        assert_eq!(shell("wharf://ann@host/").expect("home").start_dir, None);
+        for bad in ["sftp://ann@host", "wharf:/ann@host", "ftp://host/x", "ann@host:/dir"] {
+            assert!(matches!(shell(bad), Err(ClientError::Usage(_))), "{bad:?}");
         }
     }
 }

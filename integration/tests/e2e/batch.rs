@@ -101,6 +101,30 @@ fn exit_codes_tell_authentication_and_connection_failures_apart() {
 }
 
 #[test]
+fn a_wharf_url_names_the_server_and_the_folder_to_start_in() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.make_dir("ann", "my docs/inbox");
+    let url = |path: &str| format!("wharf://ann@127.0.0.1:{}{path}", server.addr().port());
+    let out = run(&server, Some("pw"), &["-c", "pwd; cd ..; pwd", &url("/my%20docs/inbox")], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "/my docs/inbox\n/my docs\n");
+    let out = run(&server, Some("pw"), &["-c", "pwd", &url("/")], None);
+    assert_eq!(text(&out.stdout), "/\n", "{}", text(&out.stderr));
+
+    let out = run(&server, Some("pw"), &["-c", "mkdir made", &url("/nowhere")], None);
+    assert_eq!(out.status.code(), Some(1), "a folder that is not there fails the login's command");
+    assert!(text(&out.stderr).contains("/nowhere: no such file"), "{}", text(&out.stderr));
+    assert!(!server.exists("ann", "made") && !server.exists("ann", "nowhere/made"));
+
+    // A URL of another scheme, or one mistyped, is a usage error, never a user name.
+    let port = server.addr().port();
+    for bad in [format!("sftp://ann@127.0.0.1:{port}"), format!("wharf:/ann@127.0.0.1:{port}")] {
+        let out = run(&server, Some("pw"), &["-c", "pwd", &bad], None);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
 fn help_lists_every_command() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let out = run(&server, Some("pw"), &["-c", "help; help mv", &target(&server, "ann")], None);

@@ -187,6 +187,22 @@ fn first_connection_asks_about_the_host_and_the_password() {
 }
 
 #[test]
+fn a_wharf_url_starts_the_shell_in_its_folder() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.make_dir("ann", "my docs/sub");
+    let home = tempfile::tempdir().expect("home");
+    let (cert, home_env) = (server.cert().display().to_string(), home.path().display().to_string());
+    let url = format!("wharf://ann@127.0.0.1:{}/my%20docs", server.addr().port());
+    let env = [("HOME", home_env.as_str()), ("WHARF_PASSWORD", "pw")];
+    let mut sh = PtyShell::spawn(&binary("wharf"), &["--ca", &cert, &url], &env);
+    at_prompt(&mut sh, "/my docs");
+    sh.send("ls\r");
+    sh.expect_where("ls output", |s| has_line(s, "sub/"));
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
+#[test]
 fn a_person_slower_than_the_login_timeout_still_logs_in() {
     // One second to log in: the host-key question and the password prompt together take longer.
     let server = TestServer::configured("[auth]\nlogin_timeout_secs = 1\n", &[("ann", "pw")]);
