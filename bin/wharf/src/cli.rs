@@ -131,7 +131,7 @@ pub fn main() -> ExitCode {
         // shell reports for a program ended by SIGPIPE, as cat or ls would.
         Err(err) if err.is_broken_pipe() => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(err) => {
-            eprintln!("wharf: {err}");
+            eprintln!("wharf: {}", crate::format::printable(&err.to_string()));
             err.exit()
         }
     }

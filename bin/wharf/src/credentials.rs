@@ -34,7 +34,9 @@ pub fn log_in_then<T>(
     let can_ask = std::io::stdin().is_terminal();
     if let Some(path) = key_path {
         let identity = Arc::new(Identity::load(path, key_passphrase)?);
-        let refused = |message: String| eprintln!("{message} (key {})", path.display());
+        let refused = |message: String| {
+            eprintln!("{} (key {})", crate::format::printable(&message), path.display());
+        };
         if password.is_none() && !can_ask {
             // Nothing to fall back on: the work may follow the key at once.
             return match runtime.block_on(session.login_then(user, Secret::Key(identity), work)) {
@@ -89,7 +91,9 @@ fn prompt_and_log_in(session: &Session, user: &str, runtime: &Runtime) -> Result
             result = runtime.block_on(session.login(user, &password));
         }
         match result {
-            Err(ClientError::Auth(message)) if attempt < 3 => eprintln!("{message}"),
+            Err(ClientError::Auth(message)) if attempt < 3 => {
+                eprintln!("{}", crate::format::printable(&message));
+            }
             other => return other.map(|_| ()),
         }
     }

@@ -8,7 +8,7 @@ use wharf_common::proto::{EntryKind, ErrorCode};
 
 use crate::commands::{PartialsAction, ShellCommand, overview, usage_of};
 use crate::error::{ClientError, Result};
-use crate::format::{df_text, human_bytes, partials_text, quota_text, stat_text};
+use crate::format::{df_text, human_bytes, partials_text, quota_text, shown, stat_text};
 use crate::pipeline;
 use crate::session::Session;
 
@@ -21,7 +21,8 @@ pub enum Flow {
 
 /// Writes `text` to `out`.
 pub fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
-    out.write_all(text.as_bytes()).map_err(|err| ClientError::local("writing output", err))
+    out.write_all(crate::format::printable(text).as_bytes())
+        .map_err(|err| ClientError::local("writing output", err))
 }
 
 /// Runs `command`.
@@ -61,7 +62,7 @@ fn prints_without_asking(command: &ShellCommand) -> bool {
 /// The commands on the server's files, other than transfers.
 async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Write) -> Result<()> {
     match command {
-        ShellCommand::Pwd => emit(out, &format!("{}\n", session.cwd()))?,
+        ShellCommand::Pwd => emit(out, &format!("{}\n", shown(session.cwd().as_str())))?,
         ShellCommand::Cd { path } => {
             session.cd(path.as_deref().unwrap_or("/")).await?;
         }
@@ -167,7 +168,10 @@ fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
         ShellCommand::Lcd { path } => {
             crate::local::change_dir(path.as_deref())?;
         }
-        ShellCommand::Lpwd => emit(out, &format!("{}\n", crate::local::current_dir()?.display()))?,
+        ShellCommand::Lpwd => {
+            let dir = crate::local::current_dir()?.display().to_string();
+            emit(out, &format!("{}\n", shown(&dir)))?;
+        }
         ShellCommand::Lls(args) => crate::listing::local(&args, out)?,
         ShellCommand::Help { command } => {
             let text = match command {

@@ -1,7 +1,50 @@
 //! How entries, times and quotas are shown.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use wharf_common::proto::{Entry, EntryKind, PartialUpload, QuotaInfo};
 pub use wharf_common::units::format_bytes as human_bytes;
+
+/// A name as it may be shown on a terminal. Names come from the server (or from files it sent), so
+/// their control characters could move the cursor, rewrite the line or retitle the window, and a
+/// bidirectional override could make a name read as another: these are shown escaped (`\n`,
+/// `\x1b`, `\u{202e}`), as OpenSSH's sftp shows them; anything else as it is.
+pub fn shown(name: &str) -> Cow<'_, str> {
+    escaped(name, |_| true)
+}
+
+/// A message or a listing as it may be shown: as [`shown`], but keeping line breaks and tabs. What
+/// the commands print passes through this, the names in it through [`shown`] first.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escaped(text, |c| !matches!(c, '\n' | '\t'))
+}
+
+fn escaped(text: &str, escape_control: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let hazard = |c: char| {
+        (c.is_control() && escape_control(c))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hazard) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !hazard(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// `drwxr-xr-x`-style type and permission string.
 pub fn mode_string(kind: EntryKind, mode: u32) -> String {
@@ -46,10 +89,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// The name as listed: directories get a trailing `/`, symlinks an `@`.
 pub fn display_name(entry: &Entry) -> String {
+    let name = shown(&entry.name);
     match entry.kind {
-        EntryKind::Dir => format!("{}/", entry.name),
-        EntryKind::Symlink => format!("{}@", entry.name),
-        _ => entry.name.clone(),
+        EntryKind::Dir => format!("{name}/"),
+        EntryKind::Symlink => format!("{name}@"),
+        _ => name.into_owned(),
     }
 }
 
@@ -95,7 +139,8 @@ pub fn stat_text(path: &str, entry: &Entry) -> String {
         EntryKind::Other => "other",
     };
     format!(
-        "    Path: {path}\n    Type: {kind}\n    Size: {} ({})\n    Mode: {:04o} ({})\nModified: {} UTC\n",
+        "    Path: {}\n    Type: {kind}\n    Size: {} ({})\n    Mode: {:04o} ({})\nModified: {} UTC\n",
+        shown(path),
         entry.size,
         human_bytes(entry.size),
         entry.mode,
@@ -165,7 +210,7 @@ pub fn partials_text(partials: &[PartialUpload]) -> String {
     let mut text = String::new();
     for partial in partials {
         let of = partial.size.map_or_else(String::new, |size| format!(" of {}", human_bytes(size)));
-        let path = partial.path.as_deref().unwrap_or("(a small file, not resumable)");
+        let path = partial.path.as_deref().map_or("(a small file, not resumable)".into(), shown);
         text.push_str(&format!(
             "{:>10}{of:<14} {}  {path}\n",
             human_bytes(partial.held),
@@ -178,6 +223,25 @@ pub fn partials_text(partials: &[PartialUpload]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_reach_the_terminal_without_their_control_characters() {
+        assert!(matches!(shown("plain name ünï.txt"), Cow::Borrowed(_)));
+        let title = "\u{1b}]0;owned\u{7}";
+        assert_eq!(shown(&format!("a{title}\nb\tc\rd")), "a\\x1b]0;owned\\x07\\nb\\tc\\rd");
+        assert_eq!(shown("csi\u{9b}2J del\u{7f}"), "csi\\x9b2J del\\x7f");
+        assert_eq!(shown("invoice\u{202e}fdp.exe"), "invoice\\u{202e}fdp.exe");
+        // A message keeps its lines and tabs, never its escapes.
+        assert_eq!(printable("one\n\ttwo\u{1b}[2J"), "one\n\ttwo\\x1b[2J");
+        let entry = Entry {
+            name: "x\u{1b}[31m".into(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 0,
+        };
+        assert_eq!(display_name(&entry), "x\\x1b[31m/");
+    }
 
     #[test]
     fn modes_and_times() {

@@ -97,7 +97,8 @@ fn print(shown: Vec<Shown>, args: &ListArgs, out: &mut dyn Write) -> Result<()> 
     for (name, entries) in dirs {
         if headed {
             let gap = if first { "" } else { "\n" };
-            emit(out, &format!("{gap}{}:\n", Path::new(&name).display()))?;
+            let heading = Path::new(&name).display().to_string();
+            emit(out, &format!("{gap}{}:\n", crate::format::shown(&heading)))?;
         }
         emit(out, &render(arrange(entries, args, false), args))?;
         first = false;

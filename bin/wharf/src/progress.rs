@@ -157,12 +157,13 @@ impl TransferUi {
 
     /// Starts the bar of one file.
     pub fn start(&self, name: &str, size: u64) -> FileProgress {
+        let name = crate::format::shown(name).into_owned();
         let bar = self.multi.insert_before(&self.overall, ProgressBar::new(size));
         bar.set_style(style(FILE_TEMPLATE));
-        bar.set_message(name.to_owned());
+        bar.set_message(name.clone());
         let state = Arc::new(FileState {
             bar,
-            name: name.to_owned(),
+            name,
             last_moved: Mutex::new(Instant::now()),
             stalled: AtomicBool::new(false),
         });
@@ -193,6 +194,7 @@ impl TransferUi {
 
     /// Prints a line above the bars (or plainly, without a terminal).
     pub fn print(&self, line: String) {
+        let line = crate::format::printable(&line).into_owned();
         if self.tty {
             // A hidden target drops lines. A line to print means a transfer was answered, and so
             // was the login ahead of it, though what shows the bars on that answer may not have
@@ -254,7 +256,7 @@ impl Drop for ClearOnDrop {
 /// an error here: the command's own output notices it and ends quietly.
 fn plain_line(line: &str) {
     use std::io::Write as _;
-    let _ = writeln!(std::io::stdout(), "{line}");
+    let _ = writeln!(std::io::stdout(), "{}", crate::format::printable(line));
 }
 
 fn style(template: &str) -> ProgressStyle {

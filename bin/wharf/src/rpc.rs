@@ -198,7 +198,7 @@ async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
         };
         if id == NOTICE_ID {
             if let Reply::Notice { message } = &reply {
-                eprintln!("wharf: server says: {message}");
+                eprintln!("wharf: server says: {}", crate::format::printable(message));
             }
             continue;
         }

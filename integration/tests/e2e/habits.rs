@@ -1,6 +1,7 @@
 //! What sftp and lftp users type without thinking, through the `wharf` binary in batch mode: names
 //! that look like patterns, ls flags, renaming on transfer, remote wildcards, partial uploads,
-//! df, chmod, kept times, a local shell, and messages written for people.
+//! df, chmod, kept times, a local shell, messages written for people, and names that would rewrite
+//! the terminal.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Output;
@@ -48,6 +49,36 @@ fn names_that_look_like_patterns_are_taken_literally_when_they_exist() {
     ok(&out);
     assert_eq!(std::fs::read(home.join("b[2].txt")).expect("one-shot"), b"two");
     assert!(!home.join("b2.txt").exists());
+}
+
+/// Names are the server's to choose (or whoever made the files): their control characters would reach
+/// the terminal and retitle it, clear it or rewrite what it shows. Every listing, message and
+/// progress line shows them escaped, as sftp does.
+#[test]
+fn names_with_control_characters_are_shown_escaped_everywhere() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let title = "\u{1b}]0;owned\u{7}";
+    let (file, dir) = (format!("a{title}\nb.txt"), "d\u{9b}2J\rx".to_owned());
+    server.place("ann", &file, b"payload");
+    server.place("ann", &format!("{dir}/in.txt"), b"inside");
+    let work = tempfile::tempdir().expect("work");
+    let script = "ls; ls -l; stat 'a*'; get 'a*'; get -r 'd*'; ls 'a*' 'd*'; rm 'd*'";
+    let out = batch(&server, work.path(), script);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "rm of a folder fails: {stdout}\n{stderr}");
+    for (what, shown) in [("stdout", &stdout), ("stderr", &stderr)] {
+        let raw = shown.chars().find(|&c| c.is_control() && c != '\n');
+        assert_eq!(raw, None, "a control character reached the {what}:\n{shown:?}");
+    }
+    let (file_shown, dir_shown) = ("a\\x1b]0;owned\\x07\\nb.txt", "d\\x9b2J\\rx");
+    let lines_with = |name: &str| stdout.lines().filter(|line| line.contains(name)).count();
+    // ls, ls -l, stat and the download's line; ls, ls -l and the heading of a listing of two.
+    assert!(lines_with(file_shown) >= 4, "{stdout}");
+    assert!(lines_with(dir_shown) >= 3, "{stdout}");
+    assert!(stderr.contains(dir_shown) && stderr.contains("is a directory"), "{stderr}");
+    // Only the showing is escaped: the files themselves came down under their own names.
+    assert_eq!(std::fs::read(work.path().join(&file)).expect("downloaded"), b"payload");
+    assert_eq!(std::fs::read(work.path().join(&dir).join("in.txt")).expect("tree"), b"inside");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use wharf_common::proto::ErrorCode;
 use crate::copy::{CopyOptions, Job, SMALL_FILE};
 use crate::error::{ClientError, Result};
 use crate::exec::emit;
-use crate::format::human_bytes;
+use crate::format::{human_bytes, shown};
 use crate::local::blocking;
 use crate::pipeline;
 use crate::session::Session;
@@ -320,14 +320,14 @@ async fn delete(
 fn dry_run_text(plan: &Plan, options: MirrorOptions) -> String {
     let mut text = String::new();
     for (path, size) in &plan.new {
-        text.push_str(&format!("new      {path} ({})\n", human_bytes(*size)));
+        text.push_str(&format!("new      {} ({})\n", shown(path), human_bytes(*size)));
     }
     for (path, size) in &plan.changed {
-        text.push_str(&format!("changed  {path} ({})\n", human_bytes(*size)));
+        text.push_str(&format!("changed  {} ({})\n", shown(path), human_bytes(*size)));
     }
     if options.delete {
         for path in &plan.delete {
-            text.push_str(&format!("delete   {path}\n"));
+            text.push_str(&format!("delete   {}\n", shown(path)));
         }
     }
     let deleted = if options.delete { plan.delete.len() } else { 0 };

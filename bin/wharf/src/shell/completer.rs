@@ -94,6 +94,11 @@ impl Completer for WharfCompleter {
                 .filter(|(name, _)| {
                     name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.'))
                 })
+                // A name with control characters would reach the terminal raw in the menu, and
+                // cannot be typed: wildcards reach it.
+                .filter(|(name, _)| {
+                    matches!(crate::format::shown(name), std::borrow::Cow::Borrowed(_))
+                })
                 .map(|(name, is_dir)| {
                     let path = format!("{dir_part}{name}{}", if is_dir { "/" } else { "" });
                     suggestion(escape(&path), span, !is_dir)

@@ -16,6 +16,7 @@ use reedline::{
 use crate::commands::{Parsed, parse_line};
 use crate::error::{ClientError, Result};
 use crate::exec::{Flow, execute};
+use crate::format::printable;
 use crate::session::Session;
 use completer::{ListingCache, WharfCompleter};
 use prompt::WharfPrompt;
@@ -87,7 +88,7 @@ async fn run_command(
 
 async fn reconnect(session: &Session, generation: u64, cause: Option<&ClientError>) -> Result<()> {
     match cause {
-        Some(err) => eprintln!("wharf: {err}; reconnecting"),
+        Some(err) => eprintln!("wharf: {}; reconnecting", printable(&err.to_string())),
         None => eprintln!("wharf: the connection was lost; reconnecting"),
     }
     session.reconnect(generation).await?;
@@ -125,7 +126,7 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => break,
             Err(err) if err.is_fatal() => return Err(err),
-            Err(err) => eprintln!("error: {err}"),
+            Err(err) => eprintln!("error: {}", printable(&err.to_string())),
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ impl Prompt for WharfPrompt {
             "{}@{}:{}",
             self.session.user(),
             self.session.host(),
-            self.session.cwd()
+            crate::format::shown(self.session.cwd().as_str())
         ))
     }
 
