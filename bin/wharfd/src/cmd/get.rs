@@ -48,7 +48,7 @@ pub async fn run(
     let digest = sent.map_err(|err| match err {
         TransferError::File(err) => {
             // As for uploads: the client hears what kind of failure, the log what failed.
-            tracing::warn!(%path, %err, "a download failed reading the file");
+            tracing::warn!(path = ?path.as_str(), %err, "a download failed reading the file");
             StorageError::from_io(&err, &path)
         }
         other => failed(&path, &other.to_string()),
@@ -56,7 +56,7 @@ pub async fn run(
     if source.digest.is_none() {
         // Hashed while sending: remember it, so the next download need not.
         if let Err(err) = session.home.record_digest(&path, &source.version, digest).await {
-            tracing::warn!(%path, %err, "cannot record digest");
+            tracing::warn!(path = ?path.as_str(), %err, "cannot record digest");
         }
     }
     Ok(Reply::Done { size: source.size, sha256: digest.to_string(), version: None })

@@ -96,7 +96,7 @@ pub async fn run(session: &Session, upload: &Upload<'_>, progress: &Progress<'_>
                 TransferError::File(err) => {
                     // The client hears only the kind of error; the log keeps what failed (the
                     // disk, or the object store or database of the s3 backend).
-                    tracing::warn!(%path, %err, "an upload failed writing the file");
+                    tracing::warn!(path = ?path.as_str(), %err, "an upload failed writing the file");
                     StorageError::from_io(&err, &path)
                 }
                 other => failed(&path, &other.to_string()),
