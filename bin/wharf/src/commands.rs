@@ -18,7 +18,8 @@ pub struct Line {
 pub enum ShellCommand {
     /// Print the remote working directory.
     Pwd,
-    /// Change the remote working directory (to / without an argument).
+    /// Change the remote working directory (to / without an argument, back to the previous one
+    /// with -).
     Cd { path: Option<String> },
     /// List remote directories or files (wildcards match remote names).
     #[command(disable_help_flag = true)]
@@ -89,7 +90,8 @@ pub enum ShellCommand {
     /// Make LOCAL a copy of REMOTE (with -R, REMOTE a copy of LOCAL), sending only files whose
     /// content differs: mirror [-R] [--delete] [--dry-run] [-j N] [REMOTE [LOCAL]].
     Mirror(MirrorArgs),
-    /// Change the local working directory (to your home without an argument).
+    /// Change the local working directory (to your home without an argument, back to the
+    /// previous one with -).
     Lcd { path: Option<String> },
     /// Print the local working directory.
     Lpwd,

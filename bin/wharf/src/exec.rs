@@ -53,10 +53,15 @@ pub async fn execute(
 /// Whether `command` prints something without a request to the server. (`lcd` and `exit` show
 /// nothing: a script may start with them and still have its first request leave with the login.)
 fn prints_without_asking(command: &ShellCommand) -> bool {
-    matches!(
-        command,
-        ShellCommand::Pwd | ShellCommand::Lpwd | ShellCommand::Lls(_) | ShellCommand::Help { .. }
-    )
+    match command {
+        ShellCommand::Pwd
+        | ShellCommand::Lpwd
+        | ShellCommand::Lls(_)
+        | ShellCommand::Help { .. } => true,
+        // `lcd -` says where it went.
+        ShellCommand::Lcd { path } => path.as_deref() == Some("-"),
+        _ => false,
+    }
 }
 
 /// The commands on the server's files, other than transfers.
@@ -64,7 +69,11 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
     match command {
         ShellCommand::Pwd => emit(out, &format!("{}\n", shown(session.cwd().as_str())))?,
         ShellCommand::Cd { path } => {
-            session.cd(path.as_deref().unwrap_or("/")).await?;
+            let now = session.cd(path.as_deref().unwrap_or("/")).await?;
+            if path.as_deref() == Some("-") {
+                // As a Unix shell does: going back says where it went.
+                emit(out, &format!("{}\n", shown(now.as_str())))?;
+            }
         }
         ShellCommand::Ls(args) => crate::listing::remote(session, &args, out).await?,
         ShellCommand::Stat { paths } => {
@@ -166,7 +175,10 @@ async fn transfer(
 fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
     match command {
         ShellCommand::Lcd { path } => {
-            crate::local::change_dir(path.as_deref())?;
+            let now = crate::local::change_dir(path.as_deref())?;
+            if path.as_deref() == Some("-") {
+                emit(out, &format!("{}\n", shown(&now.display().to_string())))?;
+            }
         }
         ShellCommand::Lpwd => {
             let dir = crate::local::current_dir()?.display().to_string();

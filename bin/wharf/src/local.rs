@@ -54,9 +54,20 @@ pub fn home_dir() -> PathBuf {
 
 /// Changes the process's working directory.
 pub fn change_dir(path: Option<&str>) -> Result<PathBuf> {
-    let target = path.map_or_else(home_dir, PathBuf::from);
+    // The working directory is the process's, so the one before it is kept beside it.
+    static PREVIOUS: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut previous = PREVIOUS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let target = match path {
+        Some("-") => previous
+            .clone()
+            .ok_or_else(|| ClientError::Usage("lcd -: no previous directory".into()))?,
+        Some(path) => PathBuf::from(path),
+        None => home_dir(),
+    };
+    let left = current_dir()?;
     std::env::set_current_dir(&target)
         .map_err(|err| ClientError::local(format!("lcd {}", target.display()), err))?;
+    *previous = Some(left);
     current_dir()
 }
 

@@ -40,6 +40,8 @@ pub struct Session {
     host: String,
     user: Mutex<Option<String>>,
     cwd: Mutex<RemotePath>,
+    /// The working directory before the last `cd`, where `cd -` goes back to.
+    previous_cwd: Mutex<Option<RemotePath>>,
     /// The server's limit on requests in flight, from its login reply; `None` while a login that
     /// other requests followed at once waits for its reply ([`Session::login_then`]).
     requests_in_flight: tokio::sync::watch::Sender<Option<usize>>,
@@ -67,6 +69,7 @@ impl Session {
             host: options.target.host.clone(),
             user: Mutex::new(None),
             cwd: Mutex::new(RemotePath::root()),
+            previous_cwd: Mutex::new(None),
             requests_in_flight: tokio::sync::watch::Sender::new(Some(MIN_REQUESTS_IN_FLIGHT)),
         })
     }
@@ -170,9 +173,15 @@ impl Session {
         })
     }
 
-    /// Changes the working directory to `raw`, which must be a directory.
+    /// Changes the working directory to `raw`, which must be a directory; `-` is the one before
+    /// the last change, as in a Unix shell (`./-` names a directory called `-`).
     pub async fn cd(&self, raw: &str) -> Result<RemotePath> {
-        let path = self.resolve(raw)?;
+        let path = match raw {
+            "-" => lock(&self.previous_cwd)
+                .clone()
+                .ok_or_else(|| ClientError::Usage("cd -: no previous directory".into()))?,
+            raw => self.resolve(raw)?,
+        };
         let entry = self.stat(&path).await?;
         if entry.kind != EntryKind::Dir {
             return Err(ClientError::Remote {
@@ -180,7 +189,8 @@ impl Session {
                 message: format!("{path}: not a directory"),
             });
         }
-        *lock(&self.cwd) = path.clone();
+        let left = std::mem::replace(&mut *lock(&self.cwd), path.clone());
+        *lock(&self.previous_cwd) = Some(left);
         Ok(path)
     }
 

@@ -82,6 +82,23 @@ fn names_with_control_characters_are_shown_escaped_everywhere() {
 }
 
 #[test]
+fn cd_and_lcd_go_back_with_a_dash_as_a_shell_does() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.make_dir("ann", "a/b");
+    server.make_dir("ann", "-");
+    let work = tempfile::tempdir().expect("work");
+    std::fs::create_dir(work.path().join("sub")).expect("sub");
+    let script = "cd a/b; cd /; cd -; pwd; cd -; lcd sub; lcd -; lpwd; cd ./-; pwd";
+    let local = std::fs::canonicalize(work.path()).expect("work").display().to_string();
+    let expected = ["/a/b", "/a/b", "/", &local, &local, "/-"].map(|line| format!("{line}\n"));
+    assert_eq!(ok(&batch(&server, work.path(), script)), expected.concat());
+
+    let out = batch(&server, work.path(), "cd -");
+    assert_eq!(out.status.code(), Some(2), "nowhere to go back to: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no previous directory"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     let home = server.home("ann");
