@@ -1,7 +1,7 @@
 //! `wharfd user ...`: accounts, passwords, quotas and login keys, written to the user store that a
 //! running server re-reads (at every login, and every few seconds for open sessions).
 
-use std::io::{BufRead as _, Read as _};
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -256,6 +256,12 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if !std::io::stdin().is_terminal() {
+        // A password piped in without the flag would be ignored for a prompt on the terminal, or
+        // fail with no terminal at all: say what to do instead.
+        bail!(
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+        );
     } else {
         let first = rpassword::prompt_password("New password: ").context("reading the password")?;
         let second =

@@ -95,6 +95,11 @@ fn user_commands_manage_records_homes_and_quotas() {
     );
     let empty = server.wharfd(&["user", "add", "bob", "--password-stdin"], Some("\n"));
     assert_eq!(empty.status.code(), Some(1), "empty passwords are refused");
+    // A password piped in without --password-stdin is not silently traded for a prompt.
+    let piped = server.wharfd(&["user", "add", "bob"], Some("pw-bob\n"));
+    assert_eq!(piped.status.code(), Some(1));
+    assert!(text(&piped.stderr).contains("pass --password-stdin"), "{}", text(&piped.stderr));
+    assert!(!server.root().join("var/users/bob.toml").exists());
 
     assert!(server.wharfd(&["user", "quota", "ann", "2G"], None).status.success());
     let record = std::fs::read_to_string(server.root().join("var/users/ann.toml")).expect("record");
