@@ -107,6 +107,20 @@ impl RawClient {
     }
 }
 
+/// A plain upload request: `path`, `size` bytes, from source version `v`, no time kept, not eager,
+/// into a folder that exists.
+pub fn upload(path: &str, size: u64, resume: bool) -> Command {
+    Command::Put {
+        path: path.into(),
+        size,
+        source: "v".into(),
+        resume,
+        mtime: None,
+        eager: None,
+        parents: false,
+    }
+}
+
 /// The error code of a reply that must be an error.
 pub fn error_code(reply: &Reply) -> ErrorCode {
     match reply {

@@ -4,7 +4,7 @@
 
 use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
-use wharf_integration::raw::{RawClient, error_code, write_end, write_segment};
+use wharf_integration::raw::{RawClient, error_code, upload, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::content;
@@ -19,15 +19,7 @@ async fn lying_upload(
     body: &[u8],
     digest: Sha256Digest,
 ) -> Reply {
-    let cmd = Command::Put {
-        path: format!("/{name}"),
-        size: declared,
-        source: "v".into(),
-        resume: false,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let cmd = upload(&format!("/{name}"), declared, false);
     raw.send(id, cmd).await;
     let Reply::Transfer { transfer, lanes: 1, .. } = raw.reply().await.reply else {
         panic!("expected a one-lane transfer")
@@ -80,15 +72,7 @@ async fn streams_naming_unknown_or_foreign_transfers_are_stopped() {
     let server = TestServer::with_users(&[("ann", "pw"), ("bob", "pw2")]);
     let mut ann = RawClient::login(&server, "ann", "pw").await;
     let mut bob = RawClient::login(&server, "bob", "pw2").await;
-    let cmd = Command::Put {
-        path: "/mine".into(),
-        size: 10,
-        source: "v".into(),
-        resume: false,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let cmd = upload("/mine", 10, false);
     ann.send(2, cmd).await;
     let Reply::Transfer { transfer, .. } = ann.reply().await.reply else {
         panic!("expected transfer")

@@ -9,7 +9,7 @@ use wharf::session::Session;
 use wharf_common::proto::{CloseCode, Command, ErrorCode, Reply, Request, Response};
 use wharf_common::transfer::{Ranges, StreamHeader};
 use wharf_integration::client::login;
-use wharf_integration::raw::{RawClient, error_code, write_segment};
+use wharf_integration::raw::{RawClient, error_code, upload, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::{content, p};
@@ -97,15 +97,7 @@ async fn a_reused_request_id_is_refused_and_the_first_request_carries_on() {
     let bystander = login(&server, "bob", "pw2").await;
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     // Request 5 (an upload) stays in flight until its lane arrives.
-    let put = Command::Put {
-        path: "/a".into(),
-        size: 3,
-        source: "v".into(),
-        resume: false,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let put = upload("/a", 3, false);
     raw.send(5, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     raw.send(5, Command::Quota).await;
@@ -129,15 +121,7 @@ async fn a_lane_reset_halfway_fails_its_upload_alone() {
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     let size = 3 << 20;
     let data = content(size, 31);
-    let put = Command::Put {
-        path: "/reset".into(),
-        size: size as u64,
-        source: "v".into(),
-        resume: true,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let put = upload("/reset", size as u64, true);
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     let mut lane = raw.open_transfer(transfer).await;
@@ -221,15 +205,7 @@ async fn a_sender_that_stops_sending_is_given_up_on_and_its_partial_kept() {
     let mut raw = RawClient::login(&server, "ann", "pw").await;
     let size = 4 << 20;
     let data = content(size, 33);
-    let put = Command::Put {
-        path: "/slow".into(),
-        size: size as u64,
-        source: "v".into(),
-        resume: true,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let put = upload("/slow", size as u64, true);
     raw.send(2, put).await;
     let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
     let mut lane = raw.open_transfer(transfer).await;

@@ -7,7 +7,7 @@ use wharf_common::hash::Sha256Digest;
 use wharf_common::proto::{Command, ErrorCode, Reply};
 use wharf_common::transfer::{CHUNK_SIZE, PIECE_SIZE, Plan, Ranges};
 use wharf_integration::client::login;
-use wharf_integration::raw::{RawClient, read_lane, write_end, write_segment};
+use wharf_integration::raw::{RawClient, read_lane, upload, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 use crate::util::{content, p};
@@ -75,15 +75,7 @@ async fn a_slow_lane_gives_its_share_to_the_fast_one() {
 
 /// Starts a raw upload of `data` and returns the transfer id and plan.
 async fn start_upload(raw: &mut RawClient, id: u32, name: &str, size: usize) -> (u64, Plan) {
-    let cmd = Command::Put {
-        path: format!("/{name}"),
-        size: size as u64,
-        source: "v".into(),
-        resume: true,
-        mtime: None,
-        eager: None,
-        parents: false,
-    };
+    let cmd = upload(&format!("/{name}"), size as u64, true);
     raw.send(id, cmd).await;
     match raw.reply().await.reply {
         Reply::Transfer { transfer, size, ranges, lanes, .. } => {

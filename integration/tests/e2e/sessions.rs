@@ -5,9 +5,9 @@ use std::time::Duration;
 use wharf::error::ClientError;
 use wharf::session::Session;
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{CloseCode, Command, Reply};
+use wharf_common::proto::{CloseCode, Reply};
 use wharf_integration::client::{login, options, options_from};
-use wharf_integration::raw::{RawClient, write_end, write_segment};
+use wharf_integration::raw::{RawClient, upload, write_end, write_segment};
 use wharf_integration::server::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,15 +152,7 @@ async fn on_sigterm_uploads_get_the_grace_period_then_close_cleanly_with_partial
     let mut clients = Vec::new();
     for name in ["finishing", "stalled"] {
         let mut raw = RawClient::login(&server, "ann", "pw").await;
-        let put = Command::Put {
-            path: format!("/{name}"),
-            size: size as u64,
-            source: "v".into(),
-            resume: true,
-            mtime: None,
-            eager: None,
-            parents: false,
-        };
+        let put = upload(&format!("/{name}"), size as u64, true);
         raw.send(2, put).await;
         let Reply::Transfer { transfer, .. } = raw.reply().await.reply else { panic!("transfer") };
         let mut lane = raw.open_transfer(transfer).await;
