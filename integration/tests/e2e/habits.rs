@@ -98,6 +98,33 @@ fn cd_and_lcd_go_back_with_a_dash_as_a_shell_does() {
     assert!(text(&out.stderr).contains("no previous directory"), "{}", text(&out.stderr));
 }
 
+/// A download whose local name is a folder fails before a byte is written: it used to fail at the
+/// rename, once the whole file had come, and leave its partial behind.
+#[test]
+fn a_download_onto_a_local_folder_fails_at_once_and_leaves_nothing() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.place("ann", "small", b"small");
+    server.place("ann", "large", &vec![5u8; 20 << 20]);
+    let work = tempfile::tempdir().expect("work");
+    for name in ["small", "large"] {
+        std::fs::create_dir(work.path().join(name)).expect("a folder in the way");
+        let out = batch(&server, work.path(), &format!("get /{name} .; pwd"));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("is a directory"), "{}", text(&out.stderr));
+        let left: Vec<_> = std::fs::read_dir(work.path())
+            .expect("work")
+            .map(|entry| entry.expect("entry").file_name())
+            .filter(|found| found.to_string_lossy().contains("wharf-part"))
+            .collect();
+        assert!(left.is_empty(), "{name}: left {left:?}");
+        assert_eq!(std::fs::read_dir(work.path().join(name)).expect("folder").count(), 0);
+    }
+    // The folder aside, the same download goes through on the same server.
+    std::fs::remove_dir(work.path().join("large")).expect("rmdir");
+    ok(&batch(&server, work.path(), "get /large ."));
+    assert_eq!(std::fs::metadata(work.path().join("large")).expect("got").len(), 20 << 20);
+}
+
 #[test]
 fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
     let server = TestServer::with_users(&[("ann", "pw")]);

@@ -13,7 +13,7 @@ use wharf_common::release::freeing_later_at;
 use wharf_common::transfer::{Destination, Held, PartialRecord, RESUME_MIN_SIZE, Ranges, Recorded};
 
 use super::local_error;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::local::blocking;
 
 /// The partial file of a download to `dest`.
@@ -34,6 +34,8 @@ struct RemoteVersion {
 pub(super) struct LocalPart {
     pub part: PathBuf,
     meta: PathBuf,
+    /// The file the partial becomes.
+    dest: PathBuf,
 }
 
 impl LocalPart {
@@ -41,7 +43,7 @@ impl LocalPart {
         let part = part_path(dest);
         let mut meta = part.clone().into_os_string();
         meta.push(".meta");
-        LocalPart { part, meta: PathBuf::from(meta) }
+        LocalPart { part, meta: PathBuf::from(meta), dest: dest.to_owned() }
     }
 
     /// The ranges in place and the remote version they belong to, if a partial and its record
@@ -71,8 +73,13 @@ impl LocalPart {
         present: Ranges,
         claim: Arc<Claim<PathBuf>>,
     ) -> Result<impl Destination> {
-        let (part, meta) = (self.part.clone(), self.meta.clone());
-        blocking(move || {
+        let (part, meta, dest) = (self.part.clone(), self.meta.clone(), self.dest.clone());
+        let opened = blocking(move || {
+            // A folder there would refuse the rename only once every byte had come, leaving the
+            // partial behind: refuse it before anything is written.
+            if std::fs::symlink_metadata(&dest).is_ok_and(|meta| meta.is_dir()) {
+                return Ok(None);
+            }
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -84,10 +91,14 @@ impl LocalPart {
             let record = move |present: &Ranges| record(resumable.as_ref(), present);
             let dest = Held { dest: Recorded { dest: file, record }, guard: claim };
             dest.checkpoint(&present);
-            Ok::<_, std::io::Error>(dest)
+            Ok::<_, std::io::Error>(Some(dest))
         })
         .await
-        .map_err(local_error(&self.part))
+        .map_err(local_error(&self.part))?;
+        opened.ok_or_else(|| {
+            let is_a_folder = std::io::Error::from(std::io::ErrorKind::IsADirectory);
+            ClientError::local(self.dest.display().to_string(), is_a_folder)
+        })
     }
 
     /// Removes the partial and its record.
