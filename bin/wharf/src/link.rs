@@ -109,7 +109,17 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
         let connecting = endpoint
             .connect_with(client_config.clone(), addr, &target.host)
             .map_err(|err| connect_error(options, err.to_string()))?;
-        let conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
+        // Only a first connection listens for a refusal: a reconnection may be waiting for a
+        // server that is starting again.
+        let handshake = tokio::select! {
+            outcome = tokio::time::timeout(options.connect_timeout, connecting) => outcome,
+            () = refused(options, addr), if generation == 0 => {
+                let why = format!("connection refused: nothing listens on UDP port {}", addr.port());
+                last_error = connect_error(options, why);
+                continue;
+            }
+        };
+        let conn = match handshake {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => {
                 trust.refuse_if_changed(options)?;
@@ -140,6 +150,31 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
     Err(last_error)
 }
 
+/// Returns if nothing listens on `addr`, and never otherwise. QUIC's socket is not connected, so the
+/// ICMP "port unreachable" a host sends back for a closed port never reaches it, and a mistyped port
+/// or a server that is not running would cost the whole connect timeout, where ssh says "connection
+/// refused" at once. A socket connected to `addr` hears it: it sends one empty datagram (a server
+/// drops it unread) and waits for the refusal.
+async fn refused(options: &ConnectOptions, addr: SocketAddr) {
+    let heard_refusal = async {
+        let probe = tokio::net::UdpSocket::bind(local_for(options, addr)).await.ok()?;
+        probe.connect(addr).await.ok()?;
+        probe.send(&[]).await.ok()?;
+        let mut answer = [0u8; 1];
+        loop {
+            match probe.recv(&mut answer).await {
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => return Some(()),
+                Err(_) => return None,
+                // Whatever answers is no refusal; a QUIC server answers nothing.
+                Ok(_) => {}
+            }
+        }
+    };
+    if heard_refusal.await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn connect_error(options: &ConnectOptions, reason: String) -> ClientError {
     ClientError::Connect { target: options.target.host_key(), reason }
 }
@@ -147,16 +182,21 @@ fn connect_error(options: &ConnectOptions, reason: String) -> ClientError {
 /// A QUIC endpoint on a fresh UDP socket, of the address family of `addr` (or bound where the
 /// options say).
 fn endpoint_for(options: &ConnectOptions, addr: SocketAddr) -> Result<quinn::Endpoint> {
-    let local = match options.bind_ip {
-        Some(ip) => SocketAddr::new(ip, 0),
-        None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
-        None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
-    };
-    let bound = bind_udp(local, options.transport.socket_buffer)
+    let bound = bind_udp(local_for(options, addr), options.transport.socket_buffer)
         .map_err(|err| connect_error(options, format!("cannot bind a UDP socket: {err}")))?;
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), None, bound.socket, runtime)
         .map_err(|err| connect_error(options, err.to_string()))
+}
+
+/// Where a socket that talks to `addr` is bound: any port, on the address the options say or on
+/// any address of `addr`'s family.
+fn local_for(options: &ConnectOptions, addr: SocketAddr) -> SocketAddr {
+    match options.bind_ip {
+        Some(ip) => SocketAddr::new(ip, 0),
+        None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+    }
 }
 
 /// How the server's certificate is checked, and, for a pinned host, what the handshake saw.

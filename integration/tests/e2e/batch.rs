@@ -1,5 +1,7 @@
 //! Batch mode (`-c`, `-b`, piped standard input) and the documented exit codes.
 
+use std::time::Duration;
+
 use wharf_integration::client::{target, text, wharf};
 use wharf_integration::server::TestServer;
 
@@ -98,6 +100,17 @@ fn exit_codes_tell_authentication_and_connection_failures_apart() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
+
+    // A port nothing listens on is refused at once, as ssh says, not after the connect timeout.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let to = format!("ann@127.0.0.1:{port}");
+    let out = run(&server, Some("pw"), &["--connect-timeout", "60", "-c", "pwd", &to], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("connection refused"), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(30), "waited for the timeout");
 }
 
 #[test]
