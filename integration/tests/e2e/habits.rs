@@ -125,6 +125,44 @@ fn a_download_onto_a_local_folder_fails_at_once_and_leaves_nothing() {
     assert_eq!(std::fs::metadata(work.path().join("large")).expect("got").len(), 20 << 20);
 }
 
+/// `put -r` copies files and folders. Links inside the tree are left out (one pointing back up
+/// made it recurse until the kernel refused, a dangling one failed the whole upload), and so are
+/// FIFOs (read forever); a link named outright is followed, as sftp does.
+#[test]
+fn put_r_leaves_links_and_special_files_out_and_says_so() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(tree.join("real")).expect("tree");
+    std::fs::write(tree.join("real/f"), b"file").expect("file");
+    for (link, to) in
+        [("to-file", "real/f"), ("to-dir", "real"), ("dangling", "nowhere"), ("up", "..")]
+    {
+        std::os::unix::fs::symlink(to, tree.join(link)).expect("symlink");
+    }
+    let fifo = tree.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+
+    let out = batch(&server, work.path(), "put -r tree");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("skipped tree/dangling, tree/fifo, tree/to-dir and 2 more"),
+        "{stderr}"
+    );
+    assert_eq!(server.stored("ann", "tree/real/f").expect("the file"), b"file");
+    for left_out in ["tree/to-file", "tree/to-dir", "tree/dangling", "tree/up", "tree/fifo"] {
+        assert!(!server.exists("ann", left_out), "{left_out} was copied");
+    }
+
+    let out = batch(&server, work.path(), "put tree/fifo");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not a regular file"), "{}", text(&out.stderr));
+    ok(&batch(&server, work.path(), "put tree/to-file; put -r tree/to-dir"));
+    assert_eq!(server.stored("ann", "to-file").expect("a named link"), b"file");
+    assert_eq!(server.stored("ann", "to-dir/f").expect("a named folder link"), b"file");
+}
+
 #[test]
 fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
     let server = TestServer::with_users(&[("ann", "pw")]);

@@ -14,6 +14,7 @@ use wharf_common::proto::{EntryKind, ErrorCode, TreeEntry};
 
 use crate::error::{ClientError, Result};
 use crate::expand::remote_child;
+use crate::format::shown;
 use crate::local::blocking;
 use crate::pipeline;
 use crate::session::Session;
@@ -126,6 +127,9 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         })
         .await?;
         if !meta.is_dir() {
+            if !meta.is_file() {
+                return Err(not_a_file(local));
+            }
             // One file to a name: sent there at once, not after a stat of the name.
             let (local, remote, size) = (local.clone(), dest_path, Some(meta.len()));
             let job =
@@ -143,8 +147,31 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
         }
     };
     let target = destination(dest_path, shown, is_dir, locals.len())?;
-    let (dirs, jobs) = blocking(move || plan_put(&locals, &target, recursive)).await?;
+    let (dirs, jobs, skipped) = blocking(move || plan_put(&locals, &target, recursive)).await?;
+    if !skipped.is_empty() {
+        eprintln!("{}", skipped_note(&skipped));
+    }
     put_tree(session, dirs, jobs, options).await.map(drop)
+}
+
+/// A local path named for upload that is neither a file nor a folder (a FIFO would be read
+/// forever, a device endlessly).
+fn not_a_file(local: &Path) -> ClientError {
+    let why = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+    ClientError::local(local.display().to_string(), why)
+}
+
+/// What `put -r` left out of a tree, in one line: the first few, and how many.
+fn skipped_note(skipped: &[PathBuf]) -> String {
+    const NAMED: usize = 3;
+    let names: Vec<String> =
+        skipped.iter().take(NAMED).map(|path| shown(&path.display().to_string()).into()).collect();
+    let more = skipped.len().saturating_sub(NAMED);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!(
+        "wharf: skipped {}{more}: symbolic links and special files are not copied, only files and folders",
+        names.join(", ")
+    )
 }
 
 /// Makes the remote folders `dirs` and uploads `jobs`, and says what each upload did. The
@@ -199,12 +226,15 @@ fn expand_locals(sources: &[String], glob: bool) -> Result<Vec<PathBuf>> {
     Ok(all)
 }
 
+/// The folders to make, the files to send and, below the named folders, the entries left out.
+type PutPlan = (Vec<RemotePath>, Vec<Job>, Vec<PathBuf>);
+
 fn plan_put(
     locals: &[PathBuf],
     target: &Destination<RemotePath>,
     recursive: bool,
-) -> Result<(Vec<RemotePath>, Vec<Job>)> {
-    let (mut dirs, mut jobs) = (Vec::new(), Vec::new());
+) -> Result<PutPlan> {
+    let (mut dirs, mut jobs, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for local in locals {
         let meta = std::fs::metadata(local)
             .map_err(|err| ClientError::local(local.display().to_string(), err))?;
@@ -219,7 +249,9 @@ fn plan_put(
                     local.display()
                 )));
             }
-            walk_local(local, &remote, &mut dirs, &mut jobs)?;
+            walk_local(local, &remote, &mut dirs, &mut jobs, &mut skipped)?;
+        } else if !meta.is_file() {
+            return Err(not_a_file(local));
         } else {
             let size = Some(meta.len());
             jobs.push(Job {
@@ -232,7 +264,7 @@ fn plan_put(
             });
         }
     }
-    Ok((dirs, jobs))
+    Ok((dirs, jobs, skipped))
 }
 
 fn local_name(path: &Path) -> Result<String> {
@@ -242,11 +274,16 @@ fn local_name(path: &Path) -> Result<String> {
         .ok_or_else(|| ClientError::Usage(format!("{}: no usable file name", path.display())))
 }
 
+/// Adds the tree below `dir` to the plan. A named path is followed if it is a link (as sftp does);
+/// links inside are not, nor copied: one may point out of the tree or back into it, without end
+/// (as get -r and mirror leave them). Nor are FIFOs, sockets and devices, which have no size to
+/// send and would be read forever.
 fn walk_local(
     dir: &Path,
     remote: &RemotePath,
     dirs: &mut Vec<RemotePath>,
     jobs: &mut Vec<Job>,
+    skipped: &mut Vec<PathBuf>,
 ) -> Result<()> {
     dirs.push(remote.clone());
     let entries =
@@ -255,11 +292,13 @@ fn walk_local(
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
         let path = entry.path();
-        let meta = std::fs::metadata(&path)
-            .map_err(|err| ClientError::local(path.display().to_string(), err))?;
+        let meta =
+            entry.metadata().map_err(|err| ClientError::local(path.display().to_string(), err))?;
         let target = remote_child(remote, &local_name(&path)?)?;
         if meta.is_dir() {
-            walk_local(&path, &target, dirs, jobs)?;
+            walk_local(&path, &target, dirs, jobs, skipped)?;
+        } else if !meta.is_file() {
+            skipped.push(path);
         } else {
             let size = Some(meta.len());
             jobs.push(Job {
