@@ -133,6 +133,10 @@ fn a_tree_of_a_thousand_files_then_ten_changes() {
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join(format!("f{i}.txt")), format!("file {i}")).expect("file");
     }
+    // A dry run into a folder the server does not have yet plans every file, and makes nothing.
+    let dry = ok(&run(&server, work.path(), "mirror -R --dry-run up tree"));
+    assert!(dry.contains("1000 new, 0 changed, 0 unchanged"), "{dry}");
+    assert!(!server.exists("ann", "up"), "a dry run made the folder");
     let first = ok(&run(&server, work.path(), "mirror -R -j 16 up tree"));
     assert_eq!(summary(&first), (1000, 0, 0));
     same_as_server(&server, "up", &local);

@@ -34,7 +34,7 @@ mod trees;
 
 pub use state::STATE_FILE;
 use state::{State, after_uploads, load_state, remember_equal, save_state};
-use trees::{Node, local_tree_off_executor, remote_tree};
+use trees::{MissingRoot, Node, local_tree_off_executor, remote_tree};
 
 /// How a mirror runs.
 #[derive(Debug, Clone, Copy)]
@@ -77,9 +77,14 @@ pub async fn mirror(
         std::fs::create_dir_all(&local_root)
             .map_err(|err| ClientError::local(local_root.display().to_string(), err))?;
     }
+    let missing = match (options.reverse, options.dry_run) {
+        (false, _) => MissingRoot::Fails,
+        (true, true) => MissingRoot::IsEmpty,
+        (true, false) => MissingRoot::IsMade,
+    };
     // The local walk runs while the remote tree is on its way.
     let (remote_side, local_side) = tokio::join!(
-        remote_tree(session, &remote_root, options.reverse && !options.dry_run),
+        remote_tree(session, &remote_root, missing),
         local_tree_off_executor(&local_root, !options.reverse)
     );
     let (remote_side, local_side) = (remote_side?, local_side?);
@@ -125,7 +130,7 @@ pub async fn mirror(
         let sent = sent.collect::<Result<_>>()?;
         let remote_after = match after_uploads(remote_side.clone(), sent, &uploaded) {
             Some(known) => known,
-            None => remote_tree(session, &remote_root, false).await?,
+            None => remote_tree(session, &remote_root, MissingRoot::Fails).await?,
         };
         remember_equal(source, &remote_after, &local_side, &mut state);
     } else {

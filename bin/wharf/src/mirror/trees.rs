@@ -19,15 +19,30 @@ pub(super) enum Node {
     Dir,
 }
 
-/// The remote tree below `root`; with `create`, a missing root is made (an upload's destination).
+/// What a remote tree whose root is missing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MissingRoot {
+    /// An error: the source of a download.
+    Fails,
+    /// An empty tree: the destination of an upload, in a dry run.
+    IsEmpty,
+    /// An empty tree, and the root is made: the destination of an upload.
+    IsMade,
+}
+
+/// The remote tree below `root`.
 pub(super) async fn remote_tree(
     session: &Session,
     root: &RemotePath,
-    create: bool,
+    missing: MissingRoot,
 ) -> Result<BTreeMap<String, Node>> {
     let entries = match session.tree(root).await {
-        Err(ClientError::Remote { code: ErrorCode::NotFound, .. }) if create => {
-            session.mkdir(root, true).await?;
+        Err(ClientError::Remote { code: ErrorCode::NotFound, .. })
+            if missing != MissingRoot::Fails =>
+        {
+            if missing == MissingRoot::IsMade {
+                session.mkdir(root, true).await?;
+            }
             Vec::new()
         }
         other => other?,
