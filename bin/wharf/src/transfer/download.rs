@@ -52,7 +52,7 @@ impl Session {
         let received =
             match receive_file(&mut lanes, writer, &plan, durability, stall, &on_written).await {
                 Ok(received) => received,
-                Err(err) => return Err(failed(&link, &mut replies, remote, err).await),
+                Err(err) => return Err(failed(&link, &mut replies, remote, &part.part, err).await),
             };
         let done = link.rpc.next_reply(&mut replies).await?;
         if let Err(mismatch) = verified(remote, &received, &done) {

@@ -48,12 +48,13 @@ fn local_error(context: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
 /// What a failed transfer means to the user, and so its exit code: a lost connection is the
 /// network's (and worth a reconnection), a panic is the client's own bug, a local file error is
 /// the local disk's.
-fn transfer_error(what: &str, err: TransferError) -> ClientError {
+fn transfer_error(what: &str, local: &Path, err: TransferError) -> ClientError {
     if let Some(lost) = err.connection_lost() {
         return crate::rpc::closed_error(lost);
     }
     match err {
-        TransferError::File(err) => ClientError::local(what.to_owned(), err),
+        // This end's own file: named as it is here, or a full local disk reads as the server's.
+        TransferError::File(err) => ClientError::local(local.display().to_string(), err),
         TransferError::Panicked | TransferError::ThreadsStopped => {
             ClientError::Internal(format!("{what}: {err}"))
         }
@@ -74,6 +75,7 @@ async fn failed(
     link: &Link,
     replies: &mut Replies,
     remote: &RemotePath,
+    local: &Path,
     err: TransferError,
 ) -> ClientError {
     if err.broken_off_by_peer()
@@ -82,7 +84,7 @@ async fn failed(
     {
         return reason;
     }
-    transfer_error(&remote.to_string(), err)
+    transfer_error(&remote.to_string(), local, err)
 }
 
 /// Checks the plan in a `transfer` reply.
@@ -111,12 +113,12 @@ mod tests {
             (
                 TransferError::File(std::io::Error::from(std::io::ErrorKind::StorageFull)),
                 1,
-                "/x: no storage space",
+                "here/x: no storage space",
             ),
             (TransferError::Stalled(Duration::from_secs(60)), 1, "/x: no progress for 60 s"),
         ];
         for (err, code, starts) in cases {
-            let mapped = transfer_error("/x", err);
+            let mapped = transfer_error("/x", Path::new("here/x"), err);
             assert_eq!(mapped.exit_code(), code, "{mapped}");
             assert!(mapped.to_string().starts_with(starts), "{mapped}");
         }

@@ -83,7 +83,7 @@ impl Session {
         .await;
         let sent = match sent {
             Ok(digest) => digest,
-            Err(err) => return Err(failed(&link, &mut replies, remote, err).await),
+            Err(err) => return Err(failed(&link, &mut replies, remote, local, err).await),
         };
         let version = stored(&link, &mut replies, &plan, remote, sent).await?;
         let (resumed_from, elapsed) = (plan.present(), started.elapsed());
