@@ -12,7 +12,7 @@ use crate::copy::CopyOptions;
 use crate::credentials::log_in_then;
 use crate::error::{ClientError, Result};
 use crate::session::{AskUser, ConnectOptions, Session, Trust, UnknownHost};
-use crate::target::{ShellTarget, Target, parse_url};
+use crate::target::{ShellTarget, Target, is_url, parse_url};
 use crate::trust::KnownHosts;
 
 const EXIT_CODES: &str = "\
@@ -39,7 +39,7 @@ const BROKEN_PIPE_EXIT: u8 = 141;
     subcommand_negates_reqs = true,
     disable_help_subcommand = true,
     override_usage = "wharf [OPTIONS] [USER@]HOST[:PORT] | wharf://[USER@]HOST[:PORT]/DIR\n       \
-                      wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR\n       \
+                      wharf [OPTIONS] get [-r] [-j N] [--no-resume] wharf://[USER@]HOST[:PORT]/PATH... [LOCAL]\n       \
                       wharf [OPTIONS] put [-r] [-j N] [--no-resume] LOCAL... wharf://[USER@]HOST[:PORT]/DIR\n       \
                       wharf [OPTIONS] mirror [-R] [--delete] [--dry-run] [-j N] wharf://[USER@]HOST[:PORT]/DIR [LOCAL]\n       \
                       wharf keygen [--no-passphrase] [-C COMMENT] [FILE]"
@@ -87,7 +87,7 @@ struct Args {
 /// scp-like transfers without a shell.
 #[derive(Debug, clap::Subcommand)]
 enum OneShot {
-    /// Download: wharf get wharf://[USER@]HOST[:PORT]/PATH... LOCALDIR
+    /// Download: wharf get wharf://[USER@]HOST[:PORT]/PATH... [LOCAL] (here without LOCAL)
     Get(TransferArgs),
     /// Upload: wharf put LOCAL... wharf://[USER@]HOST[:PORT]/DIR
     Put(TransferArgs),
@@ -253,6 +253,10 @@ fn one_shot_work(one_shot: OneShot) -> Result<(Target, Work)> {
     options.glob_local = false;
     let (last, sources) =
         args.paths.split_last().ok_or_else(|| ClientError::Usage("nothing to copy".into()))?;
+    // `wharf get URL...` without a local destination downloads here, as `sftp HOST:FILE` does.
+    let here = ".".to_owned();
+    let (last, sources) =
+        if is_get && is_url(last) { (&here, args.paths.as_slice()) } else { (last, sources) };
     if sources.is_empty() {
         return Err(ClientError::Usage("give one or more sources, then the destination".into()));
     }

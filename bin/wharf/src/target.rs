@@ -116,6 +116,12 @@ pub fn parse_url(text: &str) -> Result<(Target, String), ClientError> {
     Ok((Target { user, host, port }, path))
 }
 
+/// Whether a command-line argument is meant as a URL (`wharf://...`, or one of another scheme to
+/// refuse) rather than a local path or `[USER@]HOST[:PORT]`.
+pub fn is_url(arg: &str) -> bool {
+    arg.contains("://")
+}
+
 /// The server of the shell and of `-c` and `-b`: `[USER@]HOST[:PORT]`, or a
 /// `wharf://[USER@]HOST[:PORT]/DIR` URL, which starts in `DIR` (as sftp takes `sftp://` URLs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +135,7 @@ impl FromStr for ShellTarget {
     type Err = ClientError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.contains("://") {
+        if is_url(text) {
             let (target, path) = parse_url(text)?;
             let start_dir = (path != "/").then_some(path);
             return Ok(ShellTarget { target, start_dir });

@@ -181,6 +181,20 @@ fn one_shot_get_and_put_with_urls() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(down.join("a.txt")).expect("downloaded"), b"alpha");
 
+    // Without a local destination, the files come here (the client's working directory).
+    let here = tempfile::tempdir().expect("here");
+    let out = std::process::Command::new(wharf_integration::binary("wharf"))
+        .args(["--ca", &server.cert().display().to_string()])
+        .args(["get", &url("/inbox/a.txt"), &url("/inbox/b.txt")])
+        .current_dir(here.path())
+        .env("HOME", here.path())
+        .env("WHARF_PASSWORD", "pw")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("wharf");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(here.path().join("b.txt")).expect("here"), b"beta");
+
     let missing = run(&server, Some("pw"), &["get", &url("/inbox/nope"), &down_s], None);
     assert_eq!(missing.status.code(), Some(1), "a failed transfer exits 1");
     let wrong = run(&server, Some("wrong"), &["get", &url("/inbox/a.txt"), &down_s], None);
