@@ -175,6 +175,9 @@ pub struct ListArgs {
     /// One name per line.
     #[arg(short = '1')]
     pub one_per_line: bool,
+    /// List directories themselves, not their contents.
+    #[arg(short = 'd')]
+    pub directory: bool,
     /// Print help (-h means human-readable sizes here, as in ls).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,

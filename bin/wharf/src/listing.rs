@@ -47,6 +47,13 @@ pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> 
             continue;
         }
         let target = session.resolve(raw)?;
+        if args.directory {
+            // `-d`: the path itself, never its contents.
+            let mut entry = session.stat(&target).await?;
+            entry.name = raw.clone();
+            shown.push(Shown::Entries(vec![entry]));
+            continue;
+        }
         match session.list(&target).await {
             Ok(entries) => shown.push(Shown::Dir(raw.clone(), entries)),
             // `ls FILE` shows the file itself, as ls(1) does.
@@ -67,8 +74,8 @@ pub fn local(args: &ListArgs, out: &mut dyn Write) -> Result<()> {
     let mut shown = Vec::new();
     for raw in &paths {
         for path in crate::expand::local(raw)? {
-            let entries = crate::local::entries(&path)?;
-            let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+            let entries = crate::local::entries(&path, args.directory)?;
+            let is_dir = !args.directory && std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
             shown.push(if is_dir {
                 Shown::Dir(path.display().to_string(), entries)
             } else {

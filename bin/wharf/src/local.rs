@@ -75,14 +75,13 @@ pub fn current_dir() -> Result<PathBuf> {
     std::env::current_dir().map_err(|err| ClientError::local("lpwd", err))
 }
 
-/// Entries of a local directory (or the one entry for a file), in the same shape as remote ones.
-pub fn entries(path: &Path) -> Result<Vec<Entry>> {
+/// Entries of a local directory (or the one entry for a file, or with `itself`, for anything), in
+/// the same shape as remote ones.
+pub fn entries(path: &Path, itself: bool) -> Result<Vec<Entry>> {
     let context = || format!("lls {}", path.display());
     let meta = std::fs::symlink_metadata(path).map_err(|err| ClientError::local(context(), err))?;
-    if !meta.is_dir() {
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+    if itself || !meta.is_dir() {
+        let name = if itself { path.display().to_string() } else { file_name_of(path) };
         return Ok(vec![entry(name, &meta)]);
     }
     let mut entries = Vec::new();
@@ -93,6 +92,10 @@ pub fn entries(path: &Path) -> Result<Vec<Entry>> {
         }
     }
     Ok(entries)
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into())
 }
 
 fn entry(name: String, meta: &std::fs::Metadata) -> Entry {

@@ -178,6 +178,18 @@ fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
     let reversed = ok(&batch(&server, work.path(), "ls -1Sr"));
     assert_eq!(reversed, "small\nbig\n");
 
+    // -d shows a folder itself, not what it holds, on either side.
+    std::fs::create_dir(home.join("box")).expect("folder");
+    std::fs::write(home.join("box/inside"), b"x").expect("file");
+    std::fs::create_dir(work.path().join("here")).expect("local folder");
+    std::fs::write(work.path().join("here/inside"), b"x").expect("local file");
+    assert_eq!(
+        ok(&batch(&server, work.path(), "ls -d1 box small; lls -d here")),
+        "box/\nsmall\nhere/\n"
+    );
+    let long = ok(&batch(&server, work.path(), "ls -ld box"));
+    assert!(long.starts_with("drwx") && long.ends_with(" box/\n"), "{long}");
+
     let help = batch(&server, work.path(), "ls --help; pwd");
     assert_eq!(help.status.code(), Some(2), "help in a batch is a usage error");
     assert!(text(&help.stdout).contains("-h"), "the help is still shown");
