@@ -36,6 +36,7 @@ pub async fn execute(
         // should have stopped (see `Session::login_then`).
         session.login_answered().await;
     }
+    let command = with_local_home(command);
     match command {
         ShellCommand::Exit => return Ok(Flow::Exit),
         ShellCommand::Put(_) | ShellCommand::Get(_) | ShellCommand::Mirror(_) => {
@@ -48,6 +49,39 @@ pub async fn execute(
         other => remote(session, other, out).await?,
     }
     Ok(Flow::Continue)
+}
+
+/// `command` with `~` read as the home directory in its local paths: what `lcd` and `lls` take,
+/// the sources of a `put` (all its paths but the last, when there are several) and the destination
+/// of a `get` or a `mirror`. (Remote paths read `~` as `/`, the home there:
+/// [`Session::resolve`].)
+fn with_local_home(command: ShellCommand) -> ShellCommand {
+    use crate::local::with_home;
+    match command {
+        ShellCommand::Lcd { path } => ShellCommand::Lcd { path: path.map(|p| with_home(&p)) },
+        ShellCommand::Lls(mut args) => {
+            args.paths = args.paths.iter().map(|p| with_home(p)).collect();
+            ShellCommand::Lls(args)
+        }
+        ShellCommand::Put(mut args) => {
+            let local = if args.paths.len() > 1 { args.paths.len() - 1 } else { args.paths.len() };
+            for path in &mut args.paths[..local] {
+                *path = with_home(path);
+            }
+            ShellCommand::Put(args)
+        }
+        ShellCommand::Get(mut args) => {
+            if let [_, .., last] = args.paths.as_mut_slice() {
+                *last = with_home(last);
+            }
+            ShellCommand::Get(args)
+        }
+        ShellCommand::Mirror(mut args) => {
+            args.local = args.local.map(|p| with_home(&p));
+            ShellCommand::Mirror(args)
+        }
+        other => other,
+    }
 }
 
 /// Whether `command` prints something without a request to the server. (`lcd` and `exit` show

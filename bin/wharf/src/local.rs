@@ -47,6 +47,21 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
     POOL.run(work).await
 }
 
+/// `path` with a leading `~` (alone, or before a `/`) standing for the home directory, as a shell
+/// reads it; anything else as it is (`~user` too). For paths typed in wharf: a one-shot command's
+/// paths come from the user's shell, which has done this already.
+pub fn with_home(path: &str) -> String {
+    match below_home(path) {
+        Some(rest) => format!("{}{rest}", home_dir().display()),
+        None => path.to_owned(),
+    }
+}
+
+/// What follows a leading `~` that stands for a home (`""` or `/...`), on either side.
+pub fn below_home(path: &str) -> Option<&str> {
+    path.strip_prefix('~').filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The user's home directory, for `lcd` without an argument.
 pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)

@@ -165,8 +165,14 @@ impl Session {
         lock(&self.cwd).clone()
     }
 
-    /// Resolves `raw` against the working directory.
+    /// Resolves `raw` against the working directory. A leading `~` (alone, or before a `/`) is the
+    /// home, `/`, as a shell reads it (`./~` names a file called `~`).
     pub fn resolve(&self, raw: &str) -> Result<RemotePath> {
+        let raw = match crate::local::below_home(raw) {
+            Some(rest) => std::borrow::Cow::Owned(format!("/{rest}")),
+            None => std::borrow::Cow::Borrowed(raw),
+        };
+        let raw = raw.as_ref();
         self.cwd().join(raw).map_err(|err| ClientError::Remote {
             code: ErrorCode::InvalidPath,
             message: format!("{raw:?}: {err}"),

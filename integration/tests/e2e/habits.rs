@@ -163,6 +163,30 @@ fn put_r_leaves_links_and_special_files_out_and_says_so() {
     assert_eq!(server.stored("ann", "to-dir/f").expect("a named folder link"), b"file");
 }
 
+/// `~` is the home on each side, as a shell reads it: the local one in local paths, `/` in remote
+/// ones; `./~` is a file of that name.
+#[test]
+fn a_tilde_is_the_home_on_either_side() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let work = tempfile::tempdir().expect("work");
+    // `batch` runs wharf with HOME at `work`.
+    std::fs::create_dir(work.path().join("sub")).expect("sub");
+    std::fs::write(work.path().join("a.txt"), b"alpha").expect("file");
+    server.make_dir("ann", "d");
+    let script =
+        "cd d; put ~/a.txt ~/b.txt .; cd ~/d; pwd; get b.txt ~/sub/; lcd ~/sub; lpwd; cd ~; pwd";
+    std::fs::write(work.path().join("b.txt"), b"beta").expect("file");
+    let local = std::fs::canonicalize(work.path().join("sub")).expect("sub");
+    let stdout = ok(&batch(&server, work.path(), script));
+    // What pwd and lpwd printed, among the transfers' lines.
+    let places: Vec<&str> = stdout.lines().filter(|line| line.starts_with('/')).collect();
+    assert_eq!(places, ["/d", &local.display().to_string(), "/"], "{stdout}");
+    assert_eq!(server.stored("ann", "d/a.txt").expect("up"), b"alpha");
+    assert_eq!(std::fs::read(work.path().join("sub/b.txt")).expect("down"), b"beta");
+    ok(&batch(&server, work.path(), "put a.txt ./~"));
+    assert_eq!(server.stored("ann", "~").expect("a file named ~"), b"alpha");
+}
+
 #[test]
 fn ls_takes_the_usual_flags_and_help_is_not_success_in_a_batch() {
     let server = TestServer::with_users(&[("ann", "pw")]);

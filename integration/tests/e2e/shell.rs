@@ -263,7 +263,7 @@ fn the_shell_reconnects_after_the_server_restarts() {
 }
 
 #[test]
-fn tab_completes_the_local_destination_of_get() {
+fn tab_completes_the_local_destination_of_get_and_paths_in_the_home() {
     let server = TestServer::with_users(&[("ann", "pw")]);
     server.place("ann", "remote.txt", b"r");
     let home = tempfile::tempdir().expect("home");
@@ -278,6 +278,16 @@ fn tab_completes_the_local_destination_of_get() {
     sh.send("\r");
     at_prompt(&mut sh, "/");
     assert!(work.path().join("downloads-here/remote.txt").exists());
+
+    // `~` is the home on this side, for completion as for the command.
+    std::fs::create_dir(home.path().join("in-the-home")).expect("home folder");
+    sh.send("lcd ~/in-\t");
+    sh.expect("lcd ~/in-the-home/");
+    sh.send("\r");
+    at_prompt(&mut sh, "/");
+    sh.send("lpwd\r");
+    let wanted = home.path().join("in-the-home").display().to_string();
+    sh.expect_where("lpwd output", |s| has_line(s, &wanted));
     sh.send("exit\r");
     assert_eq!(sh.wait(), 0);
 }

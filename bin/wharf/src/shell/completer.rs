@@ -138,8 +138,9 @@ fn suggestion(value: String, span: Span, append_whitespace: bool) -> Suggestion 
 }
 
 fn local_candidates(dir_part: &str) -> Vec<(String, bool)> {
-    let dir = if dir_part.is_empty() { Path::new(".") } else { Path::new(dir_part) };
-    std::fs::read_dir(dir)
+    // `~/` completes in the home, as the command will read it.
+    let dir = if dir_part.is_empty() { ".".to_owned() } else { crate::local::with_home(dir_part) };
+    std::fs::read_dir(Path::new(&dir))
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
