@@ -125,7 +125,11 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
                 trust.refuse_if_changed(options)?;
                 last_error = match &err {
                     quinn::ConnectionError::ApplicationClosed(_) => crate::rpc::closed_error(&err),
-                    _ => connect_error(options, explain_handshake(&err.to_string(), &target.host)),
+                    _ => {
+                        let reason =
+                            explain_handshake(&err.to_string(), &target.host, &options.trust);
+                        connect_error(options, reason)
+                    }
                 };
                 continue;
             }
@@ -253,8 +257,20 @@ impl Verification {
 
 /// A handshake failure, with what to do about the usual one: a certificate that does not name the
 /// host the client was asked to reach.
-fn explain_handshake(reason: &str, host: &str) -> String {
-    if reason.contains("not valid for name") {
+fn explain_handshake(reason: &str, host: &str, trust: &Trust) -> String {
+    let not_issued = ["UnknownIssuer", "BadSignature"].iter().any(|why| reason.contains(why));
+    if not_issued && let Trust::Ca(file) = trust {
+        format!(
+            "the server's certificate is not one {} issued or holds: is it this server's CA file \
+             (or its certs/server.crt)? [{reason}]",
+            file.display()
+        )
+    } else if not_issued && matches!(trust, Trust::System) {
+        format!(
+            "the server's certificate was not issued by a CA this system trusts (a self-signed \
+             one needs --ca FILE or pinning) [{reason}]"
+        )
+    } else if reason.contains("not valid for name") {
         format!(
             "the server's certificate does not name {host:?}: connect by a name it has, or on the \
              server run `wharfd setup --force --host {host}` and restart it (clients that pinned \
@@ -304,15 +320,30 @@ fn trust_new_host(
 
 #[cfg(test)]
 mod tests {
-    use super::explain_handshake;
+    use super::{Trust, explain_handshake};
 
     #[test]
     fn a_certificate_for_another_name_says_how_to_fix_it() {
         let reason = "the cryptographic handshake failed: error 42: invalid peer certificate: \
                       certificate not valid for name \"files.example\"; certificate is only valid \
                       for DnsName(\"localhost\")";
-        let text = explain_handshake(reason, "files.example");
+        let text = explain_handshake(reason, "files.example", &Trust::System);
         assert!(text.contains("wharfd setup --force --host files.example"), "{text}");
-        assert_eq!(explain_handshake("timed out", "h"), "timed out");
+        assert_eq!(explain_handshake("timed out", "h", &Trust::System), "timed out");
+    }
+
+    #[test]
+    fn a_certificate_the_trusted_cas_did_not_issue_names_where_trust_came_from() {
+        let reason = "the cryptographic handshake failed: error 51: invalid peer certificate: \
+                      BadSignature";
+        let ca = Trust::Ca("/etc/wharf/ca.pem".into());
+        let text = explain_handshake(reason, "h", &ca);
+        assert!(
+            text.contains("not one /etc/wharf/ca.pem issued") && text.contains(reason),
+            "{text}"
+        );
+        let text =
+            explain_handshake("invalid peer certificate: UnknownIssuer", "h", &Trust::System);
+        assert!(text.contains("not issued by a CA this system trusts"), "{text}");
     }
 }

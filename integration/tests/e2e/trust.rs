@@ -73,6 +73,8 @@ fn ca_file_trust_verifies_the_certificate_and_the_name() {
         None,
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = format!("the server's certificate is not one {other_cert} issued or holds");
+    assert!(text(&out.stderr).contains(&said), "{}", text(&out.stderr));
 }
 
 /// `wharf --system-ca -c pwd` with `SSL_CERT_FILE` standing in for the system's CA store.
@@ -109,4 +111,6 @@ fn a_certificate_from_elsewhere_and_the_system_ca_store() {
     let other = TestServer::new("");
     let out = with_system_store(&server, &other.cert());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = "not issued by a CA this system trusts";
+    assert!(text(&out.stderr).contains(said), "{}", text(&out.stderr));
 }
