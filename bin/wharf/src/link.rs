@@ -255,8 +255,9 @@ impl Verification {
     }
 }
 
-/// A handshake failure, with what to do about the usual one: a certificate that does not name the
-/// host the client was asked to reach.
+/// A handshake failure, with what to do about the usual ones: a certificate that the trusted CAs
+/// (the `--ca` file, or the system's store) did not issue, or that does not name the host the
+/// client was asked to reach.
 fn explain_handshake(reason: &str, host: &str, trust: &Trust) -> String {
     let not_issued = ["UnknownIssuer", "BadSignature"].iter().any(|why| reason.contains(why));
     if not_issued && let Trust::Ca(file) = trust {
