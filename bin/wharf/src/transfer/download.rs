@@ -59,7 +59,7 @@ impl Session {
             part.discard().await;
             return Err(mismatch);
         }
-        part.install(dest).await?;
+        part.install().await?;
         let (size, resumed_from) = (plan.size, plan.present());
         let (sha256, elapsed) = (received.computed, started.elapsed());
         Ok(Outcome { size, resumed_from, sha256, elapsed, version: None })

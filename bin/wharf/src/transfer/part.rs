@@ -111,9 +111,9 @@ impl LocalPart {
         .await;
     }
 
-    /// Renames the verified partial to `dest`, and drops its record.
-    pub async fn install(&self, dest: &Path) -> Result<()> {
-        let (part, meta, final_path) = (self.part.clone(), self.meta.clone(), dest.to_owned());
+    /// Renames the verified partial to the file it becomes, and drops its record.
+    pub async fn install(&self) -> Result<()> {
+        let (part, meta, final_path) = (self.part.clone(), self.meta.clone(), self.dest.clone());
         blocking(move || {
             // A large file replaced here is freed after the install, not inside the rename.
             freeing_later_at(&final_path, || std::fs::rename(&part, &final_path))?;
@@ -121,7 +121,7 @@ impl LocalPart {
             Ok::<_, std::io::Error>(())
         })
         .await
-        .map_err(local_error(dest))
+        .map_err(local_error(&self.dest))
     }
 }
 
