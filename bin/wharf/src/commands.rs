@@ -59,6 +59,13 @@ pub enum ShellCommand {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Show the space files take below remote directories, like du(1): du [-a|-s] [-d N] [-h|-b]
+    /// [PATH...]. Sizes are the files' own bytes, what the quota counts.
+    #[command(disable_help_flag = true)]
+    Du(DuArgs),
+    /// Find remote files by name or kind: find [PATH...] [-name PATTERN] [-type f|d|l]
+    /// [-maxdepth N]; prints each path below PATH that matches, as find(1) does.
+    Find(FindArgs),
     /// Show your disk usage and quota, and what partial uploads hold.
     Quota,
     /// Show your space like df(1): size (your quota), used, available.
@@ -95,6 +102,14 @@ pub enum ShellCommand {
     Lcd { path: Option<String> },
     /// Print the local working directory.
     Lpwd,
+    /// Create local directories.
+    Lmkdir {
+        /// Create missing parents, and accept directories that already exist.
+        #[arg(short = 'p')]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// List local directories or files.
     #[command(disable_help_flag = true)]
     Lls(ListArgs),
@@ -178,10 +193,63 @@ pub struct ListArgs {
     /// List directories themselves, not their contents.
     #[arg(short = 'd')]
     pub directory: bool,
+    /// List every directory below too (links to directories are not followed).
+    #[arg(short = 'R', conflicts_with = "directory")]
+    pub recursive: bool,
     /// Print help (-h means human-readable sizes here, as in ls).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
     pub paths: Vec<String>,
+}
+
+/// The flags of du(1) that people type without thinking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct DuArgs {
+    /// Every file too, not only directories.
+    #[arg(short = 'a', conflicts_with = "summarize")]
+    pub all: bool,
+    /// Only a total for each path.
+    #[arg(short = 's', conflicts_with = "max_depth")]
+    pub summarize: bool,
+    /// Directories (and with -a files) at most N levels below each path.
+    #[arg(short = 'd', long = "max-depth", value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Sizes in KiB, MiB, GiB rather than 1024-byte blocks.
+    #[arg(short = 'h', conflicts_with = "bytes")]
+    pub human: bool,
+    /// Sizes in bytes.
+    #[arg(short = 'b')]
+    pub bytes: bool,
+    /// Print help (-h means human-readable sizes here, as in du).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// The directories or files [default: the current directory].
+    pub paths: Vec<String>,
+}
+
+/// The tests of find(1) that people use most. Each may be typed with one dash, as find(1) takes
+/// them, or two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct FindArgs {
+    /// Only names matching PATTERN (wildcards as in the shell; quote them).
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+    /// Only files (f), directories (d) or symbolic links (l).
+    #[arg(long = "type", value_name = "f|d|l")]
+    pub kind: Option<FindKind>,
+    /// Descend at most N levels below each path.
+    #[arg(long = "maxdepth", value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Where to look [default: the current directory].
+    pub paths: Vec<String>,
+}
+
+/// `find -type`'s letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FindKind {
+    F,
+    D,
+    L,
 }
 
 /// The options and paths of `put` and `get`, in the shell and in the one-shot form alike.
@@ -196,6 +264,9 @@ pub struct TransferArgs {
     /// Start over instead of resuming partial transfers.
     #[arg(long)]
     pub no_resume: bool,
+    /// Resume partial transfers, as sftp's -a asks (what put and get do anyway).
+    #[arg(short = 'a', conflicts_with = "no_resume")]
+    pub resume: bool,
     /// Keep modification times.
     #[arg(short = 'p')]
     pub preserve: bool,
@@ -217,7 +288,7 @@ impl TransferArgs {
 }
 
 /// Commands whose path arguments are all local, for completion.
-pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls"];
+pub const LOCAL_PATH_COMMANDS: &[&str] = &["lcd", "lls", "lmkdir"];
 
 /// Commands whose first path is local and the rest remote, and the other way round (the
 /// destination of a transfer is on the other side), for completion.
@@ -245,8 +316,15 @@ pub fn parse_line(line: &str) -> Result<Parsed, ClientError> {
     if let Some(local) = trimmed.strip_prefix('!') {
         return Ok(Parsed::Local(local.trim().to_owned()));
     }
-    let words =
+    let mut words =
         shlex::split(trimmed).ok_or_else(|| ClientError::Usage("unbalanced quotes".into()))?;
+    if words.first().is_some_and(|command| command == "find") {
+        for word in &mut words[1..] {
+            if ["-name", "-type", "-maxdepth"].contains(&word.as_str()) {
+                word.insert(0, '-');
+            }
+        }
+    }
     match Line::try_parse_from(&words) {
         Ok(line) => Ok(Parsed::Command(line.command)),
         Err(err) if matches!(err.kind(), clap::error::ErrorKind::DisplayHelp) => {

@@ -42,10 +42,17 @@ pub async fn execute(
         ShellCommand::Put(_) | ShellCommand::Get(_) | ShellCommand::Mirror(_) => {
             transfer(session, command, out).await?;
         }
-        ShellCommand::Lcd { .. }
-        | ShellCommand::Lpwd
-        | ShellCommand::Lls(_)
-        | ShellCommand::Help { .. } => local(command, out)?,
+        ShellCommand::Lls(args) => {
+            // Off the async threads: `lls -R` may read many directories.
+            let text = crate::local::blocking(move || crate::listing::local(&args)).await?;
+            emit(out, &text)?;
+        }
+        ShellCommand::Lmkdir { parents, paths } => {
+            crate::local::blocking(move || crate::local::make_dirs(&paths, parents)).await?;
+        }
+        ShellCommand::Lcd { .. } | ShellCommand::Lpwd | ShellCommand::Help { .. } => {
+            local(command, out)?
+        }
         other => remote(session, other, out).await?,
     }
     Ok(Flow::Continue)
@@ -62,6 +69,9 @@ fn with_local_home(command: ShellCommand) -> ShellCommand {
         ShellCommand::Lls(mut args) => {
             args.paths = args.paths.iter().map(|p| with_home(p)).collect();
             ShellCommand::Lls(args)
+        }
+        ShellCommand::Lmkdir { parents, paths } => {
+            ShellCommand::Lmkdir { parents, paths: paths.iter().map(|p| with_home(p)).collect() }
         }
         ShellCommand::Put(mut args) => {
             let local = if args.paths.len() > 1 { args.paths.len() - 1 } else { args.paths.len() };
@@ -142,6 +152,8 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             let partials = session.partials().await?;
             emit(out, &quota_text(&quota, &partials))?;
         }
+        ShellCommand::Du(args) => crate::tree::du(session, &args, out).await?,
+        ShellCommand::Find(args) => crate::tree::find(session, &args, out).await?,
         ShellCommand::Df { human, .. } => emit(out, &df_text(&session.quota().await?, human))?,
         ShellCommand::Partials { action } => partials(session, action, out).await?,
         other => unreachable!("not a remote command: {other:?}"),
@@ -205,7 +217,7 @@ async fn transfer(
     }
 }
 
-/// The commands on this side: `lcd`, `lpwd`, `lls`, `help`.
+/// The commands on this side that read nothing but the working directory: `lcd`, `lpwd`, `help`.
 fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
     match command {
         ShellCommand::Lcd { path } => {
@@ -218,7 +230,6 @@ fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
             let dir = crate::local::current_dir()?.display().to_string();
             emit(out, &format!("{}\n", shown(&dir)))?;
         }
-        ShellCommand::Lls(args) => crate::listing::local(&args, out)?,
         ShellCommand::Help { command } => {
             let text = match command {
                 Some(name) => usage_of(&name)?,

@@ -46,6 +46,15 @@ fn escaped(text: &str, escape_control: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `relative`, a path below a tree's top (`""` for the top itself), under the top as the user named
+/// it: `docs` and `a/b` make `docs/a/b`, `/` and `a` make `/a`.
+pub fn below(top: &str, relative: &str) -> String {
+    if relative.is_empty() {
+        return top.to_owned();
+    }
+    format!("{}/{relative}", top.trim_end_matches('/'))
+}
+
 /// `drwxr-xr-x`-style type and permission string.
 pub fn mode_string(kind: EntryKind, mode: u32) -> String {
     let kind_char = match kind {

@@ -29,6 +29,7 @@ pub mod streams;
 pub mod target;
 pub mod terminal;
 pub mod transfer;
+pub mod tree;
 pub mod trust;
 
 /// wharf's configuration directory: `$XDG_CONFIG_HOME/wharf`, or `~/.config/wharf`.

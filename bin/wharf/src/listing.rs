@@ -1,10 +1,12 @@
 //! `ls` and `lls`: which entries to show for the paths given (directories are listed, files and
-//! wildcard matches shown as themselves, as ls(1) does), in the order and form the flags ask for.
+//! wildcard matches shown as themselves, as ls(1) does; with `-R`, every directory below too), in
+//! the order and form the flags ask for.
 
 use std::io::Write;
 use std::path::Path;
 
-use wharf_common::proto::{Entry, ErrorCode};
+use wharf_common::path::RemotePath;
+use wharf_common::proto::{Entry, EntryKind, ErrorCode};
 
 use crate::commands::ListArgs;
 use crate::error::{ClientError, Result};
@@ -55,7 +57,12 @@ pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> 
             continue;
         }
         match session.list(&target).await {
-            Ok(entries) => shown.push(Shown::Dir(raw.clone(), entries)),
+            Ok(entries) => {
+                shown.push(Shown::Dir(raw.clone(), entries));
+                if args.recursive {
+                    shown.extend(remote_below(session, &target, raw, args.all).await?);
+                }
+            }
             // `ls FILE` shows the file itself, as ls(1) does.
             Err(ClientError::Remote { code: ErrorCode::NotADirectory, .. }) => {
                 let mut entry = session.stat(&target).await?;
@@ -65,31 +72,81 @@ pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> 
             Err(err) => return Err(err),
         }
     }
-    print(shown, args, out)
+    emit(out, &print(shown, args))
 }
 
-/// `lls [FLAGS] [PATH...]` on this machine.
-pub fn local(args: &ListArgs, out: &mut dyn Write) -> Result<()> {
+/// `ls -R`: the directories below `dir` (which `raw` named), each under its path, in the order
+/// ls(1) prints them: depth first, by name. One `tree` finds them all and their listings go out
+/// together, so a tree of any depth costs two round trips, not one a level.
+async fn remote_below(
+    session: &Session,
+    dir: &RemotePath,
+    raw: &str,
+    all: bool,
+) -> Result<Vec<Shown>> {
+    let mut below: Vec<String> = session
+        .tree(dir)
+        .await?
+        .into_iter()
+        .filter(|entry| entry.kind == EntryKind::Dir && (all || !hidden(&entry.path)))
+        .map(|entry| entry.path)
+        .collect();
+    below.sort_by(|a, b| crate::tree::depth_first(a, b));
+    pipeline::each(session, below, |relative| async move {
+        let path = crate::expand::remote_child(dir, &relative)?;
+        Ok(Shown::Dir(crate::format::below(raw, &relative), session.list(&path).await?))
+    })
+    .await
+}
+
+/// Whether a relative path lies in (or is) a dot-directory, which `-R` skips without `-a`.
+fn hidden(relative: &str) -> bool {
+    relative.split('/').any(|name| name.starts_with('.'))
+}
+
+/// `lls [FLAGS] [PATH...]` on this machine: the text to print. Blocking (it reads directories).
+pub fn local(args: &ListArgs) -> Result<String> {
     let paths = if args.paths.is_empty() { vec![".".to_owned()] } else { args.paths.clone() };
     let mut shown = Vec::new();
     for raw in &paths {
         for path in crate::expand::local(raw)? {
-            let entries = crate::local::entries(&path, args.directory)?;
             let is_dir = !args.directory && std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
-            shown.push(if is_dir {
-                Shown::Dir(path.display().to_string(), entries)
+            if is_dir {
+                local_dir(&path, args, &mut shown)?;
             } else {
-                Shown::Entries(entries)
-            });
+                shown.push(Shown::Entries(crate::local::entries(&path, args.directory)?));
+            }
         }
     }
-    print(shown, args, out)
+    Ok(print(shown, args))
 }
 
-fn print(shown: Vec<Shown>, args: &ListArgs, out: &mut dyn Write) -> Result<()> {
-    let headed = shown.len() > 1;
-    let mut first = true;
-    // Loose files first, as ls(1) does, then each directory under its name.
+/// The local directory `dir` under its name, and with `-R` every directory below it after it, as
+/// [`remote_below`] orders them. Links to directories are shown, not followed.
+fn local_dir(dir: &Path, args: &ListArgs, shown: &mut Vec<Shown>) -> Result<()> {
+    let entries = crate::local::entries(dir, false)?;
+    let mut below: Vec<String> = if args.recursive {
+        entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Dir && (args.all || !hidden(&entry.name)))
+            .map(|entry| entry.name.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    below.sort();
+    shown.push(Shown::Dir(dir.display().to_string(), entries));
+    for name in below {
+        local_dir(&dir.join(name), args, shown)?;
+    }
+    Ok(())
+}
+
+/// The text of a listing: loose files first, as ls(1) does, then each directory, under its name
+/// when there are several (always with `-R`).
+fn print(shown: Vec<Shown>, args: &ListArgs) -> String {
+    let headed = shown.len() > 1 || args.recursive;
+    let mut text = String::new();
     let (mut loose, mut dirs) = (Vec::new(), Vec::new());
     for item in shown {
         match item {
@@ -98,19 +155,16 @@ fn print(shown: Vec<Shown>, args: &ListArgs, out: &mut dyn Write) -> Result<()> 
         }
     }
     if !loose.is_empty() {
-        emit(out, &render(arrange(loose, args, true), args))?;
-        first = false;
+        text += &render(arrange(loose, args, true), args);
     }
     for (name, entries) in dirs {
         if headed {
-            let gap = if first { "" } else { "\n" };
-            let heading = Path::new(&name).display().to_string();
-            emit(out, &format!("{gap}{}:\n", crate::format::shown(&heading)))?;
+            let gap = if text.is_empty() { "" } else { "\n" };
+            text += &format!("{gap}{}:\n", crate::format::shown(&name));
         }
-        emit(out, &render(arrange(entries, args, false), args))?;
-        first = false;
+        text += &render(arrange(entries, args, false), args);
     }
-    Ok(())
+    text
 }
 
 /// Drops dot-files unless `-a` (names given explicitly always show) and sorts as the flags say:

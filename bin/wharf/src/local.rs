@@ -1,4 +1,4 @@
-//! The local side: the shell's `lcd`, `lpwd` and `lls`, and what transfers need of local files
+//! The local side: the shell's `lcd`, `lpwd`, `lls` and `lmkdir`, and what transfers need of local files
 //! (their content versions, records replaced atomically).
 
 use std::path::{Path, PathBuf};
@@ -84,6 +84,15 @@ pub fn change_dir(path: Option<&str>) -> Result<PathBuf> {
         .map_err(|err| ClientError::local(format!("lcd {}", target.display()), err))?;
     *previous = Some(left);
     current_dir()
+}
+
+/// `lmkdir [-p] PATH...`: every path is tried, and the first failure reported, as mkdir(1) does.
+pub fn make_dirs(paths: &[String], parents: bool) -> Result<()> {
+    let made = paths.iter().map(|path| {
+        let made = if parents { std::fs::create_dir_all(path) } else { std::fs::create_dir(path) };
+        made.map_err(|err| ClientError::local(format!("lmkdir {path}"), err))
+    });
+    made.collect::<Vec<_>>().into_iter().collect()
 }
 
 pub fn current_dir() -> Result<PathBuf> {

@@ -10,14 +10,15 @@ use wharf_integration::client::{target, text, wharf};
 use wharf_integration::server::TestServer;
 
 /// Runs `wharf --ca CERT -c SCRIPT ann@server` with its working directory in `work`.
-fn batch(server: &TestServer, work: &std::path::Path, script: &str) -> Output {
+pub(crate) fn batch(server: &TestServer, work: &std::path::Path, script: &str) -> Output {
     let cert = server.cert().display().to_string();
     let to = target(server, "ann");
     let script = format!("lcd '{}'; {script}", work.display());
     wharf(work, Some("pw"), &["--ca", &cert, "-c", &script, &to], None)
 }
 
-fn ok(out: &Output) -> String {
+/// The standard output of a run that must have succeeded.
+pub(crate) fn ok(out: &Output) -> String {
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
 }

@@ -33,4 +33,5 @@ mod soak;
 mod transfers;
 mod trust;
 mod util;
+mod walks;
 mod wan;
