@@ -50,8 +50,15 @@ pub enum ShellCommand {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Rename or move a remote file or directory (into TO if TO is a directory).
-    Mv { from: String, to: String },
+    /// Rename or move remote files or directories: mv FROM TO renames (or moves into TO if TO is
+    /// a directory); with several sources, or wildcards (which match remote names), TO must be a
+    /// directory and each moves into it.
+    #[command(visible_alias = "rename", override_usage = "mv FROM... TO")]
+    Mv {
+        /// The sources, then TO.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
     /// Change the permission bits of remote files: chmod 640 FILE... (octal, like chmod(1)).
     Chmod {
         /// Octal permission bits, 000 to 777.

@@ -1,5 +1,5 @@
-//! Walking a tree, as sftp and lftp users do, through the `wharf` binary in batch mode: `ls -R` and
-//! `lls -R`, `du`, `find`, and `lmkdir` on this side.
+//! Walking and rearranging a tree, as sftp and lftp users do, through the `wharf` binary in batch
+//! mode: `ls -R` and `lls -R`, `du`, `find`, `mv` of several files, and `lmkdir` on this side.
 
 use crate::habits::{batch, ok};
 use wharf_integration::client::text;
@@ -90,4 +90,26 @@ fn lmkdir_makes_local_folders_and_get_takes_sftps_resume_flag() {
     assert!(text(&out.stderr).contains("lmkdir one: file exists"), "{}", text(&out.stderr));
     assert!(work.path().join("three").is_dir(), "every path is tried, as mkdir(1) does");
     assert!(!text(&out.stdout).contains('/'), "nothing runs after the failure");
+}
+
+#[test]
+fn mv_moves_several_sources_or_a_wildcards_matches_into_a_folder() {
+    let work = tempfile::tempdir().expect("work");
+    let server = server_with_tree(work.path());
+    ok(&batch(&server, work.path(), "mkdir box; mv t/top t/a-c box; rename 't/a/*' box"));
+    assert_eq!(ok(&batch(&server, work.path(), "ls -1 box")), "a-c/\nb/\ng\ntop\n");
+    assert_eq!(ok(&batch(&server, work.path(), "ls -1 t t/a")), "t:\na/\n\nt/a:\n");
+
+    // Several sources into something that is not a folder: nothing moves.
+    for script in ["mv box/g box/top box/new", "mv 'box/[gt]*' box/top"] {
+        let out = batch(&server, work.path(), script);
+        assert_eq!(out.status.code(), Some(1), "{script}");
+        assert!(text(&out.stderr).contains("not a directory"), "{}", text(&out.stderr));
+    }
+    // One source still renames, and a missing TO is a usage error.
+    ok(&batch(&server, work.path(), "mv box/g box/renamed"));
+    assert_eq!(ok(&batch(&server, work.path(), "ls -1 box")), "a-c/\nb/\nrenamed\ntop\n");
+    let out = batch(&server, work.path(), "mv box/top");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("mv: missing TO after box/top"), "{}", text(&out.stderr));
 }
