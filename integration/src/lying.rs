@@ -1,17 +1,21 @@
 //! A server that lies in its listings, for tests of what the client takes from a server: it logs
-//! anyone in, calls every path a directory, and answers every `list` and `tree` with the entries it
-//! was given, whatever they name. Everything else it refuses. It can also hold its answer to a login
-//! until the client's next requests, to see which ones the client sends without waiting for it.
+//! anyone in, calls every path a directory (a file, when it forges downloads), and answers every `list` and `tree` with the entries it
+//! was given, whatever they name. It can answer every `get` with bytes under the digest of other
+//! bytes. Everything else it refuses. It can also hold its answer to a login until the client's
+//! next requests, to see which ones the client sends without waiting for it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use sha2::Digest as _;
 use wharf_common::frame::{read_message, write_message};
 use wharf_common::proto::{
     Command, Entry, EntryKind, ErrorCode, Reply, Request, Response, TreeEntry,
 };
+use wharf_common::transfer::Ranges;
+use wharf_wire::lane::{LaneFrame, StreamHeader};
 
 /// What the lying server answers listings with.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +25,8 @@ pub struct Lies {
     /// Hold each login's answer until this many requests have come behind it, or
     /// [`LOGIN_HELD_AT_MOST`] passes (0: answer at once).
     pub hold_login: usize,
+    /// Answer every `get` with these bytes, on one lane, under the SHA-256 of other bytes.
+    pub corrupt_download: Option<Vec<u8>>,
 }
 
 /// How long a held login waits for the requests behind it.
@@ -121,11 +127,49 @@ async fn serve(conn: quinn::Connection, lies: &Lies, behind_login: &Mutex<Vec<St
             }
         }
         let Request { id, cmd } = request;
+        if let (Command::Get { .. }, Some(bytes)) = (&cmd, &lies.corrupt_download) {
+            if send_corrupt(&conn, &mut send, id, bytes).await.is_none() {
+                return;
+            }
+            continue;
+        }
         let reply = answer(cmd, lies);
         if write_message(&mut send, &Response { id, reply }).await.is_err() {
             return;
         }
     }
+}
+
+/// Answers the `get` numbered `id` with `bytes` as transfer 1, whose end frame and `done` name the
+/// digest of something else. `None` once the connection is gone.
+async fn send_corrupt(
+    conn: &quinn::Connection,
+    control: &mut quinn::SendStream,
+    id: u32,
+    bytes: &[u8],
+) -> Option<()> {
+    let size = bytes.len() as u64;
+    let plan = Reply::Transfer {
+        transfer: 1,
+        size,
+        version: "v".into(),
+        ranges: Ranges::full(size),
+        lanes: 1,
+    };
+    write_message(control, &Response { id, reply: plan }).await.ok()?;
+    let sha256 = format!("{:x}", sha2::Sha256::digest(b"other bytes"));
+    let mut lane = conn.open_uni().await.ok()?;
+    write_message(&mut lane, &StreamHeader::of(1)).await.ok()?;
+    write_message(&mut lane, &LaneFrame::Segment { offset: 0, len: size }).await.ok()?;
+    lane.write_all(bytes).await.ok()?;
+    write_message(&mut lane, &LaneFrame::End { sha256: sha256.clone() }).await.ok()?;
+    lane.finish().ok()?;
+    let done = Reply::Done { size, sha256, version: None };
+    write_message(control, &Response { id, reply: done }).await.ok()
+}
+
+fn dir(name: String) -> Entry {
+    Entry { name, kind: EntryKind::Dir, size: 0, mode: 0o755, mtime: 0 }
 }
 
 /// `Stat` for a `stat`, and so on: the command's variant.
@@ -142,8 +186,14 @@ fn answer(cmd: Command, lies: &Lies) -> Reply {
             quota: None,
             requests_in_flight: 64,
         },
+        // A file where downloads are forged, so that a `get` asks for it.
         Command::Stat { path } => Reply::Stat {
-            entry: Entry { name: path, kind: EntryKind::Dir, size: 0, mode: 0o755, mtime: 0 },
+            entry: match &lies.corrupt_download {
+                Some(bytes) => {
+                    Entry { kind: EntryKind::File, size: bytes.len() as u64, ..dir(path) }
+                }
+                None => dir(path),
+            },
         },
         Command::List { .. } => Reply::Entries { entries: lies.entries.clone(), done: true },
         Command::Tree { .. } => Reply::TreeEntries { entries: lies.tree.clone(), done: true },

@@ -101,6 +101,11 @@ pub enum ShellCommand {
     /// interrupted downloads resume.
     #[command(visible_aliases = ["reget", "mget"])]
     Get(TransferArgs),
+    /// Show remote files, each once its SHA-256 checks out (wildcards match remote names).
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Make LOCAL a copy of REMOTE (with -R, REMOTE a copy of LOCAL), sending only files whose
     /// content differs: mirror [-R] [--delete] [--dry-run] [-j N] [REMOTE [LOCAL]].
     Mirror(MirrorArgs),

@@ -39,7 +39,10 @@ pub async fn execute(
     let command = with_local_home(command);
     match command {
         ShellCommand::Exit => return Ok(Flow::Exit),
-        ShellCommand::Put(_) | ShellCommand::Get(_) | ShellCommand::Mirror(_) => {
+        ShellCommand::Put(_)
+        | ShellCommand::Get(_)
+        | ShellCommand::Mirror(_)
+        | ShellCommand::Cat { .. } => {
             transfer(session, command, out).await?;
         }
         ShellCommand::Lls(args) => {
@@ -196,7 +199,7 @@ fn first_failure(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
-/// `put`, `get` and `mirror`, each interruptible with Ctrl-C.
+/// `put`, `get`, `mirror` and `cat`, each interruptible with Ctrl-C.
 async fn transfer(
     session: &Arc<Session>,
     command: ShellCommand,
@@ -213,6 +216,7 @@ async fn transfer(
             let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
             interruptible(crate::mirror::mirror(session, remote, local, args.options(), out)).await
         }
+        ShellCommand::Cat { paths } => interruptible(crate::cat::cat(session, &paths, out)).await,
         other => unreachable!("not a transfer: {other:?}"),
     }
 }

@@ -5,6 +5,7 @@
 //! it; [`commands`] defines the command language once, and [`exec`] runs it.
 
 pub mod batch;
+pub mod cat;
 pub mod cli;
 pub mod commands;
 pub mod copy;

@@ -49,6 +49,8 @@ pub struct FileProgress {
     quarter: AtomicU64,
     /// The next report is the first of an attempt: the bytes already in place, not a rate.
     first: AtomicBool,
+    /// What the latest attempt found in place (its first report): a resume's starting point.
+    carried: AtomicU64,
 }
 
 /// What the stall watcher sees of a file.
@@ -83,6 +85,12 @@ impl FileProgress {
         bar.set_position(0);
         self.quarter.store(0, Ordering::Relaxed);
         self.first.store(true, Ordering::Relaxed);
+        self.carried.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the latest attempt resumed: found bytes of the file already in place.
+    pub fn resumed(&self) -> bool {
+        self.carried.load(Ordering::Relaxed) > 0
     }
 
     /// Counts `bytes` moved. The first report of an attempt is what was already in place (a resume):
@@ -92,6 +100,7 @@ impl FileProgress {
         bar.inc(bytes);
         self.overall.inc(bytes);
         if self.first.swap(false, Ordering::Relaxed) {
+            self.carried.store(bytes, Ordering::Relaxed);
             bar.reset_eta();
             self.overall.reset_eta();
         }
@@ -175,6 +184,7 @@ impl TransferUi {
             tty: self.tty,
             quarter: AtomicU64::new(0),
             first: AtomicBool::new(true),
+            carried: AtomicU64::new(0),
         }
     }
 

@@ -219,3 +219,20 @@ fn plain_progress_passes_every_quarter_even_for_a_file_sent_in_one_piece() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("small.bin: 25%\nsmall.bin: 50%\nsmall.bin: 75%\n"), "{stdout}");
 }
+
+#[test]
+fn cat_writes_remote_files_into_a_pipe_as_they_are() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let to = target(&server, "ann");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    server.place("ann", "bin", &binary);
+    server.place("ann", "a.txt", b"alpha\n");
+    let out = run(&server, Some("pw"), &["-c", "cat a.txt 'b*'", &to], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == [b"alpha\n".as_slice(), &binary].concat(), "the bytes, unchanged");
+
+    let out = run(&server, Some("pw"), &["-c", "cat a.txt nope", &to], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nope: no such file"), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"alpha\n", "the files before the failure are shown");
+}

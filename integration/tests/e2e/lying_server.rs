@@ -96,3 +96,23 @@ fn a_wildcards_matches_are_taken_from_their_listing_not_stated_again() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("only lies in listings") && !stderr.contains("get -r"), "{stderr}");
 }
+
+#[test]
+fn a_download_whose_bytes_do_not_match_its_digest_is_neither_shown_nor_installed() {
+    let work = tempfile::tempdir().expect("work");
+    let forged = b"forged contents\n".to_vec();
+    let server = LyingServer::start(Lies { corrupt_download: Some(forged), ..Lies::default() });
+    for script in ["cat notes.txt", "get notes.txt"] {
+        let out = run(&server, work.path(), script);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{script}: {stderr}");
+        assert!(stderr.contains("checksum mismatch"), "{script}: {stderr}");
+        let stdout = text(&out.stdout);
+        assert!(!stdout.contains("forged") && !stdout.contains("sha256 ok"), "{script}: {stdout}");
+        // Nothing was resumed, so there is no partial to blame and no second try.
+        assert!(!stdout.contains("partial file was corrupt"), "{script}: {stdout}");
+    }
+    assert!(run(&server, work.path(), "cat notes.txt").stdout.is_empty(), "cat shows nothing");
+    let left: Vec<_> = std::fs::read_dir(work.path()).expect("work").collect();
+    assert!(left.is_empty(), "nothing installed, no partial kept: {left:?}");
+}

@@ -131,7 +131,8 @@ pub(crate) async fn run(
 }
 
 /// Copies one file with its own progress bar, riding out lost connections; a resumed transfer
-/// whose partial turns out corrupt starts over once.
+/// whose partial turns out corrupt starts over once. (A fresh transfer whose digest fails has no
+/// partial to blame: its mismatch is the answer.)
 async fn copy_one(
     session: &Session,
     verb: &'static str,
@@ -153,7 +154,7 @@ async fn copy_one(
     let mut result = with_reconnects(session, options.resume, on_reconnect, &attempt).await;
     let mismatch =
         matches!(&result, Err(ClientError::Remote { code: ErrorCode::ChecksumMismatch, .. }));
-    if options.resume && mismatch {
+    if options.resume && mismatch && file.resumed() {
         // A resumed transfer whose whole-file digest failed had a bad partial, which both ends
         // have now dropped: start over once, from byte 0.
         ui.print(format!(
