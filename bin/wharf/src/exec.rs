@@ -281,7 +281,8 @@ async fn partials(
         count += dropped;
         bytes += freed;
     }
-    emit(out, &format!("dropped {count} partial uploads, {} given back\n", human_bytes(bytes)))
+    let uploads = if count == 1 { "upload" } else { "uploads" };
+    emit(out, &format!("dropped {count} partial {uploads}, {} given back\n", human_bytes(bytes)))
 }
 
 /// `mv FROM... TO`: into `TO` when it is an existing directory, as mv(1) does, and otherwise one

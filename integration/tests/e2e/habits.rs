@@ -360,7 +360,7 @@ fn quota_errors_speak_in_sizes_and_partial_uploads_can_be_seen_and_dropped() {
     let listed = ok(&batch(&server, work.path(), "partials"));
     assert!(listed.contains("/movie.mkv") && listed.contains("1.0 MiB"), "{listed}");
     let dropped = ok(&batch(&server, work.path(), "partials drop --all; quota"));
-    assert!(dropped.contains("dropped 1 partial uploads, 1.0 MiB given back"), "{dropped}");
+    assert!(dropped.contains("dropped 1 partial upload, 1.0 MiB given back"), "{dropped}");
     assert!(dropped.contains("used:     0 B"), "{dropped}");
     assert!(!partials.join("k.part").exists());
 }
