@@ -93,6 +93,9 @@ fn destination<P>(
     match is_dir {
         Some(true) => Ok(Destination::Into(path)),
         _ if sources == 1 && !names_a_dir => Ok(Destination::As(path)),
+        None if sources == 1 => {
+            Err(remote_error(ErrorCode::NotFound, format!("{shown}: no such directory")))
+        }
         None => Err(remote_error(
             ErrorCode::NotFound,
             format!(
@@ -434,4 +437,28 @@ async fn jobs_below(
 
 fn folder_without_r(remote: &RemotePath) -> ClientError {
     ClientError::Usage(format!("{remote}: is a directory (use get -r)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(result: Result<Destination<&str>>) -> String {
+        match result {
+            Err(ClientError::Remote { message, .. }) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_destination_is_a_folder_to_go_into_or_one_sources_new_name() {
+        assert_eq!(destination("d", "d", Some(true), 2).ok(), Some(Destination::Into("d")));
+        assert_eq!(destination("n", "n", None, 1).ok(), Some(Destination::As("n")));
+        assert_eq!(destination("f", "f", Some(false), 1).ok(), Some(Destination::As("f")));
+        // `DIR/` names a folder, so it must be one; only several sources are told why.
+        assert_eq!(message(destination("n/", "n/", None, 1)), "n/: no such directory");
+        let several = message(destination("n", "n", None, 2));
+        assert!(several.starts_with("n: no such directory (with several sources"), "{several}");
+        assert_eq!(message(destination("f/", "f/", Some(false), 1)), "f/: not a directory");
+    }
 }
