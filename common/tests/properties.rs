@@ -21,6 +21,7 @@ fn command() -> impl Strategy<Value = Command> {
         ".*".prop_map(|path| Command::Stat { path }),
         (".*", any::<bool>()).prop_map(|(path, parents)| Command::Mkdir { path, parents }),
         (".*", ".*").prop_map(|(from, to)| Command::Rename { from, to }),
+        (".*", ".*").prop_map(|(from, to)| Command::Copy { from, to }),
         (
             (".*", any::<u64>(), ".*", any::<bool>()),
             proptest::option::of(any::<i64>()),

@@ -59,6 +59,18 @@ pub enum ShellCommand {
         #[arg(value_name = "PATH")]
         paths: Vec<String>,
     },
+    /// Copy remote files on the server, their bytes never crossing the network: cp [-r] FROM...
+    /// TO, as cp(1) takes them (into TO if it is a directory; several sources need one). Each copy
+    /// is verified and counts against your quota.
+    #[command(override_usage = "cp [-r] FROM... TO")]
+    Cp {
+        /// Copy directories and everything in them.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// The sources, then TO.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
     /// Change the permission bits of remote files: chmod 640 FILE... (octal, like chmod(1)).
     Chmod {
         /// Octal permission bits, 000 to 777.

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use wharf_common::path::RemotePath;
-use wharf_common::proto::{EntryKind, ErrorCode};
 
 use crate::commands::{PartialsAction, ShellCommand, overview, usage_of};
 use crate::error::{ClientError, Result};
@@ -144,7 +143,10 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             let paths = crate::expand::remote_paths(session, &paths).await?;
             first_failure(pipeline::all(session, &paths, |p| session.remove(p, recursive)).await)?;
         }
-        ShellCommand::Mv { paths } => mv(session, &paths).await?,
+        ShellCommand::Mv { paths } => crate::rearrange::mv(session, &paths).await?,
+        ShellCommand::Cp { recursive, paths } => {
+            crate::rearrange::cp(session, &paths, recursive).await?;
+        }
         ShellCommand::Chmod { mode, paths } => {
             let mode = parse_mode(&mode)?;
             let paths = crate::expand::remote_paths(session, &paths).await?;
@@ -195,7 +197,7 @@ where
 /// The first of `results` that failed. `rm`, `chmod`, and `mkdir` and `rmdir` of paths that do not
 /// lie in one another, go out together (each a round trip otherwise), so every path is tried, as
 /// coreutils does, and the first failure is the one reported.
-fn first_failure(results: Vec<Result<()>>) -> Result<()> {
+pub fn first_failure(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
@@ -283,41 +285,6 @@ async fn partials(
     }
     let uploads = if count == 1 { "upload" } else { "uploads" };
     emit(out, &format!("dropped {count} partial {uploads}, {} given back\n", human_bytes(bytes)))
-}
-
-/// `mv FROM... TO`: into `TO` when it is an existing directory, as mv(1) does, and otherwise one
-/// source renamed to `TO`. Several sources (or a wildcard's matches) need `TO` to be a directory;
-/// they all go out together, every one is tried, and the first failure is reported, as with `rm`.
-async fn mv(session: &Session, paths: &[String]) -> Result<()> {
-    let (from, to) = match paths {
-        [] => return Err(ClientError::Usage("mv: missing FROM and TO (mv FROM... TO)".into())),
-        [only] => {
-            return Err(ClientError::Usage(format!("mv: missing TO after {only} (mv FROM... TO)")));
-        }
-        [from @ .., to] => (from, to),
-    };
-    let several = from.len() > 1 || from.iter().any(|raw| crate::glob::has_wildcards(raw));
-    let sources = crate::expand::remote_paths(session, from).await?;
-    let to_path = session.resolve(to)?;
-    let into = session.stat(&to_path).await.is_ok_and(|entry| entry.kind == EntryKind::Dir);
-    if !into {
-        return match sources.as_slice() {
-            [source] if !several => session.rename(source, &to_path).await,
-            _ => Err(ClientError::Remote {
-                code: ErrorCode::NotADirectory,
-                message: format!("{to}: not a directory (moving several sources needs one)"),
-            }),
-        };
-    }
-    let moves = sources
-        .iter()
-        // The home has no name: moving it into TO is a rename of `/`, which the server refuses.
-        .map(|source| {
-            let name = source.file_name().unwrap_or_default();
-            Ok((source, crate::expand::remote_child(&to_path, name)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    first_failure(pipeline::all(session, &moves, |(from, to)| session.rename(from, to)).await)
 }
 
 /// `!COMMAND` runs COMMAND with `sh -c`; `!` alone starts an interactive `$SHELL`. The command's

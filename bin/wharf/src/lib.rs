@@ -22,6 +22,7 @@ pub mod local;
 pub mod mirror;
 pub mod pipeline;
 pub mod progress;
+pub mod rearrange;
 pub mod reconnect;
 pub mod rpc;
 pub mod session;

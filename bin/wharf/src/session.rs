@@ -281,6 +281,16 @@ impl Session {
         self.expect_ok(Command::Rename { from: from.to_string(), to: to.to_string() }).await
     }
 
+    /// Copies the file `from` to `to` on the server (the bytes never cross the network); returns
+    /// the copy's size and SHA-256 (hex).
+    pub async fn copy(&self, from: &RemotePath, to: &RemotePath) -> Result<(u64, String)> {
+        let cmd = Command::Copy { from: from.to_string(), to: to.to_string() };
+        match self.link().rpc.call(cmd).await? {
+            Reply::Done { size, sha256, .. } => Ok((size, sha256)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Sets the permission bits of `path`.
     pub async fn chmod(&self, path: &RemotePath, mode: u32) -> Result<()> {
         self.expect_ok(Command::Chmod { path: path.to_string(), mode }).await

@@ -40,6 +40,10 @@ pub enum Command {
     Remove { path: String, recursive: bool },
     /// Rename `from` to `to`; an existing file at `to` is replaced, an existing directory is not.
     Rename { from: String, to: String },
+    /// Copy the file `from` to `to` on the server, as an upload of its bytes would (the quota
+    /// reserved first, the copy verified and made durable before it appears under `to`, which it
+    /// replaces if it is a file). Answered `done`, with the copy's digest and version.
+    Copy { from: String, to: String },
     /// The user's quota: bytes used, reserved and allowed.
     Quota,
     /// Upload a file of `size` bytes to `path`. `source` identifies the local file's version (any

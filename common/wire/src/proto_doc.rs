@@ -36,6 +36,8 @@ fn example_frames_are_byte_exact() {
     assert_documented(encode_frame(&Request { id: 1, cmd: login_key }).expect("encode"));
     let chmod = Command::Chmod { path: "/a".into(), mode: 0o600 };
     assert_documented(encode_frame(&Request { id: 3, cmd: chmod }).expect("encode"));
+    let copy = Command::Copy { from: "/a".into(), to: "/b".into() };
+    assert_documented(encode_frame(&Request { id: 4, cmd: copy }).expect("encode"));
     let error = Reply::error(ErrorCode::NotFound, "/x: no such file or directory");
     assert_documented(encode_frame(&Response { id: 2, reply: error }).expect("encode"));
     let quota = QuotaInfo { used: 0, reserved: 0, limit: None };

@@ -55,6 +55,7 @@ async fn malformed_frames_close_only_their_connection() {
         ("deep nesting", nested),
         ("wrong type", wrong_type),
         ("parents not a bool", put_with_parents_as_a_string()),
+        ("copy without its destination", copy_without_to()),
     ];
     for (what, body) in cases {
         for logged_in in [false, true] {
@@ -70,6 +71,19 @@ async fn malformed_frames_close_only_their_connection() {
         }
         bystander_unaffected(&bystander).await;
     }
+}
+
+/// A `copy` request with `from` and no `to`.
+fn copy_without_to() -> Vec<u8> {
+    let copy = Command::Copy { from: "/a".into(), to: "/b".into() };
+    let body = rmp_serde::to_vec_named(&Request { id: 6, cmd: copy }).expect("encode");
+    // The command is the last map: one entry fewer (0x83 -> 0x82), and the `to` pair cut off.
+    let tail = [&[0xa2][..], b"to", &[0xa2], b"/b"].concat();
+    assert!(body.ends_with(&tail), "`to` comes last");
+    let mut body = body[..body.len() - tail.len()].to_vec();
+    let at = body.iter().rposition(|&b| b == 0x83).expect("the command's map");
+    body[at] = 0x82;
+    body
 }
 
 /// A `put` request whose `parents` is the string "yes" instead of a boolean.

@@ -154,6 +154,14 @@ async fn symlinks_cannot_be_followed_out_of_the_home() {
             &format!("mv into {path}"),
             s.rename(&p("/mine.txt"), &p(&format!("{path}/planted"))).await,
         );
+        refused(
+            &format!("cp {path}/secret.txt"),
+            s.copy(&p(&format!("{path}/secret.txt")), &p("/stolen")).await,
+        );
+        refused(
+            &format!("cp into {path}"),
+            s.copy(&p("/mine.txt"), &p(&format!("{path}/planted"))).await,
+        );
     }
     // The escaping targets show up only as symlinks, never as what they point to.
     let listing = s.list(&RemotePath::root()).await.expect("ls /");
@@ -228,7 +236,13 @@ async fn malformed_paths_are_refused_by_the_server() {
         );
         let reply = s.call_raw(Command::Mkdir { path: path.to_owned(), parents: true }).await;
         assert!(matches!(reply, Err(ClientError::Remote { code: ErrorCode::InvalidPath, .. })));
+        for (from, to) in [(path, "/copy"), ("/mine.txt", path)] {
+            let copy = Command::Copy { from: from.to_owned(), to: to.to_owned() };
+            let reply = s.call_raw(copy).await;
+            assert!(matches!(reply, Err(ClientError::Remote { code: ErrorCode::InvalidPath, .. })));
+        }
     }
+    assert!(!server.exists("ann", "copy"));
     assert!(matches!(
         s.call_raw(Command::Stat { path: "/mine.txt".into() }).await,
         Ok(Reply::Stat { .. })

@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod bad_senders;
 mod batch;
+mod copies;
 mod eager;
 mod faults;
 mod habits;

@@ -4,6 +4,7 @@
 //! `login` is not here: it is only valid before a session exists and lives in `conn/login.rs`.
 
 mod chmod;
+mod copy;
 mod get;
 pub mod lanes;
 mod list;
@@ -188,6 +189,7 @@ impl Audited {
             Command::Rmdir { path } => ("rmdir", path.clone(), None),
             Command::Mkdir { path, .. } => ("mkdir", path.clone(), None),
             Command::Rename { from, to } => ("rename", from.clone(), Some(to.clone())),
+            Command::Copy { from, to } => ("copy", from.clone(), Some(to.clone())),
             Command::Chmod { path, .. } => ("chmod", path.clone(), None),
             Command::DropPartials { path } => {
                 ("drop_partials", path.clone().unwrap_or_default(), None)
@@ -234,6 +236,7 @@ async fn run(session: &Session, cmd: Command, progress: &Progress<'_>) -> Reply 
         Command::Rmdir { path } => rmdir::run(session, &path).await,
         Command::Remove { path, recursive } => remove::run(session, &path, recursive).await,
         Command::Rename { from, to } => rename::run(session, &from, &to).await,
+        Command::Copy { from, to } => copy::run(session, &from, &to).await,
         Command::Quota => quota::run(session).await,
         Command::Put { path, size, source, resume, mtime, eager, parents } => {
             let source = &source;

@@ -125,7 +125,7 @@ fn take_eager_lane(
 }
 
 /// Claims the partial of `path`, taking it over from an older upload by the same user.
-async fn claim(
+pub(super) async fn claim(
     session: &Session,
     path: &RemotePath,
     key: &str,
@@ -143,7 +143,7 @@ async fn claim(
 /// Reserves what the upload still owes the quota, or refuses it before any byte moves: in this
 /// node's ledger, then (on a backend several nodes share) across the nodes. The partial is `len`
 /// bytes long, and the file it replaces `replaced` bytes.
-async fn reserve(
+pub(super) async fn reserve(
     session: &Session,
     ledger: &Arc<Ledger>,
     path: &RemotePath,
