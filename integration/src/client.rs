@@ -34,9 +34,8 @@ pub async fn login(server: &TestServer, user: &str, password: &str) -> Session {
 pub fn wharf(home: &Path, password: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = spawn_wharf(home, password, args, stdin.is_some());
     if let Some(text) = stdin {
-        use std::io::Write as _;
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(text.as_bytes()).expect("write stdin");
+        crate::server::feed(&mut input, text);
     }
     child.wait_with_output().expect("wharf output")
 }

@@ -1,7 +1,7 @@
 //! A real `wharfd` process with a temporary root.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -128,7 +128,7 @@ impl TestServer {
             .expect("spawn wharfd");
         let mut input = child.stdin.take().expect("stdin");
         if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).expect("write stdin");
+            feed(&mut input, text);
         }
         drop(input);
         child.wait_with_output().expect("wharfd output")
@@ -305,5 +305,14 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Writes `text` to a child's standard input. A program that fails before it reads its input (a
+/// duplicate user, a password piped without `--password-stdin`, a usage error) may be gone before
+/// the write: the broken pipe is its answer, which the test then checks, not a failure of the test.
+pub fn feed(input: &mut impl Write, text: &str) {
+    if let Err(err) = input.write_all(text.as_bytes()) {
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {err}");
     }
 }
