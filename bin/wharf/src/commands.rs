@@ -350,7 +350,14 @@ pub fn parse_line(line: &str) -> Result<Parsed, ClientError> {
         }
     }
     match Line::try_parse_from(&words) {
-        Ok(line) => Ok(Parsed::Command(line.command)),
+        Ok(line) => {
+            // FROM... TO: clap cannot say "missing TO" of one list, so it is checked here, where
+            // a batch finds its usage errors before it runs anything.
+            if let ShellCommand::Mv { paths } | ShellCommand::Cp { paths, .. } = &line.command {
+                crate::rearrange::split(&words[0], paths)?;
+            }
+            Ok(Parsed::Command(line.command))
+        }
         Err(err) if matches!(err.kind(), clap::error::ErrorKind::DisplayHelp) => {
             Ok(Parsed::Help(err.render().to_string()))
         }

@@ -42,9 +42,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The user pressed Ctrl-C during a transfer.
-    #[error("interrupted; partial files are kept: run the same command again to resume")]
-    Interrupted,
+    /// The user pressed Ctrl-C during a transfer or a copy; what was kept of it.
+    #[error("interrupted; {0}")]
+    Interrupted(&'static str),
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -66,7 +66,7 @@ impl ClientError {
             ClientError::Auth(_) => 4,
             ClientError::Remote { .. }
             | ClientError::Local { .. }
-            | ClientError::Interrupted
+            | ClientError::Interrupted(_)
             | ClientError::Internal(_) => 1,
         }
     }

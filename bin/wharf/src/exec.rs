@@ -41,7 +41,8 @@ pub async fn execute(
         ShellCommand::Put(_)
         | ShellCommand::Get(_)
         | ShellCommand::Mirror(_)
-        | ShellCommand::Cat { .. } => {
+        | ShellCommand::Cat { .. }
+        | ShellCommand::Cp { .. } => {
             transfer(session, command, out).await?;
         }
         ShellCommand::Lls(args) => {
@@ -144,9 +145,6 @@ async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Wri
             first_failure(pipeline::all(session, &paths, |p| session.remove(p, recursive)).await)?;
         }
         ShellCommand::Mv { paths } => crate::rearrange::mv(session, &paths).await?,
-        ShellCommand::Cp { recursive, paths } => {
-            crate::rearrange::cp(session, &paths, recursive).await?;
-        }
         ShellCommand::Chmod { mode, paths } => {
             let mode = parse_mode(&mode)?;
             let paths = crate::expand::remote_paths(session, &paths).await?;
@@ -201,24 +199,35 @@ pub fn first_failure(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
-/// `put`, `get`, `mirror` and `cat`, each interruptible with Ctrl-C.
+/// `put`, `get`, `mirror`, `cat` and `cp`, each interruptible with Ctrl-C.
 async fn transfer(
     session: &Arc<Session>,
     command: ShellCommand,
     out: &mut dyn Write,
 ) -> Result<()> {
+    const RESUMABLE: &str = "partial files are kept: run the same command again to resume";
     match command {
         ShellCommand::Put(args) => {
-            interruptible(crate::copy::put(session, &args.paths, args.options())).await
+            let put = crate::copy::put(session, &args.paths, args.options());
+            interruptible(put, RESUMABLE).await
         }
         ShellCommand::Get(args) => {
-            interruptible(crate::copy::get(session, &args.paths, args.options())).await
+            let get = crate::copy::get(session, &args.paths, args.options());
+            interruptible(get, RESUMABLE).await
         }
         ShellCommand::Mirror(args) => {
             let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
-            interruptible(crate::mirror::mirror(session, remote, local, args.options(), out)).await
+            let mirror = crate::mirror::mirror(session, remote, local, args.options(), out);
+            interruptible(mirror, RESUMABLE).await
         }
-        ShellCommand::Cat { paths } => interruptible(crate::cat::cat(session, &paths, out)).await,
+        ShellCommand::Cat { paths } => {
+            interruptible(crate::cat::cat(session, &paths, out), "the rest is not shown").await
+        }
+        // A copy of a large file takes a while; Ctrl-C cancels it on the server, which drops it.
+        ShellCommand::Cp { recursive, paths } => {
+            let cp = crate::rearrange::cp(session, &paths, recursive);
+            interruptible(cp, "the copies under way were dropped; those done are kept").await
+        }
         other => unreachable!("not a transfer: {other:?}"),
     }
 }
@@ -249,12 +258,15 @@ fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
 }
 
 /// Runs a transfer until it ends or the user presses Ctrl-C, with the terminal's echo off meanwhile.
-/// Cancelling drops the transfer tasks and cancels their requests; partial files stay for a resume.
-async fn interruptible(transfer: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+/// Cancelling drops the transfer tasks and cancels their requests; the error says what `kept`.
+async fn interruptible(
+    transfer: impl std::future::Future<Output = Result<()>>,
+    kept: &'static str,
+) -> Result<()> {
     let _echo = crate::terminal::EchoOff::on_stdin();
     tokio::select! {
         result = transfer => result,
-        _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted),
+        _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted(kept)),
     }
 }
 

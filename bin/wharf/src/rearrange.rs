@@ -11,7 +11,7 @@ use crate::pipeline;
 use crate::session::Session;
 
 /// The sources and the destination of `command FROM... TO`.
-fn split<'a>(command: &str, paths: &'a [String]) -> Result<(&'a [String], &'a String)> {
+pub fn split<'a>(command: &str, paths: &'a [String]) -> Result<(&'a [String], &'a String)> {
     let usage =
         |what: String| ClientError::Usage(format!("{command}: {what} ({command} FROM... TO)"));
     match paths {

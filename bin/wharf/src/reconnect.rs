@@ -29,7 +29,7 @@ fn server_going_down(err: &ClientError) -> bool {
 /// Whether an error may be cured by reconnecting: the user's own interruption, a refused login
 /// or a changed host key are final.
 fn worth_reconnecting(err: &ClientError) -> bool {
-    !matches!(err, ClientError::Interrupted | ClientError::Auth(_) | ClientError::HostKey(_))
+    !matches!(err, ClientError::Interrupted(_) | ClientError::Auth(_) | ClientError::HostKey(_))
 }
 
 /// Runs `attempt(resume)`. Each time it fails because its connection was lost, reconnects and runs

@@ -158,6 +158,41 @@ fn ctrl_c_cancels_a_transfer_keeps_the_partial_and_the_rerun_resumes() {
     );
 }
 
+#[test]
+fn ctrl_c_cancels_a_copy_on_the_server_and_it_keeps_nothing() {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", "4GiB");
+    server.start();
+    if !server.is_local() {
+        return; // A sparse gigabyte, copied slowly enough to interrupt, is a local file.
+    }
+    std::fs::File::create(server.home("ann").join("big"))
+        .expect("file")
+        .set_len(1 << 30)
+        .expect("sparse 1 GiB");
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send("cp big copy\r");
+    // Interrupt once the server has started writing the copy.
+    let started = std::time::Instant::now();
+    while server.partial_uploads("ann") == 0 {
+        assert!(started.elapsed().as_secs() < 30, "the copy never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sh.send("\x03");
+    sh.expect("error: interrupted; the copies under way were dropped; those done are kept");
+    at_prompt(&mut sh, "/");
+    let dropped = std::time::Instant::now();
+    while server.partial_uploads("ann") > 0 && dropped.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(server.partial_uploads("ann"), 0, "the server dropped the copy's partial");
+    assert!(!server.exists("ann", "copy"), "nothing installed");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
 /// The MiB a `... MiB/1.00 GiB` progress bar on the screen shows as moved.
 fn moved_mib(screen: &str) -> f64 {
     screen
