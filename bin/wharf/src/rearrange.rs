@@ -75,7 +75,7 @@ pub async fn cp(session: &Session, paths: &[String], recursive: bool) -> Result<
         if dest == source.path {
             return Err(ClientError::Remote {
                 code: ErrorCode::InvalidPath,
-                message: format!("{dest}: a file cannot be copied onto itself"),
+                message: format!("{dest}: cannot be copied onto itself"),
             });
         }
         let entry = source.stat(session).await?;
