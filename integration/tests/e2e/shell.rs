@@ -193,6 +193,22 @@ fn ctrl_c_cancels_a_copy_on_the_server_and_it_keeps_nothing() {
     assert_eq!(sh.wait(), 0);
 }
 
+#[test]
+fn cat_on_a_terminal_shows_control_characters_escaped() {
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.place("ann", "notes.txt", b"line one\n\x1b]0;retitled\x07 and \x1b[2J cleared\n");
+    let home = tempfile::tempdir().expect("home");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send("cat notes.txt\r");
+    sh.expect_where("the file, escaped", |s| {
+        has_line(s, "line one") && has_line(s, r"\x1b]0;retitled\x07 and \x1b[2J cleared")
+    });
+    at_prompt(&mut sh, "/");
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
+
 /// The MiB a `... MiB/1.00 GiB` progress bar on the screen shows as moved.
 fn moved_mib(screen: &str) -> f64 {
     screen
