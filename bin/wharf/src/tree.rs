@@ -96,13 +96,12 @@ fn usage(entries: &[TreeEntry], all: bool, max_depth: Option<u32>) -> Vec<(u64, 
             *totals.entry(dir).or_default() += entry.size;
         }
     }
-    let depth = |path: &str| if path.is_empty() { 0 } else { path.split('/').count() as u32 };
     let mut shown: Vec<(&str, u64)> = totals.into_iter().collect();
     if all {
         let files = entries.iter().filter(|entry| entry.kind != EntryKind::Dir);
         shown.extend(files.map(|entry| (entry.path.as_str(), entry.size)));
     }
-    shown.retain(|(path, _)| max_depth.is_none_or(|max| depth(path) <= max));
+    shown.retain(|(path, _)| within(path, max_depth));
     shown.sort_by(|a, b| depth_first(a.0, b.0));
     // Depth first, each directory once everything below it is out.
     let mut ordered = Vec::with_capacity(shown.len());
@@ -119,6 +118,12 @@ fn usage(entries: &[TreeEntry], all: bool, max_depth: Option<u32>) -> Vec<(u64, 
     }
     ordered.extend(open.into_iter().rev().map(|(path, size)| (size, path.to_owned())));
     ordered
+}
+
+/// Whether `relative` (`""` for the top) lies at most `max_depth` levels below the top.
+fn within(relative: &str, max_depth: Option<u32>) -> bool {
+    let depth = if relative.is_empty() { 0 } else { relative.split('/').count() as u32 };
+    max_depth.is_none_or(|max| depth <= max)
 }
 
 /// The order ls(1) and du(1) walk a tree in: by name, each directory's contents right after it.
@@ -153,8 +158,7 @@ pub async fn find(session: &Session, args: &FindArgs, out: &mut dyn Write) -> Re
         }
         if let Found::Tree(mut entries) = found {
             entries.retain(|entry| {
-                args.max_depth.is_none_or(|max| entry.path.split('/').count() as u32 <= max)
-                    && wanted(&entry.path, entry.kind)
+                within(&entry.path, args.max_depth) && wanted(&entry.path, entry.kind)
             });
             entries.sort_by(|a, b| depth_first(&a.path, &b.path));
             shown.extend(entries.iter().map(|entry| below(&label, &entry.path)));
