@@ -16,6 +16,7 @@
 //! ([`workers`]), never on the async runtime; 1 MiB [`bytes::Bytes`] chunks pass to and from QUIC
 //! without copies (`read_chunk` / `write_chunk`), in buffers that are reused ([`pool`]).
 
+mod direct;
 mod ends;
 pub mod lanes;
 mod order;
@@ -31,6 +32,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
+pub use direct::{DIRECT_FROM, Unbuffered};
 pub use ends::{Destination, Held, Recorded, Source};
 pub use order::OutgoingLanes;
 pub use pool::MAX_IDLE_CHUNKS;

@@ -7,12 +7,16 @@
 //! last [`Bytes`] referring to them drops, and are handed out again without touching the allocator
 //! (nor zeroing them again). A chunk known to be small (a small file, the tail of a piece) gets a
 //! buffer of its own size instead: see [`POOLED_FROM`].
+//!
+//! A pooled buffer starts at an address aligned to [`DIRECT_ALIGN`], so that a received chunk can
+//! be written around the page cache as it is ([`super::direct`]).
 
 use parking_lot::Mutex;
 
 use bytes::Bytes;
 
 use super::CHUNK_SIZE;
+use super::direct::DIRECT_ALIGN;
 
 /// Idle buffers the pool keeps: beyond this, returned buffers are freed. Enough for the chunks of
 /// several busy transfers to cycle without touching the allocator.
@@ -27,6 +31,9 @@ pub const MAX_IDLE_CHUNKS: usize = 64;
 pub const POOLED_FROM: usize = 256 * 1024;
 
 static IDLE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// The allocation behind a pooled buffer: a chunk, and room to start it at an aligned address.
+const POOLED_ALLOCATION: usize = CHUNK_SIZE + DIRECT_ALIGN;
 
 /// A chunk-sized buffer of which the first `len` bytes are in use.
 #[derive(Debug)]
@@ -54,14 +61,14 @@ impl ChunkBuf {
     /// Appends `bytes`, which must fit in what remains.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         let (start, end) = (self.len, self.len + bytes.len());
-        self.whole()[start..end].copy_from_slice(bytes);
+        self.room_mut()[start..end].copy_from_slice(bytes);
         self.len = end;
     }
 
     /// The first `len` bytes, to be filled in place (by a read); they are then in use.
     pub fn fill(&mut self, len: usize) -> &mut [u8] {
         self.len = len;
-        &mut self.whole()[..len]
+        &mut self.room_mut()[..len]
     }
 
     /// The bytes in use, as `Bytes` that return the buffer to the pool when the last clone drops.
@@ -74,30 +81,43 @@ impl ChunkBuf {
     /// Bytes the buffer has room for.
     #[cfg(test)]
     fn room(&self) -> usize {
-        self.buf.as_ref().map_or(CHUNK_SIZE, |buf| buf.len())
+        self.buf.as_deref().map_or(CHUNK_SIZE, |buf| usable(buf).len())
     }
 
-    fn whole(&mut self) -> &mut [u8] {
-        self.buf.get_or_insert_with(take_buffer)
+    /// The whole buffer there is room in, taken from the pool if there is none yet.
+    fn room_mut(&mut self) -> &mut [u8] {
+        let buf = self.buf.get_or_insert_with(take_buffer);
+        let usable = usable(buf);
+        &mut buf[usable]
     }
+}
+
+/// The part of an allocation a chunk uses: all of an exact-sized one, the aligned chunk within a
+/// pooled one. (A boxed slice never moves, so the offset stays the same.)
+fn usable(buf: &[u8]) -> std::ops::Range<usize> {
+    if buf.len() != POOLED_ALLOCATION {
+        return 0..buf.len();
+    }
+    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    start..start + CHUNK_SIZE
 }
 
 /// An idle buffer, or a new one. Zeroed once, when first allocated (by the kernel, as it first
 /// touches the fresh pages); a reused buffer keeps stale bytes, which are never exposed.
 fn take_buffer() -> Box<[u8]> {
     let reused = IDLE.lock().pop();
-    reused.unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
+    reused.unwrap_or_else(|| vec![0u8; POOLED_ALLOCATION].into_boxed_slice())
 }
 
 impl AsRef<[u8]> for ChunkBuf {
     fn as_ref(&self) -> &[u8] {
-        self.buf.as_deref().map_or(&[], |buf| &buf[..self.len])
+        self.buf.as_deref().map_or(&[], |buf| &buf[usable(buf)][..self.len])
     }
 }
 
 impl Drop for ChunkBuf {
     fn drop(&mut self) {
-        if let Some(buf) = self.buf.take().filter(|buf| buf.len() == CHUNK_SIZE) {
+        if let Some(buf) = self.buf.take().filter(|buf| buf.len() == POOLED_ALLOCATION) {
             let mut idle = IDLE.lock();
             if idle.len() < MAX_IDLE_CHUNKS {
                 idle.push(buf);
@@ -118,6 +138,7 @@ mod tests {
         assert_eq!(chunk.len(), 6);
         let frozen = chunk.freeze();
         assert_eq!(&frozen[..], b"abcdef");
+        assert_eq!(frozen.as_ptr().align_offset(DIRECT_ALIGN), 0, "a pooled chunk is aligned");
         assert!(chunk.is_empty());
         chunk.fill(2).copy_from_slice(b"xy");
         assert_eq!(&chunk.freeze()[..], b"xy");

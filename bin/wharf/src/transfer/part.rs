@@ -4,13 +4,16 @@
 //! fsynced: the local disk's durability is the local system's business, and syncing costs a second
 //! pass.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wharf_common::claims::Claim;
 use wharf_common::release::freeing_later_at;
-use wharf_common::transfer::{Destination, Held, PartialRecord, RESUME_MIN_SIZE, Ranges, Recorded};
+use wharf_common::transfer::{
+    Destination, Held, PartialRecord, RESUME_MIN_SIZE, Ranges, Recorded, Unbuffered,
+};
 
 use super::local_error;
 use crate::error::{ClientError, Result};
@@ -89,6 +92,9 @@ impl LocalPart {
             // Small downloads are never resumed, so nothing is recorded for them.
             let resumable = (size >= RESUME_MIN_SIZE).then_some((meta, RemoteVersion { version }));
             let record = move |present: &Ranges| record(resumable.as_ref(), present);
+            let file = Unbuffered::new(file, size, |flags| {
+                std::fs::OpenOptions::new().write(true).custom_flags(flags).open(&part)
+            });
             let dest = Held { dest: Recorded { dest: file, record }, guard: claim };
             dest.checkpoint(&present);
             Ok::<_, std::io::Error>(Some(dest))

@@ -9,12 +9,12 @@ use std::io;
 use std::sync::Arc;
 
 use cap_fs_ext::DirExt as _;
-use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
 use serde::{Deserialize, Serialize};
 use wharf_common::hash::Sha256Digest;
 use wharf_common::path::RemotePath;
 use wharf_common::proto::PartialUpload;
-use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded};
+use wharf_common::transfer::{Destination, PartialRecord, Ranges, Recorded, Unbuffered};
 
 use super::dir_sync::DirSyncs;
 use super::fs_tree::{content_version, freeing_later};
@@ -126,6 +126,10 @@ fn recorded_destination(
     if wanted.size < SMALL_FILE {
         return Arc::new(file);
     }
+    let file = Unbuffered::new(file, wanted.size, |flags| {
+        let options = OpenOptions::new().write(true).custom_flags(flags).clone();
+        Ok(partials.open_with(part_name(key), &options)?.into_std())
+    });
     let (partials, key) = (partials.clone(), key.to_owned());
     let record = move |present: &Ranges| {
         let meta = PartialRecord::new(wanted.clone(), present);
