@@ -1,11 +1,13 @@
 //! Large files written around the page cache (`O_DIRECT`), where the filesystem takes it.
 //!
-//! A received file is written once and not read again before it is installed (the writer hashes
-//! the bytes as they arrive), so copying it into the page cache buys nothing and costs CPU on the
-//! cores the transfer needs: on our 2-core VM the copy of a 1 GiB upload into the page cache was
-//! 44 % of wharfd's samples under `perf` (the pages fault back in from the host's balloon; see
-//! `integration/BENCHMARK.md`). Written around the cache, the same uploads took 3.3–4.0 s of the
-//! server's CPU instead of 3.6–5.2 s (five alternations on loopback).
+//! The writer hashes a received file as its bytes arrive, so the bytes that land right where the
+//! hash has reached are never read again before the file is installed: copying them into the page
+//! cache buys nothing and costs CPU on the cores the transfer needs. On our 2-core VM the copy of a
+//! 1 GiB upload into the page cache was 44 % of wharfd's samples under `perf` (the pages fault
+//! back in from the host's balloon; see `integration/BENCHMARK.md`). Bytes that arrive ahead of
+//! the hash (another lane's piece) are read back once the bytes before them are in, so they stay
+//! on the ordinary path, where the read finds them in the cache: written around it too, the
+//! read-back went to the disk, and 1 GiB gets took 2.95–3.18 s instead of 2.38–2.79 s.
 //!
 //! A write goes around the cache only when its buffer, offset and length are all aligned to
 //! [`DIRECT_ALIGN`]; the rest (a file's tail, a resume from an odd offset, a small chunk) takes the
@@ -35,7 +37,8 @@ pub const DIRECT_FLAG: Option<i32> = Some(libc::O_DIRECT);
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 pub const DIRECT_FLAG: Option<i32> = None;
 
-/// A file written around the page cache where a write allows it.
+/// A file whose bytes written once ([`Destination::write_once`]) go around the page cache where
+/// the write allows it.
 pub struct Unbuffered {
     file: File,
     /// The same file, opened again for direct writes.
@@ -69,7 +72,7 @@ impl Unbuffered {
         self.direct_bytes.load(Ordering::Relaxed)
     }
 
-    /// Writes `bytes` around the cache; false if this write must take the ordinary path.
+    /// Writes `bytes` around the cache; false if they must take the ordinary path.
     fn write_direct(&self, bytes: &[u8], offset: u64) -> io::Result<bool> {
         let Some(direct) = &self.direct else { return Ok(false) };
         if self.refused.load(Ordering::Relaxed) || !aligned(bytes, offset) {
@@ -117,6 +120,10 @@ impl Destination for Unbuffered {
     }
 
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.file, bytes, offset)
+    }
+
+    fn write_once(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         if self.write_direct(bytes, offset)? {
             return Ok(());
         }
@@ -183,18 +190,20 @@ mod tests {
     }
 
     #[test]
-    fn aligned_writes_go_around_the_cache_and_the_rest_does_not() {
+    fn aligned_writes_once_go_around_the_cache_and_the_rest_does_not() {
         let path = scratch("mixed");
         let takes_direct = takes_direct_writes(&path);
         let file = open(&path, DIRECT_FROM);
         let (chunk, start) = aligned_bytes(64 * 1024, 1);
         let chunk = &chunk[start..start + 64 * 1024];
-        file.write_all_at(chunk, 0).expect("write");
+        file.write_once(chunk, 0).expect("write");
         let direct = file.direct_bytes();
         // Unaligned in each way: the offset, the length, the buffer.
-        file.write_all_at(&chunk[..4096], 64 * 1024 + 512).expect("write");
-        file.write_all_at(&chunk[..1000], 128 * 1024).expect("write");
-        file.write_all_at(&chunk[1..4097], 256 * 1024).expect("write");
+        file.write_once(&chunk[..4096], 64 * 1024 + 512).expect("write");
+        file.write_once(&chunk[..1000], 128 * 1024).expect("write");
+        file.write_once(&chunk[1..4097], 256 * 1024).expect("write");
+        // Aligned, but to be read back: kept in the cache.
+        file.write_all_at(chunk, 512 * 1024).expect("write");
         let on_disk = std::fs::read(&path).expect("read");
         let _ = std::fs::remove_dir_all(path.with_file_name(""));
 
@@ -203,12 +212,12 @@ mod tests {
             return;
         }
         assert_eq!(direct, 64 * 1024, "the aligned chunk went around the cache");
-        assert_eq!(file.direct_bytes(), direct, "the unaligned writes took the ordinary path");
+        assert_eq!(file.direct_bytes(), direct, "the other writes took the ordinary path");
         assert_eq!(&on_disk[..64 * 1024], chunk);
         assert_eq!(&on_disk[64 * 1024 + 512..64 * 1024 + 512 + 4096], &chunk[..4096]);
         assert_eq!(&on_disk[128 * 1024..128 * 1024 + 1000], &chunk[..1000]);
         assert_eq!(&on_disk[256 * 1024..256 * 1024 + 4096], &chunk[1..4097]);
-        assert_eq!(on_disk.len(), 256 * 1024 + 4096);
+        assert_eq!(&on_disk[512 * 1024..], chunk);
     }
 
     #[test]
@@ -221,7 +230,7 @@ mod tests {
         file.write_all_at(&old[a..a + 8191], 0).expect("write");
         let mut cached = vec![0u8; 8191];
         file.read_exact_at(&mut cached, 0).expect("read");
-        file.write_all_at(&new[b..b + 8192], 0).expect("write");
+        file.write_once(&new[b..b + 8192], 0).expect("write");
         let mut read = vec![0u8; 8192];
         file.read_exact_at(&mut read, 0).expect("read");
         let _ = std::fs::remove_dir_all(path.with_file_name(""));
@@ -233,7 +242,7 @@ mod tests {
         let path = scratch("small");
         let file = open(&path, DIRECT_FROM - 1);
         let (chunk, start) = aligned_bytes(4096, 3);
-        file.write_all_at(&chunk[start..start + 4096], 0).expect("write");
+        file.write_once(&chunk[start..start + 4096], 0).expect("write");
         assert_eq!(file.direct_bytes(), 0, "a file under DIRECT_FROM");
 
         let other = path.with_file_name("other");
@@ -246,7 +255,7 @@ mod tests {
         let file = Unbuffered::new(plain, DIRECT_FROM, |_| {
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&other)
         });
-        file.write_all_at(&chunk[start..start + 4096], 0).expect("write");
+        file.write_once(&chunk[start..start + 4096], 0).expect("write");
         let written = std::fs::read(&path).expect("read");
         let _ = std::fs::remove_dir_all(path.with_file_name(""));
         assert_eq!(file.direct_bytes(), 0, "a reopen that found another file is not used");

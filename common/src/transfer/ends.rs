@@ -27,6 +27,11 @@ pub trait Destination: Send + Sync + 'static {
     /// Drops everything it holds: a fresh start that must leave no old bytes behind as a tail.
     fn clear(&self) -> io::Result<()>;
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes bytes that will not be read back: the writer hashed them as they came. A destination
+    /// may keep them out of its caches.
+    fn write_once(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.write_all_at(bytes, offset)
+    }
     /// Reads back bytes written before, to hash pieces that arrived ahead of those before them.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 
@@ -94,6 +99,9 @@ macro_rules! forward_bytes {
         fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
             self.dest.write_all_at(bytes, offset)
         }
+        fn write_once(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+            self.dest.write_once(bytes, offset)
+        }
         fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
             self.dest.read_exact_at(buf, offset)
         }
@@ -128,6 +136,9 @@ impl<D: Destination + ?Sized> Destination for Arc<D> {
     }
     fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
         (**self).write_all_at(bytes, offset)
+    }
+    fn write_once(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_once(bytes, offset)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)

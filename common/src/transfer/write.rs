@@ -135,11 +135,14 @@ impl<D: Destination> Writer<D> {
     }
 
     fn write(&mut self, offset: u64, chunk: &[u8]) -> std::io::Result<()> {
-        self.dest.write_all_at(chunk, offset)?;
         let len = chunk.len() as u64;
         if offset == self.frontier {
+            // Hashed here, so never read back.
+            self.dest.write_once(chunk, offset)?;
             self.hasher.update(chunk);
             self.frontier += len;
+        } else {
+            self.dest.write_all_at(chunk, offset)?;
         }
         self.present.insert(offset, offset + len);
         self.unsynced += len;
@@ -200,5 +203,71 @@ pub(super) fn start_writeback(file: &File) {
             WRITEBACK_RUNNING.store(false, Ordering::Release);
         }),
         Err(_) => WRITEBACK_RUNNING.store(false, Ordering::Release),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A destination in memory that notes which way each write came.
+    #[derive(Default, Clone)]
+    struct Noted {
+        writes: Arc<Mutex<Vec<(&'static str, u64)>>>,
+    }
+
+    impl Noted {
+        fn note(&self, how: &'static str, offset: u64) -> io::Result<()> {
+            self.writes.lock().expect("lock").push((how, offset));
+            Ok(())
+        }
+    }
+
+    impl Destination for Noted {
+        fn held(&self) -> io::Result<u64> {
+            Ok(0)
+        }
+        fn clear(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_all_at(&self, _: &[u8], offset: u64) -> io::Result<()> {
+            self.note("kept for reading back", offset)
+        }
+        fn write_once(&self, _: &[u8], offset: u64) -> io::Result<()> {
+            self.note("once", offset)
+        }
+        fn read_exact_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_bytes_hashed_as_they_are_written_are_written_once() {
+        let dest = Noted::default();
+        let (_tx, chunks) = mpsc::channel(1);
+        let mut writer = Writer {
+            dest: dest.clone(),
+            chunks,
+            present: Ranges::new(),
+            size: 3,
+            hasher: Sha256::new(),
+            frontier: 0,
+            durability: Durability::Lazy,
+            unsynced: 0,
+            unrecorded: 0,
+        };
+        // The last byte arrives first (another lane's piece), then the first two in order.
+        for (offset, byte) in [(2, b"c"), (0, b"a"), (1, b"b")] {
+            writer.write(offset, byte).expect("write");
+        }
+        let noted = dest.writes.lock().expect("lock").clone();
+        assert_eq!(
+            noted,
+            [("kept for reading back", 2), ("once", 0), ("once", 1)],
+            "a byte ahead of the frontier is read back to be hashed; the others never are"
+        );
     }
 }
