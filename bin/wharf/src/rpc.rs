@@ -3,6 +3,11 @@
 //! Any number of requests may be in flight: each gets a fresh id, and a reader task routes every
 //! reply to the channel of the request it answers. A request ends with its final reply
 //! ([`Reply::is_final`]); listings send pages before it.
+//!
+//! The server refuses a request past its limit of requests in flight (`busy`). Each command sizes
+//! its own pipeline to that limit, but commands may run at once (a background job beside the
+//! shell's next command), so the connection also keeps a gate: a request waits for a slot before it
+//! is sent, and gives it back with its final reply.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +15,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wharf_common::frame::{read_message, write_message};
-use wharf_common::limits::NOTICE_ID;
+use wharf_common::limits::{MIN_REQUESTS_IN_FLIGHT, NOTICE_ID};
 use wharf_common::proto::{CloseCode, Command, Reply, Request, Response};
 
 use crate::error::{ClientError, Result};
@@ -22,9 +27,17 @@ type Pending = Arc<Mutex<Waiting>>;
 /// The requests waiting for replies, and whether replies can still come at all.
 #[derive(Debug, Default)]
 struct Waiting {
-    by_id: HashMap<u32, mpsc::Sender<Reply>>,
+    by_id: HashMap<u32, Waiter>,
     /// Set once the reader has stopped: a request registered after that would wait forever.
     ended: bool,
+}
+
+/// Where one request's replies go, and its slot in the gate, held until its final reply arrives
+/// (whether or not its caller reads it).
+#[derive(Debug)]
+struct Waiter {
+    tx: mpsc::Sender<Reply>,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// The client side of the control stream.
@@ -42,6 +55,19 @@ struct Inner {
     /// The last eager upload number sent; the server requires them to increase in request order,
     /// so they are given out as requests are written.
     last_eager: AtomicU64,
+    /// A slot per request the server allows in flight, less [`GATE_MARGIN`].
+    gate: Arc<Semaphore>,
+    /// The slots the gate holds in all.
+    gate_size: AtomicU32,
+}
+
+/// Slots of the server's limit the gate leaves unused: a cancelled request's slot is given back as
+/// the cancel is sent, and the server frees it a moment after the cancel arrives.
+pub const GATE_MARGIN: usize = 4;
+
+/// The gate's size for a server allowing `limit` requests in flight.
+fn gate_size(limit: usize) -> usize {
+    limit.saturating_sub(GATE_MARGIN).max(1)
 }
 
 /// The replies to one request. Dropping it before the final reply cancels the request on the
@@ -68,12 +94,14 @@ impl Drop for Replies {
         if self.finished {
             return;
         }
-        lock(&self.inner.pending).by_id.remove(&self.id);
+        let slot = lock(&self.inner.pending).by_id.remove(&self.id).and_then(|waiter| waiter.slot);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (inner, request) = (self.inner.clone(), self.id);
             runtime.spawn(async move {
-                // The answer to a cancel says nothing worth waiting for.
+                // The answer to a cancel says nothing worth waiting for. The slot is given back
+                // once the cancel is on its way.
                 let _ = inner.send(Command::Cancel { request }).await;
+                drop(slot);
             });
         }
     }
@@ -87,10 +115,22 @@ struct Sent {
 }
 
 impl Inner {
-    /// Registers a fresh id for `tx` and sends the request; an eager upload gets its number here.
+    /// Waits for a slot in the gate (a cancel needs none: the server does not count it), registers
+    /// a fresh id for `tx` and sends the request; an eager upload gets its number here.
     async fn send(&self, mut cmd: Command) -> std::result::Result<Sent, String> {
+        let slot = match cmd {
+            Command::Cancel { .. } => None,
+            _ => Some(
+                self.gate
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "the gate closed".to_owned())?,
+            ),
+        };
         let (tx, rx) = mpsc::channel(16);
-        let id = self.register(tx).ok_or_else(|| "control stream closed".to_owned())?;
+        let waiter = Waiter { tx, slot };
+        let id = self.register(waiter).ok_or_else(|| "control stream closed".to_owned())?;
         let mut send = self.send.lock().await;
         let eager = match &mut cmd {
             Command::Put { eager: Some(number), .. } => {
@@ -107,7 +147,7 @@ impl Inner {
     }
 
     /// Registers `tx` under a fresh id; `None` once the control stream has ended.
-    fn register(&self, tx: mpsc::Sender<Reply>) -> Option<u32> {
+    fn register(&self, waiter: Waiter) -> Option<u32> {
         let mut pending = lock(&self.pending);
         if pending.ended {
             return None;
@@ -115,7 +155,7 @@ impl Inner {
         loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             if id != NOTICE_ID && !pending.by_id.contains_key(&id) {
-                pending.by_id.insert(id, tx);
+                pending.by_id.insert(id, waiter);
                 return Some(id);
             }
         }
@@ -134,8 +174,22 @@ impl Rpc {
             pending,
             next_id: AtomicU32::new(1),
             last_eager: AtomicU64::new(0),
+            gate: Arc::new(Semaphore::new(gate_size(MIN_REQUESTS_IN_FLIGHT))),
+            gate_size: AtomicU32::new(gate_size(MIN_REQUESTS_IN_FLIGHT) as u32),
         };
         Rpc { inner: Arc::new(inner) }
+    }
+
+    /// Sizes the gate to the server's limit of requests in flight, as its login reply gave it.
+    pub fn allow(&self, limit: usize) {
+        let wanted = u32::try_from(gate_size(limit)).unwrap_or(u32::MAX);
+        let before = self.inner.gate_size.swap(wanted, Ordering::Relaxed);
+        if wanted > before {
+            self.inner.gate.add_permits((wanted - before) as usize);
+        } else {
+            // Slots in use now are not taken back; only idle ones go.
+            self.inner.gate.forget_permits((before - wanted) as usize);
+        }
     }
 
     /// Sends `cmd` and returns the handle its replies arrive on. A `put` with any `eager` number is
@@ -203,9 +257,15 @@ async fn route_replies(mut recv: quinn::RecvStream, pending: Pending) {
             continue;
         }
         let is_final = reply.is_final();
+        // A final reply frees the request's slot in the gate here, as it arrives: a caller may
+        // read it later, or never.
         let tx = {
             let mut pending = lock(&pending);
-            if is_final { pending.by_id.remove(&id) } else { pending.by_id.get(&id).cloned() }
+            if is_final {
+                pending.by_id.remove(&id).map(|waiter| waiter.tx)
+            } else {
+                pending.by_id.get(&id).map(|waiter| waiter.tx.clone())
+            }
         };
         if let Some(tx) = tx {
             // A caller that stopped listening simply misses the rest.

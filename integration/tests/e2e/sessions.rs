@@ -206,3 +206,31 @@ async fn a_server_that_makes_every_client_prove_its_address_still_lets_clients_i
     // The login reply says how many requests may be in flight, which the client keeps under.
     assert_eq!(session.requests_in_flight(), 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_from_many_tasks_at_once_wait_their_turn_instead_of_being_refused() {
+    // Commands running at once (a background job beside the shell's next command) each keep to
+    // the server's limit on their own; together they would pass it, and the server would refuse
+    // the rest (`busy`). The connection's gate holds the surplus back until slots free up.
+    let server =
+        TestServer::configured("[server]\nmax_requests_in_flight = 32\n", &[("ann", "pw")]);
+    let session = std::sync::Arc::new(login(&server, "ann", "pw").await);
+    assert_eq!(session.requests_in_flight(), 32);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..400 {
+        let session = session.clone();
+        tasks.spawn(async move { session.list(&RemotePath::root()).await.map(|_| ()) });
+    }
+    let mut refused = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        if let Err(err) = result.expect("task") {
+            refused.push(err.to_string());
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of 400 failed, the first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}

@@ -154,6 +154,7 @@ impl Session {
     fn logged_in_as(&self, reply: LoginReply, secret: Secret) -> Option<QuotaInfo> {
         *lock(&self.user) = Some(reply.user);
         *lock(&self.secret) = Some(secret);
+        self.link().rpc.allow(reply.requests_in_flight);
         self.requests_in_flight.send_replace(Some(reply.requests_in_flight));
         reply.quota
     }
