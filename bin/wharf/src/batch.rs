@@ -63,7 +63,9 @@ pub async fn run(session: &std::sync::Arc<Session>, script: &str) -> Result<()> 
             break;
         }
     }
-    Ok(())
+    // A script ends when its background jobs do, and fails if one of them did.
+    session.jobs().wait(&[]).await?;
+    crate::exec::report_jobs(session, &mut stdout)
 }
 
 /// Prefixes a failing command's error with the command, so a long batch says which line failed.

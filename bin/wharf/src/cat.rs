@@ -15,7 +15,7 @@ const CHUNK: usize = 256 * 1024;
 /// `cat REMOTE...`: each file in turn (wildcards match remote names), stopping at the first that
 /// fails. On a terminal, control characters are shown escaped, as names are
 /// ([`crate::format::printable`]); into a pipe or a file the bytes go as they are.
-pub async fn cat(session: &Session, paths: &[String], out: &mut dyn Write) -> Result<()> {
+pub async fn cat(session: &Session, paths: &[String], out: &mut (dyn Write + Send)) -> Result<()> {
     let raw = !std::io::stdout().is_terminal();
     let local = |err| ClientError::local("a temporary folder for cat", err);
     let scratch = tempfile::tempdir().map_err(local)?;

@@ -121,6 +121,21 @@ pub enum ShellCommand {
     /// Make LOCAL a copy of REMOTE (with -R, REMOTE a copy of LOCAL), sending only files whose
     /// content differs: mirror [-R] [--delete] [--dry-run] [-j N] [REMOTE [LOCAL]].
     Mirror(MirrorArgs),
+    /// List the background jobs (a put, get, mirror or cp line ending in &) and their progress.
+    Jobs,
+    /// Wait for background jobs to end and show how they did: wait [N...] (all without N).
+    Wait {
+        #[arg(value_name = "N")]
+        jobs: Vec<String>,
+    },
+    /// Stop background jobs; their partial files are kept: kill N... | kill all.
+    Kill {
+        #[arg(value_name = "N", required = true)]
+        jobs: Vec<String>,
+    },
+    /// A transfer run in the background (its line ended in `&`), as typed without the `&`.
+    #[command(skip)]
+    Background { command: Box<ShellCommand>, line: String },
     /// Change the local working directory (to your home without an argument, back to the
     /// previous one with -).
     Lcd { path: Option<String> },
@@ -339,6 +354,12 @@ pub fn parse_line(line: &str) -> Result<Parsed, ClientError> {
     }
     if let Some(local) = trimmed.strip_prefix('!') {
         return Ok(Parsed::Local(local.trim().to_owned()));
+    }
+    if let Some(line) = crate::jobs::backgrounded(trimmed) {
+        return match parse_line(line)? {
+            Parsed::Command(command) => crate::jobs::background(command, line),
+            _ => Err(crate::jobs::not_a_job()),
+        };
     }
     let mut words =
         shlex::split(trimmed).ok_or_else(|| ClientError::Usage("unbalanced quotes".into()))?;

@@ -52,6 +52,10 @@ pub enum ClientError {
     /// nor the user's.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A background job failed or was stopped; its report said how. `code` is the exit code its
+    /// own error has (1 for a stopped one).
+    #[error("a background job did not succeed (see its report above)")]
+    JobFailed { code: u8 },
 }
 
 impl ClientError {
@@ -68,6 +72,7 @@ impl ClientError {
             | ClientError::Local { .. }
             | ClientError::Interrupted(_)
             | ClientError::Internal(_) => 1,
+            ClientError::JobFailed { code } => *code,
         }
     }
 
@@ -83,7 +88,8 @@ impl ClientError {
 
     /// True if the session cannot go on after this error.
     pub fn is_fatal(&self) -> bool {
-        self.exit_code() >= 3
+        // A job's lost connection was the job's: the shell's own goes on (or is made again).
+        !matches!(self, ClientError::JobFailed { .. }) && self.exit_code() >= 3
     }
 
     pub fn local(context: impl Into<String>, source: std::io::Error) -> ClientError {

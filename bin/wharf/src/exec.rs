@@ -19,7 +19,7 @@ pub enum Flow {
 }
 
 /// Writes `text` to `out`.
-pub fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
+pub fn emit(out: &mut (dyn Write + Send), text: &str) -> Result<()> {
     out.write_all(crate::format::printable(text).as_bytes())
         .map_err(|err| ClientError::local("writing output", err))
 }
@@ -28,7 +28,7 @@ pub fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
 pub async fn execute(
     session: &Arc<Session>,
     command: ShellCommand,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<Flow> {
     if prints_without_asking(&command) {
         // Behind a login whose reply has not come yet, nothing may show that the login's failure
@@ -43,7 +43,7 @@ pub async fn execute(
         | ShellCommand::Mirror(_)
         | ShellCommand::Cat { .. }
         | ShellCommand::Cp { .. } => {
-            transfer(session, command, out).await?;
+            transfer(session, command, out, true).await?;
         }
         ShellCommand::Lls(args) => {
             // Off the async threads: `lls -R` may read many directories.
@@ -55,6 +55,29 @@ pub async fn execute(
         }
         ShellCommand::Lcd { .. } | ShellCommand::Lpwd | ShellCommand::Help { .. } => {
             local(command, out)?
+        }
+        ShellCommand::Background { command, line } => {
+            let local_cwd = crate::local::current_dir()?;
+            let local_cwd = local_cwd.to_str().ok_or_else(|| {
+                ClientError::Usage(
+                    "a job cannot start in a local folder whose name is not UTF-8".into(),
+                )
+            })?;
+            let remote_cwd = session.cwd();
+            let command =
+                crate::jobs::pinned(with_local_home(*command), remote_cwd.as_str(), local_cwd);
+            let started = session.jobs().start(session, command, line);
+            emit(out, &format!("{started}\n"))?;
+        }
+        // The jobs running, then the reports of those that ended.
+        ShellCommand::Jobs => {
+            emit(out, &session.jobs().list())?;
+            show_ended_jobs(session, out)?;
+        }
+        ShellCommand::Wait { jobs } => wait(session, &crate::jobs::numbers(&jobs)?, out).await?,
+        ShellCommand::Kill { jobs } => {
+            session.jobs().kill(&crate::jobs::numbers(&jobs)?)?;
+            show_ended_jobs(session, out)?;
         }
         other => remote(session, other, out).await?,
     }
@@ -112,7 +135,11 @@ fn prints_without_asking(command: &ShellCommand) -> bool {
 }
 
 /// The commands on the server's files, other than transfers.
-async fn remote(session: &Arc<Session>, command: ShellCommand, out: &mut dyn Write) -> Result<()> {
+async fn remote(
+    session: &Arc<Session>,
+    command: ShellCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
     match command {
         ShellCommand::Pwd => emit(out, &format!("{}\n", shown(session.cwd().as_str())))?,
         ShellCommand::Cd { path } => {
@@ -199,41 +226,77 @@ pub fn first_failure(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
+/// `wait`: until the jobs end, or Ctrl-C (the jobs go on); then reports those that ended. A job that
+/// failed or was killed fails the `wait`, so that a batch stops there.
+async fn wait(session: &Session, jobs: &[usize], out: &mut (dyn Write + Send)) -> Result<()> {
+    let waited = interruptible(session.jobs().wait(jobs), "the jobs go on in the background");
+    let waited = waited.await;
+    report_jobs(session, out)?;
+    waited
+}
+
+/// Prints the reports of the jobs that ended, which leave the list; fails if one of them failed.
+pub fn report_jobs(session: &Session, out: &mut (dyn Write + Send)) -> Result<()> {
+    match show_ended_jobs(session, out)? {
+        Some(code) => Err(ClientError::JobFailed { code }),
+        None => Ok(()),
+    }
+}
+
+/// Prints the reports of the jobs that ended, which leave the list; returns the exit code of the
+/// worst failure among them, if one failed.
+pub fn show_ended_jobs(session: &Session, out: &mut (dyn Write + Send)) -> Result<Option<u8>> {
+    let (text, failed) = session.jobs().take_ended();
+    emit(out, &text)?;
+    Ok(failed)
+}
+
+/// Runs a transfer as a background job: to its end, deaf to Ctrl-C (which belongs to the command
+/// in the foreground).
+pub async fn run_job(
+    session: &Arc<Session>,
+    command: ShellCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    transfer(session, command, out, false).await
+}
+
 /// `put`, `get`, `mirror`, `cat` and `cp`, each interruptible with Ctrl-C.
 async fn transfer(
     session: &Arc<Session>,
     command: ShellCommand,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    foreground: bool,
 ) -> Result<()> {
     const RESUMABLE: &str = "partial files are kept: run the same command again to resume";
     match command {
         ShellCommand::Put(args) => {
             let put = crate::copy::put(session, &args.paths, args.options());
-            interruptible(put, RESUMABLE).await
+            run_as(foreground, put, RESUMABLE).await
         }
         ShellCommand::Get(args) => {
             let get = crate::copy::get(session, &args.paths, args.options());
-            interruptible(get, RESUMABLE).await
+            run_as(foreground, get, RESUMABLE).await
         }
         ShellCommand::Mirror(args) => {
             let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
             let mirror = crate::mirror::mirror(session, remote, local, args.options(), out);
-            interruptible(mirror, RESUMABLE).await
+            run_as(foreground, mirror, RESUMABLE).await
         }
         ShellCommand::Cat { paths } => {
-            interruptible(crate::cat::cat(session, &paths, out), "the rest is not shown").await
+            run_as(foreground, crate::cat::cat(session, &paths, out), "the rest is not shown").await
         }
         // A copy of a large file takes a while; Ctrl-C cancels it on the server, which drops it.
         ShellCommand::Cp { recursive, paths } => {
             let cp = crate::rearrange::cp(session, &paths, recursive);
-            interruptible(cp, "the copies under way were dropped; those done are kept").await
+            run_as(foreground, cp, "the copies under way were dropped; those done are kept").await
         }
         other => unreachable!("not a transfer: {other:?}"),
     }
 }
 
 /// The commands on this side that read nothing but the working directory: `lcd`, `lpwd`, `help`.
-fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
+fn local(command: ShellCommand, out: &mut (dyn Write + Send)) -> Result<()> {
     match command {
         ShellCommand::Lcd { path } => {
             let now = crate::local::change_dir(path.as_deref())?;
@@ -255,6 +318,15 @@ fn local(command: ShellCommand, out: &mut dyn Write) -> Result<()> {
         other => unreachable!("not a local command: {other:?}"),
     }
     Ok(())
+}
+
+/// Runs `work` in the foreground ([`interruptible`]), or as a job: to its end.
+async fn run_as(
+    foreground: bool,
+    work: impl std::future::Future<Output = Result<()>>,
+    kept: &'static str,
+) -> Result<()> {
+    if foreground { interruptible(work, kept).await } else { work.await }
 }
 
 /// Runs a transfer until it ends or the user presses Ctrl-C, with the terminal's echo off meanwhile.
@@ -281,7 +353,7 @@ fn parse_mode(text: &str) -> Result<u32> {
 async fn partials(
     session: &Session,
     action: Option<PartialsAction>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let Some(PartialsAction::Drop { all, paths }) = action else {
         return emit(out, &partials_text(&session.partials().await?));

@@ -16,6 +16,7 @@ pub mod expand;
 pub mod format;
 pub mod glob;
 pub mod identity;
+pub mod jobs;
 pub mod link;
 pub mod listing;
 pub mod local;

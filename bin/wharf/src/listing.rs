@@ -30,7 +30,11 @@ enum Shown {
 }
 
 /// `ls [FLAGS] [PATH...]` on the server.
-pub async fn remote(session: &Session, args: &ListArgs, out: &mut dyn Write) -> Result<()> {
+pub async fn remote(
+    session: &Session,
+    args: &ListArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
     let paths = if args.paths.is_empty() { vec![".".to_owned()] } else { args.paths.clone() };
     let mut shown = Vec::new();
     for raw in &paths {

@@ -1,6 +1,7 @@
 //! Live transfer progress: one bar per active file and an overall bar (files done, bytes, rate, ETA),
 //! drawn with indicatif on a terminal; plain lines otherwise. Each finished file prints one line with
-//! its size, time, rate and whether its checksum matched.
+//! its size, time, rate and whether its checksum matched. A background job ([`crate::jobs`]) draws
+//! nothing: its bars count out of sight for `jobs`, and its lines are kept for its report.
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::ClientError;
 use crate::format::human_bytes;
+use crate::jobs::JobOutput;
 use crate::transfer::Outcome;
 
 const FILE_TEMPLATE: &str = "{msg:32!} [{bar:24}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}";
@@ -36,6 +38,8 @@ pub struct TransferUi {
     done: AtomicUsize,
     /// The files in progress, for the stall watcher (which ends when the UI is dropped).
     active: Arc<Mutex<Vec<Weak<FileState>>>>,
+    /// The background job this batch runs in, which keeps its lines.
+    job: Option<Arc<JobOutput>>,
 }
 
 /// Progress of one file.
@@ -51,6 +55,8 @@ pub struct FileProgress {
     first: AtomicBool,
     /// What the latest attempt found in place (its first report): a resume's starting point.
     carried: AtomicU64,
+    /// In a background job: no quarter lines either.
+    quiet: bool,
 }
 
 /// What the stall watcher sees of a file.
@@ -106,7 +112,7 @@ impl FileProgress {
         }
         self.state.moved();
         let size = self.size.load(Ordering::Relaxed);
-        if !self.tty && size > 0 {
+        if !self.tty && !self.quiet && size > 0 {
             let quarter = (bar.position() * 4 / size).min(3);
             let before = self.quarter.fetch_max(quarter, Ordering::Relaxed);
             // A file that moves in a few large steps still says every quarter it passed.
@@ -136,17 +142,21 @@ impl TransferUi {
     /// `verb` is `put` or `get`; `files` and `bytes` are the totals. Nothing is drawn until
     /// [`TransferUi::show`].
     pub fn new(verb: &'static str, files: usize, bytes: u64) -> TransferUi {
-        let tty = std::io::stderr().is_terminal();
+        let job = crate::jobs::current();
+        let tty = job.is_none() && std::io::stderr().is_terminal();
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
         let overall = multi.add(ProgressBar::new(bytes));
         overall.set_style(style(TOTAL_TEMPLATE));
+        if let Some(job) = &job {
+            job.track(overall.clone());
+        }
         let active = Arc::new(Mutex::new(Vec::new()));
         if tty {
             watch_stalls(Arc::downgrade(&active));
         }
         let shown = AtomicBool::new(false);
         let done = AtomicUsize::new(0);
-        let ui = TransferUi { multi, overall, tty, shown, verb, files, done, active };
+        let ui = TransferUi { multi, overall, tty, shown, verb, files, done, active, job };
         ui.update_prefix();
         ui
     }
@@ -185,6 +195,7 @@ impl TransferUi {
             quarter: AtomicU64::new(0),
             first: AtomicBool::new(true),
             carried: AtomicU64::new(0),
+            quiet: self.job.is_some(),
         }
     }
 
@@ -205,7 +216,9 @@ impl TransferUi {
     /// Prints a line above the bars (or plainly, without a terminal).
     pub fn print(&self, line: String) {
         let line = crate::format::printable(&line).into_owned();
-        if self.tty {
+        if let Some(job) = &self.job {
+            job.line(line);
+        } else if self.tty {
             // A hidden target drops lines. A line to print means a transfer was answered, and so
             // was the login ahead of it, though what shows the bars on that answer may not have
             // run yet.

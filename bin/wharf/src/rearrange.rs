@@ -104,9 +104,13 @@ pub async fn cp(session: &Session, paths: &[String], recursive: bool) -> Result<
         }
     }
     // Every folder with its parents, so that none waits for the one above it.
-    first_failure(pipeline::all(session, &folders, |dir| session.mkdir(dir, true)).await)?;
-    let copied = pipeline::all(session, &copies, |(from, to)| async move {
-        session.copy(from, to).await.map(drop)
+    // Owned items: a closure over borrowed ones makes the future one the compiler cannot prove
+    // `Send` (rust-lang/rust#64552), and a background job must be.
+    let made =
+        pipeline::all(session, folders, |dir| async move { session.mkdir(&dir, true).await });
+    first_failure(made.await)?;
+    let copied = pipeline::all(session, copies, |(from, to)| async move {
+        session.copy(&from, &to).await.map(drop)
     });
     first_failure(copied.await)
 }

@@ -45,6 +45,8 @@ pub struct Session {
     /// The server's limit on requests in flight, from its login reply; `None` while a login that
     /// other requests followed at once waits for its reply ([`Session::login_then`]).
     requests_in_flight: tokio::sync::watch::Sender<Option<usize>>,
+    /// The transfers running in the background (`put ... &`).
+    jobs: crate::jobs::Jobs,
 }
 
 impl Session {
@@ -71,7 +73,13 @@ impl Session {
             cwd: Mutex::new(RemotePath::root()),
             previous_cwd: Mutex::new(None),
             requests_in_flight: tokio::sync::watch::Sender::new(Some(MIN_REQUESTS_IN_FLIGHT)),
+            jobs: crate::jobs::Jobs::default(),
         })
+    }
+
+    /// The transfers running in the background.
+    pub fn jobs(&self) -> &crate::jobs::Jobs {
+        &self.jobs
     }
 
     /// The current link.

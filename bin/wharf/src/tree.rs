@@ -58,7 +58,7 @@ async fn found(session: &Session, paths: &[String]) -> Result<Vec<(String, Found
 }
 
 /// `du [-a|-s] [-d N] [-h|-b] [PATH...]`.
-pub async fn du(session: &Session, args: &DuArgs, out: &mut dyn Write) -> Result<()> {
+pub async fn du(session: &Session, args: &DuArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let max_depth = if args.summarize { Some(0) } else { args.max_depth };
     let mut text = String::new();
     for (label, found) in found(session, &args.paths).await? {
@@ -134,7 +134,7 @@ pub fn depth_first(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// `find [PATH...] [--name PATTERN] [--type f|d|l] [--maxdepth N]`: each path and everything below
 /// it that matches, one per line, as find(1) prints them.
-pub async fn find(session: &Session, args: &FindArgs, out: &mut dyn Write) -> Result<()> {
+pub async fn find(session: &Session, args: &FindArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let kind_of = |kind: EntryKind| match kind {
         EntryKind::File => Some(FindKind::F),
         EntryKind::Dir => Some(FindKind::D),

@@ -13,6 +13,7 @@ mod hostile;
 mod huge;
 mod jail;
 mod jail_race;
+mod jobs;
 mod keys;
 mod login;
 mod lying_server;

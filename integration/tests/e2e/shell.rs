@@ -6,7 +6,7 @@ use wharf_integration::binary;
 use wharf_integration::pty::PtyShell;
 use wharf_integration::server::TestServer;
 
-fn shell(
+pub(crate) fn shell(
     server: &TestServer,
     home: &std::path::Path,
     with_ca: bool,
@@ -27,12 +27,12 @@ fn shell(
     PtyShell::spawn(&binary("wharf"), &args, &env)
 }
 
-fn has_line(screen: &str, wanted: &str) -> bool {
+pub(crate) fn has_line(screen: &str, wanted: &str) -> bool {
     screen.lines().any(|line| line.trim_end() == wanted)
 }
 
 /// Waits for a fresh, empty prompt in `cwd` on the last line, as a person would before typing.
-fn at_prompt(sh: &mut PtyShell, cwd: &str) {
+pub(crate) fn at_prompt(sh: &mut PtyShell, cwd: &str) {
     let prompt = format!("ann@127.0.0.1:{cwd}>");
     sh.expect_where(&prompt.clone(), |screen| {
         screen.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt)

@@ -68,7 +68,7 @@ pub async fn mirror(
     remote: Option<&str>,
     local: Option<&str>,
     options: MirrorOptions,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let started = Instant::now();
     let remote_root = session.resolve(remote.unwrap_or("."))?;
@@ -304,8 +304,8 @@ async fn delete(
     reverse: bool,
 ) -> Result<()> {
     if reverse {
-        pipeline::each(session, paths, |path| async move {
-            session.remove(&remote_path(remote_root, path)?, true).await
+        pipeline::each(session, paths.iter().cloned(), |path| async move {
+            session.remove(&remote_path(remote_root, &path)?, true).await
         })
         .await?;
         return Ok(());

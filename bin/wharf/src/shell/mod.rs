@@ -96,19 +96,39 @@ async fn reconnect(session: &Session, generation: u64, cause: Option<&ClientErro
     Ok(())
 }
 
+/// Whether the shell may leave now: with jobs running, the first `exit` (or Ctrl-D) only says so,
+/// and the next one stops them (their partial files are kept) and leaves.
+fn leaving_with_jobs(session: &Session, warned: &mut bool) -> bool {
+    let running = session.jobs().running();
+    if running == 0 || *warned {
+        let _ = session.jobs().kill(&[]);
+        return true;
+    }
+    *warned = true;
+    let what = if running == 1 { "1 job is".to_owned() } else { format!("{running} jobs are") };
+    eprintln!("{what} running (see `jobs`): `wait`, `kill`, or exit again to stop them");
+    false
+}
+
 /// Runs the shell until `exit`, Ctrl-D, or a connection that cannot be made again.
 pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let cache = ListingCache::default();
     let mut line_editor = editor(session.clone(), runtime.handle().clone(), cache.clone())?;
     let prompt = WharfPrompt::new(session.clone());
     let mut stdout = std::io::stdout();
+    // Set by an `exit` refused for the jobs still running: the next one stops them and leaves.
+    let mut warned = false;
     loop {
+        // Jobs that ended since the last prompt say so before the next one, as a shell's do (a
+        // failed one's report says how).
+        let _ = crate::exec::show_ended_jobs(&session, &mut stdout);
         let signal = line_editor
             .read_line(&prompt)
             .map_err(|err| ClientError::local("reading the command line", err))?;
         let line = match signal {
             Signal::Success(line) => line,
-            Signal::CtrlD => break,
+            Signal::CtrlD if leaving_with_jobs(&session, &mut warned) => break,
+            Signal::CtrlD => continue,
             // Ctrl-C clears the line; anything else reedline may add later is ignored too.
             _ => continue,
         };
@@ -123,8 +143,9 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
         };
         cache.lock().clear();
         match outcome {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Exit) => break,
+            Ok(Flow::Exit) if leaving_with_jobs(&session, &mut warned) => break,
+            Ok(Flow::Exit) => continue,
+            Ok(Flow::Continue) => warned = false,
             Err(err) if err.is_fatal() => return Err(err),
             Err(err) => eprintln!("error: {}", printable(&err.to_string())),
         }
