@@ -152,7 +152,11 @@ pub async fn put(session: &Arc<Session>, args: &[String], options: CopyOptions) 
     let target = destination(dest_path, shown, is_dir, locals.len())?;
     let (dirs, jobs, skipped) = blocking(move || plan_put(&locals, &target, recursive)).await?;
     if !skipped.is_empty() {
-        eprintln!("{}", skipped_note(&skipped));
+        match crate::jobs::current() {
+            // A background job's lines wait for its report, not over the prompt.
+            Some(job) => job.line(skipped_note(&skipped)),
+            None => eprintln!("{}", skipped_note(&skipped)),
+        }
     }
     put_tree(session, dirs, jobs, options).await.map(drop)
 }
