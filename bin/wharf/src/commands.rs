@@ -446,7 +446,9 @@ pub fn overview() -> String {
         };
         text.push_str(&format!("  {:<8} {about}{aliases}\n", sub.get_name()));
     }
-    text.push_str("  CMD &    run a put, get, mirror or cp in the background (see jobs, wait, kill)\n");
+    text.push_str(
+        "  CMD &    run a put, get, mirror or cp in the background (see jobs, wait, kill)\n",
+    );
     text.push_str("  !CMD     run CMD in a local shell (! alone: an interactive one)\n");
     text
 }
