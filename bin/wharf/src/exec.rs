@@ -127,7 +127,11 @@ fn prints_without_asking(command: &ShellCommand) -> bool {
         ShellCommand::Pwd
         | ShellCommand::Lpwd
         | ShellCommand::Lls(_)
-        | ShellCommand::Help { .. } => true,
+        | ShellCommand::Help { .. }
+        | ShellCommand::Background { .. }
+        | ShellCommand::Jobs
+        | ShellCommand::Wait { .. }
+        | ShellCommand::Kill { .. } => true,
         // `lcd -` says where it went.
         ShellCommand::Lcd { path } => path.as_deref() == Some("-"),
         _ => false,
@@ -261,35 +265,41 @@ pub async fn run_job(
     transfer(session, command, out, false).await
 }
 
-/// `put`, `get`, `mirror`, `cat` and `cp`, each interruptible with Ctrl-C.
+/// What a transfer keeps when it is stopped: by Ctrl-C, or `kill` of its job.
+pub fn kept_when_stopped(command: &ShellCommand) -> &'static str {
+    match command {
+        ShellCommand::Cat { .. } => "the rest is not shown",
+        // Ctrl-C cancels a copy on the server, which drops it.
+        ShellCommand::Cp { .. } => "the copies under way were dropped; those done are kept",
+        _ => "partial files are kept: run the same command again to resume",
+    }
+}
+
+/// `put`, `get`, `mirror`, `cat` and `cp`, each interruptible with Ctrl-C in the foreground.
 async fn transfer(
     session: &Arc<Session>,
     command: ShellCommand,
     out: &mut (dyn Write + Send),
     foreground: bool,
 ) -> Result<()> {
-    const RESUMABLE: &str = "partial files are kept: run the same command again to resume";
+    let kept = kept_when_stopped(&command);
     match command {
         ShellCommand::Put(args) => {
-            let put = crate::copy::put(session, &args.paths, args.options());
-            run_as(foreground, put, RESUMABLE).await
+            run_as(foreground, crate::copy::put(session, &args.paths, args.options()), kept).await
         }
         ShellCommand::Get(args) => {
-            let get = crate::copy::get(session, &args.paths, args.options());
-            run_as(foreground, get, RESUMABLE).await
+            run_as(foreground, crate::copy::get(session, &args.paths, args.options()), kept).await
         }
         ShellCommand::Mirror(args) => {
             let (remote, local) = (args.remote.as_deref(), args.local.as_deref());
             let mirror = crate::mirror::mirror(session, remote, local, args.options(), out);
-            run_as(foreground, mirror, RESUMABLE).await
+            run_as(foreground, mirror, kept).await
         }
         ShellCommand::Cat { paths } => {
-            run_as(foreground, crate::cat::cat(session, &paths, out), "the rest is not shown").await
+            run_as(foreground, crate::cat::cat(session, &paths, out), kept).await
         }
-        // A copy of a large file takes a while; Ctrl-C cancels it on the server, which drops it.
         ShellCommand::Cp { recursive, paths } => {
-            let cp = crate::rearrange::cp(session, &paths, recursive);
-            run_as(foreground, cp, "the copies under way were dropped; those done are kept").await
+            run_as(foreground, crate::rearrange::cp(session, &paths, recursive), kept).await
         }
         other => unreachable!("not a transfer: {other:?}"),
     }

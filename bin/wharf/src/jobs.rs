@@ -73,6 +73,8 @@ enum Ending {
 struct Job {
     /// The command line as typed, without its `&`.
     line: String,
+    /// What stopping it keeps.
+    kept: &'static str,
     started: Instant,
     output: Arc<JobOutput>,
     task: tokio::task::AbortHandle,
@@ -112,6 +114,7 @@ struct JobTable {
 impl Jobs {
     /// Starts `command` (already [`pinned`]) as a job and returns its line for the terminal.
     pub fn start(&self, session: &Arc<Session>, command: ShellCommand, line: String) -> String {
+        let kept = crate::exec::kept_when_stopped(&command);
         let output = Arc::new(JobOutput::default());
         let ended = Arc::new(watch::Sender::new(None));
         let (session, job_output, job_ended) = (session.clone(), output.clone(), ended.clone());
@@ -129,7 +132,8 @@ impl Jobs {
         let mut table = self.table.lock();
         table.last += 1;
         let number = table.last;
-        let job = Job { line, started: Instant::now(), output, task: task.abort_handle(), ended };
+        let (started, task) = (Instant::now(), task.abort_handle());
+        let job = Job { line, kept, started, output, task, ended };
         let started = format!("[{number}] {}", job.line);
         table.jobs.insert(number, job);
         started
@@ -175,7 +179,7 @@ impl Jobs {
                 }
                 Some(Ending::Killed) => {
                     failed = failed.max(Some(1));
-                    "killed (partial files are kept: run the same command again to resume)".into()
+                    format!("killed ({})", job.kept)
                 }
             };
             text.push_str(&format!("[{number}] {}: {how}\n", job.line));
@@ -286,40 +290,18 @@ pub fn numbers(words: &[String]) -> Result<Vec<usize>> {
 /// runs on after a `cd` or `lcd` still works where it was started.
 pub fn pinned(command: ShellCommand, remote_cwd: &str, local_cwd: &str) -> ShellCommand {
     let remote = |raw: &str| {
-        if raw.starts_with('/') || raw == "~" || raw.starts_with("~/") {
-            raw.to_owned()
-        } else {
-            format!("{}/{raw}", remote_cwd.trim_end_matches('/'))
-        }
+        let absolute = raw.starts_with('/') || raw == "~" || raw.starts_with("~/");
+        if absolute { raw.to_owned() } else { under(remote_cwd, raw) }
     };
-    let local = |raw: &str| {
-        if raw.starts_with('/') {
-            raw.to_owned()
-        } else {
-            format!("{}/{raw}", local_cwd.trim_end_matches('/'))
-        }
-    };
-    // A folder written with its slash is one to copy into, without asking what it is.
-    let into = |cwd: &str| format!("{}/", cwd.trim_end_matches('/'));
+    let local =
+        |raw: &str| if raw.starts_with('/') { raw.to_owned() } else { under(local_cwd, raw) };
     match command {
         ShellCommand::Put(mut args) => {
-            if args.paths.len() == 1 {
-                args.paths.push(into(remote_cwd));
-            }
-            let last = args.paths.len() - 1;
-            for (i, path) in args.paths.iter_mut().enumerate() {
-                *path = if i == last { remote(path) } else { local(path) };
-            }
+            sources_then_destination(&mut args.paths, remote_cwd, local, remote);
             ShellCommand::Put(args)
         }
         ShellCommand::Get(mut args) => {
-            if args.paths.len() == 1 {
-                args.paths.push(into(local_cwd));
-            }
-            let last = args.paths.len() - 1;
-            for (i, path) in args.paths.iter_mut().enumerate() {
-                *path = if i == last { local(path) } else { remote(path) };
-            }
+            sources_then_destination(&mut args.paths, local_cwd, remote, local);
             ShellCommand::Get(args)
         }
         ShellCommand::Mirror(mut args) => {
@@ -332,6 +314,28 @@ pub fn pinned(command: ShellCommand, remote_cwd: &str, local_cwd: &str) -> Shell
             ShellCommand::Cp { recursive, paths: paths.iter().map(|path| remote(path)).collect() }
         }
         other => other,
+    }
+}
+
+/// `raw` below the folder `cwd`.
+fn under(cwd: &str, raw: &str) -> String {
+    format!("{}/{raw}", cwd.trim_end_matches('/'))
+}
+
+/// Pins a `put`'s or `get`'s paths: the sources, then the destination, which defaults to the
+/// folder `default_into`, written with its slash (a folder to copy into, without asking what it is).
+fn sources_then_destination(
+    paths: &mut Vec<String>,
+    default_into: &str,
+    source: impl Fn(&str) -> String,
+    destination: impl Fn(&str) -> String,
+) {
+    if paths.len() == 1 {
+        paths.push(format!("{}/", default_into.trim_end_matches('/')));
+    }
+    let last = paths.len() - 1;
+    for (i, path) in paths.iter_mut().enumerate() {
+        *path = if i == last { destination(path) } else { source(path) };
     }
 }
 
