@@ -236,3 +236,29 @@ fn cat_writes_remote_files_into_a_pipe_as_they_are() {
     assert!(text(&out.stderr).contains("/nope: no such file"), "{}", text(&out.stderr));
     assert_eq!(out.stdout, b"alpha\n", "the files before the failure are shown");
 }
+
+#[test]
+fn a_download_never_replaces_a_device_or_fifo_with_a_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    server.place("ann", "data.bin", &crate::util::content(3 << 20, 5));
+    let to = target(&server, "ann");
+    let dir = tempfile::tempdir().expect("dir");
+    // A FIFO stands for /dev/null, which the test must not risk: `get big /dev/null` (sftp's
+    // speed test) once renamed a plain file over root's /dev/null.
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let get = format!("get data.bin {}", fifo.display());
+    let out = run(&server, Some("pw"), &["-c", &get, &to], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("pipe: not a regular file"), "{stderr}");
+    let kind = std::fs::symlink_metadata(&fifo).expect("still there").file_type();
+    assert!(kind.is_fifo(), "the FIFO is still a FIFO");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["pipe"], "no partial left beside it");
+}

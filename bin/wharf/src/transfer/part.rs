@@ -78,10 +78,8 @@ impl LocalPart {
     ) -> Result<impl Destination> {
         let (part, meta, dest) = (self.part.clone(), self.meta.clone(), self.dest.clone());
         let opened = blocking(move || {
-            // A folder there would refuse the rename only once every byte had come, leaving the
-            // partial behind: refuse it before anything is written.
-            if std::fs::symlink_metadata(&dest).is_ok_and(|meta| meta.is_dir()) {
-                return Ok(None);
+            if let Some(refusal) = not_to_replace(&dest) {
+                return Ok(Err(refusal));
             }
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -97,14 +95,11 @@ impl LocalPart {
             });
             let dest = Held { dest: Recorded { dest: file, record }, guard: claim };
             dest.checkpoint(&present);
-            Ok::<_, std::io::Error>(Some(dest))
+            Ok::<_, std::io::Error>(Ok(dest))
         })
         .await
         .map_err(local_error(&self.part))?;
-        opened.ok_or_else(|| {
-            let is_a_folder = std::io::Error::from(std::io::ErrorKind::IsADirectory);
-            ClientError::local(self.dest.display().to_string(), is_a_folder)
-        })
+        opened.map_err(|refusal| ClientError::local(self.dest.display().to_string(), refusal))
     }
 
     /// Removes the partial and its record.
@@ -128,6 +123,25 @@ impl LocalPart {
         })
         .await
         .map_err(local_error(&self.dest))
+    }
+}
+
+/// Why the verified partial must not be renamed over what is at `dest`, if it must not: checked
+/// before anything is written. A folder would refuse the rename only once every byte had come,
+/// leaving the partial behind; a device, FIFO or socket would be replaced by a plain file (`get
+/// big /dev/null`, sftp's speed test, once made root's /dev/null one). A file, or a link (the link
+/// itself is replaced), may be.
+fn not_to_replace(dest: &Path) -> Option<std::io::Error> {
+    let meta = std::fs::symlink_metadata(dest).ok()?;
+    if meta.is_dir() {
+        Some(std::io::Error::from(std::io::ErrorKind::IsADirectory))
+    } else if meta.is_file() || meta.is_symlink() {
+        None
+    } else {
+        Some(std::io::Error::other(
+            "not a regular file: a download is written beside its name and renamed over it once \
+             verified, which would replace it",
+        ))
     }
 }
 
