@@ -342,3 +342,36 @@ fn tab_completes_the_local_destination_of_get_and_paths_in_the_home() {
     sh.send("exit\r");
     assert_eq!(sh.wait(), 0);
 }
+
+#[test]
+fn lines_typed_during_a_transfer_all_run_after_it() {
+    let mut server = TestServer::new("");
+    server.add_user("ann", "pw", "4GiB");
+    server.start();
+    if !server.is_local() {
+        return; // A sparse file, to be moving when the lines are typed, is a local file.
+    }
+    std::fs::File::create(server.home("ann").join("big"))
+        .expect("file")
+        .set_len(64 << 20)
+        .expect("sparse 64 MiB");
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    let mut sh = shell(&server, home.path(), true, Some("pw"));
+    at_prompt(&mut sh, "/");
+    sh.send(&format!("lcd {}\r", work.path().display()));
+    at_prompt(&mut sh, "/");
+    sh.send("get big\r");
+    let started = std::time::Instant::now();
+    while !work.path().join("big.wharf-part").exists() {
+        assert!(started.elapsed().as_secs() < 30, "the download never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Typed ahead while the bars are up: each line runs in turn once the transfer is done.
+    // (What they print is left to the terminal: the line editor may redraw over it.)
+    sh.send("mkdir d\rcd d\rmkdir e\r");
+    at_prompt(&mut sh, "/d");
+    assert!(server.exists("ann", "d/e"), "all three ran, the last in d: {}", sh.screen());
+    sh.send("exit\r");
+    assert_eq!(sh.wait(), 0);
+}
