@@ -138,7 +138,10 @@ pub fn run(session: Arc<Session>, runtime: &tokio::runtime::Runtime) -> Result<(
                 crate::exec::emit(&mut stdout, &text).map(|()| Flow::Continue)
             }
             Ok(Parsed::Local(command)) => crate::exec::run_local(&command).map(|()| Flow::Continue),
-            Ok(Parsed::Command(command)) => runtime.block_on(run_command(&session, command)),
+            Ok(Parsed::Command(command)) => {
+                let _typed_ahead = crate::terminal::ReturnKept::on_stdin();
+                runtime.block_on(run_command(&session, command))
+            }
             Err(err) => Err(err),
         };
         cache.lock().clear();
