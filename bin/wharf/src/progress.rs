@@ -40,6 +40,8 @@ pub struct TransferUi {
     active: Arc<Mutex<Vec<Weak<FileState>>>>,
     /// The background job this batch runs in, which keeps its lines.
     job: Option<Arc<JobOutput>>,
+    /// Set as the bars are cleared for good ([`ClearOnDrop`]): nothing draws them again.
+    closed: Arc<AtomicBool>,
 }
 
 /// Progress of one file.
@@ -65,9 +67,17 @@ struct FileState {
     name: String,
     last_moved: Mutex<Instant>,
     stalled: AtomicBool,
+    /// The UI's [`TransferUi::closed`].
+    closed: Arc<AtomicBool>,
 }
 
 impl FileState {
+    /// Whether the bars were cleared for good: a transfer task still finishing after a Ctrl-C
+    /// must not draw its bar again between the clearing and the hiding of the bars.
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn moved(&self) {
         *self.last_moved.lock() = Instant::now();
         if self.stalled.swap(false, Ordering::Relaxed) {
@@ -76,6 +86,9 @@ impl FileState {
     }
 
     fn check_stall(&self) {
+        if self.closed() {
+            return;
+        }
         let idle = self.last_moved.lock().elapsed();
         if idle >= STALLED_AFTER && !self.stalled.swap(true, Ordering::Relaxed) {
             self.bar.set_message(format!("{} (stalled)", self.name));
@@ -86,6 +99,9 @@ impl FileState {
 impl FileProgress {
     /// Goes back to zero for a fresh attempt.
     pub fn restart(&self) {
+        if self.state.closed() {
+            return;
+        }
         let bar = &self.state.bar;
         self.overall.set_position(self.overall.position().saturating_sub(bar.position()));
         bar.set_position(0);
@@ -102,6 +118,9 @@ impl FileProgress {
     /// Counts `bytes` moved. The first report of an attempt is what was already in place (a resume):
     /// it moves the bar but does not count towards the rate.
     pub fn advance(&self, bytes: u64) {
+        if self.state.closed() {
+            return;
+        }
         let bar = &self.state.bar;
         bar.inc(bytes);
         self.overall.inc(bytes);
@@ -126,7 +145,8 @@ impl FileProgress {
     /// size was known learns it from the stat sent beside it. Later calls (the same file's next
     /// attempt) change nothing.
     pub fn learn_size(&self, size: u64) {
-        if self.size.compare_exchange(0, size, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let learned = self.size.compare_exchange(0, size, Ordering::Relaxed, Ordering::Relaxed);
+        if learned.is_ok() && !self.state.closed() {
             self.state.bar.set_length(size);
             self.overall.inc_length(size);
         }
@@ -156,7 +176,8 @@ impl TransferUi {
         }
         let shown = AtomicBool::new(false);
         let done = AtomicUsize::new(0);
-        let ui = TransferUi { multi, overall, tty, shown, verb, files, done, active, job };
+        let closed = Arc::new(AtomicBool::new(false));
+        let ui = TransferUi { multi, overall, tty, shown, verb, files, done, active, job, closed };
         ui.update_prefix();
         ui
     }
@@ -185,6 +206,7 @@ impl TransferUi {
             name,
             last_moved: Mutex::new(Instant::now()),
             stalled: AtomicBool::new(false),
+            closed: self.closed.clone(),
         });
         self.active.lock().push(Arc::downgrade(&state));
         FileProgress {
@@ -201,6 +223,9 @@ impl TransferUi {
 
     /// Ends one file's bar and prints its result line.
     pub fn finish(&self, file: FileProgress, result: &Result<Outcome, ClientError>) {
+        if file.state.closed() {
+            return;
+        }
         file.state.bar.finish_and_clear();
         self.done.fetch_add(1, Ordering::Relaxed);
         self.update_prefix();
@@ -231,7 +256,7 @@ impl TransferUi {
 
     /// A guard that clears every bar when dropped.
     pub fn clear_on_drop(&self) -> ClearOnDrop {
-        ClearOnDrop(self.multi.clone())
+        ClearOnDrop(self.multi.clone(), self.closed.clone())
     }
 
     /// Removes the overall bar.
@@ -264,10 +289,11 @@ fn watch_stalls(active: Weak<Mutex<Vec<Weak<FileState>>>>) {
 
 /// Clears the bars when dropped. The future running a batch holds one, so that when it is
 /// cancelled (Ctrl-C) the bars go at once, not whenever the aborted transfer tasks let go.
-pub struct ClearOnDrop(MultiProgress);
+pub struct ClearOnDrop(MultiProgress, Arc<AtomicBool>);
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
+        self.1.store(true, Ordering::Release);
         let _ = self.0.clear();
         // Aborted transfer tasks may still be finishing on another thread: nothing they draw now
         // should reach the screen.

@@ -370,8 +370,12 @@ fn lines_typed_during_a_transfer_all_run_after_it() {
     // Typed ahead while the bars are up: each line runs in turn once the transfer is done.
     // (What they print is left to the terminal: the line editor may redraw over it.)
     sh.send("mkdir d\rcd d\rmkdir e\r");
+    let typed = std::time::Instant::now();
+    while !server.exists("ann", "d/e") {
+        assert!(typed.elapsed().as_secs() < 30, "all three ran, the last in d: {}", sh.screen());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     at_prompt(&mut sh, "/d");
-    assert!(server.exists("ann", "d/e"), "all three ran, the last in d: {}", sh.screen());
     sh.send("exit\r");
     assert_eq!(sh.wait(), 0);
 }
