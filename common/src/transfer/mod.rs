@@ -16,6 +16,7 @@
 //! ([`workers`]), never on the async runtime; 1 MiB [`bytes::Bytes`] chunks pass to and from QUIC
 //! without copies (`read_chunk` / `write_chunk`), in buffers that are reused ([`pool`]).
 
+mod ahead;
 mod direct;
 mod ends;
 pub mod lanes;

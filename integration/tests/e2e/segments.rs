@@ -226,3 +226,47 @@ async fn a_sender_that_stops_keeps_what_every_lane_carried() {
     assert!(matches!(done, Reply::Done { .. }), "{done:?}");
     assert!(server.stored("ann", "stopped").expect("stored") == data);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pieces_that_came_ahead_of_the_first_are_kept_when_the_sender_stops() {
+    // The receiver holds pieces that arrive before the bytes ahead of them in memory, to hash and
+    // write them once those are in. A sender that stops before then must not lose them: they are
+    // written and recorded, and the resume asks only for what never came.
+    let server = TestServer::segmented(2, &[("ann", "pw")]);
+    let mut raw = RawClient::login(&server, "ann", "pw").await;
+    let data = content(4 * PIECE, 12);
+    let (transfer, plan) = start_upload(&mut raw, 2, "ahead", data.len()).await;
+    let pieces: Vec<(u64, u64)> = plan.ranges.pieces(PIECE_SIZE).into_iter().collect();
+    assert_eq!((plan.lanes, pieces.len()), (2, 4));
+    let (mut first, mut second) =
+        (raw.open_transfer(transfer).await, raw.open_transfer(transfer).await);
+    for &(offset, len) in pieces[2..].iter().rev() {
+        let bytes = &data[offset as usize..(offset + len) as usize];
+        write_segment(&mut second, (offset, len), bytes).await.expect("piece");
+    }
+    let _ = first.finish();
+    let _ = second.finish();
+    let stopped = raw.reply().await.reply;
+    assert!(
+        matches!(&stopped, Reply::Error(err) if err.code == ErrorCode::TransferFailed),
+        "{stopped:?}"
+    );
+
+    let (transfer, plan) = start_upload(&mut raw, 3, "ahead", data.len()).await;
+    let mut owed = Ranges::new();
+    owed.insert(0, 2 * PIECE_SIZE);
+    assert_eq!(plan.ranges, owed, "the resume asks for the first two pieces alone");
+    let mut lane = raw.open_transfer(transfer).await;
+    for (offset, len) in plan.ranges.pieces(PIECE_SIZE) {
+        let bytes = &data[offset as usize..(offset + len) as usize];
+        write_segment(&mut lane, (offset, len), bytes).await.expect("piece");
+    }
+    write_end(&mut lane, Sha256Digest::of(&data)).await.expect("end");
+    for _ in 1..plan.lanes {
+        let mut idle = raw.open_transfer(transfer).await;
+        write_end(&mut idle, Sha256Digest::of(&data)).await.expect("end");
+    }
+    let done = raw.reply().await.reply;
+    assert!(matches!(done, Reply::Done { .. }), "{done:?}");
+    assert!(server.stored("ann", "ahead").expect("stored") == data);
+}
