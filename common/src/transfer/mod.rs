@@ -33,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::frame::{FrameError, decode_body, encode_frame, read_frame};
 
+pub use ahead::{AHEAD_PER_FILE, AHEAD_PER_PROCESS};
 pub use direct::{DIRECT_FROM, Unbuffered};
 pub use ends::{Destination, Held, Recorded, Source};
 pub use order::OutgoingLanes;
