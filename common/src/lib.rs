@@ -15,6 +15,7 @@
 pub mod blocking;
 pub mod claims;
 pub mod congestion;
+pub mod datagram;
 pub mod frame;
 pub mod net;
 pub mod release;

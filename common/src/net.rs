@@ -118,8 +118,13 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
-    /// The quinn transport configuration for these limits. `keep_alive` is for the client side.
-    pub fn transport_config(&self, keep_alive: bool) -> quinn::TransportConfig {
+    /// The quinn transport configuration for these limits. `keep_alive` is for the client side;
+    /// `largest_datagram` bounds the path-MTU search ([`crate::datagram::largest_datagram_towards`]).
+    pub fn transport_config(
+        &self,
+        keep_alive: bool,
+        largest_datagram: u16,
+    ) -> quinn::TransportConfig {
         let mut config = quinn::TransportConfig::default();
         config
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_bidi_streams))
@@ -131,7 +136,8 @@ impl TransportSettings {
                 quinn::IdleTimeout::try_from(Duration::from_secs(self.idle_timeout_secs))
                     .unwrap_or_else(|_| quinn::IdleTimeout::from(quinn::VarInt::MAX)),
             ))
-            .congestion_controller_factory(self.congestion.factory());
+            .congestion_controller_factory(self.congestion.factory())
+            .mtu_discovery_config(Some(crate::datagram::mtu_discovery(largest_datagram)));
         if keep_alive {
             config.keep_alive_interval(Some(Duration::from_secs(self.keep_alive_secs)));
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wharf_common::net::CloseCodeExt as _;
 
+use wharf_common::datagram::{largest_datagram_towards, quic_endpoint};
 use wharf_common::net::{TransportSettings, bind_udp};
 use wharf_common::proto::CloseCode;
 use wharf_common::transfer::OutgoingLanes;
@@ -100,14 +101,17 @@ pub(crate) async fn connect_link(options: &ConnectOptions, generation: u64) -> R
     let trust = Verification::of(options)?;
     let crypto = wharf_common::tls::client_crypto(trust.verifier.clone())
         .map_err(|err| connect_error(options, err.to_string()))?;
-    let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
-    client_config.transport_config(Arc::new(options.transport.transport_config(true)));
+    let crypto = Arc::new(crypto);
 
     let mut last_error = connect_error(options, "no address found".into());
     for addr in addrs {
-        let endpoint = endpoint_for(options, addr)?;
+        let largest_datagram = largest_datagram_towards(addr);
+        let mut client_config = quinn::ClientConfig::new(crypto.clone());
+        client_config
+            .transport_config(Arc::new(options.transport.transport_config(true, largest_datagram)));
+        let endpoint = endpoint_for(options, addr, largest_datagram)?;
         let connecting = endpoint
-            .connect_with(client_config.clone(), addr, &target.host)
+            .connect_with(client_config, addr, &target.host)
             .map_err(|err| connect_error(options, err.to_string()))?;
         // Only a first connection listens for a refusal: a reconnection may be waiting for a
         // server that is starting again.
@@ -184,12 +188,15 @@ fn connect_error(options: &ConnectOptions, reason: String) -> ClientError {
 }
 
 /// A QUIC endpoint on a fresh UDP socket, of the address family of `addr` (or bound where the
-/// options say).
-fn endpoint_for(options: &ConnectOptions, addr: SocketAddr) -> Result<quinn::Endpoint> {
+/// options say), taking datagrams of up to `largest_datagram` bytes.
+fn endpoint_for(
+    options: &ConnectOptions,
+    addr: SocketAddr,
+    largest_datagram: u16,
+) -> Result<quinn::Endpoint> {
     let bound = bind_udp(local_for(options, addr), options.transport.socket_buffer)
         .map_err(|err| connect_error(options, format!("cannot bind a UDP socket: {err}")))?;
-    let runtime = Arc::new(quinn::TokioRuntime);
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, bound.socket, runtime)
+    quic_endpoint(quinn::EndpointConfig::default(), None, bound.socket, largest_datagram)
         .map_err(|err| connect_error(options, err.to_string()))
 }
 

@@ -145,6 +145,12 @@ impl Session {
         self.link().conn.rtt()
     }
 
+    /// The connection's transport statistics as quinn counts them: datagrams and bytes each way,
+    /// losses, and the path's current datagram size.
+    pub fn transport_stats(&self) -> quinn::ConnectionStats {
+        self.link().conn.stats()
+    }
+
     /// How many requests this connection may have in flight at once, as the server said at login
     /// (before a login's reply, the minimum every server allows; see [`Session::login_answered`]).
     pub fn requests_in_flight(&self) -> usize {
@@ -341,7 +347,8 @@ impl Session {
     /// Moves the connection to a new local UDP socket, as a change of network would; QUIC connection
     /// migration carries on every stream in flight.
     pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
-        self.link().endpoint.rebind(socket)
+        let socket = wharf_common::datagram::limited_socket(socket)?;
+        self.link().endpoint.rebind_abstract(socket)
     }
 
     /// Completes when the connection closes, with the reason as an error.

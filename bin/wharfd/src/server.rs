@@ -13,6 +13,7 @@ use wharf_common::net::CloseCodeExt as _;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
+use wharf_common::datagram;
 use wharf_common::net::bind_udp;
 use wharf_common::proto::CloseCode;
 
@@ -30,6 +31,8 @@ use crate::users::UserStore;
 /// A bound, ready server.
 pub struct Server {
     endpoint: quinn::Endpoint,
+    /// What every connection's configuration starts from (the TLS identity, migration).
+    server_config: quinn::ServerConfig,
     ctx: Arc<ServerContext>,
     limiter: Arc<ConnectionLimiter>,
     /// Handshakes in progress from addresses not yet validated.
@@ -67,7 +70,11 @@ impl Server {
         let key = wharf_common::tls::load_key(&config.tls.key_path(layout.root()))?;
         let crypto = wharf_common::tls::server_crypto(certs, key)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(Arc::new(config.transport.transport_config(false)));
+        // Each connection gets its own transport configuration ([`Server::admit`]); this one is
+        // quinn's fallback and is never used.
+        server_config.transport_config(Arc::new(
+            config.transport.transport_config(false, datagram::DEFAULT_DATAGRAM),
+        ));
         server_config.migration(true);
 
         let bound = bind_udp(listen, config.transport.socket_buffer)
@@ -83,11 +90,12 @@ impl Server {
                 "receive buffer smaller than asked for; raise net.core.rmem_max for full speed"
             );
         }
-        let endpoint = quinn::Endpoint::new(
+        // Clients on any route may send datagrams as large as it carries.
+        let endpoint = datagram::quic_endpoint(
             crate::setup::endpoint_config(layout)?,
-            Some(server_config),
+            Some(server_config.clone()),
             bound.socket,
-            Arc::new(quinn::TokioRuntime),
+            datagram::MAX_DATAGRAM,
         )
         .context("creating the QUIC endpoint")?;
 
@@ -110,7 +118,7 @@ impl Server {
             Some(listen) => Some(crate::metrics::bind(listen).await?),
             None => None,
         };
-        Ok(Server { endpoint, ctx: Arc::new(ctx), limiter, unvalidated, metrics })
+        Ok(Server { endpoint, server_config, ctx: Arc::new(ctx), limiter, unvalidated, metrics })
     }
 
     /// The address actually bound (useful with port 0).
@@ -153,6 +161,16 @@ impl Server {
         tracing::info!("stopped");
     }
 
+    /// The server configuration for a connection from `remote`: the path-MTU search goes as high
+    /// as the route towards it carries.
+    fn server_config_for(&self, remote: SocketAddr) -> quinn::ServerConfig {
+        let largest = datagram::largest_datagram_towards(remote);
+        let mut config = self.server_config.clone();
+        config
+            .transport_config(Arc::new(self.ctx.config.transport.transport_config(false, largest)));
+        config
+    }
+
     /// Starts the handshake of one incoming connection and serves it once it is admitted; `done`
     /// is dropped when the connection ends.
     fn admit(
@@ -181,8 +199,12 @@ impl Server {
         let early_admission = validated.then(|| self.limiter.admit(remote.ip()));
         let (limiter, ctx) = (self.limiter.clone(), self.ctx.clone());
         let span = tracing::info_span!("conn", %remote, user = tracing::field::Empty);
+        let accepted = incoming.accept_with(Arc::new(self.server_config_for(remote)));
         let serve = async move {
-            let handshake = incoming.await;
+            let handshake = match accepted {
+                Ok(connecting) => connecting.await,
+                Err(err) => Err(err),
+            };
             drop(unvalidated);
             let conn = match handshake {
                 Ok(conn) => conn,

@@ -1,11 +1,13 @@
 //! The transport ceiling: bytes from memory over quinn with wharf's transport settings, with no disk
 //! and no hashing, server to client on `streams` unidirectional streams at once.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use wharf_common::datagram::{largest_datagram_towards, quic_endpoint};
 use wharf_common::net::{TransportSettings, bind_udp};
 
 const CHUNK: usize = 1 << 20;
@@ -15,8 +17,12 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
 ) -> anyhow::Result<quinn::Endpoint> {
     let bound = bind_udp("127.0.0.1:0".parse()?, settings.socket_buffer)?;
-    let runtime = Arc::new(quinn::TokioRuntime);
-    Ok(quinn::Endpoint::new(quinn::EndpointConfig::default(), server, bound.socket, runtime)?)
+    Ok(quic_endpoint(quinn::EndpointConfig::default(), server, bound.socket, largest_datagram())?)
+}
+
+/// What wharf's ends search up to on loopback.
+fn largest_datagram() -> u16 {
+    largest_datagram_towards(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 /// Time to move `bytes_per_stream` on each of `streams` streams, from connection to the last byte.
@@ -32,7 +38,7 @@ pub async fn transfer(
         wharf_common::tls::load_key(key)?,
     )?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server_config.transport_config(Arc::new(settings.transport_config(false)));
+    server_config.transport_config(Arc::new(settings.transport_config(false, largest_datagram())));
     let server = endpoint(&settings, Some(server_config))?;
     let server_addr = server.local_addr()?;
 
@@ -41,7 +47,7 @@ pub async fn transfer(
     let verifier = wharf::trust::ca_verifier(cert)?;
     let mut client_config =
         quinn::ClientConfig::new(Arc::new(wharf_common::tls::client_crypto(verifier)?));
-    client_config.transport_config(Arc::new(settings.transport_config(true)));
+    client_config.transport_config(Arc::new(settings.transport_config(true, largest_datagram())));
     let client = endpoint(&settings, None)?;
     let conn = client.connect_with(client_config, server_addr, "localhost")?.await?;
     let started = Instant::now();

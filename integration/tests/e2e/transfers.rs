@@ -1,6 +1,7 @@
 //! Uploads and downloads: sizes, names, many files, parallelism, a bad network, and a control stream
 //! that stays responsive while bytes move.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wharf::error::ClientError;
@@ -261,5 +262,48 @@ async fn a_local_file_cut_short_during_an_upload_is_reported_as_changed_here() {
     // This end's fault, in its own words; not the server's reply to the lanes it saw end.
     assert!(err.to_string().contains("the source file changed during the transfer"), "{err}");
     assert!(server.stored("ann", "shrinks.bin").is_none(), "nothing was installed");
+    session.close().await;
+}
+
+/// Loopback carries datagrams of 64 KiB: both ends' path-MTU search must find them, so that a
+/// transfer is not cut into 1,452-byte packets (each with its own encryption and acknowledgement).
+#[tokio::test(flavor = "multi_thread")]
+async fn datagrams_grow_to_what_the_route_carries() {
+    use wharf_common::datagram::{DEFAULT_DATAGRAM, largest_datagram_towards};
+    let route = largest_datagram_towards(SocketAddr::from(([127, 0, 0, 1], 0)));
+    if route <= DEFAULT_DATAGRAM {
+        eprintln!("skipped: loopback carries no more than {route} bytes a datagram here");
+        return;
+    }
+    let server = TestServer::with_users(&[("ann", "pw")]);
+    let data = content(32 << 20, 81);
+    server.place("ann", "down.bin", &data);
+    let session = login(&server, "ann", "pw").await;
+    let local = tempfile::tempdir().expect("local");
+    let average = |bytes: u64, datagrams: u64| bytes / datagrams.max(1);
+
+    let before = session.transport_stats().udp_rx;
+    let down = local.path().join("down.bin");
+    session.get(&p("/down.bin"), &down, true, NO_PROGRESS).await.expect("get");
+    assert_eq!(std::fs::read(&down).expect("downloaded"), data);
+    let received = session.transport_stats().udp_rx;
+    let (bytes, datagrams) = (received.bytes - before.bytes, received.datagrams - before.datagrams);
+    assert!(
+        average(bytes, datagrams) > u64::from(DEFAULT_DATAGRAM),
+        "the server sent {bytes} bytes in {datagrams} datagrams"
+    );
+
+    let before = session.transport_stats().udp_tx;
+    let up = session.put(&down, &p("/up.bin"), true, NO_PROGRESS).await.expect("put");
+    assert_eq!(up.sha256, Sha256Digest::of(&data));
+    assert_eq!(server.stored("ann", "up.bin").expect("stored"), data);
+    let stats = session.transport_stats();
+    let (bytes, datagrams) =
+        (stats.udp_tx.bytes - before.bytes, stats.udp_tx.datagrams - before.datagrams);
+    assert!(
+        average(bytes, datagrams) > u64::from(DEFAULT_DATAGRAM),
+        "the client sent {bytes} bytes in {datagrams} datagrams"
+    );
+    assert!(stats.path.current_mtu > DEFAULT_DATAGRAM, "mtu {}", stats.path.current_mtu);
     session.close().await;
 }

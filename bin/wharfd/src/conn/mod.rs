@@ -47,6 +47,7 @@ pub async fn handle(
         sent_packets = stats.path.sent_packets,
         lost_packets = stats.path.lost_packets,
         congestion_events = stats.path.congestion_events,
+        black_holes = stats.path.black_holes_detected,
         "path"
     );
     if logged_out(&conn) {
