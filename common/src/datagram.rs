@@ -3,11 +3,11 @@
 //! quinn starts every path at 1,200 bytes and, by default, searches no higher than 1,452: right for
 //! Ethernet, but on loopback (MTU 65,536) or a jumbo-frame LAN it makes forty times the packets the
 //! path could carry, and each costs its own encryption, header protection, acknowledgement and
-//! copies. Measured on loopback here, a 1 GiB get took 2.6–2.9 s with 2.0–2.1 s of client CPU at
-//! 1,452 bytes and 2.2 s with 1.4 s at 65,000. So each end lets quinn's path-MTU search go up to what
-//! the first hop towards the peer carries, as the kernel's route says ([`largest_datagram_towards`]);
-//! the search (binary, probing with padded packets) still settles lower where a later hop is
-//! narrower, and a path's losses never depend on it.
+//! copies. Measured on loopback here, 1 GiB gets took 2.6–2.9 s with 2.7–2.9 s of client CPU at
+//! 1,452 bytes, and 2.1–2.4 s with 1.8–2.1 s at 65,507. So each end lets quinn's path-MTU search go
+//! up to what the first hop towards the peer carries, as the kernel's route says
+//! ([`largest_datagram_towards`]); the search (binary, probing with padded packets) still settles
+//! lower where a later hop is narrower.
 //!
 //! Larger datagrams need two more things: each endpoint must say it accepts them
 //! ([`quic_endpoint`]), and a batch of them must fit one `sendmsg`. quinn hands the socket up to ten
