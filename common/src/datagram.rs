@@ -14,7 +14,6 @@
 //! datagrams of one size for segmentation offload (GSO), which the kernel refuses past 64 KiB, and
 //! quinn-udp drops a refused batch silently; [`BatchLimit`] sends such a batch in pieces instead.
 
-use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::pin::Pin;
@@ -109,21 +108,9 @@ pub fn limited_socket(socket: UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> 
 
 /// A UDP socket that sends a segmentation-offload batch larger than [`MAX_BATCH_BYTES`] as several
 /// batches that each fit, instead of letting the kernel refuse it whole.
+#[derive(Debug)]
 pub struct BatchLimit {
     inner: Arc<dyn AsyncUdpSocket>,
-}
-
-impl fmt::Debug for BatchLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchLimit").field("inner", &self.inner).finish()
-    }
-}
-
-impl BatchLimit {
-    /// Wraps a socket made by quinn's runtime.
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>) -> BatchLimit {
-        BatchLimit { inner }
-    }
 }
 
 impl AsyncUdpSocket for BatchLimit {
@@ -204,17 +191,11 @@ mod tests {
     async fn a_batch_past_the_kernels_bound_arrives_whole() {
         let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
         receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let runtime = quinn::TokioRuntime;
-        let sender = quinn::Runtime::wrap_udp_socket(
-            &runtime,
-            UdpSocket::bind("127.0.0.1:0").expect("bind"),
-        )
-        .expect("wrap");
-        if sender.max_transmit_segments() < 10 {
+        let limited = limited_socket(UdpSocket::bind("127.0.0.1:0").expect("bind")).expect("wrap");
+        if limited.max_transmit_segments() < 10 {
             eprintln!("skipped: no UDP segmentation offload here");
             return;
         }
-        let limited = Arc::new(BatchLimit::new(sender));
         let mut poller = limited.clone().create_io_poller();
         std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx)).await.expect("writable");
         // Ten datagrams of 9,000 bytes: 90,000 in one batch, which the kernel refuses whole.
