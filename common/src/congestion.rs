@@ -70,7 +70,7 @@ pub const HEAVY_LOSS_MIN_BYTES: u64 = 128 * 1024;
 /// How many of the path's shortest round trips a queue must have stood, not seen empty, for a
 /// loss behind it to count once slow start is over. A competitor's burst filled the queue from
 /// empty and overflowed within two to three of them (see the module's documentation); 8 gave the
-/// same shares as 4 against it, two runs each.
+/// same shares as 4 against it, two runs each (with heavy loss in a burst still counted then).
 pub const STANDING_ROUNDS: u32 = 4;
 /// A round trip within this share of the path's shortest (or [`QUEUE_DELAY_FLOOR`]) saw the
 /// queue empty, in eighths: on 50 ms, within 6.25 ms. After a TCP flow over Cubic cut its window
