@@ -1,8 +1,14 @@
 //! The shared-bottleneck rows: one wharf download beside one sftp download through the same
 //! bottleneck, each one's share of the link over the same window, against sftp over each TCP
 //! controller, and two sftp downloads for reference.
+//!
+//! Both downloads of a row connect and log in, then wait at a start gate, and begin their gets
+//! together: a flow that starts first fills the queue before the other, and keeps a lead over a
+//! window this short (two sftp downloads over Cubic started 0.7 s apart shared the `wan` link
+//! 65/32 and 72/25, the first ahead). Each client waits in a local shell command of its own
+//! batch (`!`), which both wharf and sftp run once they are logged in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -22,9 +28,9 @@ const SHARED_FILE_SIZE: u64 = 1024 * MIB;
 /// Linux's default TCP congestion controller: the shared-bottleneck row runs against it too when
 /// the baselines use another.
 const LINUX_DEFAULT_TCP: &str = "cubic";
-/// Time for an sftp download to make its TCP connection (a few round trips of the slowest
-/// profile), before the namespace's TCP controller may change for the next.
-const SFTP_CONNECTED: Duration = Duration::from_millis(700);
+/// The longest a download may take to connect and log in (an sftp login across `far` took 4 s),
+/// and the longest a client waits at the start gate.
+const GATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shared-bottleneck rows: wharf against sftp over each TCP controller (the baselines' and
 /// Linux's default; BBR keeps sending through losses that make Cubic back off), and, for
@@ -81,12 +87,19 @@ pub(super) struct Shared {
 /// each one's bytes over the same window, as a rate.
 fn shared_row(site: &Site, pair: &[Download; 2]) -> anyhow::Result<(f64, f64)> {
     site.clear_down()?;
+    let gate = Gate::new(&site.down().join("gate"))?;
     let dirs = [site.down().join("first"), site.down().join("second")];
     let mut children = Vec::new();
-    for (download, dir) in pair.iter().zip(&dirs) {
+    for ((download, dir), name) in pair.iter().zip(&dirs).zip(["first", "second"]) {
         std::fs::create_dir_all(dir)?;
-        children.push(Stopped(start_download(site, download, dir)?));
+        let waiting = gate.waiting(name);
+        let mut child = Stopped(start_download(site, download, dir, &gate.wait_command(&waiting))?);
+        // Logged in: the TCP controller sshd took for this connection is set, and the next
+        // download may set another.
+        gate.await_arrival(&waiting, download, &mut child.0)?;
+        children.push(child);
     }
+    gate.open()?;
     std::thread::sleep(SHARE_WARMUP);
     let before = dirs.each_ref().map(|dir| bytes_under(dir));
     let started = Instant::now();
@@ -117,11 +130,78 @@ pub(super) fn file_size(profile: Profile) -> u64 {
     SHARED_FILE_SIZE.max(link.div_ceil(MIB) * MIB + 64 * MIB)
 }
 
-/// Starts `download` of `big2.bin` into `dir`.
-fn start_download(site: &Site, download: &Download, dir: &Path) -> anyhow::Result<Child> {
+/// The start gate of a row's downloads: a folder where each client, once logged in, marks its
+/// arrival and waits for the file that opens the gate.
+struct Gate {
+    dir: PathBuf,
+    script: PathBuf,
+}
+
+impl Gate {
+    fn new(dir: &Path) -> anyhow::Result<Gate> {
+        std::fs::create_dir_all(dir)?;
+        let script = dir.join("wait.sh");
+        let open = dir.join("open");
+        // Bounded, so that a client whose row failed never waits forever; it fails its batch if
+        // the gate never opened.
+        let polls = GATE_TIMEOUT.as_millis() / 10;
+        std::fs::write(
+            &script,
+            format!(
+                "touch \"$1\"\ni=0\nwhile [ ! -e '{open}' ] && [ $i -lt {polls} ]; do sleep 0.01; i=$((i+1)); done\n[ -e '{open}' ]\n",
+                open = open.display()
+            ),
+        )?;
+        Ok(Gate { dir: dir.to_owned(), script })
+    }
+
+    /// The file whose presence says that the client called `name` is logged in and waiting.
+    fn waiting(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.waiting"))
+    }
+
+    /// The local shell command, for wharf's and sftp's `!`, that marks `waiting` and waits.
+    fn wait_command(&self, waiting: &Path) -> String {
+        format!("!sh {} {}", self.script.display(), waiting.display())
+    }
+
+    /// Waits until `download` has marked `waiting`.
+    fn await_arrival(
+        &self,
+        waiting: &Path,
+        download: &Download,
+        child: &mut Child,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + GATE_TIMEOUT;
+        while !waiting.exists() {
+            if let Some(status) = child.try_wait()? {
+                bail!("{download} ended before it reached the start gate ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("{download} did not reach the start gate in {GATE_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn open(&self) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("open"), b"")?;
+        Ok(())
+    }
+}
+
+/// Starts `download` of `big2.bin` into `dir`, once the client has run `wait` (the start gate).
+fn start_download(
+    site: &Site,
+    download: &Download,
+    dir: &Path,
+    wait: &str,
+) -> anyhow::Result<Child> {
     match download {
         Download::Wharf => {
-            let args = site.wharf_args(&format!("get --no-resume big2.bin {}", dir.display()));
+            let args =
+                site.wharf_args(&format!("{wait}; get --no-resume big2.bin {}", dir.display()));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             Ok(crate::client::spawn_wharf_in(
                 site.wan.client_namespace(),
@@ -134,13 +214,11 @@ fn start_download(site: &Site, download: &Download, dir: &Path) -> anyhow::Resul
             // sshd's side of the connection takes the namespace's controller when it accepts,
             // so the next download may set another once this one has connected.
             site.wan.set_tcp_congestion(tcp)?;
-            let child = site.sshd.spawn_sftp(&format!(
-                "cd {}\nget big2.bin {}/big2.bin\n",
+            site.sshd.spawn_sftp(&format!(
+                "cd {}\n{wait}\nget big2.bin {}/big2.bin\n",
                 site.sftp_remote().display(),
                 dir.display()
-            ))?;
-            std::thread::sleep(SFTP_CONNECTED);
-            Ok(child)
+            ))
         }
     }
 }
