@@ -92,11 +92,10 @@ fn shared_row(site: &Site, pair: &[Download; 2]) -> anyhow::Result<(f64, f64)> {
     let mut children = Vec::new();
     for ((download, dir), name) in pair.iter().zip(&dirs).zip(["first", "second"]) {
         std::fs::create_dir_all(dir)?;
-        let waiting = gate.waiting(name);
-        let mut child = Stopped(start_download(site, download, dir, &gate.wait_command(&waiting))?);
+        let mut child = Stopped(start_download(site, download, dir, &gate.wait_command(name))?);
         // Logged in: the TCP controller sshd took for this connection is set, and the next
         // download may set another.
-        gate.await_arrival(&waiting, download, &mut child.0)?;
+        gate.await_arrival(name, download, &mut child.0)?;
         children.push(child);
     }
     gate.open()?;
@@ -160,18 +159,20 @@ impl Gate {
         self.dir.join(format!("{name}.waiting"))
     }
 
-    /// The local shell command, for wharf's and sftp's `!`, that marks `waiting` and waits.
-    fn wait_command(&self, waiting: &Path) -> String {
-        format!("!sh {} {}", self.script.display(), waiting.display())
+    /// The local shell command, for wharf's and sftp's `!`, with which the client called `name`
+    /// marks its arrival and waits.
+    fn wait_command(&self, name: &str) -> String {
+        format!("!sh {} {}", self.script.display(), self.waiting(name).display())
     }
 
-    /// Waits until `download` has marked `waiting`.
+    /// Waits until `download`, the client called `name`, has arrived at the gate.
     fn await_arrival(
         &self,
-        waiting: &Path,
+        name: &str,
         download: &Download,
         child: &mut Child,
     ) -> anyhow::Result<()> {
+        let waiting = self.waiting(name);
         let deadline = Instant::now() + GATE_TIMEOUT;
         while !waiting.exists() {
             if let Some(status) = child.try_wait()? {
